@@ -1,0 +1,20 @@
+"""Errors a user can cause and fix.
+
+The CLI prints any :class:`InstatrackError` as one line (no traceback) and exits
+non-zero; everything else is a bug and keeps its traceback.
+"""
+
+
+class InstatrackError(Exception):
+    """Base class of errors caused by the user's input (files, values, configs)."""
+
+
+class DataError(InstatrackError, ValueError):
+    """A missing, unreadable or inconsistent input file or array.
+
+    The message names the file (or the array) and what is wrong with it.
+    """
+
+
+class ConfigError(InstatrackError, ValueError):
+    """An unknown config key or an invalid config value."""
