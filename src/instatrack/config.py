@@ -165,7 +165,8 @@ def parse_slice(text: str, name: str = "slice") -> slice | None:
     try:
         ints = [int(p) if p.strip() else None for p in parts]
     except ValueError:
-        raise ConfigError(f"{name} must look like 'start:stop' with integers, got {text!r}") from None
+        raise ConfigError(
+            f"{name} must look like 'start:stop' with integers, got {text!r}") from None
     return slice(*ints)
 
 
@@ -203,7 +204,8 @@ def coerce(value: Any, hint: Any, name: str) -> Any:
                 raise ValueError("not a string")
             return value
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"config key {name}: cannot read {value!r} as {_name(hint)} ({err})") from None
+        raise ConfigError(
+            f"config key {name}: cannot read {value!r} as {_name(hint)} ({err})") from None
     return value
 
 

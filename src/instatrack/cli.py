@@ -1,0 +1,111 @@
+"""``instatrack`` command line: argument parsing only.
+
+Every subcommand imports its implementation lazily, so ``instatrack --help``
+does not import torch. Errors the user can fix (:class:`InstatrackError`) are
+printed as one line and exit with status 2; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+METHODS = ("cosine-hourglass", "spatial-embedding", "recurrent-instance", "spatial-propagation")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="instatrack",
+        description="Segment every object instance in images and videos and track it over time.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="write a synthetic dataset with exact ground truth")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--kind", choices=("cells", "leaves"), default="cells",
+                   help="cells: CTC time-lapse; leaves: CVPPP-style still images")
+    p.add_argument("--frames", type=int, default=30, help="frames (cells) or images (leaves)")
+    p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--density", type=float, default=None, help="cells per 100x100 pixels")
+    p.add_argument("--noise", type=float, default=None, help="noise level (0 = none)")
+    p.add_argument("--division-rate", type=float, default=None,
+                   help="probability per cell and frame of dividing")
+
+    p = sub.add_parser("train", help="train a method on an annotated dataset")
+    p.add_argument("--method", choices=METHODS, help="method to train (default: cosine-hourglass)")
+    p.add_argument("--data", help="dataset folder (CTC, CVPPP, DAVIS or images/ + masks/)")
+    p.add_argument("--preset", default=None, help="fast (CPU, minutes) or paper (published set-up)")
+    p.add_argument("--config", help="JSON file of config values")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value (repeatable)")
+    p.add_argument("--steps", type=int, help="number of training steps (overrides the config)")
+    p.add_argument("--out", help="run folder to write (default: runs/METHOD)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its checkpoint")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("segment", help="segment still images with a trained run")
+    _model_io_args(p)
+    p.add_argument("--pictures", action="store_true", help="also write overlay PNGs")
+
+    p = sub.add_parser("track", help="segment and track a sequence with a trained run")
+    _model_io_args(p)
+    p.add_argument("--method", choices=METHODS, help="check that RUN was trained with this method")
+    p.add_argument("--first-masks", help="label image of frame 0 (semi-supervised methods)")
+    p.add_argument("--format", choices=("ctc", "davis"), default="ctc", help="result layout")
+    p.add_argument("--movie", help="also write an overlay movie (.gif or .mp4)")
+    p.add_argument("--lineage", help="also write a lineage-tree picture (.png)")
+    p.add_argument("--tables", action="store_true",
+                   help="also write tracks.csv and napari tracks (tracks.npy, graph.json)")
+
+    p = sub.add_parser("evaluate", help="score results against ground truth")
+    p.add_argument("--gt", required=True, help="ground truth (CTC NN_GT, label folder, DAVIS)")
+    p.add_argument("--res", required=True, help="results in the matching layout")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("demo", help="synthesise, train, track, evaluate and draw, in minutes")
+    p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--method", choices=METHODS, default="cosine-hourglass")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: preset)")
+    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
+    return parser
+
+
+def _model_io_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="RUN", help="run folder from train")
+    p.add_argument("--input", required=True, help="folder of frames / images")
+    p.add_argument("--output", required=True, help="folder to write results to")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from instatrack import __version__
+
+        print(__version__)
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from instatrack.errors import InstatrackError
+
+    try:
+        from instatrack import commands
+
+        return getattr(commands, args.command)(args) or 0
+    except InstatrackError as err:
+        print(f"instatrack {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"instatrack {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""``instatrack demo``: the whole pipeline on synthetic data, in a few minutes on a CPU.
+
+It synthesises a training and a test time-lapse, trains the ``fast`` preset,
+tracks the unseen test sequence, scores it with the CTC measures and draws
+the result. Everything lands in one folder with a ``report.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+#: training steps per method for the demo: enough for a visible result in minutes on a laptop
+DEMO_STEPS = {"cosine-hourglass": 400, "spatial-embedding": 400, "recurrent-instance": 300,
+              "spatial-propagation": 200}
+
+
+def run_demo(out: str | Path, method: str = "cosine-hourglass", steps: int | None = None,
+             frames: int = 24, size: tuple[int, int] = (128, 128), progress: bool = True) -> str:
+    """Run the demo into ``out``; returns the text of ``out/report.md``."""
+    from instatrack.api import load
+    from instatrack.data.ctc import CTCSequence
+    from instatrack.data.synth import write_ctc_synthetic
+    from instatrack.methods import get_method
+    from instatrack.metrics.ctc import evaluate_ctc
+    from instatrack.plot import lineage_tree, overlay_movie
+    from instatrack.train import train
+
+    out = Path(out)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    train_data = write_ctc_synthetic(out / "data", frames=frames, size=size, seed=1)
+    test_data = write_ctc_synthetic(out / "test", frames=frames, size=size, seed=2)
+    timings["synthesise"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    overrides = [f"steps={steps or DEMO_STEPS[method]}", f"val_every={steps or DEMO_STEPS[method]}",
+                 f"val_frames={frames * 3 // 4}:"]
+    config = get_method(method).config_cls.build(preset="fast", overrides=overrides)
+    run = out / "run"
+    resume = (run / "checkpoint.pt").is_file()
+    train(method, train_data, run, config=None if resume else config, resume=resume,
+          progress=progress)
+    timings["train"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    sequence = CTCSequence(test_data / "01")
+    predictor = load(run)
+    images = [sequence.image(t) for t in range(len(sequence))]
+    first = sequence.labels(0) if method == "spatial-propagation" else None
+    result = predictor.track(images, first_masks=first)
+    res_dir = result.to_ctc(test_data / "01_RES")
+    timings["track"] = time.perf_counter() - clock
+
+    scores = evaluate_ctc(test_data / "01_GT", res_dir)
+    overlay_movie(images, result.labels, result.graph, out / "overlay.gif")
+    lineage_tree(result.graph, out / "lineage.png")
+    report = _report(method, config, scores, timings, out, len(images), size)
+    (out / "report.md").write_text(report)
+    return report
+
+
+def _report(method, config, scores, timings, out: Path, n_frames: int, size) -> str:
+    lines = [
+        "# instatrack demo",
+        "",
+        f"Method `{method}`, preset `fast`, {config.steps} training steps on a synthetic "
+        f"sequence; tracked an unseen synthetic sequence of {n_frames} frames of "
+        f"{size[0]}x{size[1]} px.",
+        "",
+        "| measure | value |",
+        "| --- | --- |",
+        *[f"| {k} | {v:.3f} |" for k, v in scores.items()],
+        "",
+        "| stage | seconds |",
+        "| --- | --- |",
+        *[f"| {k} | {v:.1f} |" for k, v in timings.items()],
+        "",
+        "Files:",
+        f"- `{out / 'overlay.gif'}`: frames with coloured instances and track ids",
+        f"- `{out / 'lineage.png'}`: lineage tree",
+        f"- `{out / 'run'}`: the trained run (config.json, weights.pt, log.csv, curves.png)",
+        f"- `{out / 'test' / '01_RES'}`: CTC results (maskTTT.tif, res_track.txt)",
+        "",
+        "The demo trains for a few minutes only; see docs/results.md for real data.",
+        "",
+    ]
+    return "\n".join(lines)
