@@ -1,0 +1,61 @@
+import dataclasses
+import json
+
+import pytest
+
+from instatrack.config import TrainConfig, parse_slice
+from instatrack.errors import ConfigError
+
+
+def test_overrides_are_typed():
+    cfg = TrainConfig.build(overrides=["crop=64,32", "amp=false", "steps=7", "lr=0.5"])
+    assert cfg.crop == (64, 32) and cfg.amp is False and cfg.steps == 7 and cfg.lr == 0.5
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match="unknown key.*colour"):
+        TrainConfig.build(overrides=["colour=red"])
+
+
+@pytest.mark.parametrize("item, message", [
+    ("steps=many", "steps"), ("steps=0", "steps"), ("crop=4,4", "crop"), ("amp=maybe", "amp"),
+    ("optimizer=sgd", "optimizer"), ("train_frames=1-4", "train_frames"), ("steps", "key=value"),
+])
+def test_bad_values_are_named(item, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.build(overrides=[item])
+
+
+def test_file_then_overrides(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"steps": 5, "lr": 0.1}))
+    cfg = TrainConfig.build(file=path, overrides=["steps=9"])
+    assert (cfg.steps, cfg.lr) == (9, 0.1)
+
+
+def test_bad_file(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text("{oops")
+    with pytest.raises(ConfigError, match="c.json"):
+        TrainConfig.build(file=path)
+    with pytest.raises(ConfigError, match="not found"):
+        TrainConfig.build(file=tmp_path / "missing.json")
+
+
+def test_round_trip(tmp_path):
+    cfg = TrainConfig.build(overrides=["crop=48,40"])
+    cfg.save(tmp_path / "config.json", method="x")
+    values = json.loads((tmp_path / "config.json").read_text())
+    assert values.pop("method") == "x"
+    assert TrainConfig.from_dict(values) == cfg
+
+
+def test_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainConfig().steps = 3
+
+
+def test_parse_slice():
+    assert parse_slice("") is None
+    assert parse_slice("2:") == slice(2, None)
+    assert parse_slice(":-3") == slice(None, -3)
