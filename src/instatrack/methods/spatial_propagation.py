@@ -1,0 +1,480 @@
+"""Video instance segmentation with a spatial propagation network
+(Cheng, Liu, Tsai, Hung, De Mello, Gu, Kautz, Wang, Yang, DAVIS challenge 2017).
+
+Semi-supervised: the masks of the first frame are given. The pipeline is
+
+1. a generic foreground network (trained here) gives an object-vs-background
+   mask for every frame;
+2. per object, a copy of the network's light head (``finetune="head"``) or of
+   the whole network (``finetune="all"``, as in the paper) is fine-tuned on the
+   augmented first frame; its score map, kept only inside the foreground, is
+   the object's coarse map;
+3. a spatial propagation network, with gates predicted from the image and the
+   foreground features, refines all coarse maps of a frame at once;
+4. the connected-region filter (:mod:`instatrack.track.regions`) keeps the
+   region matching the object's previous mask (shifted by its motion) and
+   large regions; each pixel goes to the object with the highest refined score,
+   background when all are below ``score_threshold``.
+
+Training teaches the foreground net (BCE against ``label > 0``) and the SPN
+(refine a degraded ground-truth instance mask back into the mask).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from instatrack.config import TrainConfig, require
+from instatrack.errors import DataError
+from instatrack.methods.base import Method, Window
+from instatrack.models.foreground import ForegroundNet, replicate_head
+from instatrack.models.spn import SpatialPropagationNetwork
+from instatrack.track.regions import assign_pixels, centroid, filter_regions, shift_mask
+
+#: (image (1, C, Y, X), features (1, W, Y, X)) -> per-object logits (1, K, Y, X)
+Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_EPS = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class SpatialPropagationConfig(TrainConfig):
+    """Foreground net, SPN, training degradations, fine-tuning and filtering."""
+
+    # foreground network
+    fg_width: int = 16
+    fg_levels: int = 3
+    fg_blocks: int = 1
+    backbone: str = ""
+    fg_threshold: float = 0.5
+    # spatial propagation network
+    spn_width: int = 16
+    spn_depth: int = 3
+    spn_weight: float = 1.0
+    # degradation of GT masks into coarse maps when training the SPN
+    degrade_shift: int = 4
+    degrade_radius: int = 3
+    degrade_blur: int = 2
+    degrade_noise: float = 0.1
+    # per-object fine-tuning on the first frame
+    finetune: str = "head"
+    finetune_steps: int = 50
+    finetune_lr: float = 1e-3
+    finetune_batch: int = 4
+    finetune_pool: int = 8
+    finetune_rotate: float = 20.0
+    finetune_scale: float = 0.15
+    finetune_shift: float = 0.1
+    # post-processing
+    score_threshold: float = 0.5
+    region_min_fraction: float = 0.5
+    region_motion: bool = True
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "fast": {
+            "fg_width": 8, "fg_levels": 3, "fg_blocks": 1, "spn_width": 8, "spn_depth": 2,
+            "crop": (64, 64), "batch_size": 4, "steps": 3000, "lr": 1e-3, "lr_final": 1e-4,
+            "finetune": "head", "finetune_steps": 30, "finetune_pool": 4, "finetune_lr": 5e-3,
+            "val_every": 500,
+        },
+        # The paper fine-tunes a whole ResNet-101 per object; this keeps full
+        # fine-tuning and a deeper, wider residual net (not the exact ResNet-101).
+        "paper": {
+            "fg_width": 64, "fg_levels": 4, "fg_blocks": 2, "spn_width": 32, "spn_depth": 4,
+            "crop": (320, 320), "batch_size": 4, "steps": 30000, "lr": 1e-4, "lr_final": 1e-5,
+            "finetune": "all", "finetune_steps": 300, "finetune_lr": 1e-5, "finetune_batch": 2,
+        },
+    }
+
+    def check(self) -> None:
+        super().check()
+        for name in ("fg_width", "fg_levels", "fg_blocks", "spn_width", "spn_depth",
+                     "finetune_batch", "finetune_pool"):
+            require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("degrade_shift", "degrade_radius", "degrade_blur", "finetune_steps"):
+            require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("spn_weight", "degrade_noise", "finetune_rotate", "finetune_scale",
+                     "finetune_shift", "region_min_fraction"):
+            require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        require(self.finetune in ("head", "all"),
+                f"finetune must be 'head' or 'all', got {self.finetune!r}")
+        require(self.finetune_lr > 0, f"finetune_lr must be > 0, got {self.finetune_lr}")
+        require(self.finetune_scale < 1, f"finetune_scale must be < 1, got {self.finetune_scale}")
+        for name in ("fg_threshold", "score_threshold"):
+            require(0 < getattr(self, name) < 1,
+                    f"{name} must be in (0, 1), got {getattr(self, name)}")
+
+
+class PropagationModel(nn.Module):
+    """Foreground net + SPN whose guidance sees the image and the foreground features."""
+
+    def __init__(self, in_channels: int, config: SpatialPropagationConfig):
+        super().__init__()
+        self.fg = ForegroundNet(in_channels, config.fg_width, config.fg_levels, config.fg_blocks)
+        self.spn = SpatialPropagationNetwork(in_channels + config.fg_width,
+                                             config.spn_width, config.spn_depth)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, C, Y, X)`` -> foreground logits ``(B, 1, Y, X)``."""
+        return self.fg(image)
+
+    def refine(self, coarse: torch.Tensor, image: torch.Tensor, features: torch.Tensor
+               ) -> torch.Tensor:
+        """Coarse probabilities ``(B, K, Y, X)`` -> refined probabilities, same shape.
+
+        The SPN works on ``2 p - 1`` so that background (-1) and object (+1)
+        are symmetric and the bound ``|h| <= 1`` keeps the result in ``[0, 1]``.
+        """
+        refined = self.spn(2 * coarse.float() - 1, torch.cat([image, features], 1).float())
+        return (refined + 1) / 2
+
+
+class SpatialPropagation(Method):
+    """Semi-supervised video instance segmentation (first-frame masks required)."""
+
+    name = "spatial-propagation"
+    config_cls = SpatialPropagationConfig
+    temporal = False
+
+    def build_model(self) -> PropagationModel:
+        model = PropagationModel(self.config.in_channels, self.config)
+        if self.config.backbone:
+            model.fg.load_backbone(self.config.backbone)
+        return model
+
+    # -- training ---------------------------------------------------------
+    def loss(self, model: PropagationModel, batch: dict[str, torch.Tensor]
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.config
+        image, labels = batch["image"], batch["labels"]
+        x = image.flatten(0, 1)
+        labels = labels.flatten(0, 1)
+        features, logits = model.fg.forward_features(x)
+        valid = labels >= 0
+        fg_loss = masked_mean(F.binary_cross_entropy_with_logits(
+            logits[:, 0].float(), (labels > 0).float(), reduction="none"), valid)
+
+        target, has_instance = pick_instances(labels)
+        coarse = degrade_masks(target[:, None], cfg.degrade_shift, cfg.degrade_radius,
+                               cfg.degrade_blur, cfg.degrade_noise)
+        # half of the maps are also cut to the predicted foreground, as at inference
+        use_fg = torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5
+        coarse = torch.where(use_fg, coarse * torch.sigmoid(logits.detach().float()), coarse)
+        refined = model.refine(coarse, x, features)[:, 0]
+        spn_loss = masked_mean(binary_cross_entropy(refined, target),
+                               valid & has_instance[:, None, None])
+        total = fg_loss + cfg.spn_weight * spn_loss
+        return total, {"fg": float(fg_loss.detach()), "spn": float(spn_loss.detach())}
+
+    # -- inference --------------------------------------------------------
+    def predict(self, model: PropagationModel, frames: Iterable[np.ndarray],
+                device: torch.device | str = "cpu",
+                first_masks: np.ndarray | None = None) -> Iterator[Window]:
+        """Propagate ``first_masks`` (``(Y, X)`` labels of frame 0) through ``frames``.
+
+        Yields ``Window(t, labels (1, Y, X) int32, tracked=True)`` per frame, the
+        first one being ``first_masks`` itself; objects keep their first-frame ids.
+        """
+        first, ids = check_first_masks(first_masks)
+        return self._propagate(model, frames, torch.device(device), first, ids)
+
+    def _propagate(self, model: PropagationModel, frames: Iterable[np.ndarray],
+                   device: torch.device, first: np.ndarray, ids: np.ndarray
+                   ) -> Iterator[Window]:
+        cfg = self.config
+        model.eval()
+        iterator = iter(frames)
+        frame = next(iterator, None)
+        if frame is None:
+            return
+        image = frame_tensor(frame, first.shape, cfg.in_channels, device, 0)
+        masks = torch.as_tensor(first[None] == ids[:, None, None], device=device)[None].float()
+        scorer = self._instance_scorer(model, image, masks)
+        yield Window(0, first.astype(np.int32)[None], tracked=True)
+        memory = ObjectMemory(first[None] == ids[:, None, None])
+        for t, frame in enumerate(iterator, start=1):
+            image = frame_tensor(frame, first.shape, cfg.in_channels, device, t)
+            with torch.inference_mode():
+                scores = self._refined_scores(model, scorer, image)
+            labels = self._filter_and_assign(scores, memory, ids)
+            yield Window(t, labels[None], tracked=True)
+
+    def _refined_scores(self, model: PropagationModel, scorer: Scorer, image: torch.Tensor
+                        ) -> np.ndarray:
+        """Refined per-object probabilities ``(K, Y, X)`` for one frame ``(1, C, Y, X)``."""
+        features, fg_logits = model.fg.forward_features(image)
+        foreground = torch.sigmoid(fg_logits) > self.config.fg_threshold
+        coarse = torch.sigmoid(scorer(image, features)) * foreground
+        return model.refine(coarse, image, features)[0].cpu().numpy()
+
+    def _filter_and_assign(self, scores: np.ndarray, memory: ObjectMemory, ids: np.ndarray
+                           ) -> np.ndarray:
+        cfg = self.config
+        for k in range(len(ids)):
+            keep = filter_regions(scores[k] >= cfg.score_threshold,
+                                  memory.reference(k, cfg.region_motion),
+                                  cfg.region_min_fraction)
+            scores[k][~keep] = 0.0
+        labels = assign_pixels(scores, ids, cfg.score_threshold)
+        memory.update(labels[None] == ids[:, None, None])
+        return labels
+
+    def _instance_scorer(self, model: PropagationModel, image: torch.Tensor,
+                         masks: torch.Tensor) -> Scorer:
+        """Fine-tune per-object models on frame 0 ``(1, C, Y, X)`` and masks ``(1, K, Y, X)``."""
+        with torch.enable_grad():
+            if self.config.finetune == "head":
+                return finetune_heads(model.fg, image, masks, self.config)
+            return finetune_networks(model.fg, image, masks, self.config)
+
+
+# -- per-object fine-tuning ---------------------------------------------------
+def finetune_heads(fg: ForegroundNet, image: torch.Tensor, masks: torch.Tensor,
+                   cfg: SpatialPropagationConfig) -> Scorer:
+    """Train ``K`` copies of ``fg.head`` on frozen features of augmented copies of frame 0.
+
+    The backbone runs once on a pool of ``finetune_pool`` augmented frames (the
+    first unaugmented); the heads then train on random draws from the pool.
+    """
+    copies = masks.shape[1]
+    heads = replicate_head(fg.head, copies)
+    with torch.no_grad():
+        images, targets = augment_pair(image.expand(cfg.finetune_pool, -1, -1, -1),
+                                       masks.expand(cfg.finetune_pool, -1, -1, -1), cfg,
+                                       keep_first=True)
+        features = torch.cat([fg.forward_features(chunk)[0]
+                              for chunk in images.split(cfg.finetune_batch)])
+    weights = balance_weights(masks)
+    optimiser = torch.optim.Adam(heads.parameters(), lr=cfg.finetune_lr)
+    for _ in range(cfg.finetune_steps):
+        pick = torch.randint(len(features), (cfg.finetune_batch,), device=features.device)
+        logits = heads(features[pick].repeat(1, copies, 1, 1))
+        loss = weighted_bce_with_logits(logits, targets[pick], weights)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    heads.eval()
+
+    def score(frame: torch.Tensor, frame_features: torch.Tensor) -> torch.Tensor:
+        return heads(frame_features.repeat(1, copies, 1, 1))
+
+    return score
+
+
+def finetune_networks(fg: ForegroundNet, image: torch.Tensor, masks: torch.Tensor,
+                      cfg: SpatialPropagationConfig) -> Scorer:
+    """Fine-tune one full copy of ``fg`` per object on augmented frame 0 (as in the paper)."""
+    nets = [copy.deepcopy(fg).train() for _ in range(masks.shape[1])]
+    optimisers = [torch.optim.Adam(net.parameters(), lr=cfg.finetune_lr) for net in nets]
+    weights = balance_weights(masks)
+    for _ in range(cfg.finetune_steps):
+        with torch.no_grad():
+            images, targets = augment_pair(image.expand(cfg.finetune_batch, -1, -1, -1),
+                                           masks.expand(cfg.finetune_batch, -1, -1, -1), cfg)
+        for k, (net, optimiser) in enumerate(zip(nets, optimisers, strict=True)):
+            loss = weighted_bce_with_logits(net(images), targets[:, k:k + 1],
+                                            weights[:, k:k + 1])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+    for net in nets:
+        net.eval()
+
+    def score(frame: torch.Tensor, frame_features: torch.Tensor) -> torch.Tensor:
+        return torch.cat([net(frame) for net in nets], 1)
+
+    return score
+
+
+def balance_weights(masks: torch.Tensor) -> torch.Tensor:
+    """Per-object ``(1, K, 2)`` weights (background, object) that balance the two classes.
+
+    Objects are small in large frames; without balancing a head learns to say
+    background everywhere.
+    """
+    fraction = masks.float().mean((2, 3)).clamp(_EPS, 1 - _EPS)
+    return torch.stack([0.5 / (1 - fraction), 0.5 / fraction], -1)
+
+
+def weighted_bce_with_logits(logits: torch.Tensor, targets: torch.Tensor,
+                             weights: torch.Tensor) -> torch.Tensor:
+    """Class-weighted BCE; ``logits``/``targets`` ``(B, K, Y, X)``, ``weights`` ``(1, K, 2)``."""
+    per_pixel = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
+    weight = torch.where(targets > 0.5, weights[..., 1, None, None], weights[..., 0, None, None])
+    return (weight * per_pixel).mean()
+
+
+# -- augmentation and degradation --------------------------------------------
+def random_affine(n: int, rotate: float, scale: float, shift: tuple[float, float],
+                  flip: bool, device: torch.device) -> torch.Tensor:
+    """``(n, 2, 3)`` random affine matrices for :func:`torch.nn.functional.affine_grid`.
+
+    ``rotate`` in degrees, ``scale`` relative (``1 +- scale``), ``shift`` ``(y, x)``
+    as fractions of the image size, ``flip`` mirrors x half of the time.
+    """
+    def uniform(limit: float) -> torch.Tensor:
+        return (torch.rand(n, device=device) * 2 - 1) * limit
+
+    angle = uniform(math.radians(rotate))
+    zoom = 1 + uniform(scale)
+    mirror = torch.ones(n, device=device)
+    if flip:
+        mirror = torch.where(torch.rand(n, device=device) < 0.5, -mirror, mirror)
+    cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
+    row_x = torch.stack([cos * mirror, -sin, uniform(2 * shift[1])], 1)
+    row_y = torch.stack([sin * mirror, cos, uniform(2 * shift[0])], 1)
+    return torch.stack([row_x, row_y], 1)
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor, mode: str = "bilinear",
+         padding: str = "reflection") -> torch.Tensor:
+    """Resample ``(N, C, Y, X)`` with the affine matrices ``theta`` ``(N, 2, 3)``."""
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=False)
+
+
+def augment_pair(images: torch.Tensor, masks: torch.Tensor, cfg: SpatialPropagationConfig,
+                 keep_first: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same random affine warp and flip for ``images`` ``(N, C, Y, X)`` and ``masks``
+    ``(N, K, Y, X)``, plus a random gain and offset of the intensities.
+    ``keep_first`` leaves sample 0 untouched.
+    """
+    n = len(images)
+    theta = random_affine(n, cfg.finetune_rotate, cfg.finetune_scale,
+                          (cfg.finetune_shift, cfg.finetune_shift), True, images.device)
+    gain = 1 + (torch.rand(n, 1, 1, 1, device=images.device) * 2 - 1) * 0.2
+    offset = (torch.rand(n, 1, 1, 1, device=images.device) * 2 - 1) * 0.1
+    if keep_first:
+        theta[0] = torch.eye(2, 3, device=images.device)
+        gain[0], offset[0] = 1.0, 0.0
+    out_images = warp(images, theta) * gain + offset
+    out_masks = warp(masks, theta, mode="nearest")
+    return out_images, out_masks
+
+
+def degrade_masks(masks: torch.Tensor, shift: int, radius: int, blur: int, noise: float
+                  ) -> torch.Tensor:
+    """Coarse versions of ``(N, 1, Y, X)`` masks, values in ``[0, 1]``.
+
+    Random small warp (up to ``shift`` pixels), dilation or erosion by up to
+    ``radius``, box blur of up to ``2 blur + 1`` pixels and Gaussian noise:
+    the errors a coarse per-object score map makes.
+    """
+    n, _, Y, X = masks.shape
+    theta = random_affine(n, 10.0, 0.1, (shift / Y, shift / X), False, masks.device)
+    out = warp(masks.float(), theta, padding="zeros")
+    radii = torch.randint(-radius, radius + 1, (n,)).tolist()
+    out = torch.cat([morph(out[i:i + 1], r) for i, r in enumerate(radii)])
+    size = 2 * int(torch.randint(0, blur + 1, ())) + 1
+    if size > 1:
+        out = F.avg_pool2d(out, size, 1, size // 2, count_include_pad=False)
+    return (out + noise * torch.randn_like(out)).clamp(0, 1)
+
+
+def morph(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Grey dilation (``radius > 0``) or erosion (``radius < 0``) with a square."""
+    if radius == 0:
+        return x
+    size = 2 * abs(radius) + 1
+    if radius > 0:
+        return F.max_pool2d(x, size, 1, abs(radius))
+    return -F.max_pool2d(-x, size, 1, abs(radius))
+
+
+def pick_instances(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random instance per image of ``(N, Y, X)`` labels.
+
+    Returns its mask ``(N, Y, X)`` float and ``(N,)`` bool, False where the
+    image has no instance (its mask is all zero).
+    """
+    masks = torch.zeros(labels.shape, device=labels.device)
+    has = torch.zeros(len(labels), dtype=torch.bool, device=labels.device)
+    for i, image in enumerate(labels):
+        ids = torch.unique(image)
+        ids = ids[ids > 0]
+        if len(ids):
+            chosen = ids[torch.randint(len(ids), ())]
+            masks[i] = (image == chosen).float()
+            has[i] = True
+    return masks, has
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` is true; 0 (with a graph) when nothing is."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def binary_cross_entropy(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-pixel BCE of probabilities, in float32 and safe under autocast."""
+    prob = prob.float().clamp(_EPS, 1 - _EPS)
+    return -(target * torch.log(prob) + (1 - target) * torch.log1p(-prob))
+
+
+# -- inputs and object memory -------------------------------------------------
+def check_first_masks(first_masks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate the first-frame labels; returns them as int64 and their ids ``(K,)``."""
+    if first_masks is None:
+        raise DataError("spatial-propagation needs first_masks: the (Y, X) label image of "
+                        "frame 0 naming the objects to follow")
+    masks = np.asarray(first_masks)
+    if masks.ndim != 2:
+        raise DataError(f"first_masks must be a (Y, X) label image, got shape {masks.shape}")
+    if not (np.issubdtype(masks.dtype, np.integer) or np.issubdtype(masks.dtype, np.bool_)):
+        raise DataError(f"first_masks must hold integer labels, got dtype {masks.dtype}")
+    masks = masks.astype(np.int64)
+    if masks.min() < 0:
+        raise DataError("first_masks has negative labels; use 0 for background, > 0 for objects")
+    ids = np.unique(masks)
+    ids = ids[ids > 0]
+    if len(ids) == 0:
+        raise DataError("first_masks has no object (all pixels are 0); nothing to propagate")
+    return masks, ids
+
+
+def frame_tensor(frame: np.ndarray, shape: tuple[int, int], channels: int,
+                 device: torch.device, t: int) -> torch.Tensor:
+    """A normalised frame ``(C, Y, X)`` (or ``(Y, X)``) as ``(1, C, Y, X)`` on ``device``."""
+    array = np.asarray(frame, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or array.shape[0] != channels or array.shape[1:] != tuple(shape):
+        raise DataError(f"frame {t}: expected shape ({channels}, {shape[0]}, {shape[1]}) "
+                        f"like first_masks and the model, got {np.shape(frame)}")
+    if not np.isfinite(array).all():
+        raise DataError(f"frame {t}: contains NaN or infinite values")
+    return torch.from_numpy(array).to(device)[None]
+
+
+class ObjectMemory:
+    """Last non-empty mask and motion of each object, for the region filter."""
+
+    def __init__(self, masks: np.ndarray):
+        self.masks = masks.copy()
+        self.centres = [centroid(m) for m in masks]
+        self.motion = [(0, 0)] * len(masks)
+
+    def reference(self, k: int, use_motion: bool) -> np.ndarray:
+        """Object ``k``'s previous mask, moved by its last displacement if ``use_motion``."""
+        if not use_motion or self.motion[k] == (0, 0):
+            return self.masks[k]
+        return shift_mask(self.masks[k], *self.motion[k])
+
+    def update(self, masks: np.ndarray) -> None:
+        """Record ``(K, Y, X)`` new masks; a vanished object keeps its last mask, at rest."""
+        for k, mask in enumerate(masks):
+            centre = centroid(mask)
+            if centre is None:
+                self.motion[k] = (0, 0)
+                continue
+            old = self.centres[k]
+            self.motion[k] = (round(centre[0] - old[0]), round(centre[1] - old[1]))
+            self.masks[k], self.centres[k] = mask, centre
