@@ -1,0 +1,188 @@
+"""Random training clips: consecutive frames, a crop biased towards objects, augmentation.
+
+Frames are normalised once and kept in memory (training datasets are small),
+so drawing a clip costs only the crop and the augmentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence as Seq
+from typing import Any
+
+import numpy as np
+
+from instatrack.data.augment import Augmenter
+from instatrack.data.normalize import normalize
+from instatrack.data.types import Sequence
+from instatrack.errors import DataError
+
+#: probability that a crop is centred near an object instead of anywhere
+OBJECT_BIAS = 0.9
+#: crops are taken this much larger before warping augmentations, then centre-cropped back
+WARP_MARGIN = 1.5
+
+
+class ClipSampler:
+    """Draws ``dict(image=(T, C, Y, X) float32, labels=(T, Y, X) int64)`` training clips.
+
+    ``T = clip_len`` consecutive frames of a video (``T = 1`` for still-image
+    sequences), only from frame indices inside ``frames`` (a slice applied to
+    each sequence), never a clip without any annotated frame; frames without
+    annotation inside a clip are all -1. ``crop`` is ``(Y, X)``; smaller images
+    are padded (image reflected, labels -1). Instance ids are renumbered
+    ``1..K`` per clip, consistently across its frames. Deterministic per
+    ``seed``; :meth:`state` / :meth:`set_state` let training resume exactly.
+    """
+
+    def __init__(self, sequences: Seq[Sequence], clip_len: int = 1,
+                 crop: tuple[int, int] = (128, 128), frames: slice | None = None,
+                 augment: bool = True, norm: tuple[float, float] = (1.0, 99.8), seed: int = 0):
+        if clip_len < 1 or len(crop) != 2 or min(crop) < 1:
+            raise ValueError(f"need clip_len >= 1 and a crop of two sizes >= 1, got "
+                             f"{clip_len}, {crop}")
+        self.sequences = list(sequences)
+        self.clip_len, self.crop, self.norm = clip_len, tuple(int(c) for c in crop), norm
+        self.rng = np.random.default_rng(seed)
+        self.augmenter = Augmenter(self.rng) if augment else None
+        self._images: dict[tuple[int, int], np.ndarray] = {}
+        self._labels: dict[tuple[int, int], np.ndarray | None] = {}
+        self._centres: dict[tuple[int, int], np.ndarray] = {}
+        self.clips = self._find_clips(frames or slice(None))
+        if not len(self.clips):
+            names = ", ".join(s.name for s in self.sequences) or "no sequences"
+            raise DataError(f"{names}: no annotated clip of {clip_len} frame(s) within frames "
+                            f"{_slice_text(frames)}")
+
+    # -- state ---------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """The random generator's state (a plain dict), for checkpoints."""
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state
+
+    # -- clips ---------------------------------------------------------------------------------
+    def _find_clips(self, frames: slice) -> np.ndarray:
+        """Rows ``(sequence, first frame, length)`` of every clip with at least one annotation."""
+        rows = []
+        for s, seq in enumerate(self.sequences):
+            allowed = list(range(len(seq)))[frames]
+            annotated = np.array([self._label(s, t) is not None for t in allowed], bool)
+            length = self.clip_len if seq.is_video else 1
+            for i in range(len(allowed) - length + 1):
+                span = allowed[i:i + length]
+                if span[-1] - span[0] == length - 1 and annotated[i:i + length].any():
+                    rows.append((s, span[0], length))
+        return np.array(rows, np.int64).reshape(-1, 3)
+
+    def _label(self, s: int, t: int) -> np.ndarray | None:
+        key = (s, t)
+        if key not in self._labels:
+            labels = self.sequences[s].labels(t)
+            self._labels[key] = None if labels is None else np.asarray(labels, np.int32)
+        return self._labels[key]
+
+    def _image(self, s: int, t: int) -> np.ndarray:
+        key = (s, t)
+        if key not in self._images:
+            seq = self.sequences[s]
+            self._images[key] = normalize(seq.image(t), *self.norm, name=str(seq.frame_path(t)))
+        return self._images[key]
+
+    def _object_centres(self, s: int, t: int) -> np.ndarray:
+        """Centroids ``(K, 2)`` of the instances of frame ``t`` (empty when unannotated)."""
+        key = (s, t)
+        if key not in self._centres:
+            labels = self._label(s, t)
+            centres = np.zeros((0, 2))
+            if labels is not None and (labels > 0).any():
+                ids, compact = np.unique(np.maximum(labels, 0), return_inverse=True)
+                compact = compact.reshape(labels.shape)
+                yy, xx = np.indices(labels.shape)
+                count = np.bincount(compact.ravel())
+                centres = np.stack([np.bincount(compact.ravel(), yy.ravel()) / count,
+                                    np.bincount(compact.ravel(), xx.ravel()) / count], 1)
+                centres = centres[ids > 0]
+            self._centres[key] = centres
+        return self._centres[key]
+
+    # -- sampling ------------------------------------------------------------------------------
+    def sample(self) -> dict[str, np.ndarray]:
+        """One random clip: ``image`` ``(T, C, Y, X)`` float32, ``labels`` ``(T, Y, X)`` int64."""
+        s, start, length = self.clips[self.rng.integers(len(self.clips))]
+        times = range(int(start), int(start + length))
+        image = np.stack([self._image(s, t) for t in times])
+        labels = np.stack([self._label_or_unknown(s, t, image.shape[-2:]) for t in times])
+        warp = self.augmenter is not None and self.augmenter.warps
+        size = tuple(int(np.ceil(c * WARP_MARGIN)) if warp else c for c in self.crop)
+        origin = self._crop_origin(s, times, image.shape[-2:], size)
+        image = _crop(image, origin, size, "reflect")
+        labels = _crop(labels, origin, size, -1)
+        if self.augmenter is not None:
+            image, labels = self.augmenter(image, labels)
+            image, labels = _centre_crop(image, self.crop), _centre_crop(labels, self.crop)
+        return {"image": np.ascontiguousarray(image, np.float32),
+                "labels": _renumber(labels)}
+
+    def _label_or_unknown(self, s: int, t: int, shape: tuple[int, ...]) -> np.ndarray:
+        labels = self._label(s, t)
+        if labels is None:
+            return np.full(shape, -1, np.int32)
+        if labels.shape != tuple(shape):
+            raise DataError(f"{self.sequences[s].frame_path(t)}: labels {labels.shape} and "
+                            f"image {tuple(shape)} differ in shape")
+        return labels
+
+    def _crop_origin(self, s: int, times: range, shape: tuple[int, ...],
+                     size: tuple[int, ...]) -> tuple[int, int]:
+        """Top-left corner of the crop (may be negative when the image is smaller)."""
+        centres = np.concatenate([self._object_centres(s, t) for t in times])
+        if len(centres) and self.rng.random() < OBJECT_BIAS:
+            centre = centres[self.rng.integers(len(centres))]
+            jitter = self.rng.uniform(-0.25, 0.25, 2) * np.asarray(size)
+            wanted = np.round(centre + jitter - np.asarray(size) / 2).astype(int)
+        else:
+            wanted = np.array([self.rng.integers(0, max(n - c, 0) + 1)
+                               for n, c in zip(shape, size, strict=True)])
+        origin = []
+        for want, n, c in zip(wanted.tolist(), shape, size, strict=True):
+            if n >= c:
+                origin.append(int(np.clip(want, 0, n - c)))
+            else:  # the image fits inside the crop: place it at random
+                origin.append(-int(self.rng.integers(0, c - n + 1)))
+        return origin[0], origin[1]
+
+
+def _crop(array: np.ndarray, origin: tuple[int, int], size: tuple[int, ...],
+          fill: str | int) -> np.ndarray:
+    """Window ``size`` at ``origin`` of the last two axes, padding outside the array."""
+    (y, x), (h, w) = origin, size
+    ny, nx = array.shape[-2:]
+    inner = array[..., max(y, 0):min(y + h, ny), max(x, 0):min(x + w, nx)]
+    pads = [(max(-y, 0), max(y + h - ny, 0)), (max(-x, 0), max(x + w - nx, 0))]
+    if not any(p for pair in pads for p in pair):
+        return inner.copy()
+    pads = [(0, 0)] * (array.ndim - 2) + pads
+    if fill == "reflect":
+        return np.pad(inner, pads, mode="reflect" if min(inner.shape[-2:]) > 1 else "edge")
+    return np.pad(inner, pads, mode="constant", constant_values=fill)
+
+
+def _centre_crop(array: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    ny, nx = array.shape[-2:]
+    y, x = (ny - size[0]) // 2, (nx - size[1]) // 2
+    return array[..., y:y + size[0], x:x + size[1]]
+
+
+def _renumber(labels: np.ndarray) -> np.ndarray:
+    """Ids ``> 0`` -> ``1..K`` (consistently over the clip); 0 and -1 unchanged; int64."""
+    ids, inverse = np.unique(labels, return_inverse=True)
+    new = np.where(ids > 0, np.cumsum(ids > 0), ids)
+    return new[inverse.reshape(labels.shape)].astype(np.int64)
+
+
+def _slice_text(frames: slice | None) -> str:
+    if frames is None:
+        return ":"
+    return f"{'' if frames.start is None else frames.start}:" \
+           f"{'' if frames.stop is None else frames.stop}"

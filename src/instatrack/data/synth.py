@@ -1,0 +1,455 @@
+"""Synthetic data with exact ground truth: fluorescent cell movies and leaf images.
+
+:func:`generate_cells` simulates nuclei that move (persistent random walk plus a
+common drift), deform, touch, divide and cross the border of the field of view,
+and renders them like a widefield fluorescence movie (texture, blur, uneven
+background, Poisson and Gaussian noise). The labels are rasterised from the
+same shapes, so they are exact; the lineage follows the Cell Tracking Challenge
+rules (a track is contiguous in time, a daughter starts the frame after its
+mother ends). :func:`write_ctc_synthetic` writes it in the CTC layout.
+
+:func:`generate_leaves` draws rosettes of overlapping leaf-like ellipses and
+:func:`write_cvppp_synthetic` writes them in the CVPPP A1 layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+#: harmonics of the cell outline ``r(phi) = 1 + sum_k c_k cos(k phi + p_k)``, k = 2, 3, 4
+_HARMONICS = 3
+#: pixels of world around the field of view, so cells can enter and leave it
+_MARGIN_RADII = 3.0
+
+
+@dataclasses.dataclass
+class SynthSequence:
+    """A synthetic movie with exact ground truth.
+
+    ``images`` ``(T, Y, X)`` uint16; ``labels`` ``(T, Y, X)`` int32 with
+    label = track id (0 = background); ``lineage`` rows ``(L, B, E, P)`` as in
+    CTC ``man_track.txt`` (label, first frame, last frame, parent label or 0).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    lineage: list[tuple[int, int, int, int]]
+
+
+@dataclasses.dataclass
+class SynthImages:
+    """Synthetic still images: ``images`` ``(N, Y, X, 3)`` uint8, ``labels`` ``(N, Y, X)`` int32."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+
+@dataclasses.dataclass
+class _Cells:
+    """State of every simulated cell, one row per cell (world coordinates)."""
+
+    pos: np.ndarray        # (N, 2) centre y, x
+    vel: np.ndarray        # (N, 2)
+    radius: np.ndarray     # (N,) mean radius
+    aspect: np.ndarray     # (N,) major / minor axis
+    angle: np.ndarray      # (N,) orientation of the major axis
+    shape: np.ndarray      # (N, H) harmonic amplitudes
+    phase: np.ndarray      # (N, H) harmonic phases
+    bright: np.ndarray     # (N,)
+    texture: np.ndarray    # (N, 3, 3) wave vector y, x and phase of three texture waves
+    age: np.ndarray        # (N,) frames since birth
+    ident: np.ndarray      # (N,) unique simulation id
+    parent: np.ndarray     # (N,) simulation id of the mother, -1 for none
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def take(self, keep: np.ndarray) -> _Cells:
+        return _Cells(**{f.name: getattr(self, f.name)[keep] for f in dataclasses.fields(self)})
+
+    @staticmethod
+    def concat(a: _Cells, b: _Cells) -> _Cells:
+        return _Cells(**{f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)])
+                         for f in dataclasses.fields(a)})
+
+
+@dataclasses.dataclass
+class _Knobs:
+    density: float
+    noise: float
+    division_rate: float
+    radius: tuple[float, float]
+    speed: float
+    min_area: int
+
+
+def generate_cells(frames: int = 20, size: tuple[int, int] = (128, 128), seed: int = 0,
+                   density: float = 8.0, noise: float = 0.1, division_rate: float = 0.03,
+                   radius: tuple[float, float] = (5.0, 8.0), speed: float = 1.0,
+                   min_area: int = 12) -> SynthSequence:
+    """Simulate a fluorescence movie of moving, dividing nuclei.
+
+    ``density``: cells per 100 x 100 pixels; ``noise``: relative noise level
+    (0 = clean, 0.3 = hard); ``division_rate``: probability per cell and frame;
+    ``radius``: range of mean cell radii in pixels; ``speed``: pixels per frame
+    of the random walk; ``min_area``: objects with fewer visible pixels (clipped
+    at the border or squeezed) are left out of the ground truth. The result
+    depends only on the arguments.
+    """
+    if frames < 1 or len(size) != 2 or min(size) < 8:
+        raise ValueError(f"need frames >= 1 and a size of two values >= 8, got {frames}, {size}")
+    rng = np.random.default_rng(seed)
+    knobs = _Knobs(density, noise, division_rate, (float(radius[0]), float(radius[1])),
+                   speed, min_area)
+    margin = int(np.ceil(_MARGIN_RADII * knobs.radius[1]))
+    world = (size[0] + 2 * margin, size[1] + 2 * margin)
+    target = max(1, round(density * world[0] * world[1] / 1e4))
+    drift = rng.normal(0.0, 0.3 * speed, 2)
+    background = _background(size, rng)
+    cells = _new_cells(rng, target, world, knobs, np.arange(target), np.full(target, -1))
+    cells = _relax(cells, 10)
+    next_id = target
+    images = np.empty((frames, *size), np.uint16)
+    labels = np.zeros((frames, *size), np.int32)
+    tracker = _TrackBook()
+    for t in range(frames):
+        labels[t], signal = _render(cells, size, margin, min_area)
+        tracker.update(t, labels[t], cells)
+        labels[t] = tracker.relabel(labels[t])
+        images[t] = _camera(signal + background, noise, rng)
+        if t + 1 < frames:
+            cells, next_id = _step(cells, rng, world, knobs, drift, target, next_id)
+    return SynthSequence(images, labels, tracker.lineage(frames))
+
+
+# -- simulation ---------------------------------------------------------------------------------
+def _new_cells(rng: np.random.Generator, n: int, world: tuple[int, int], knobs: _Knobs,
+               ident: np.ndarray, parent: np.ndarray, pos: np.ndarray | None = None) -> _Cells:
+    if pos is None:
+        pos = rng.uniform((0, 0), world, (n, 2))
+    return _Cells(
+        pos=pos.astype(float),
+        vel=rng.normal(0.0, knobs.speed, (n, 2)),
+        radius=rng.uniform(*knobs.radius, n),
+        aspect=rng.uniform(1.0, 1.6, n),
+        angle=rng.uniform(0, np.pi, n),
+        shape=rng.uniform(0.0, 0.08, (n, _HARMONICS)),
+        phase=rng.uniform(0, 2 * np.pi, (n, _HARMONICS)),
+        bright=rng.uniform(0.45, 1.0, n),
+        texture=np.concatenate([rng.normal(0, 0.6, (n, 2, 3)),
+                                rng.uniform(0, 2 * np.pi, (n, 1, 3))], axis=1),
+        age=rng.integers(0, 20, n),
+        ident=np.asarray(ident, np.int64),
+        parent=np.asarray(parent, np.int64),
+    )
+
+
+def _step(cells: _Cells, rng: np.random.Generator, world: tuple[int, int], knobs: _Knobs,
+          drift: np.ndarray, target: int, next_id: int) -> tuple[_Cells, int]:
+    """Advance one frame: move, deform, divide, leave the world, enter it."""
+    n = len(cells)
+    cells.vel = 0.7 * cells.vel + rng.normal(0.0, 0.6 * knobs.speed, (n, 2))
+    cells.pos = cells.pos + cells.vel + drift
+    cells.angle = cells.angle + rng.normal(0.0, 0.08, n)
+    cells.aspect = np.clip(cells.aspect + rng.normal(0.0, 0.04, n), 1.0, 1.8)
+    cells.shape = np.clip(0.9 * cells.shape + rng.normal(0.0, 0.015, cells.shape.shape), 0, 0.15)
+    cells.phase = cells.phase + rng.normal(0.0, 0.1, cells.phase.shape)
+    cells.radius = np.minimum(cells.radius * 1.01, knobs.radius[1] * 1.2)
+    cells.age = cells.age + 1
+    inside = np.all((cells.pos >= 0) & (cells.pos < world), axis=1)
+    cells = cells.take(inside)
+    if len(cells) < 1.3 * target:
+        cells, next_id = _divide(cells, rng, knobs, next_id)
+    missing = target - len(cells)
+    if missing > 0:
+        born = rng.poisson(min(missing, 0.05 * target + 0.5))
+        if born:
+            ids = np.arange(next_id, next_id + born)
+            new = _new_cells(rng, born, world, knobs, ids, np.full(born, -1), _edge_positions(
+                rng, born, world, knobs.radius[1]))
+            cells, next_id = _Cells.concat(cells, new), next_id + born
+    return _relax(cells, 3), next_id
+
+
+def _edge_positions(rng: np.random.Generator, n: int, world: tuple[int, int],
+                    band: float) -> np.ndarray:
+    """Random points in the outer band of the world, outside the field of view."""
+    pos = rng.uniform((0, 0), world, (n, 2))
+    side = rng.integers(0, 4, n)
+    axis, high = side // 2, side % 2
+    rows = np.arange(n)
+    extent = np.asarray(world, float)[axis]
+    offset = rng.uniform(0, band, n)
+    pos[rows, axis] = np.where(high == 1, extent - 1 - offset, offset)
+    return pos
+
+
+def _divide(cells: _Cells, rng: np.random.Generator, knobs: _Knobs,
+            next_id: int) -> tuple[_Cells, int]:
+    """Replace dividing mothers by two daughters side by side inside the mother's footprint."""
+    divides = (cells.age > 6) & (rng.random(len(cells)) < knobs.division_rate)
+    if not divides.any():
+        return cells, next_id
+    mothers = cells.take(divides)
+    m = len(mothers)
+    radius = mothers.radius / np.sqrt(2)
+    axis = np.stack([np.sin(mothers.angle), np.cos(mothers.angle)], axis=1)
+    offset = (0.6 * radius)[:, None] * axis
+    daughters = []
+    for sign in (-1.0, 1.0):
+        ids = np.arange(next_id, next_id + m)
+        next_id += m
+        d = _new_cells(rng, m, (1, 1), knobs, ids, mothers.ident, mothers.pos + sign * offset)
+        d.radius = radius * rng.uniform(0.95, 1.05, m)
+        d.angle = mothers.angle + np.pi / 2
+        d.bright = np.minimum(mothers.bright * 1.1, 1.0)
+        d.vel = sign * 0.5 * axis
+        d.age = np.zeros(m, np.int64)
+        daughters.append(d)
+    cells = _Cells.concat(cells.take(~divides), _Cells.concat(*daughters))
+    return cells, next_id
+
+
+def _relax(cells: _Cells, iterations: int) -> _Cells:
+    """Push overlapping cells apart so they may touch but never hide each other."""
+    for _ in range(iterations):
+        if len(cells) < 2:
+            break
+        delta = cells.pos[:, None, :] - cells.pos[None, :, :]
+        dist = np.sqrt((delta ** 2).sum(-1)) + np.eye(len(cells))
+        wanted = 0.85 * (cells.radius[:, None] + cells.radius[None, :])
+        push = np.clip(wanted - dist, 0, None) / dist * 0.25
+        np.fill_diagonal(push, 0.0)
+        cells.pos = cells.pos + (push[..., None] * delta).sum(1)
+    return cells
+
+
+# -- rendering ----------------------------------------------------------------------------------
+def _render(cells: _Cells, size: tuple[int, int], margin: int,
+            min_area: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rasterise cells into the field of view.
+
+    Returns labels ``(Y, X)`` int32 holding ``1 + row index`` of the cell that
+    owns each pixel (the one whose outline is relatively farthest; a partition)
+    and the noise-free fluorescence ``(Y, X)`` float.
+    """
+    labels = np.zeros(size, np.int32)
+    depth = np.full(size, np.inf)
+    signal = np.zeros(size)
+    reach = cells.radius * np.sqrt(cells.aspect) * (1 + cells.shape.sum(1)) + 2
+    for i in range(len(cells)):
+        cy, cx = cells.pos[i] - margin
+        y0, y1 = max(int(cy - reach[i]), 0), min(int(cy + reach[i]) + 2, size[0])
+        x0, x1 = max(int(cx - reach[i]), 0), min(int(cx + reach[i]) + 2, size[1])
+        if y0 >= y1 or x0 >= x1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        rel = _relative_radius(cells, i, yy - cy, xx - cx)
+        inside = rel < 1.0
+        window = (slice(y0, y1), slice(x0, x1))
+        win = inside & (rel < depth[window])
+        labels[window][win] = i + 1
+        depth[window][win] = rel[win]
+        signal[window] += np.where(inside, _intensity(cells, i, yy - cy, xx - cx, rel), 0.0)
+    areas = np.bincount(labels.ravel(), minlength=len(cells) + 1)
+    labels[areas[labels] < min_area] = 0
+    return labels, signal
+
+
+def _relative_radius(cells: _Cells, i: int, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """Distance from the centre divided by the outline radius in that direction (< 1 inside)."""
+    c, s = np.cos(cells.angle[i]), np.sin(cells.angle[i])
+    major = dy * s + dx * c
+    minor = -dy * c + dx * s
+    semi = cells.radius[i] * np.sqrt(cells.aspect[i]), cells.radius[i] / np.sqrt(cells.aspect[i])
+    phi = np.arctan2(minor / semi[1], major / semi[0])
+    outline = 1.0 + sum(cells.shape[i, k] * np.cos((k + 2) * phi + cells.phase[i, k])
+                        for k in range(_HARMONICS))
+    return np.hypot(major / semi[0], minor / semi[1]) / outline
+
+
+def _intensity(cells: _Cells, i: int, dy: np.ndarray, dx: np.ndarray,
+               rel: np.ndarray) -> np.ndarray:
+    """Dome-shaped brightness with a texture that moves with the cell."""
+    waves = cells.texture[i]
+    texture = sum(np.cos(waves[0, k] * dy + waves[1, k] * dx + waves[2, k]) for k in range(3))
+    return cells.bright[i] * (1.0 - 0.35 * rel ** 2) * (1.0 + 0.08 * texture)
+
+
+def _background(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Uneven illumination: a tilted plane plus a broad blob."""
+    yy, xx = np.mgrid[0:size[0], 0:size[1]] / max(size)
+    tilt = rng.normal(0, 0.04, 2)
+    centre = rng.uniform(0, 1, 2)
+    blob = np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / 0.15)
+    return 0.12 + tilt[0] * yy + tilt[1] * xx + 0.06 * blob
+
+
+def _camera(signal: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """Blur, shot noise and read noise; float intensities -> uint16 counts."""
+    blurred = ndi.gaussian_filter(np.clip(signal, 0, None), 1.0)
+    if noise > 0:
+        photons = 10.0 / noise ** 2
+        blurred = rng.poisson(blurred * photons) / photons
+        blurred = blurred + rng.normal(0.0, 0.3 * noise, blurred.shape)
+    return np.clip(100 + 1000 * blurred, 0, 65535).astype(np.uint16)
+
+
+# -- ground-truth bookkeeping -------------------------------------------------------------------
+class _TrackBook:
+    """Gives every visible stretch of a cell a track label and records the lineage.
+
+    A cell that becomes invisible ends its track; if it becomes visible again it
+    gets a new label, so tracks are contiguous in time. A daughter keeps its
+    mother as parent only when she appears the frame right after the mother's
+    last frame.
+    """
+
+    def __init__(self) -> None:
+        self.current: dict[int, int] = {}       # simulation id -> label while visible
+        self.rows: dict[int, list[int]] = {}    # label -> [B, E, P]
+        self.last_label: dict[int, tuple[int, int]] = {}  # simulation id -> (label, last frame)
+        self.map = np.zeros(1, np.int32)
+
+    def update(self, t: int, rows: np.ndarray, cells: _Cells) -> None:
+        visible = set(np.unique(rows[rows > 0]).tolist())
+        self.map = np.zeros(len(cells) + 1, np.int32)
+        still: dict[int, int] = {}
+        for row in sorted(visible):
+            ident = int(cells.ident[row - 1])
+            label = self.current.get(ident)
+            if label is None:
+                label = len(self.rows) + 1
+                self.rows[label] = [t, t, self._parent(int(cells.parent[row - 1]), t)]
+            self.rows[label][1] = t
+            self.last_label[ident] = (label, t)
+            still[ident] = label
+            self.map[row] = label
+        self.current = still
+
+    def _parent(self, mother: int, t: int) -> int:
+        label, last = self.last_label.get(mother, (0, -2))
+        return label if last == t - 1 else 0
+
+    def relabel(self, rows: np.ndarray) -> np.ndarray:
+        return self.map[rows]
+
+    def lineage(self, frames: int) -> list[tuple[int, int, int, int]]:
+        return [(label, b, e, p) for label, (b, e, p) in sorted(self.rows.items())]
+
+
+# -- leaves -------------------------------------------------------------------------------------
+def generate_leaves(n: int = 8, size: tuple[int, int] = (128, 128), seed: int = 0,
+                    leaves: tuple[int, int] = (6, 14)) -> SynthImages:
+    """``n`` top views of rosettes: overlapping leaf-like ellipses radiating from a centre.
+
+    Later (inner, younger) leaves lie on top, so the labels are a partition;
+    a leaf hidden almost completely is dropped and labels are ``1..K``.
+    """
+    rng = np.random.default_rng(seed)
+    images = np.empty((n, *size, 3), np.uint8)
+    labels = np.empty((n, *size), np.int32)
+    for i in range(n):
+        images[i], labels[i] = _rosette(size, int(rng.integers(leaves[0], leaves[1] + 1)), rng)
+    return SynthImages(images, labels)
+
+
+def _rosette(size: tuple[int, int], count: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:size[0], 0:size[1]].astype(float)
+    centre = np.asarray(size, float) / 2 + rng.normal(0, 0.05 * min(size), 2)
+    reach = 0.42 * min(size)
+    labels = np.zeros(size, np.int32)
+    shade = np.zeros(size)
+    golden = np.pi * (3 - np.sqrt(5))
+    start = rng.uniform(0, 2 * np.pi)
+    for k in range(count):
+        # older leaves (drawn first) are longer; the golden angle spreads them like a rosette
+        length = reach * (1.0 - 0.5 * k / count) * rng.uniform(0.8, 1.0)
+        width = length * rng.uniform(0.25, 0.4)
+        theta = start + k * golden + rng.normal(0, 0.15)
+        direction = np.array([np.sin(theta), np.cos(theta)])
+        mid = centre + direction * length * 0.55
+        along = (yy - mid[0]) * direction[0] + (xx - mid[1]) * direction[1]
+        across = -(yy - mid[0]) * direction[1] + (xx - mid[1]) * direction[0]
+        rel = np.hypot(along / (0.5 * length), across / (0.5 * width))
+        inside = rel < 1.0
+        labels[inside] = k + 1
+        shade[inside] = (1.0 - 0.45 * rel[inside] ** 2) * rng.uniform(0.75, 1.0)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    labels[areas[labels] < 15] = 0
+    _, labels = np.unique(labels, return_inverse=True)
+    labels = labels.reshape(size).astype(np.int32)
+    return _leaf_colours(labels, shade, rng), labels
+
+
+def _leaf_colours(labels: np.ndarray, shade: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Green leaves with darker rims on brown, noisy soil; ``(Y, X, 3)`` uint8."""
+    soil = np.array([0.35, 0.27, 0.2]) + rng.normal(0, 0.04, (*labels.shape, 3))
+    soil = ndi.gaussian_filter(soil, (1.5, 1.5, 0))
+    green = np.array([0.25, 0.6, 0.15])
+    leaf = green[None, None, :] * (0.35 + 0.75 * shade[..., None])
+    rgb = np.where((labels > 0)[..., None], leaf, soil)
+    rgb = ndi.gaussian_filter(rgb, (0.7, 0.7, 0)) + rng.normal(0, 0.02, rgb.shape)
+    return np.clip(rgb * 255, 0, 255).astype(np.uint8)
+
+
+# -- writers ------------------------------------------------------------------------------------
+def write_ctc_synthetic(out_dir: str | Path, frames: int = 20, size: tuple[int, int] = (128, 128),
+                        seed: int = 0, **knobs) -> Path:
+    """Write :func:`generate_cells` output in the Cell Tracking Challenge layout.
+
+    ``out_dir/01/tTTT.tif``, ``out_dir/01_GT/SEG/man_segTTT.tif`` (every frame),
+    ``out_dir/01_GT/TRA/man_trackTTT.tif`` and ``man_track.txt``. Returns ``out_dir``.
+    """
+    import tifffile
+
+    from instatrack.data.ctc import write_track_table
+
+    seq = generate_cells(frames, size, seed, **knobs)
+    out = Path(out_dir)
+    digits = 3 if frames <= 1000 else 4
+    raw, seg, tra = out / "01", out / "01_GT" / "SEG", out / "01_GT" / "TRA"
+    for folder in (raw, seg, tra):
+        folder.mkdir(parents=True, exist_ok=True)
+    for t in range(frames):
+        name = f"{t:0{digits}d}.tif"
+        tifffile.imwrite(raw / f"t{name}", seq.images[t], compression="zlib")
+        mask = seq.labels[t].astype(np.uint16)
+        tifffile.imwrite(seg / f"man_seg{name}", mask, compression="zlib")
+        tifffile.imwrite(tra / f"man_track{name}", mask, compression="zlib")
+    write_track_table(tra / "man_track.txt", seq.lineage)
+    return out
+
+
+def write_cvppp_synthetic(out_dir: str | Path, n: int = 8, size: tuple[int, int] = (128, 128),
+                          seed: int = 0) -> Path:
+    """Write :func:`generate_leaves` output as ``out_dir/A1/plantNNN_rgb.png`` + ``_label.png``.
+
+    Labels are palette ("P" mode) PNGs whose indices are the leaf ids. Returns ``out_dir``.
+    """
+    from PIL import Image
+
+    data = generate_leaves(n, size, seed)
+    folder = Path(out_dir) / "A1"
+    folder.mkdir(parents=True, exist_ok=True)
+    palette = _label_palette()
+    for i in range(n):
+        stem = folder / f"plant{i + 1:03d}"
+        Image.fromarray(data.images[i], "RGB").save(f"{stem}_rgb.png")
+        label = Image.fromarray(data.labels[i].astype(np.uint8), "P")
+        label.putpalette(palette)
+        label.save(f"{stem}_label.png")
+    return Path(out_dir)
+
+
+def _label_palette() -> list[int]:
+    """256 distinct RGB colours, black for the background."""
+    rng = np.random.default_rng(1)
+    colours = rng.integers(40, 256, (256, 3))
+    colours[0] = 0
+    return colours.astype(np.uint8).ravel().tolist()

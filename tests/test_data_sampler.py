@@ -1,0 +1,145 @@
+"""Clip sampler and augmentation: shapes, determinism, alignment of image and labels, -1 kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from instatrack.data.augment import Augmenter
+from instatrack.data.sampler import ClipSampler
+from instatrack.data.synth import generate_cells
+from instatrack.errors import DataError
+
+
+class ArraySequence:
+    """A Sequence over in-memory arrays (labels None where ``annotated`` is False)."""
+
+    def __init__(self, images, labels, annotated=None, is_video=True, name="arrays"):
+        self.images, self.label_list = list(images), list(labels)
+        self.annotated = annotated if annotated is not None else [True] * len(self.images)
+        self.is_video, self.name = is_video, name
+        self.channels = 1 if self.images[0].ndim == 2 else self.images[0].shape[-1]
+
+    def __len__(self):
+        return len(self.images)
+
+    def image(self, t):
+        return self.images[t]
+
+    def labels(self, t):
+        return self.label_list[t] if self.annotated[t] else None
+
+    def frame_path(self, t):
+        return Path(f"{self.name}/{t}")
+
+
+@pytest.fixture(scope="module")
+def cells():
+    movie = generate_cells(frames=8, size=(64, 64), seed=5)
+    return ArraySequence(movie.images, movie.labels)
+
+
+def test_shapes_dtypes_and_renumbering(cells):
+    sampler = ClipSampler([cells], clip_len=3, crop=(32, 40), seed=1)
+    for _ in range(5):
+        clip = sampler.sample()
+        assert clip["image"].shape == (3, 1, 32, 40) and clip["image"].dtype == np.float32
+        assert clip["labels"].shape == (3, 32, 40) and clip["labels"].dtype == np.int64
+        ids = np.unique(clip["labels"][clip["labels"] > 0])
+        assert np.array_equal(ids, np.arange(1, len(ids) + 1))
+
+
+def test_deterministic_and_resumable(cells):
+    a = ClipSampler([cells], clip_len=2, crop=(32, 32), seed=7)
+    b = ClipSampler([cells], clip_len=2, crop=(32, 32), seed=7)
+    for _ in range(3):
+        x, y = a.sample(), b.sample()
+        np.testing.assert_array_equal(x["image"], y["image"])
+        np.testing.assert_array_equal(x["labels"], y["labels"])
+    state = a.state()
+    first = [a.sample() for _ in range(3)]
+    a.set_state(state)
+    again = [a.sample() for _ in range(3)]
+    for x, y in zip(first, again, strict=True):
+        np.testing.assert_array_equal(x["image"], y["image"])
+        np.testing.assert_array_equal(x["labels"], y["labels"])
+
+
+def test_ids_consistent_across_clip_frames():
+    # one square moving right by one pixel per frame
+    images, labels = [], []
+    for t in range(4):
+        lab = np.zeros((24, 24), np.int32)
+        lab[8:14, 4 + t:10 + t] = 42
+        labels.append(lab)
+        images.append(lab.astype(np.uint16) * 10)
+    seq = ArraySequence(images, labels)
+    clip = ClipSampler([seq], clip_len=4, crop=(24, 24), augment=False, seed=0).sample()
+    assert [set(np.unique(f).tolist()) for f in clip["labels"]] == [{0, 1}] * 4
+
+
+def test_frames_slice_and_unannotated_frames(cells):
+    annotated = [False, False, True, False, False, False, False, False]
+    seq = ArraySequence(cells.images, cells.label_list, annotated)
+    sampler = ClipSampler([seq], clip_len=2, crop=(32, 32), augment=False, seed=0)
+    assert sorted(sampler.clips[:, 1].tolist()) == [1, 2]  # every clip contains frame 2
+    for _ in range(6):
+        clip = sampler.sample()
+        unknown = [bool((f == -1).all()) for f in clip["labels"]]
+        assert unknown.count(True) == 1
+    with pytest.raises(DataError, match="no annotated clip"):
+        ClipSampler([seq], clip_len=2, crop=(32, 32), frames=slice(3, None))
+    window = ClipSampler([cells], clip_len=3, crop=(16, 16), frames=slice(2, 6))
+    assert window.clips[:, 1].tolist() == [2, 3]
+
+
+def test_small_images_padded_with_minus_one():
+    image = np.arange(100, dtype=np.uint16).reshape(10, 10)
+    labels = np.ones((10, 10), np.int32)
+    seq = ArraySequence([image], [labels], is_video=False)
+    clip = ClipSampler([seq], clip_len=3, crop=(16, 20), augment=False, seed=0).sample()
+    assert clip["image"].shape == (1, 1, 16, 20)  # still images give T = 1
+    assert (clip["labels"] == 1).sum() == 100 and (clip["labels"] == -1).sum() == 16 * 20 - 100
+
+
+def test_crops_are_biased_towards_objects():
+    labels = np.zeros((200, 200), np.int32)
+    labels[150:156, 20:26] = 1
+    seq = ArraySequence([labels.astype(np.uint16)], [labels], is_video=False)
+    sampler = ClipSampler([seq], crop=(32, 32), augment=False, seed=3)
+    hits = sum(bool((sampler.sample()["labels"] > 0).any()) for _ in range(40))
+    assert hits >= 30  # uniform crops would hit it ~ 7% of the time
+
+
+def test_augmentation_keeps_image_and_labels_aligned():
+    rng = np.random.default_rng(0)
+    labels = np.zeros((2, 40, 40), np.int64)
+    labels[:, 5:15, 8:30] = 3
+    labels[:, 20:35, 10:20] = 5
+    labels[1, 0:4, :] = -1
+    augment = Augmenter(rng, intensity=False)
+    for _ in range(12):
+        image = labels[:, None].astype(np.float32).repeat(2, axis=1)
+        out_image, out_labels = augment(image, labels)
+        assert out_image.shape == (2, 2, 40, 40) and out_labels.shape == (2, 40, 40)
+        assert set(np.unique(out_labels).tolist()) <= {-1, 0, 3, 5}
+        inside = out_labels >= 0
+        # bilinear image vs nearest labels: equal away from object borders
+        close = np.abs(out_image[:, 0] - out_labels) < 0.5
+        assert close[inside].mean() > 0.9
+        np.testing.assert_array_equal(out_image[:, 0], out_image[:, 1])
+        np.testing.assert_array_equal(out_labels[0] == 3, out_labels[1] == 3)
+
+
+def test_intensity_changes_image_only():
+    rng = np.random.default_rng(1)
+    labels = np.zeros((1, 16, 16), np.int64)
+    labels[0, 4:8, 4:8] = 2
+    image = rng.random((1, 1, 16, 16)).astype(np.float32)
+    augment = Augmenter(rng, flips=False, rot90=False, affine=False, elastic=False)
+    out_image, out_labels = augment(image, labels)
+    np.testing.assert_array_equal(out_labels, labels)
+    assert not np.allclose(out_image, image)
+    assert out_image.dtype == np.float32
