@@ -1,0 +1,167 @@
+"""Cell Tracking Challenge measures: SEG (pure numpy) and SEG/TRA/DET via py-ctcmetrics.
+
+``seg_frame``/``seg_score`` implement the CTC SEG definition directly on arrays so a
+training loop can validate without writing files. ``evaluate_ctc`` scores a result
+folder against a ground-truth folder with py-ctcmetrics (imported lazily: it takes
+about two seconds to import), after :func:`validate_ctc_result` has checked the
+folder and turned every problem into a one-line :class:`DataError`.
+
+CTC SEG: a reference object R is matched to the predicted object S that covers
+more than half of R's pixels (at most one can); its score is the Jaccard index
+``|R & S| / |R | S|``, 0 when no object matches. SEG is the mean over all
+reference objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from instatrack.errors import ConfigError, DataError
+from instatrack.metrics.ctc_files import (
+    SEG_PATTERN,
+    TRA_PATTERN,
+    CTCCheck,
+    list_frames,
+    read_track_file,
+    resolve_gt_dir,
+    validate_ctc_result,
+)
+from instatrack.metrics.matching import overlap_matrix
+
+__all__ = ["CTCCheck", "evaluate_ctc", "seg_frame", "seg_score", "validate_ctc_result"]
+
+CTC_METRICS = ("SEG", "TRA", "DET", "LNK", "CT", "TF", "CCA")
+
+
+def seg_frame(gt: np.ndarray, pred: np.ndarray) -> tuple[float, int]:
+    """CTC SEG on one frame.
+
+    Args:
+        gt: ``(Y, X)`` reference labels; -1 = unannotated (those pixels are
+            dropped from both images).
+        pred: ``(Y, X)`` predicted labels.
+
+    Returns:
+        ``(sum_of_jaccard, n_gt)``: the summed Jaccard index of the reference
+        objects (0 for an unmatched one) and how many reference objects there are.
+    """
+    overlap = overlap_matrix(gt, pred)
+    n_gt = len(overlap.gt_ids)
+    if n_gt == 0 or len(overlap.pred_ids) == 0:
+        return 0.0, n_gt
+    inter = overlap.intersections
+    gt_sizes, pred_sizes = overlap.gt_sizes, overlap.pred_sizes
+    best = inter.argmax(axis=1)
+    best_inter = inter[np.arange(n_gt), best]
+    matched = 2 * best_inter > gt_sizes
+    union = gt_sizes + pred_sizes[best] - best_inter
+    jaccard = np.where(matched, best_inter / np.maximum(union, 1), 0.0)
+    return float(jaccard.sum()), n_gt
+
+
+def seg_score(gts: Iterable[np.ndarray], preds: Iterable[np.ndarray]) -> float:
+    """CTC SEG over frames: mean Jaccard over all reference objects of all frames.
+
+    Args:
+        gts: reference label images ``(Y, X)`` (or one ``(T, Y, X)`` array).
+        preds: predicted label images, as many as ``gts``.
+
+    Returns:
+        SEG in [0, 1]; NaN when there is no reference object at all (undefined,
+        and a 0 would look like a failed segmentation).
+    """
+    total, count = 0.0, 0
+    gts, preds = list(gts), list(preds)
+    if len(gts) != len(preds):
+        raise DataError(f"seg_score got {len(gts)} reference frames but {len(preds)} predicted")
+    for gt, pred in zip(gts, preds, strict=True):
+        frame_sum, frame_count = seg_frame(gt, pred)
+        total += frame_sum
+        count += frame_count
+    return total / count if count else float("nan")
+
+
+def _gt_tracks_and_masks(gt_dir: Path, need_seg: bool):
+    tra_dir = gt_dir / "TRA"
+    ref_tracks = read_track_file(tra_dir / "man_track.txt")
+    tra_masks = list_frames(tra_dir, TRA_PATTERN)
+    if not tra_masks:
+        raise DataError(f"{tra_dir}: no man_trackTTT.tif files")
+    seg_masks = {}
+    if need_seg:
+        seg_dir = gt_dir / "SEG"
+        if not seg_dir.is_dir():
+            raise DataError(f"{seg_dir}: missing, needed for the SEG measure")
+        seg_masks = list_frames(seg_dir, SEG_PATTERN)
+        if not seg_masks:
+            raise DataError(f"{seg_dir}: no man_segTTT.tif files")
+        unknown = sorted(set(seg_masks) - set(tra_masks))
+        if unknown:
+            raise DataError(f"{seg_masks[unknown[0]]}: frame {unknown[0]} has no TRA mask")
+    return ref_tracks, tra_masks, seg_masks
+
+
+def _check_metric_names(metrics: Sequence[str]) -> list[str]:
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    unknown = [m for m in names if m not in CTC_METRICS]
+    if unknown or not names:
+        raise ConfigError(f"unknown CTC metric(s) {unknown or names}; choose from {CTC_METRICS}")
+    return names
+
+
+def evaluate_ctc(
+    gt_dir: str | Path,
+    res_dir: str | Path,
+    metrics: Sequence[str] = ("SEG", "TRA", "DET"),
+    threads: int = 1,
+) -> dict[str, float]:
+    """Score a CTC result folder with py-ctcmetrics.
+
+    Args:
+        gt_dir: ``NN_GT`` folder (or the sequence folder ``NN`` next to it).
+        res_dir: ``NN_RES`` folder with ``maskTTT.tif`` and ``res_track.txt``.
+        metrics: any of ``SEG``, ``TRA``, ``DET`` (and the library's ``LNK``,
+            ``CT``, ``TF``, ``CCA``).
+        threads: worker processes for mask matching; 1 runs in this process.
+
+    Returns:
+        ``{name: value}`` for the requested measures. A result with no objects
+        at all scores 0 on each (the library itself cannot process it).
+
+    Raises:
+        DataError: the result or ground truth is missing, malformed or invalid.
+    """
+    names = _check_metric_names(metrics)
+    gt_dir = resolve_gt_dir(gt_dir)
+    ref_tracks, tra_masks, seg_masks = _gt_tracks_and_masks(gt_dir, "SEG" in names)
+    check = validate_ctc_result(res_dir, gt_dir)
+    if len(check.tracks) == 0:
+        return {name: 0.0 for name in names}
+    if not check.valid:
+        reason = check.messages[0] if check.messages else "rejected by py-ctcmetrics"
+        raise DataError(f"{res_dir}: invalid CTC result: {reason}")
+
+    from ctc_metrics.scripts.evaluate import (
+        calculate_metrics,
+        match_computed_to_reference_masks,
+    )
+
+    traj = {}
+    if names != ["SEG"]:
+        traj = match_computed_to_reference_masks(
+            [str(p) for p in tra_masks.values()],
+            [str(check.masks[t]) for t in tra_masks],
+            threads=threads,
+        )
+    segm = {}
+    if seg_masks:
+        segm = match_computed_to_reference_masks(
+            [str(p) for p in seg_masks.values()],
+            [str(check.masks[t]) for t in seg_masks],
+            threads=threads,
+        )
+    results = calculate_metrics(check.tracks, ref_tracks, traj, segm, list(names), True)
+    return {name: float(results[name]) for name in names}
