@@ -34,11 +34,18 @@ from torch import nn
 from torch.nn import functional as F
 
 from instatrack.config import TrainConfig, require
+from instatrack.data.augment import Augmenter
 from instatrack.errors import DataError
 from instatrack.methods.base import Method, Window
 from instatrack.models.foreground import ForegroundNet, replicate_head
 from instatrack.models.spn import SpatialPropagationNetwork
-from instatrack.track.regions import assign_pixels, centroid, filter_regions, shift_mask
+from instatrack.track.regions import (
+    assign_pixels,
+    best_region,
+    centroid,
+    filter_regions,
+    shift_mask,
+)
 
 #: (image (1, C, Y, X), features (1, W, Y, X)) -> per-object logits (1, K, Y, X)
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -70,12 +77,10 @@ class SpatialPropagationConfig(TrainConfig):
     finetune_lr: float = 1e-3
     finetune_batch: int = 4
     finetune_pool: int = 8
-    finetune_rotate: float = 20.0
-    finetune_scale: float = 0.15
-    finetune_shift: float = 0.1
     # post-processing
     score_threshold: float = 0.5
     region_min_fraction: float = 0.5
+    region_max_distance: float = 1.0
     region_motion: bool = True
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
@@ -101,13 +106,12 @@ class SpatialPropagationConfig(TrainConfig):
             require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("degrade_shift", "degrade_radius", "degrade_blur", "finetune_steps"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("spn_weight", "degrade_noise", "finetune_rotate", "finetune_scale",
-                     "finetune_shift", "region_min_fraction"):
+        for name in ("spn_weight", "degrade_noise", "region_min_fraction",
+                     "region_max_distance"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         require(self.finetune in ("head", "all"),
                 f"finetune must be 'head' or 'all', got {self.finetune!r}")
         require(self.finetune_lr > 0, f"finetune_lr must be > 0, got {self.finetune_lr}")
-        require(self.finetune_scale < 1, f"finetune_scale must be < 1, got {self.finetune_scale}")
         for name in ("fg_threshold", "score_threshold"):
             require(0 < getattr(self, name) < 1,
                     f"{name} must be in (0, 1), got {getattr(self, name)}")
@@ -195,13 +199,13 @@ class SpatialPropagation(Method):
         frame = next(iterator, None)
         if frame is None:
             return
-        image = frame_tensor(frame, first.shape, cfg.in_channels, device, 0)
-        masks = torch.as_tensor(first[None] == ids[:, None, None], device=device)[None].float()
-        scorer = self._instance_scorer(model, image, masks)
+        scorer = self._instance_scorer(model, frame_array(frame, first.shape, cfg.in_channels, 0),
+                                       first, ids, device)
         yield Window(0, first.astype(np.int32)[None], tracked=True)
         memory = ObjectMemory(first[None] == ids[:, None, None])
         for t, frame in enumerate(iterator, start=1):
-            image = frame_tensor(frame, first.shape, cfg.in_channels, device, t)
+            array = frame_array(frame, first.shape, cfg.in_channels, t)
+            image = torch.from_numpy(array).to(device)[None]
             with torch.inference_mode():
                 scores = self._refined_scores(model, scorer, image)
             labels = self._filter_and_assign(scores, memory, ids)
@@ -217,70 +221,79 @@ class SpatialPropagation(Method):
 
     def _filter_and_assign(self, scores: np.ndarray, memory: ObjectMemory, ids: np.ndarray
                            ) -> np.ndarray:
+        """Region filter per object ``(K, Y, X)`` scores, then pixel assignment -> ``(Y, X)``.
+
+        A region that is some object's best match is not kept as a mere large
+        region of another, so look-alike objects do not swallow each other.
+        """
         cfg = self.config
+        masks = scores >= cfg.score_threshold
+        references = [memory.reference(k, cfg.region_motion) for k in range(len(ids))]
+        best = np.stack([best_region(m, r) for m, r in zip(masks, references, strict=True)])
+        claims = best.sum(0)
         for k in range(len(ids)):
-            keep = filter_regions(scores[k] >= cfg.score_threshold,
-                                  memory.reference(k, cfg.region_motion),
-                                  cfg.region_min_fraction)
+            keep = filter_regions(masks[k], references[k], cfg.region_min_fraction,
+                                  cfg.region_max_distance, claimed=claims - best[k] > 0)
             scores[k][~keep] = 0.0
         labels = assign_pixels(scores, ids, cfg.score_threshold)
         memory.update(labels[None] == ids[:, None, None])
         return labels
 
-    def _instance_scorer(self, model: PropagationModel, image: torch.Tensor,
-                         masks: torch.Tensor) -> Scorer:
-        """Fine-tune per-object models on frame 0 ``(1, C, Y, X)`` and masks ``(1, K, Y, X)``."""
+    def _instance_scorer(self, model: PropagationModel, frame: np.ndarray, first: np.ndarray,
+                         ids: np.ndarray, device: torch.device) -> Scorer:
+        """Per-object models fine-tuned on frame 0 ``(C, Y, X)`` and its labels ``(Y, X)``."""
+        tune = finetune_heads if self.config.finetune == "head" else finetune_networks
+        # the caller may be inside no_grad; fine-tuning needs gradients
         with torch.enable_grad():
-            if self.config.finetune == "head":
-                return finetune_heads(model.fg, image, masks, self.config)
-            return finetune_networks(model.fg, image, masks, self.config)
+            return tune(model.fg, frame, first, ids, self.config, device)
 
 
 # -- per-object fine-tuning ---------------------------------------------------
-def finetune_heads(fg: ForegroundNet, image: torch.Tensor, masks: torch.Tensor,
-                   cfg: SpatialPropagationConfig) -> Scorer:
+def finetune_heads(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, ids: np.ndarray,
+                   cfg: SpatialPropagationConfig, device: torch.device) -> Scorer:
     """Train ``K`` copies of ``fg.head`` on frozen features of augmented copies of frame 0.
 
-    The backbone runs once on a pool of ``finetune_pool`` augmented frames (the
-    first unaugmented); the heads then train on random draws from the pool.
+    ``frame`` ``(C, Y, X)``, ``first`` ``(Y, X)`` labels, ``ids`` ``(K,)``. The
+    backbone runs once on a pool of ``finetune_pool`` augmented frames (the first
+    one unaugmented); the heads then train on random draws from the pool.
     """
-    copies = masks.shape[1]
-    heads = replicate_head(fg.head, copies)
+    rng = np.random.default_rng(cfg.seed)
+    images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_pool, rng, device)
     with torch.no_grad():
-        images, targets = augment_pair(image.expand(cfg.finetune_pool, -1, -1, -1),
-                                       masks.expand(cfg.finetune_pool, -1, -1, -1), cfg,
-                                       keep_first=True)
         features = torch.cat([fg.forward_features(chunk)[0]
                               for chunk in images.split(cfg.finetune_batch)])
-    weights = balance_weights(masks)
+    copies = len(ids)
+    heads = replicate_head(fg.head, copies)
+    weights = balance_weights(targets[:1])
     optimiser = torch.optim.Adam(heads.parameters(), lr=cfg.finetune_lr)
     for _ in range(cfg.finetune_steps):
-        pick = torch.randint(len(features), (cfg.finetune_batch,), device=features.device)
+        pick = torch.from_numpy(rng.integers(len(features), size=cfg.finetune_batch)).to(device)
         logits = heads(features[pick].repeat(1, copies, 1, 1))
-        loss = weighted_bce_with_logits(logits, targets[pick], weights)
+        loss = weighted_bce_with_logits(logits, targets[pick], valid[pick], weights)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
     heads.eval()
 
-    def score(frame: torch.Tensor, frame_features: torch.Tensor) -> torch.Tensor:
-        return heads(frame_features.repeat(1, copies, 1, 1))
+    def score(image: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
+        return heads(image_features.repeat(1, copies, 1, 1))
 
     return score
 
 
-def finetune_networks(fg: ForegroundNet, image: torch.Tensor, masks: torch.Tensor,
-                      cfg: SpatialPropagationConfig) -> Scorer:
+def finetune_networks(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, ids: np.ndarray,
+                      cfg: SpatialPropagationConfig, device: torch.device) -> Scorer:
     """Fine-tune one full copy of ``fg`` per object on augmented frame 0 (as in the paper)."""
-    nets = [copy.deepcopy(fg).train() for _ in range(masks.shape[1])]
+    rng = np.random.default_rng(cfg.seed)
+    nets = [copy.deepcopy(fg).train() for _ in ids]
     optimisers = [torch.optim.Adam(net.parameters(), lr=cfg.finetune_lr) for net in nets]
-    weights = balance_weights(masks)
+    weights = None
     for _ in range(cfg.finetune_steps):
-        with torch.no_grad():
-            images, targets = augment_pair(image.expand(cfg.finetune_batch, -1, -1, -1),
-                                           masks.expand(cfg.finetune_batch, -1, -1, -1), cfg)
+        images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_batch, rng,
+                                                  device)
+        weights = balance_weights(targets[:1]) if weights is None else weights
         for k, (net, optimiser) in enumerate(zip(nets, optimisers, strict=True)):
-            loss = weighted_bce_with_logits(net(images), targets[:, k:k + 1],
+            loss = weighted_bce_with_logits(net(images), targets[:, k:k + 1], valid,
                                             weights[:, k:k + 1])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -288,28 +301,53 @@ def finetune_networks(fg: ForegroundNet, image: torch.Tensor, masks: torch.Tenso
     for net in nets:
         net.eval()
 
-    def score(frame: torch.Tensor, frame_features: torch.Tensor) -> torch.Tensor:
-        return torch.cat([net(frame) for net in nets], 1)
+    def score(image: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
+        return torch.cat([net(image) for net in nets], 1)
 
     return score
 
 
-def balance_weights(masks: torch.Tensor) -> torch.Tensor:
-    """Per-object ``(1, K, 2)`` weights (background, object) that balance the two classes.
+def augmented_copies(frame: np.ndarray, first: np.ndarray, ids: np.ndarray, count: int,
+                     rng: np.random.Generator, device: torch.device
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``count`` augmented copies of frame 0 and its per-object masks, copy 0 unaugmented.
 
-    Objects are small in large frames; without balancing a head learns to say
-    background everywhere.
+    Uses the training augmenter (flips, turns, affine and elastic warps,
+    intensity). Returns images ``(N, C, Y, X)``, masks ``(N, K, Y, X)`` float and
+    ``(N, 1, Y, X)`` bool, False where a warp brought in pixels from outside.
+    """
+    augment = Augmenter(rng)
+    images, labels = [frame], [first]
+    for _ in range(count - 1):
+        image, label = augment(frame[None], first[None])
+        images.append(image[0])
+        labels.append(label[0])
+    label_stack = torch.from_numpy(np.stack(labels).astype(np.int64)).to(device)
+    masks = (label_stack[:, None] == torch.from_numpy(ids).to(device)[None, :, None, None])
+    image_stack = torch.from_numpy(np.stack(images).astype(np.float32)).to(device)
+    return image_stack, masks.float(), (label_stack >= 0)[:, None]
+
+
+def balance_weights(masks: torch.Tensor) -> torch.Tensor:
+    """Per-object ``(1, K, 2)`` weights (background, object) from ``(1, K, Y, X)`` masks.
+
+    They balance the two classes: objects are small in large frames, and
+    without balancing a head learns to say background everywhere.
     """
     fraction = masks.float().mean((2, 3)).clamp(_EPS, 1 - _EPS)
     return torch.stack([0.5 / (1 - fraction), 0.5 / fraction], -1)
 
 
-def weighted_bce_with_logits(logits: torch.Tensor, targets: torch.Tensor,
+def weighted_bce_with_logits(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor,
                              weights: torch.Tensor) -> torch.Tensor:
-    """Class-weighted BCE; ``logits``/``targets`` ``(B, K, Y, X)``, ``weights`` ``(1, K, 2)``."""
+    """Class-weighted BCE over ``valid`` pixels.
+
+    ``logits``/``targets`` ``(B, K, Y, X)``, ``valid`` ``(B, 1, Y, X)`` bool,
+    ``weights`` ``(1, K, 2)`` from :func:`balance_weights`.
+    """
     per_pixel = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
     weight = torch.where(targets > 0.5, weights[..., 1, None, None], weights[..., 0, None, None])
-    return (weight * per_pixel).mean()
+    return masked_mean(weight * per_pixel, valid.expand_as(per_pixel))
 
 
 # -- augmentation and degradation --------------------------------------------
@@ -339,25 +377,6 @@ def warp(x: torch.Tensor, theta: torch.Tensor, mode: str = "bilinear",
     """Resample ``(N, C, Y, X)`` with the affine matrices ``theta`` ``(N, 2, 3)``."""
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=False)
-
-
-def augment_pair(images: torch.Tensor, masks: torch.Tensor, cfg: SpatialPropagationConfig,
-                 keep_first: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same random affine warp and flip for ``images`` ``(N, C, Y, X)`` and ``masks``
-    ``(N, K, Y, X)``, plus a random gain and offset of the intensities.
-    ``keep_first`` leaves sample 0 untouched.
-    """
-    n = len(images)
-    theta = random_affine(n, cfg.finetune_rotate, cfg.finetune_scale,
-                          (cfg.finetune_shift, cfg.finetune_shift), True, images.device)
-    gain = 1 + (torch.rand(n, 1, 1, 1, device=images.device) * 2 - 1) * 0.2
-    offset = (torch.rand(n, 1, 1, 1, device=images.device) * 2 - 1) * 0.1
-    if keep_first:
-        theta[0] = torch.eye(2, 3, device=images.device)
-        gain[0], offset[0] = 1.0, 0.0
-    out_images = warp(images, theta) * gain + offset
-    out_masks = warp(masks, theta, mode="nearest")
-    return out_images, out_masks
 
 
 def degrade_masks(masks: torch.Tensor, shift: int, radius: int, blur: int, noise: float
@@ -440,9 +459,9 @@ def check_first_masks(first_masks: np.ndarray | None) -> tuple[np.ndarray, np.nd
     return masks, ids
 
 
-def frame_tensor(frame: np.ndarray, shape: tuple[int, int], channels: int,
-                 device: torch.device, t: int) -> torch.Tensor:
-    """A normalised frame ``(C, Y, X)`` (or ``(Y, X)``) as ``(1, C, Y, X)`` on ``device``."""
+def frame_array(frame: np.ndarray, shape: tuple[int, int], channels: int, t: int
+                ) -> np.ndarray:
+    """Frame ``t`` (normalised, ``(C, Y, X)`` or ``(Y, X)``) checked, as ``(C, Y, X)`` float32."""
     array = np.asarray(frame, dtype=np.float32)
     if array.ndim == 2:
         array = array[None]
@@ -451,7 +470,7 @@ def frame_tensor(frame: np.ndarray, shape: tuple[int, int], channels: int,
                         f"like first_masks and the model, got {np.shape(frame)}")
     if not np.isfinite(array).all():
         raise DataError(f"frame {t}: contains NaN or infinite values")
-    return torch.from_numpy(array).to(device)[None]
+    return np.ascontiguousarray(array)
 
 
 class ObjectMemory:

@@ -36,34 +36,82 @@ def centroid(mask: np.ndarray) -> tuple[float, float] | None:
 
 
 def filter_regions(mask: np.ndarray, reference: np.ndarray | None,
-                   min_fraction: float = 0.5, connectivity: int = 2) -> np.ndarray:
+                   min_fraction: float = 0.5, max_distance: float = np.inf,
+                   claimed: np.ndarray | None = None, connectivity: int = 2) -> np.ndarray:
     """Keep the connected regions of ``mask`` that belong to the tracked object.
 
     ``mask``: ``(Y, X)`` bool, the object's thresholded refined score map.
     ``reference``: ``(Y, X)`` bool, the object's mask in the previous frame
     (already shifted by its motion if wanted); None or empty keeps ``mask``.
 
-    Kept: the region with the highest IoU with ``reference`` (when none
-    overlaps, the region whose centroid is nearest to the reference's), and
-    every region whose area is at least ``min_fraction`` times the reference's
-    area. ``connectivity`` 1 = 4-neighbours, 2 = 8-neighbours.
-    Returns a ``(Y, X)`` bool mask.
+    Kept: the region that best matches ``reference`` (:func:`best_region`), and
+    every other region whose area is at least ``min_fraction`` times the
+    reference's area, that lies within ``max_distance * sqrt(reference area)``
+    pixels of the reference and that does not touch ``claimed`` (pixels that
+    other objects' best regions hold). The last two conditions are not in the
+    paper, which keeps every large region; they stop look-alike objects from
+    being taken for parts of this one. ``connectivity`` 1 = 4-neighbours,
+    2 = 8-neighbours. Returns a ``(Y, X)`` bool mask.
     """
     mask = np.asarray(mask, dtype=bool)
-    if reference is None or not reference.any() or not mask.any():
+    if reference is None or not np.any(reference) or not mask.any():
         return mask.copy()
+    reference = _check_reference(reference, mask)
+    regions, count = _label(mask, connectivity)
+    best, areas = _best_index(regions, count, reference)
+    keep = areas >= min_fraction * reference.sum()
+    keep[best] = False
+    if keep.any() and claimed is not None:
+        keep &= np.bincount(regions[claimed], minlength=count + 1)[1:] == 0
+    if keep.any() and np.isfinite(max_distance):
+        limit = max_distance * np.sqrt(reference.sum())
+        keep &= _region_distances(regions, count, reference) <= limit
+    keep[best] = True
+    return np.concatenate([[False], keep])[regions]
+
+
+def best_region(mask: np.ndarray, reference: np.ndarray | None, connectivity: int = 2
+                ) -> np.ndarray:
+    """The connected region of ``mask`` ``(Y, X)`` that best matches ``reference``.
+
+    Highest IoU with ``reference``; when no region overlaps it, the region whose
+    centroid is nearest to the reference's. All of ``mask`` when ``reference``
+    is None or empty; empty when ``mask`` is. Returns ``(Y, X)`` bool.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if reference is None or not np.any(reference) or not mask.any():
+        return mask.copy()
+    regions, count = _label(mask, connectivity)
+    best, _ = _best_index(regions, count, _check_reference(reference, mask))
+    return regions == best + 1
+
+
+def _check_reference(reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
     reference = np.asarray(reference, dtype=bool)
     if reference.shape != mask.shape:
         raise ValueError(f"reference shape {reference.shape} != mask shape {mask.shape}")
-    regions, count = ndi.label(mask, structure=ndi.generate_binary_structure(2, connectivity))
+    return reference
+
+
+def _label(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
+    return ndi.label(mask, structure=ndi.generate_binary_structure(2, connectivity))
+
+
+def _best_index(regions: np.ndarray, count: int, reference: np.ndarray
+                ) -> tuple[int, np.ndarray]:
+    """0-based index of the best-matching region and the ``(count,)`` region areas."""
     areas = np.bincount(regions.ravel(), minlength=count + 1)[1:]
     inter = np.bincount(regions[reference], minlength=count + 1)[1:]
-    ref_area = int(reference.sum())
-    iou = inter / (areas + ref_area - inter)
-    best = int(np.argmax(iou)) if iou.max() > 0 else _nearest_region(regions, count, reference)
-    keep = areas >= min_fraction * ref_area
-    keep[best] = True
-    return np.concatenate([[False], keep])[regions]
+    iou = inter / (areas + reference.sum() - inter)
+    if iou.max() > 0:
+        return int(np.argmax(iou)), areas
+    return _nearest_region(regions, count, reference), areas
+
+
+def _region_distances(regions: np.ndarray, count: int, reference: np.ndarray) -> np.ndarray:
+    """``(count,)`` smallest distance in pixels from each region to the reference mask."""
+    distance = ndi.distance_transform_edt(~reference)
+    return np.asarray(ndi.minimum(distance, regions, np.arange(1, count + 1)), dtype=float)
 
 
 def _nearest_region(regions: np.ndarray, count: int, reference: np.ndarray) -> int:
