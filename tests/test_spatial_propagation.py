@@ -1,0 +1,196 @@
+"""The spatial-propagation method (Cheng et al. 2017): config, loss, streaming
+prediction and tracking quality on a hand-built sequence of moving discs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from instatrack.errors import ConfigError, DataError
+from instatrack.methods import get_method
+from instatrack.methods.spatial_propagation import (
+    SpatialPropagation,
+    SpatialPropagationConfig,
+    degrade_masks,
+    pick_instances,
+)
+
+SIZE = 48
+CENTRES = np.array([[14.0, 14.0], [14.0, 34.0], [34.0, 22.0]])
+VELOCITIES = np.array([[-0.6, -0.5], [-0.6, 0.6], [0.7, 0.0]])
+
+
+def moving_discs(frames: int, seed: int, ids=(1, 2, 3)) -> tuple[np.ndarray, np.ndarray]:
+    """Three identical bright discs (radius 6.5) drifting apart on a noisy background.
+
+    Returns images ``(T, 1, Y, X)`` float32 and labels ``(T, Y, X)`` int32.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    images = rng.normal(0.0, 0.15, (frames, 1, SIZE, SIZE)).astype(np.float32)
+    labels = np.zeros((frames, SIZE, SIZE), np.int32)
+    for t in range(frames):
+        for label, centre, velocity in zip(ids, CENTRES, VELOCITIES, strict=True):
+            cy, cx = centre + t * velocity
+            inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= 6.5 ** 2
+            labels[t][inside] = label
+            images[t, 0][inside] += 1.0
+    return images, labels
+
+
+def small_method(*overrides: str) -> SpatialPropagation:
+    return SpatialPropagation(SpatialPropagationConfig.build("fast", overrides=list(overrides)))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A fast-preset model trained for 60 steps on random disc pairs (a few seconds)."""
+    torch.manual_seed(0)
+    method = small_method("finetune_steps=30")
+    model = method.build_model()
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for step in range(60):
+        images, labels = moving_discs(2, seed=100 + step)
+        batch = {"image": torch.from_numpy(images[:, None]),
+                 "labels": torch.from_numpy(labels[:, None]).long()}
+        loss, _ = method.loss(model.train(), batch)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return method, model.eval()
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+# -- config and registry --------------------------------------------------------------------------
+
+
+def test_registered_and_presets_validate():
+    assert get_method("spatial-propagation") is SpatialPropagation
+    assert not SpatialPropagation.temporal
+    fast = SpatialPropagationConfig.build("fast")
+    paper = SpatialPropagationConfig.build("paper")
+    assert fast.finetune == "head" and paper.finetune == "all"
+    assert paper.fg_width > fast.fg_width
+
+
+@pytest.mark.parametrize("override, key", [
+    ("finetune=everything", "finetune"), ("score_threshold=1.5", "score_threshold"),
+    ("fg_width=0", "fg_width"), ("region_min_fraction=-1", "region_min_fraction"),
+])
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key):
+        SpatialPropagationConfig.build("fast", overrides=[override])
+
+
+# -- training pieces ------------------------------------------------------------------------------
+
+
+def test_loss_ignores_unannotated_pixels():
+    method = small_method()
+    model = method.build_model()
+    image = torch.randn(2, 1, 1, 33, 35)
+    unannotated = torch.full((2, 1, 33, 35), -1, dtype=torch.long)
+    loss, parts = method.loss(model, {"image": image, "labels": unannotated})
+    assert loss.item() == 0.0 and parts == {"fg": 0.0, "spn": 0.0}
+
+    labels = torch.zeros((2, 1, 33, 35), dtype=torch.long)
+    labels[:, :, 5:15, 5:15] = 1
+    loss, parts = method.loss(model, {"image": image, "labels": labels})
+    loss.backward()
+    assert torch.isfinite(loss) and parts["fg"] > 0 and parts["spn"] > 0
+
+
+def test_pick_instances_and_degrade_masks():
+    torch.manual_seed(0)
+    labels = torch.zeros((3, 20, 20), dtype=torch.long)
+    labels[0, 2:8, 2:8] = 4
+    labels[0, 10:18, 10:18] = 9
+    labels[1] = -1
+    labels[2, :, :5] = 2
+    masks, has = pick_instances(labels)
+    assert has.tolist() == [True, False, True]
+    assert masks[0].sum().item() in (36.0, 64.0) and masks[1].sum() == 0
+    assert torch.equal(masks[2], (labels[2] == 2).float())
+    coarse = degrade_masks(masks[:, None], shift=3, radius=2, blur=1, noise=0.1)
+    assert coarse.shape == (3, 1, 20, 20)
+    assert coarse.min() >= 0 and coarse.max() <= 1
+    inside = coarse[0, 0][masks[0] > 0].mean()
+    assert inside > coarse[0, 0][masks[0] == 0].mean() + 0.3
+
+
+# -- prediction -----------------------------------------------------------------------------------
+
+
+def test_first_masks_required_and_checked():
+    method = small_method("finetune_steps=1")
+    model = method.build_model()
+    frames = [np.zeros((1, 20, 24), np.float32)] * 2
+    with pytest.raises(DataError, match="needs first_masks"):
+        method.predict(model, frames)
+    with pytest.raises(DataError, match="no object"):
+        method.predict(model, frames, first_masks=np.zeros((20, 24), np.int32))
+    with pytest.raises(DataError, match="integer labels"):
+        method.predict(model, frames, first_masks=np.ones((20, 24), np.float32))
+    first = np.zeros((20, 24), np.int32)
+    first[2:6, 2:6] = 1
+    with pytest.raises(DataError, match=r"frame 0: expected shape \(1, 20, 24\)"):
+        list(method.predict(model, [np.zeros((1, 21, 24), np.float32)], first_masks=first))
+    nan_frames = [frames[0], np.full((1, 20, 24), np.nan, np.float32)]
+    with pytest.raises(DataError, match="frame 1: contains NaN"):
+        list(method.predict(model, nan_frames, first_masks=first))
+
+
+def test_predict_streams_one_frame_at_a_time(trained):
+    method, model = trained
+    images, labels = moving_discs(5, seed=3)
+    pulled = []
+
+    def frames():
+        for t, image in enumerate(images):
+            pulled.append(t)
+            yield image
+
+    for window in method.predict(model, frames(), "cpu", first_masks=labels[0]):
+        assert window.tracked and window.labels.shape == (1, SIZE, SIZE)
+        assert window.labels.dtype == np.int32
+        assert pulled[-1] == window.start  # nothing read ahead
+
+
+def test_tracks_moving_discs_with_first_frame_ids(trained):
+    method, model = trained
+    ids = (3, 8, 20)
+    images, labels = moving_discs(10, seed=1, ids=ids)
+    windows = list(method.predict(model, list(images), "cpu", first_masks=labels[0]))
+    assert [w.start for w in windows] == list(range(10))
+    predicted = np.concatenate([w.labels for w in windows])
+    assert np.array_equal(predicted[0], labels[0])
+    assert set(np.unique(predicted)) <= {0, *ids}
+    scores = [jaccard(predicted[t] == k, labels[t] == k) for t in range(1, 10) for k in ids]
+    assert min(scores) > 0.7
+    assert np.mean(scores) > 0.85
+
+
+def test_full_network_fine_tuning_runs(trained):
+    _, model = trained
+    method = small_method("finetune=all", "finetune_steps=3", "finetune_batch=2")
+    images, labels = moving_discs(3, seed=2)
+    windows = list(method.predict(model, list(images), "cpu", first_masks=labels[0]))
+    assert len(windows) == 3
+    assert set(np.unique(windows[-1].labels)) <= {0, 1, 2, 3}
+
+
+def test_predict_under_no_grad_and_leaves_the_model_unchanged(trained):
+    method, model = trained
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images, labels = moving_discs(3, seed=4)
+    with torch.no_grad():
+        windows = list(method.predict(model, list(images), "cpu", first_masks=labels[0]))
+    assert len(windows) == 3
+    assert torch.is_grad_enabled()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key])
