@@ -143,3 +143,16 @@ def test_intensity_changes_image_only():
     np.testing.assert_array_equal(out_labels, labels)
     assert not np.allclose(out_image, image)
     assert out_image.dtype == np.float32
+
+
+def test_turns_keep_unannotated_pixels():
+    rng = np.random.default_rng(2)
+    labels = np.zeros((3, 20, 20), np.int64)
+    labels[:, 2:6, 3:17] = -1
+    labels[:, 10:14, 10:14] = 8
+    augment = Augmenter(rng, affine=False, elastic=False, intensity=False)
+    for _ in range(8):
+        image = labels[:, None].astype(np.float32)
+        out_image, out_labels = augment(image, labels)
+        assert (out_labels == -1).sum() == (labels == -1).sum()
+        np.testing.assert_array_equal(out_image[:, 0], out_labels)

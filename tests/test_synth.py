@@ -126,3 +126,12 @@ def test_leaves_partition_and_layout(tmp_path):
     rgb = np.asarray(Image.open(out / "A1" / "plant002_rgb.png"))
     assert rgb.shape == (48, 48, 3)
     np.testing.assert_array_equal(np.asarray(label), generate_leaves(2, (48, 48), 0).labels[1])
+
+
+@pytest.mark.parametrize("knob", [{"density": -1}, {"noise": -0.1}, {"division_rate": 2},
+                                  {"radius": (5, 2)}, {"frames": 0}, {"size": (4, 64)}])
+def test_bad_knobs_raise_config_error(knob):
+    from instatrack.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=next(iter(knob))):
+        generate_cells(**{"frames": 2, "size": (32, 32), **knob})

@@ -48,6 +48,7 @@ class ClipSampler:
         self._labels: dict[tuple[int, int], np.ndarray | None] = {}
         self._centres: dict[tuple[int, int], np.ndarray] = {}
         self.clips = self._find_clips(frames or slice(None))
+        self._compact_ids()
         if not len(self.clips):
             names = ", ".join(s.name for s in self.sequences) or "no sequences"
             raise DataError(f"{names}: no annotated clip of {clip_len} frame(s) within frames "
@@ -74,6 +75,19 @@ class ClipSampler:
                 if span[-1] - span[0] == length - 1 and annotated[i:i + length].any():
                     rows.append((s, span[0], length))
         return np.array(rows, np.int64).reshape(-1, 3)
+
+    def _compact_ids(self) -> None:
+        """Renumber each sequence's ids to ``1..K`` once, so clips renumber in linear time."""
+        for s in range(len(self.sequences)):
+            keys = [k for k, v in self._labels.items() if k[0] == s and v is not None]
+            if not keys:
+                continue
+            ids = np.unique(np.concatenate([np.unique(self._labels[k]) for k in keys]))
+            positive = ids[ids > 0]
+            for key in keys:
+                labels = self._labels[key]
+                rank = np.searchsorted(positive, labels) + 1
+                self._labels[key] = np.where(labels > 0, rank, labels).astype(np.int32)
 
     def _label(self, s: int, t: int) -> np.ndarray | None:
         key = (s, t)
@@ -176,9 +190,14 @@ def _centre_crop(array: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
 
 def _renumber(labels: np.ndarray) -> np.ndarray:
     """Ids ``> 0`` -> ``1..K`` (consistently over the clip); 0 and -1 unchanged; int64."""
-    ids, inverse = np.unique(labels, return_inverse=True)
-    new = np.where(ids > 0, np.cumsum(ids > 0), ids)
-    return new[inverse.reshape(labels.shape)].astype(np.int64)
+    labels = labels.astype(np.int64)
+    top = int(labels.max(initial=0))
+    if top <= 0:
+        return labels
+    present = np.zeros(top + 1, bool)
+    present[labels[labels > 0]] = True
+    rank = np.cumsum(present)
+    return np.where(labels > 0, rank[np.maximum(labels, 0)], labels)
 
 
 def _slice_text(frames: slice | None) -> str:

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from instatrack.errors import ConfigError
+
 #: harmonics of the cell outline ``r(phi) = 1 + sum_k c_k cos(k phi + p_k)``, k = 2, 3, 4
 _HARMONICS = 3
 #: pixels of world around the field of view, so cells can enter and leave it
@@ -100,8 +102,7 @@ def generate_cells(frames: int = 20, size: tuple[int, int] = (128, 128), seed: i
     at the border or squeezed) are left out of the ground truth. The result
     depends only on the arguments.
     """
-    if frames < 1 or len(size) != 2 or min(size) < 8:
-        raise ValueError(f"need frames >= 1 and a size of two values >= 8, got {frames}, {size}")
+    _check_knobs(frames, size, density, noise, division_rate, radius, speed, min_area)
     rng = np.random.default_rng(seed)
     knobs = _Knobs(density, noise, division_rate, (float(radius[0]), float(radius[1])),
                    speed, min_area)
@@ -123,7 +124,27 @@ def generate_cells(frames: int = 20, size: tuple[int, int] = (128, 128), seed: i
         images[t] = _camera(signal + background, noise, rng)
         if t + 1 < frames:
             cells, next_id = _step(cells, rng, world, knobs, drift, target, next_id)
-    return SynthSequence(images, labels, tracker.lineage(frames))
+    return SynthSequence(images, labels, tracker.lineage())
+
+
+def _check_knobs(frames: int, size: tuple[int, int], density: float, noise: float,
+                 division_rate: float, radius: tuple[float, float], speed: float,
+                 min_area: int) -> None:
+    """Raise :class:`ConfigError` naming the first knob out of range."""
+    checks = [
+        (frames >= 1, f"frames must be >= 1, got {frames}"),
+        (len(size) == 2 and min(size) >= 8, f"size must be two values >= 8, got {size}"),
+        (density >= 0, f"density must be >= 0, got {density}"),
+        (noise >= 0, f"noise must be >= 0, got {noise}"),
+        (0 <= division_rate <= 1, f"division_rate must be in [0, 1], got {division_rate}"),
+        (len(radius) == 2 and 1 <= radius[0] <= radius[1],
+         f"radius must be (min, max) with 1 <= min <= max, got {radius}"),
+        (speed >= 0, f"speed must be >= 0, got {speed}"),
+        (min_area >= 1, f"min_area must be >= 1, got {min_area}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
 
 
 # -- simulation ---------------------------------------------------------------------------------
@@ -338,7 +359,7 @@ class _TrackBook:
     def relabel(self, rows: np.ndarray) -> np.ndarray:
         return self.map[rows]
 
-    def lineage(self, frames: int) -> list[tuple[int, int, int, int]]:
+    def lineage(self) -> list[tuple[int, int, int, int]]:
         return [(label, b, e, p) for label, (b, e, p) in sorted(self.rows.items())]
 
 
