@@ -12,8 +12,8 @@ from instatrack.data.cvppp import CVPPPSequence
 from instatrack.data.davis import (
     DAVISSequence,
     davis_palette,
-    read_davis_annotation,
-    write_davis_annotation,
+    read_annotation,
+    write_annotation,
 )
 from instatrack.data.folder import FolderSequence
 from instatrack.data.synth import generate_leaves, write_cvppp_synthetic
@@ -72,14 +72,14 @@ def test_davis_2016_binary_and_missing_frames(tmp_path):
 def test_davis_palette_round_trip(tmp_path):
     ids = np.zeros((12, 16), np.int32)
     ids[1:4, 1:4], ids[6:9, 6:12] = 1, 3
-    path = write_davis_annotation(tmp_path / "a" / "00000.png", ids)
+    path = write_annotation(tmp_path / "a" / "00000.png", ids)
     with Image.open(path) as im:
         assert im.mode == "P"
         assert im.getpalette()[:12] == [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0]
-    np.testing.assert_array_equal(read_davis_annotation(path), ids)
+    np.testing.assert_array_equal(read_annotation(path), ids)
     assert len(davis_palette()) == 768
     with pytest.raises(DataError, match="0..255"):
-        write_davis_annotation(tmp_path / "b.png", ids + 300)
+        write_annotation(tmp_path / "b.png", ids + 300)
 
 
 def test_plain_folder_matched_by_stem(tmp_path):

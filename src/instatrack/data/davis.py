@@ -55,14 +55,14 @@ class DAVISSequence:
         path = self.annotation_dir / f"{self.frame_path(t).stem}.png"
         if not path.is_file():
             return None
-        labels = read_davis_annotation(path)
+        labels = read_annotation(path)
         if labels.shape != self.shape[:2]:
             raise DataError(f"{path}: annotation shape {labels.shape} differs from the frame "
                             f"{self.shape[:2]}")
         return labels
 
 
-def read_davis_annotation(path: str | Path) -> np.ndarray:
+def read_annotation(path: str | Path) -> np.ndarray:
     """``(Y, X)`` int32 ids of a DAVIS annotation: 0/255 binary -> 0/1, palette -> indices."""
     labels = read_image(path)
     if labels.ndim != 2 or labels.dtype.kind not in "iub":
@@ -74,7 +74,7 @@ def read_davis_annotation(path: str | Path) -> np.ndarray:
     return labels.astype(np.int32)
 
 
-def write_davis_annotation(path: str | Path, labels: np.ndarray) -> Path:
+def write_annotation(path: str | Path, labels: np.ndarray) -> Path:
     """Write object ids ``(Y, X)`` (0..255) as a palette PNG with the DAVIS/PASCAL colours."""
     from PIL import Image
 
