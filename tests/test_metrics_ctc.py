@@ -15,7 +15,13 @@ import pytest
 import tifffile
 
 from instatrack.errors import ConfigError, DataError
-from instatrack.metrics.ctc import evaluate_ctc, seg_frame, seg_score, validate_ctc_result
+from instatrack.metrics.ctc import (
+    evaluate_ctc,
+    match_frame,
+    seg_frame,
+    seg_score,
+    validate_ctc_result,
+)
 
 SIZE = 20
 
@@ -297,3 +303,29 @@ def test_seg_frame_agrees_with_py_ctcmetrics(tmp_path):
     library = evaluate_ctc(gt_dir, res_dir, metrics=("SEG",))["SEG"]
     assert 0.1 < library < 0.95  # neither trivial nor perfect
     assert seg_score(gts, preds) == pytest.approx(library, abs=1e-12)
+
+
+def test_match_frame_equals_the_library_match(tmp_path):
+    from ctc_metrics.utils.representations import match
+
+    rng = np.random.default_rng(7)
+    for case in range(4):
+        ref = _random_labels(rng).astype(np.uint16)
+        comp = np.roll(ref, rng.integers(-3, 4, size=2), axis=(0, 1))
+        comp[rng.random(comp.shape) < 0.2] = 0
+        comp[comp == 2] = 1  # merge
+        ref_path, comp_path = tmp_path / f"ref{case}.tif", tmp_path / f"comp{case}.tif"
+        tifffile.imwrite(ref_path, ref)
+        tifffile.imwrite(comp_path, comp)
+        ours, theirs = match_frame(ref_path, comp_path), match(str(ref_path), str(comp_path))
+        assert ours[:4] == tuple(list(x) for x in theirs[:4])
+        np.testing.assert_allclose(ours[4], theirs[4], rtol=0, atol=1e-15)
+
+
+def test_library_matching_gives_the_same_scores(tmp_path):
+    gt, tracks = two_cells()
+    merged = gt.copy()
+    merged[1][merged[1] == 2] = 1
+    gt_dir, res_dir = write_ctc(tmp_path, gt, tracks, merged, "1 0 1 0\n2 0 0 0\n")
+    fast = evaluate_ctc(gt_dir, res_dir)
+    assert evaluate_ctc(gt_dir, res_dir, library_matching=True) == fast

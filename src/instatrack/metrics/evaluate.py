@@ -1,0 +1,163 @@
+"""One entry point that scores a result folder against ground truth, whatever the layout.
+
+Layouts (detected in this order by :func:`detect_layout`):
+
+``ctc``
+    ``gt`` is a CTC ``NN_GT`` folder (has ``TRA/``) or the sequence folder ``NN``
+    next to ``NN_GT``; ``res`` holds ``maskTTT.tif`` + ``res_track.txt``.
+    Keys: ``SEG``, ``TRA``, ``DET``.
+``cvppp``
+    ``gt`` holds CVPPP ``plantNNN_label.png``; ``res`` a label image per plant
+    named by the plant stem (``plantNNN.png``, ``plantNNN_label.png``, ``.tif``...).
+    Every gt plant needs a prediction.
+``davis``
+    ``gt`` holds PNG masks named by frame number (``00000.png`` ...); ``res`` a
+    mask per frame with the same stem. Keys: ``J_mean``, ``J_recall``,
+    ``J_decay``, ``F_mean``, ``F_recall``, ``F_decay``, ``J&F``.
+``images``
+    any other folders of label images, paired by file stem (a prediction may add
+    a suffix such as ``_pred`` or ``_label``); gt files without a prediction are
+    left out (``n_images`` says how many pairs were scored). ``gt`` and ``res``
+    may also be two single files.
+
+Still-image keys (``cvppp`` and ``images``): ``SBD`` (mean symmetric best Dice),
+``DiC`` (mean signed difference in count), ``absDiC`` (mean |DiC|), ``Dice``
+(mean foreground Dice), ``AP``, ``AP50``, ``AP75`` (pooled over images, see
+:mod:`instatrack.metrics.ap`) and ``n_images``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from instatrack.errors import ConfigError, DataError
+from instatrack.metrics._io import list_label_files, read_label_image
+
+__all__ = ["LAYOUTS", "detect_layout", "evaluate", "evaluate_label_images"]
+
+LAYOUTS = ("ctc", "cvppp", "davis", "images")
+_PREDICTION_SUFFIX = re.compile(r"_(label|labels|mask|masks|pred|prediction|seg|rgb)$")
+
+
+def _is_ctc_gt(gt: Path) -> bool:
+    return (gt / "TRA").is_dir() or (gt.parent / f"{gt.name}_GT" / "TRA").is_dir()
+
+
+def detect_layout(gt: str | Path, res: str | Path) -> str:
+    """Which of :data:`LAYOUTS` ``gt``/``res`` follow (see the module docstring)."""
+    gt, res = Path(gt), Path(res)
+    if not gt.exists():
+        raise DataError(f"{gt}: ground truth not found")
+    if not res.exists():
+        raise DataError(f"{res}: result not found")
+    if gt.is_file() and res.is_file():
+        return "images"
+    if gt.is_file() or res.is_file():
+        raise DataError(f"{gt} and {res}: give two folders or two files, not one of each")
+    if _is_ctc_gt(gt):
+        if not any(res.glob("mask*.tif")):
+            raise DataError(f"{res}: CTC ground truth given but no maskTTT.tif in the result")
+        return "ctc"
+    try:
+        files = list_label_files(gt)
+    except DataError:
+        files = []
+    if any(p.name.endswith("_label.png") for p in files):
+        return "cvppp"
+    if files and all(p.suffix.lower() == ".png" and p.stem.isdigit() for p in files):
+        return "davis"
+    if files:
+        return "images"
+    raise DataError(f"{gt}: no label images (.tif/.png) and not a CTC ground-truth folder")
+
+
+def _find_prediction(predictions: list[Path], key: str) -> Path | None:
+    """The prediction named ``key`` (any extension), else ``key`` plus a known suffix."""
+    candidates = [p for p in predictions if p.stem == key]
+    if not candidates:
+        candidates = [p for p in predictions if _PREDICTION_SUFFIX.sub("", p.stem) == key]
+    if len(candidates) > 1:
+        names = ", ".join(p.name for p in candidates)
+        raise DataError(f"{candidates[0].parent}: several predictions for {key!r}: {names}")
+    return candidates[0] if candidates else None
+
+
+def _pairs(gt: Path, res: Path, layout: str) -> list[tuple[Path, Path]]:
+    if gt.is_file():
+        return [(gt, res)]
+    predictions = list_label_files(res)
+    files = list_label_files(gt)
+    if layout == "cvppp":
+        files = [p for p in files if p.name.endswith("_label.png")]
+    pairs = []
+    for path in files:
+        key = path.stem[: -len("_label")] if layout == "cvppp" else path.stem
+        prediction = _find_prediction(predictions, key)
+        if prediction is None and layout in ("cvppp", "davis"):
+            raise DataError(f"{path}: no prediction for it in {res} (expected {key}.png or .tif)")
+        if prediction is not None:
+            pairs.append((path, prediction))
+    if not pairs:
+        raise DataError(f"{res}: no prediction named like a ground-truth image in {gt}")
+    return pairs
+
+
+def evaluate_label_images(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Still-image measures over ``(gt, pred)`` label image pairs ``(Y, X)``.
+
+    Returns ``SBD``, ``DiC``, ``absDiC``, ``Dice`` (means over images), ``AP``,
+    ``AP50``, ``AP75`` (counts pooled over images) and ``n_images``.
+    """
+    from instatrack.metrics.ap import average_precision
+    from instatrack.metrics.cvppp import dic, dice, symmetric_best_dice
+
+    if not pairs:
+        raise DataError("no image pairs to evaluate")
+    counts = np.array([dic(gt, pred) for gt, pred in pairs], dtype=float)
+    result = {
+        "SBD": float(np.mean([symmetric_best_dice(gt, pred) for gt, pred in pairs])),
+        "DiC": float(counts.mean()),
+        "absDiC": float(np.abs(counts).mean()),
+        "Dice": float(np.mean([dice(gt, pred) for gt, pred in pairs])),
+    }
+    result.update(average_precision([g for g, _ in pairs], [p for _, p in pairs]))
+    result["n_images"] = float(len(pairs))
+    return result
+
+
+def _read_pair(gt_path: Path, res_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    gt, pred = read_label_image(gt_path), read_label_image(res_path)
+    if gt.shape != pred.shape:
+        raise DataError(f"{res_path}: shape {pred.shape} differs from {gt_path.name} {gt.shape}")
+    return gt, pred
+
+
+def evaluate(gt: str | Path, res: str | Path, layout: str = "auto") -> dict[str, float]:
+    """Score ``res`` against ``gt``; the measures depend on the layout.
+
+    Args:
+        gt: ground truth folder (or file, for one still image).
+        res: result folder (or file).
+        layout: ``"auto"`` (see :func:`detect_layout`) or one of :data:`LAYOUTS`.
+
+    Returns:
+        ``{measure: value}`` with the keys listed in the module docstring.
+    """
+    gt, res = Path(gt), Path(res)
+    if layout == "auto":
+        layout = detect_layout(gt, res)
+    elif layout not in LAYOUTS:
+        raise ConfigError(f"unknown layout {layout!r}; choose from auto, {', '.join(LAYOUTS)}")
+    if layout == "ctc":
+        from instatrack.metrics.ctc import evaluate_ctc
+
+        return evaluate_ctc(gt, res)
+    pairs = [_read_pair(g, r) for g, r in _pairs(gt, res, layout)]
+    if layout == "davis":
+        from instatrack.metrics.davis import evaluate_davis
+
+        return evaluate_davis([g for g, _ in pairs], [p for _, p in pairs])
+    return evaluate_label_images(pairs)
