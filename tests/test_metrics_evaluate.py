@@ -89,6 +89,14 @@ def test_davis_folder(tmp_path):
         palette_png(res_dir / f"{t:05d}.png", (mask > 0).astype(np.uint8))
     assert detect_layout(gt_dir, res_dir) == "davis"
     result = evaluate(gt_dir, res_dir)
+    root = tmp_path / "DAVIS"
+    (root / "Annotations" / "480p").mkdir(parents=True)
+    gt_dir.rename(root / "Annotations" / "480p" / "bear")
+    assert evaluate(root, res_dir) == result
+    gt_dir = root / "Annotations" / "480p" / "bear"
+    (root / "Annotations" / "480p" / "dog").mkdir()
+    with pytest.raises(DataError, match="2 videos"):
+        evaluate(root, res_dir)
     assert result["J_mean"] == result["F_mean"] == result["J&F"] == 1.0
     assert result["J_decay"] == 0.0 and result["F_recall"] == 1.0
     (res_dir / "00002.png").unlink()

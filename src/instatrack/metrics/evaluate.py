@@ -11,7 +11,8 @@ Layouts (detected in this order by :func:`detect_layout`):
     named by the plant stem (``plantNNN.png``, ``plantNNN_label.png``, ``.tif``...).
     Every gt plant needs a prediction.
 ``davis``
-    ``gt`` holds PNG masks named by frame number (``00000.png`` ...); ``res`` a
+    ``gt`` holds PNG masks named by frame number (``00000.png`` ...), or is a
+    DAVIS root with one video under ``Annotations/<resolution>/``; ``res`` a
     mask per frame with the same stem. Keys: ``J_mean``, ``J_recall``,
     ``J_decay``, ``F_mean``, ``F_recall``, ``F_decay``, ``J&F``.
 ``images``
@@ -46,9 +47,23 @@ def _is_ctc_gt(gt: Path) -> bool:
     return (gt / "TRA").is_dir() or (gt.parent / f"{gt.name}_GT" / "TRA").is_dir()
 
 
+def _davis_video(gt: Path) -> Path:
+    """``gt`` itself, or for a DAVIS root holding one video its annotation folder."""
+    if not (gt / "Annotations").is_dir():
+        return gt
+    videos = sorted(p for p in (gt / "Annotations").glob("*/*") if p.is_dir())
+    if len(videos) != 1:
+        names = ", ".join(p.name for p in videos[:5]) or "none"
+        raise DataError(
+            f"{gt}: DAVIS folder with {len(videos)} videos ({names}); "
+            f"give one video's Annotations/<resolution>/<name> folder"
+        )
+    return videos[0]
+
+
 def detect_layout(gt: str | Path, res: str | Path) -> str:
     """Which of :data:`LAYOUTS` ``gt``/``res`` follow (see the module docstring)."""
-    gt, res = Path(gt), Path(res)
+    gt, res = _davis_video(Path(gt)), Path(res)
     if not gt.exists():
         raise DataError(f"{gt}: ground truth not found")
     if not res.exists():
@@ -146,7 +161,7 @@ def evaluate(gt: str | Path, res: str | Path, layout: str = "auto") -> dict[str,
     Returns:
         ``{measure: value}`` with the keys listed in the module docstring.
     """
-    gt, res = Path(gt), Path(res)
+    gt, res = _davis_video(Path(gt)), Path(res)
     if layout == "auto":
         layout = detect_layout(gt, res)
     elif layout not in LAYOUTS:
