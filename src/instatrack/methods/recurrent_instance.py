@@ -1,0 +1,208 @@
+"""Recurrent instance segmentation (Romera-Paredes & Torr, ECCV 2016).
+
+An FCN encodes the image once; a two-layer ConvLSTM then emits one object per
+step (mask + confidence) while a spatial memory of the masks already emitted
+keeps it from repeating itself. Training matches steps to ground-truth
+instances with the Hungarian algorithm on soft IoU and confidence
+(:mod:`instatrack.losses.hungarian_iou`); inference runs until the confidence
+drops below a threshold and optionally sharpens the masks with a dense CRF
+(:mod:`instatrack.cluster.crf`).
+
+Curriculum (as in the published code): the number of recurrent steps per
+training image is capped, starting at ``curriculum_steps`` and growing
+linearly to ``max_steps`` over the first ``curriculum_fraction`` of training;
+while the cap is below the number of instances every step is matched, so the
+net first learns to find *some* objects and only later when to stop. The
+current training step is a buffer of the model (saved with the weights).
+
+The method is per frame (``temporal = False``): ``predict`` yields one
+``Window(t, labels[None])`` per frame and the shared tracker links them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from instatrack.cluster.crf import CRFParams, crf_refine, labels_from_masks
+from instatrack.config import TrainConfig, require
+from instatrack.errors import DataError
+from instatrack.losses.hungarian_iou import HungarianIoULoss
+from instatrack.methods.base import Method, Window
+from instatrack.models.recurrent_instance import RecurrentInstanceNet
+
+
+@dataclasses.dataclass(frozen=True)
+class RecurrentInstanceConfig(TrainConfig):
+    """Model, loss, curriculum and post-processing of recurrent instance segmentation."""
+
+    # model
+    encoder_channels: tuple[int, ...] = (16, 32, 32)
+    encoder_convs: int = 2
+    hidden: int = 32
+    lstm_layers: int = 2
+    lstm_kernel: int = 3
+    input_scale: float = 1.0
+    coords: bool = True
+    confidence_bias: float = 3.0
+    # loss and curriculum
+    loss_lambda: float = 1.0
+    ordered_matching: bool = False
+    max_steps: int = 20
+    extra_steps: int = 2
+    curriculum_steps: int = 2
+    curriculum_fraction: float = 0.3
+    # inference
+    confidence_threshold: float = 0.5
+    mask_threshold: float = 0.5
+    crf: bool = False
+    crf_iterations: int = 5
+    crf_theta_pos: float = 8.0
+    crf_theta_col: float = 0.15
+    crf_w_app: float = 3.0
+    crf_w_smooth: float = 1.0
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "fast": {
+            "crop": (96, 96), "batch_size": 4, "steps": 3000, "lr": 1e-3, "lr_final": 1e-4,
+            "encoder_channels": (16, 32, 32), "hidden": 32, "max_steps": 20,
+            "curriculum_steps": 2, "curriculum_fraction": 0.3, "val_every": 500,
+            "ckpt_every": 250,
+        },
+        # Published configuration (CVPPP A1 leaves): RGB images of 530 x 500 downsampled
+        # five times, four 3x3 conv layers of 30 channels, a 2-layer ConvLSTM of 30
+        # channels with 3x3 filters, lambda = 1, one non-object step, at most 40 steps,
+        # Adam at a constant 1e-4, one image per step, gradients clipped at 5, then a CRF.
+        "paper": {
+            "in_channels": 3, "crop": (530, 500), "batch_size": 1, "steps": 100000,
+            "lr": 1e-4, "lr_final": 1e-4, "grad_clip": 5.0, "augment": False,
+            "encoder_channels": (30,), "encoder_convs": 4, "hidden": 30, "lstm_layers": 2,
+            "lstm_kernel": 3, "input_scale": 0.2, "coords": False, "confidence_bias": 10.0,
+            "loss_lambda": 1.0, "ordered_matching": True, "max_steps": 40, "extra_steps": 1,
+            "curriculum_steps": 2, "curriculum_fraction": 0.3, "crf": True,
+        },
+    }
+
+    def check(self) -> None:
+        super().check()
+        require(len(self.encoder_channels) >= 1 and min(self.encoder_channels) > 0,
+                f"encoder_channels must be one or more sizes > 0, got {self.encoder_channels}")
+        for name in ("encoder_convs", "hidden", "lstm_layers", "max_steps", "extra_steps",
+                     "curriculum_steps", "crf_iterations"):
+            require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        require(self.lstm_kernel % 2 == 1, f"lstm_kernel must be odd, got {self.lstm_kernel}")
+        require(0 < self.input_scale <= 4, f"input_scale must be in (0, 4], got {self.input_scale}")
+        require(self.loss_lambda >= 0, f"loss_lambda must be >= 0, got {self.loss_lambda}")
+        require(0 <= self.curriculum_fraction <= 1,
+                f"curriculum_fraction must be in [0, 1], got {self.curriculum_fraction}")
+        for name in ("confidence_threshold", "mask_threshold"):
+            value = getattr(self, name)
+            require(0 < value < 1, f"{name} must be in (0, 1), got {value}")
+        for name in ("crf_theta_pos", "crf_theta_col"):
+            require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+        require(self.crf_w_app >= 0 and self.crf_w_smooth >= 0,
+                "crf_w_app and crf_w_smooth must be >= 0")
+
+    @property
+    def crf_params(self) -> CRFParams:
+        return CRFParams(iterations=self.crf_iterations, theta_pos=self.crf_theta_pos,
+                         theta_col=self.crf_theta_col, w_app=self.crf_w_app,
+                         w_smooth=self.crf_w_smooth)
+
+
+class RecurrentInstance(Method):
+    """Romera-Paredes & Torr: ConvLSTM emitting one instance per step."""
+
+    name: ClassVar[str] = "recurrent-instance"
+    config_cls: ClassVar[type[TrainConfig]] = RecurrentInstanceConfig
+    temporal: ClassVar[bool] = False
+    config: RecurrentInstanceConfig
+
+    def build_model(self) -> RecurrentInstanceNet:
+        c = self.config
+        return RecurrentInstanceNet(
+            c.in_channels, encoder_channels=c.encoder_channels, encoder_convs=c.encoder_convs,
+            hidden=c.hidden, layers=c.lstm_layers, kernel=c.lstm_kernel,
+            input_scale=c.input_scale, coords=c.coords, confidence_bias=c.confidence_bias)
+
+    # -- training -------------------------------------------------------------------------------
+    def step_cap(self, train_step: int) -> int:
+        """Most recurrent steps per image at training step ``train_step`` (curriculum)."""
+        c = self.config
+        ramp = c.curriculum_fraction * c.steps
+        if ramp <= 0 or train_step >= ramp:
+            return c.max_steps
+        start = min(c.curriculum_steps, c.max_steps)
+        return start + int((c.max_steps - start) * train_step / ramp)
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Hungarian matching loss over the ``B * T`` images of ``batch``."""
+        images = batch["image"].flatten(0, 1)
+        labels = batch["labels"].flatten(0, 1)
+        net = _unwrap(model)
+        cap = self.step_cap(int(net.train_step))
+        if net.training:
+            with torch.no_grad():
+                net.train_step += 1
+        counts = [int((torch.unique(lab) > 0).sum()) for lab in labels]
+        steps = [min(n + self.config.extra_steps, cap) for n in counts]
+        mask_logits, confidence_logits = model(images, max(steps), logits=True)
+        criterion = HungarianIoULoss(self.config.loss_lambda, self.config.ordered_matching)
+        loss, parts = criterion(mask_logits, confidence_logits, labels, steps)
+        parts["step_cap"] = float(cap)
+        return loss, parts
+
+    # -- inference ------------------------------------------------------------------------------
+    def predict(self, model: torch.nn.Module, frames: Iterable[np.ndarray],
+                device: torch.device | str = "cpu",
+                first_masks: np.ndarray | None = None) -> Iterator[Window]:
+        """One ``Window(t, labels (1, Y, X) int32)`` per ``(C, Y, X)`` frame."""
+        net = _unwrap(model)
+        net.eval()
+        for t, frame in enumerate(frames):
+            image = self._frame_tensor(frame, t, device)
+            with torch.inference_mode():
+                masks = self.segment_masks(net, image)
+                if self.config.crf:
+                    masks = crf_refine(image[0], masks, self.config.crf_params)
+                masks = masks.float().cpu().numpy()
+            labels = labels_from_masks(masks, self.config.mask_threshold,
+                                       self.config.min_instance_area)
+            yield Window(t, labels[None])
+
+    def segment_masks(self, net: RecurrentInstanceNet, image: torch.Tensor) -> torch.Tensor:
+        """Mask probabilities ``(K, Y, X)`` of the steps before the first low confidence.
+
+        ``image`` is ``(1, C, Y, X)`` on the model's device; at most ``max_steps`` steps run.
+        """
+        encoded = net.encode(image)
+        state = net.initial_state(encoded)
+        masks = []
+        for _ in range(self.config.max_steps):
+            mask_logits, confidence_logits, state = net.step(encoded, state)
+            if torch.sigmoid(confidence_logits[0]) < self.config.confidence_threshold:
+                break
+            masks.append(torch.sigmoid(mask_logits[0]))
+        if not masks:
+            return image.new_zeros((0, *image.shape[-2:]))
+        return torch.stack(masks)
+
+    def _frame_tensor(self, frame: np.ndarray, t: int, device: torch.device | str
+                      ) -> torch.Tensor:
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[0] != self.config.in_channels:
+            raise DataError(f"frame {t}: expected shape (C={self.config.in_channels}, Y, X), "
+                            f"got {frame.shape}")
+        if not np.isfinite(frame).all():
+            raise DataError(f"frame {t}: contains NaN or infinite values")
+        return torch.as_tensor(frame, dtype=torch.float32)[None].to(device)
+
+
+def _unwrap(model: torch.nn.Module) -> RecurrentInstanceNet:
+    """The plain model behind a ``torch.compile`` wrapper."""
+    return getattr(model, "_orig_mod", model)
