@@ -1,0 +1,282 @@
+"""Streaming linker: windows of instance labels -> tracked label frames + track graph.
+
+A method yields :class:`~instatrack.methods.base.Window` objects. The
+:class:`Tracker` turns them into final frames whose label values are track ids,
+and grows a :class:`networkx.DiGraph` (see :mod:`instatrack.track`).
+
+Which labels become final: a frame is final as soon as a window brings it for
+the first time. With overlapping pair windows ``(t-1, t)``, ``(t, t+1)``, ...
+the final labels of frame ``t`` are those of the window that ends at ``t``
+(its newest frame, produced with the most temporal context), and frame 0 comes
+from the first window. The links ``t -> t+1`` come from the next window: its
+instances are matched to the final instances of the shared frame ``t`` by IoU
+(Hungarian, at least ``iou_threshold``), and an instance keeps its identity
+inside a window. Windows that follow each other (``W = 1``) are matched frame
+to frame by IoU instead.
+
+After the IoU links, every new object (no link) looks for a parent: the object
+of frame ``t-1`` or of a recently ended track (up to
+``max(max_gap + 1, division_search_frames)`` frames back) that overlaps it most
+once the new object is dilated by ``division_dilation`` pixels; the overlap must
+cover at least ``parent_overlap`` of the smaller of the two. Then, per parent:
+
+- a track lost in ``t-1`` with one new object near it continues (same id);
+- a track ended with two or more new objects within ``division_search_frames``
+  frames divided: they become daughters;
+- a track that continues into ``t`` but shrank to at most
+  ``division_area_ratio`` of its area, with new objects next to it, divided and
+  kept one daughter's mask: in the CTC convention the mother ENDS at ``t-1``
+  and the continuing object is relabelled as a daughter;
+- a track ended 2..``max_gap + 1`` frames ago with one new object near it is
+  bridged: CTC encodes a gap as a new track whose parent is the old one.
+
+Windows with ``tracked=True`` already carry identities: their label values are
+kept verbatim as track ids, and an object that reappears after an absence is
+linked to its previous node (no division search).
+
+Memory: only the final labels of the last few frames are kept.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import networkx as nx
+import numpy as np
+
+from instatrack.track.match import dilated_overlaps, label_stats, match_iou, remove_small
+
+
+class Tracker:
+    """Link a stream of windows into tracks; see the module docstring for the rules.
+
+    ``push(window)`` returns the frames that became final, as a list of
+    ``(t, labels)`` with ``labels`` ``(Y, X)`` int32 (value = track id);
+    ``finish()`` returns what is left; ``graph`` is the track graph so far.
+    """
+
+    def __init__(self, iou_threshold: float = 0.1, max_gap: int = 2,
+                 division_search_frames: int = 3, division_dilation: int = 2,
+                 min_area: int = 0, division_area_ratio: float = 0.8,
+                 parent_overlap: float = 0.2):
+        if not 0 <= iou_threshold <= 1:
+            raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
+        if min(max_gap, division_search_frames, division_dilation, min_area) < 0:
+            raise ValueError("max_gap, division_search_frames, division_dilation and "
+                             "min_area must be >= 0")
+        self.iou_threshold = iou_threshold
+        self.max_gap = max_gap
+        self.division_search_frames = division_search_frames
+        self.division_dilation = division_dilation
+        self.min_area = min_area
+        self.division_area_ratio = division_area_ratio
+        self.parent_overlap = parent_overlap
+        self.graph = nx.DiGraph()
+        self._memory = max(max_gap + 1, division_search_frames, 1)
+        self._next_track = 1
+        self._next_node = 0
+        self._last_t: int | None = None
+        self._recent: dict[int, np.ndarray] = {}  # t -> final labels, last few frames
+        self._active: dict[int, int] = {}  # track id -> its node in frame _last_t
+        self._ended: dict[int, tuple[int, int]] = {}  # track id -> (last t, last node)
+        self._tracked_last: dict[int, int] = {}  # tracked windows: label -> last node
+
+    @property
+    def frames_in_memory(self) -> int:
+        """How many final label frames the tracker currently keeps."""
+        return len(self._recent)
+
+    def push(self, window) -> list[tuple[int, np.ndarray]]:
+        """Add one window; returns the ``(t, labels (Y, X) int32)`` frames that became final."""
+        labels = _check_window(window, self._last_t)
+        if window.tracked:
+            return self._push_tracked(window.start, labels)
+        start = window.start
+        first_new = start if self._last_t is None else self._last_t + 1
+        done = []
+        mapping: dict[int, int] = {}
+        for t in range(first_new, window.stop):
+            local = remove_small(labels[t - start], self.min_area)
+            if t == first_new and self._last_t is not None:
+                # The shared frame when windows overlap, else the new frame itself.
+                ref = local
+                if start <= self._last_t:
+                    ref = remove_small(labels[self._last_t - start], self.min_area)
+                mapping = match_iou(self._recent[self._last_t], ref, self.iou_threshold)
+            final, mapping = self._link_frame(t, local, mapping)
+            done.append((t, final))
+        return done
+
+    def finish(self) -> list[tuple[int, np.ndarray]]:
+        """End of the stream. Frames are final when pushed, so nothing is left to return."""
+        self._recent.clear()
+        self._ended.clear()
+        return []
+
+    # -- one frame ----------------------------------------------------------
+    def _link_frame(self, t: int, local: np.ndarray, mapping: dict[int, int]
+                    ) -> tuple[np.ndarray, dict[int, int]]:
+        """Give every object of ``local`` (window labels of frame ``t``) a track id.
+
+        ``mapping``: ``{local label: track id in frame t-1}``. Returns the final
+        labels ``(Y, X)`` int32 and ``{local label: track id in frame t}``.
+        """
+        stats = label_stats(local)
+        continuing = {a: mapping[a] for a in stats if mapping.get(a) in self._active}
+        linked = set(continuing.values())
+        for track, node in self._active.items():
+            if track not in linked:
+                self._ended[track] = (t - 1, node)
+        new = [a for a in stats if a not in continuing]
+        track_of, edges = self._resolve_new(t, new, continuing, stats, local)
+        for a, track in continuing.items():
+            if a not in track_of:
+                track_of[a] = track
+                edges.append((self._active[track], a))
+        for a in new:
+            if a not in track_of:
+                track_of[a] = self._new_track()
+        final = _relabel(local, track_of)
+        nodes = self._add_nodes(t, stats, track_of)
+        self.graph.add_edges_from((src, nodes[a]) for src, a in edges)
+        self._active = {track_of[a]: nodes[a] for a in stats}
+        self._advance(t, final)
+        return final, track_of
+
+    def _resolve_new(self, t: int, new: list[int], continuing: dict[int, int],
+                     stats: dict, local: np.ndarray) -> tuple[dict[int, int], list]:
+        """Continuations, gaps and divisions of the new objects of frame ``t``.
+
+        Returns ``{local label: track id}`` for the objects it decided and the
+        edges ``(parent node, local label)`` to add.
+        """
+        track_of: dict[int, int] = {}
+        edges: list[tuple[int, int]] = []
+        children: dict[int, list[tuple[float, int]]] = defaultdict(list)
+        for a, (parent, score) in self._find_parents(t, new, stats, local).items():
+            children[parent].append((score, a))
+        by_track = {track: a for a, track in continuing.items()}
+        for parent, scored in children.items():
+            kids = [a for _, a in sorted(scored, reverse=True)]
+            kind, node = self._parent_kind(t, parent, kids, by_track.get(parent), stats)
+            if kind == "division":
+                if parent in by_track:
+                    kids.append(by_track[parent])
+                for a in kids:
+                    track_of[a] = self._new_track()
+                    edges.append((node, a))
+            elif kind in ("continue", "gap"):
+                track_of[kids[0]] = parent if kind == "continue" else self._new_track()
+                edges.append((node, kids[0]))
+            if kind != "none":
+                self._ended.pop(parent, None)
+        return track_of, edges
+
+    def _parent_kind(self, t: int, parent: int, kids: list[int], continuing_object,
+                     stats: dict) -> tuple[str, int]:
+        """``("division" | "continue" | "gap" | "none", parent's last node)``."""
+        if continuing_object is not None:
+            node = self._active[parent]
+            shrank = (stats[continuing_object][0]
+                      <= self.division_area_ratio * self.graph.nodes[node]["area"])
+            divides = shrank and self.division_search_frames >= 1
+            return ("division" if divides else "none"), node
+        last_t, node = self._ended[parent]
+        if len(kids) >= 2 and t - last_t <= self.division_search_frames:
+            return "division", node
+        if last_t == t - 1:
+            return "continue", node
+        if len(kids) == 1 and t - last_t - 1 <= self.max_gap:
+            return "gap", node
+        return "none", node
+
+    def _find_parents(self, t: int, new: list[int], stats: dict, local: np.ndarray
+                      ) -> dict[int, tuple[int, float]]:
+        """Best parent track of each new object: ``{local label: (track, overlap score)}``."""
+        best: dict[int, tuple[int, float]] = {}
+        if not new:
+            return best
+        for when, frame in self._recent.items():
+            candidates = self._candidates_at(when, t)
+            if not candidates:
+                continue
+            overlaps = dilated_overlaps(local, frame, self.division_dilation, only=new)
+            for a, counts in overlaps.items():
+                for track, pixels in counts.items():
+                    if track not in candidates:
+                        continue
+                    area = self.graph.nodes[candidates[track]]["area"]
+                    score = pixels / min(stats[a][0], area)
+                    if score >= self.parent_overlap and score > best.get(a, (0, 0.0))[1]:
+                        best[a] = (track, score)
+        return best
+
+    def _candidates_at(self, when: int, t: int) -> dict[int, int]:
+        """Tracks whose last node is in frame ``when``: ``{track: node}``."""
+        found = {k: node for k, (last, node) in self._ended.items() if last == when}
+        if when == t - 1:
+            found.update(self._active)
+        return found
+
+    # -- bookkeeping --------------------------------------------------------
+    def _new_track(self) -> int:
+        track = self._next_track
+        self._next_track += 1
+        return track
+
+    def _add_nodes(self, t: int, stats: dict, track_of: dict[int, int]) -> dict[int, int]:
+        nodes = {}
+        for a, (area, y, x) in stats.items():
+            node = self._next_node
+            self._next_node += 1
+            self.graph.add_node(node, t=t, label=track_of[a], y=y, x=x, area=area)
+            nodes[a] = node
+        return nodes
+
+    def _advance(self, t: int, final: np.ndarray) -> None:
+        """Remember frame ``t``; forget what no later frame can link to."""
+        self._last_t = t
+        self._recent[t] = final
+        horizon = t + 1 - self._memory
+        for old in [k for k in self._recent if k < horizon]:
+            del self._recent[old]
+        for track in [k for k, (last, _) in self._ended.items() if last < horizon]:
+            del self._ended[track]
+
+    def _push_tracked(self, start: int, labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        first_new = start if self._last_t is None else self._last_t + 1
+        done = []
+        for t in range(first_new, start + len(labels)):
+            final = labels[t - start].astype(np.int32)
+            stats = label_stats(final)
+            nodes = self._add_nodes(t, stats, {a: a for a in stats})
+            for a, node in nodes.items():
+                if a in self._tracked_last:
+                    self.graph.add_edge(self._tracked_last[a], node)
+                self._tracked_last[a] = node
+            self._last_t = t
+            done.append((t, final))
+        return done
+
+
+def _relabel(local: np.ndarray, track_of: dict[int, int]) -> np.ndarray:
+    lut = np.zeros(int(local.max()) + 1, np.int32)
+    for a, track in track_of.items():
+        lut[a] = track
+    return lut[local]
+
+
+def _check_window(window, last_t: int | None) -> np.ndarray:
+    labels = np.asarray(window.labels)
+    if labels.ndim != 3 or len(labels) == 0:
+        raise ValueError(f"window labels must be (W, Y, X), got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise ValueError("window labels must be non-negative integers")
+    if last_t is not None:
+        if window.start > last_t + 1:
+            raise ValueError(f"window starts at frame {window.start}, but frame "
+                             f"{last_t + 1} has not been seen: windows must not skip frames")
+        if window.stop <= last_t + 1:
+            raise ValueError(f"window {window.start}..{window.stop - 1} brings no new frame "
+                             f"after frame {last_t}")
+    return labels.astype(np.int32, copy=False)

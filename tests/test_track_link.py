@@ -1,0 +1,189 @@
+"""Exact-count tests of the linker on hand-built label movies of discs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instatrack.methods.base import Window
+from instatrack.track.export import graph_to_ctc_table
+from instatrack.track.link import Tracker
+from instatrack.track.match import match_iou
+
+SIZE = 48
+
+
+def disc(frame: np.ndarray, cy: float, cx: float, r: float, value: int) -> None:
+    yy, xx = np.mgrid[:frame.shape[0], :frame.shape[1]]
+    frame[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = value
+
+
+def movie(spec: list[list[tuple]]) -> np.ndarray:
+    """``spec[t]`` lists discs ``(cy, cx, r, label)`` of frame t -> ``(T, Y, X)`` int32."""
+    out = np.zeros((len(spec), SIZE, SIZE), np.int32)
+    for t, discs in enumerate(spec):
+        for cy, cx, r, label in discs:
+            disc(out[t], cy, cx, r, label)
+    return out
+
+
+def track_single(labels: np.ndarray, **kwargs) -> tuple[Tracker, dict[int, np.ndarray]]:
+    """Push one-frame windows; returns the tracker and ``{t: final labels}``."""
+    tracker = Tracker(**kwargs)
+    final = {}
+    for t in range(len(labels)):
+        final.update(tracker.push(Window(t, labels[t:t + 1])))
+    final.update(tracker.finish())
+    return tracker, final
+
+
+def track_pairs(labels: np.ndarray, **kwargs) -> tuple[Tracker, dict[int, np.ndarray]]:
+    """Push overlapping pair windows whose local ids are shuffled per window."""
+    tracker = Tracker(**kwargs)
+    final = {}
+    rng = np.random.default_rng(0)
+    for t in range(len(labels) - 1):
+        pair = labels[t:t + 2]
+        lut = np.r_[0, rng.permutation(np.arange(50, 50 + int(labels.max())))]
+        final.update(tracker.push(Window(t, lut[pair].astype(np.int32))))
+    final.update(tracker.finish())
+    return tracker, final
+
+
+def edges_by_track(tracker: Tracker) -> set[tuple[tuple[int, int], tuple[int, int]]]:
+    """Edges as ``((label, t), (label, t))`` so tests do not depend on node ids."""
+    nodes = tracker.graph.nodes
+    return {((nodes[a]["label"], nodes[a]["t"]), (nodes[b]["label"], nodes[b]["t"]))
+            for a, b in tracker.graph.edges}
+
+
+MOVE = movie([[(20, 10 + 3 * t, 5, 1)] for t in range(4)])
+EXIT = movie([[(12, 12, 5, 1), (34, 34, 5, 2)], [(12, 13, 5, 1), (34, 35, 5, 2)],
+              [(12, 14, 5, 1)], [(12, 15, 5, 1)]])
+ENTRY = movie([[(12, 12, 5, 1)], [(12, 13, 5, 1)],
+               [(12, 14, 5, 1), (34, 34, 5, 2)], [(12, 15, 5, 1), (34, 35, 5, 2)]])
+# The mother shrinks into two daughters; one daughter overlaps it enough to keep its IoU link.
+DIVISION = movie([[(24, 24, 7, 1)], [(24, 25, 7, 1)],
+                  [(24, 20, 4, 1), (24, 30, 4, 2)], [(24, 19, 4, 1), (24, 31, 4, 2)]])
+GAP = movie([[(20, 20, 6, 1)], [(20, 21, 6, 1)], [], [(20, 23, 6, 1)], [(20, 24, 6, 1)]])
+
+
+@pytest.mark.parametrize("run", [track_single, track_pairs])
+def test_move_is_one_track(run):
+    tracker, final = run(MOVE)
+    assert graph_to_ctc_table(tracker.graph) == [(1, 0, 3, 0)]
+    assert tracker.graph.number_of_nodes() == 4
+    assert edges_by_track(tracker) == {((1, t), (1, t + 1)) for t in range(3)}
+    assert sorted(final) == [0, 1, 2, 3]
+    assert all(np.array_equal(final[t] > 0, MOVE[t] > 0) for t in final)
+    assert final[2].dtype == np.int32
+
+
+@pytest.mark.parametrize("run", [track_single, track_pairs])
+def test_exit_ends_the_track(run):
+    tracker, _ = run(EXIT)
+    assert graph_to_ctc_table(tracker.graph) == [(1, 0, 3, 0), (2, 0, 1, 0)]
+    assert tracker.graph.number_of_nodes() == 6
+    assert tracker.graph.number_of_edges() == 4
+
+
+@pytest.mark.parametrize("run", [track_single, track_pairs])
+def test_entry_starts_a_track(run):
+    tracker, final = run(ENTRY)
+    assert graph_to_ctc_table(tracker.graph) == [(1, 0, 3, 0), (2, 2, 3, 0)]
+    assert tracker.graph.number_of_edges() == 4
+    assert set(np.unique(final[3])) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("run", [track_single, track_pairs])
+def test_division_ends_mother_and_starts_two_daughters(run):
+    tracker, final = run(DIVISION)
+    rows = graph_to_ctc_table(tracker.graph)
+    assert rows == [(1, 0, 1, 0), (2, 2, 3, 1), (3, 2, 3, 1)]
+    assert edges_by_track(tracker) == {((1, 0), (1, 1)), ((1, 1), (2, 2)), ((1, 1), (3, 2)),
+                                       ((2, 2), (2, 3)), ((3, 2), (3, 3))}
+    # Each daughter keeps its mask and its id over time.
+    for t in (2, 3):
+        assert set(np.unique(final[t])) == {0, 2, 3}
+    left = final[3][24, 19]
+    assert final[2][24, 20] == left and final[3][24, 31] == 5 - left
+
+
+def test_division_with_both_daughters_unlinked_by_iou():
+    far = movie([[(24, 24, 6, 1)], [(24, 24, 6, 1)], [(24, 16, 4, 1), (24, 32, 4, 2)]])
+    assert match_iou(far[1], far[2], 0.1) == {}
+    tracker, _ = track_single(far)
+    assert graph_to_ctc_table(tracker.graph) == [(1, 0, 1, 0), (2, 2, 2, 1), (3, 2, 2, 1)]
+
+
+def test_division_found_frames_later():
+    late = movie([[(24, 24, 6, 1)], [], [(24, 17, 4, 1), (24, 31, 4, 2)]])
+    tracker, _ = track_single(late, division_search_frames=3)
+    assert graph_to_ctc_table(tracker.graph) == [(1, 0, 0, 0), (2, 2, 2, 1), (3, 2, 2, 1)]
+    tracker, _ = track_single(late, division_search_frames=1)
+    assert [row[3] for row in graph_to_ctc_table(tracker.graph)] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("run", [track_single, track_pairs])
+def test_gap_is_a_new_track_with_the_old_one_as_parent(run):
+    tracker, final = run(GAP)
+    assert graph_to_ctc_table(tracker.graph) == [(1, 0, 1, 0), (2, 3, 4, 1)]
+    assert edges_by_track(tracker) == {((1, 0), (1, 1)), ((1, 1), (2, 3)), ((2, 3), (2, 4))}
+    assert not final[2].any()
+
+
+def test_gap_longer_than_max_gap_is_not_bridged():
+    long_gap = movie([[(20, 20, 6, 1)], [], [], [], [(20, 21, 6, 1)]])
+    tracker, _ = track_single(long_gap, max_gap=2)
+    assert graph_to_ctc_table(tracker.graph) == [(1, 0, 0, 0), (2, 4, 4, 0)]
+    tracker, _ = track_single(long_gap, max_gap=3)
+    assert graph_to_ctc_table(tracker.graph) == [(1, 0, 0, 0), (2, 4, 4, 1)]
+
+
+def test_fast_move_below_iou_threshold_still_continues():
+    jump = movie([[(20, 10, 5, 1)], [(20, 18, 5, 1)]])
+    assert match_iou(jump[0], jump[1], 0.1) == {}
+    tracker, _ = track_single(jump, division_dilation=2)
+    assert graph_to_ctc_table(tracker.graph) == [(1, 0, 1, 0)]
+
+
+def test_neighbour_entering_does_not_fake_a_division():
+    # A cell keeps its size while another one appears next to it.
+    frames = movie([[(24, 20, 6, 1)], [(24, 20, 6, 1), (24, 33, 6, 2)]])
+    tracker, _ = track_single(frames)
+    assert graph_to_ctc_table(tracker.graph) == [(1, 0, 1, 0), (2, 1, 1, 0)]
+
+
+def test_node_attributes_and_small_objects_dropped():
+    frames = movie([[(20, 20, 5, 1), (40, 40, 1, 2)]])
+    tracker, final = track_single(frames, min_area=10)
+    (node, data), = tracker.graph.nodes(data=True)
+    assert data["t"] == 0 and data["label"] == 1
+    assert data["area"] == int((frames[0] == 1).sum())
+    assert data["y"] == pytest.approx(20) and data["x"] == pytest.approx(20)
+    assert set(np.unique(final[0])) == {0, 1}
+
+
+def test_tracked_windows_keep_their_labels():
+    frames = movie([[(12, 12, 5, 7), (34, 34, 5, 3)], [(12, 13, 5, 7)], [(12, 14, 5, 7),
+                                                                         (34, 36, 5, 3)]])
+    tracker = Tracker()
+    final = {}
+    for t in range(3):
+        final.update(tracker.push(Window(t, frames[t:t + 1], tracked=True)))
+    assert all(np.array_equal(final[t], frames[t]) for t in range(3))
+    assert edges_by_track(tracker) == {((7, 0), (7, 1)), ((7, 1), (7, 2)), ((3, 0), (3, 2))}
+
+
+def test_memory_stays_bounded_and_windows_must_advance():
+    tracker = Tracker(max_gap=2, division_search_frames=3)
+    labels = movie([[(20, 10 + t, 5, 1)] for t in range(12)])
+    for t in range(11):
+        tracker.push(Window(t, labels[t:t + 2]))
+        assert tracker.frames_in_memory <= 3
+    with pytest.raises(ValueError, match="skip"):
+        tracker.push(Window(13, labels[:2]))
+    with pytest.raises(ValueError, match="no new frame"):
+        tracker.push(Window(5, labels[:2]))
+    with pytest.raises(ValueError, match=r"\(W, Y, X\)"):
+        Tracker().push(Window(0, labels[0]))
