@@ -157,6 +157,43 @@ def test_clustering_rejects_proposals_of_already_clustered_pixels():
     assert set(np.unique(found)) == {0, 1} and np.array_equal(found > 0, labels > 0)
 
 
+def greedy_reference(embedding, sigma, seed, params: SeedClustering) -> np.ndarray:
+    """The documented rule, pixel by pixel over the whole foreground, in numpy."""
+    fg = seed > params.fg_threshold
+    e, s, sd = embedding[:, fg], sigma[:, fg], seed[fg]
+    free, out, count = np.ones(len(sd), bool), np.zeros(len(sd), np.int32), 0
+    while count < params.max_instances:
+        best = np.argmax(np.where(free, sd, -np.inf))
+        if not free[best] or sd[best] < params.seed_threshold:
+            break
+        score = np.exp(-((e - e[:, best, None]) ** 2 / (2 * s[:, best, None] ** 2)).sum(0))
+        proposal = score > 0.5
+        proposal[best] = True
+        if proposal.sum() >= params.min_area and \
+                (proposal & free).sum() > params.min_unclustered * proposal.sum():
+            count += 1
+            out[proposal & free] = count
+        free &= ~proposal
+    labels = np.zeros(seed.shape, np.int32)
+    labels[fg] = out
+    return labels
+
+
+@pytest.mark.parametrize("sigma_channels", [1, 2])
+def test_clustering_matches_a_brute_force_reference(sigma_channels):
+    rng = np.random.default_rng(sigma_channels)
+    coords = coordinate_grid(30, 40, SCALE).numpy()
+    embedding = (coords + rng.normal(0, 2 / SCALE, coords.shape)).astype(np.float32)
+    sigma = rng.uniform(1.5, 4, (sigma_channels, 30, 40)).astype(np.float32) / SCALE
+    seed = rng.random((30, 40)).astype(np.float32)
+    params = SeedClustering(seed_threshold=0.6, fg_threshold=0.3, min_area=3)
+    found = cluster_seeds(torch.from_numpy(embedding), torch.from_numpy(sigma),
+                          torch.from_numpy(seed), params)
+    expected = greedy_reference(embedding, sigma, seed, params)
+    assert found.max() > 5
+    assert np.array_equal(found, expected)
+
+
 def test_empty_foreground_gives_background():
     zeros = torch.zeros((12, 9))
     found = cluster_seeds(torch.zeros((2, 12, 9)), torch.ones((1, 12, 9)), zeros)

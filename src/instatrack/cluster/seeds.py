@@ -16,9 +16,13 @@ foreground per proposal; only the final label image leaves the device.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
+
+#: a Gaussian score exceeds 0.5 where the scaled squared distance is below ln 2
+LN2 = math.log(2.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,29 +61,44 @@ def cluster_seeds(embedding: torch.Tensor, sigma: torch.Tensor, seed: torch.Tens
 
 def _cluster_pixels(embedding: torch.Tensor, sigma: torch.Tensor, seed: torch.Tensor,
                     params: SeedClustering) -> torch.Tensor:
-    """Labels ``(N,)`` int32 of ``N`` foreground pixels: ``embedding (D, N)``, ``sigma (S, N)``."""
-    n = seed.shape[0]
-    free = torch.ones(n, dtype=torch.bool, device=seed.device)
-    labels = torch.zeros(n, dtype=torch.int32, device=seed.device)
-    inv_two_var = 0.5 / sigma.square()
+    """Labels ``(N,)`` int32 of ``N`` foreground pixels: ``embedding (D, N)``, ``sigma (S, N)``.
+
+    Pixels are sorted by their first embedding coordinate once, so a proposal only
+    scores the contiguous run of pixels close enough along that axis to pass.
+    """
+    order = torch.argsort(embedding[0])
+    emb = embedding[:, order].contiguous()
+    weight = (0.5 / sigma.square())[:, order].expand(emb.shape[0], -1)
+    # -inf marks clustered pixels; seed scores are >= 0 otherwise
+    candidates = seed[order].clone()
+    labels = torch.zeros_like(seed, dtype=torch.int32)
     count = 0
     for _ in range(params.max_proposals):
-        candidates = torch.where(free, seed, -1.0)
         best = torch.argmax(candidates)
-        centre = embedding[:, best, None]
-        score = torch.exp(-((embedding - centre).square() * inv_two_var[:, best, None]).sum(0))
-        proposal = score > 0.5
-        proposal[best] = True
-        claimed = proposal & free
-        stats = torch.stack([candidates[best], proposal.sum().to(seed.dtype),
-                             claimed.sum().to(seed.dtype)])
-        top, area, new = stats.tolist()
+        top, *rest = torch.cat([candidates[best, None], emb[:, best], weight[:, best]]).tolist()
         if top < params.seed_threshold:
             break
+        centre, w = rest[:len(emb)], rest[len(emb):]
+        lo, hi = _window(emb[0], centre[0], w[0])
+        dist = sum((emb[d, lo:hi] - centre[d]).square() * w[d] for d in range(len(emb)))
+        proposal = dist < LN2  # Gaussian score > 0.5
+        claimed = proposal & (candidates[lo:hi] > -math.inf)
+        area, new = torch.stack([proposal.sum(), claimed.sum()]).tolist()
         if area >= params.min_area and new > params.min_unclustered * area:
             count += 1
-            labels[claimed] = count
-            if count >= params.max_instances:
-                break
-        free &= ~proposal
-    return labels
+            labels[lo:hi].masked_fill_(claimed, count)
+        candidates[lo:hi].masked_fill_(proposal, -math.inf)
+        candidates[best] = -math.inf
+        if count >= params.max_instances:
+            break
+    out = torch.empty_like(labels)
+    out[order] = labels
+    return out
+
+
+def _window(sorted_coord: torch.Tensor, centre: float, weight: float) -> tuple[int, int]:
+    """Index range of the sorted coordinates within the Gaussian's 0.5 level of ``centre``."""
+    reach = math.sqrt(LN2 / weight) * (1 + 1e-6) if weight > 0 else math.inf
+    bounds = sorted_coord.new_tensor([centre - reach, centre + reach])
+    lo, hi = torch.searchsorted(sorted_coord, bounds).tolist()
+    return lo, hi
