@@ -60,7 +60,7 @@ class CosineHourglassConfig(TrainConfig):
     cluster_fast: bool = True
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        # about 0.4 s a step on two CPU cores: 3000 steps in ~25 min
+        # ~0.65 s of CPU time a step on one core (measured), so 3000 steps take ~20-30 min
         "fast": {
             "crop": (96, 96), "clip_len": 4, "batch_size": 1, "stacks": 2, "levels": 5,
             "filters": 24, "embedding_dim": 16, "neighbour_radius": 32.0,
