@@ -1,0 +1,372 @@
+"""Cosine embeddings of a frame pair -> instance labels consistent across the pair.
+
+Pixels of one object share an embedding direction; pixels of neighbouring
+objects point in different directions; the background has its own direction.
+Following Payer et al. (MICCAI 2018) the foreground pixels of both frames are
+clustered *jointly* with HDBSCAN on the features ``[e, c*y, c*x]`` (embedding
+plus scaled coordinates), so that one object seen in both frames becomes one
+cluster and hence one label in both frames. The frame index is deliberately not
+a feature: an object must be a single cluster over the pair, and a constant
+offset between frames could only push its two halves apart; the coordinates
+already say where a pixel is. ``c`` lets two far-apart objects that the network
+gave the same embedding fall into different clusters.
+
+Steps of :func:`cluster_embeddings`:
+
+1. Background vector: given, or estimated as the densest embedding direction of
+   a pixel subsample (see :func:`estimate_background`). Foreground = pixels
+   whose cosine with it is below ``background_cos``.
+2. Samples: every foreground pixel (``fast=False``), or the foreground pixels
+   on a regular grid whose stride is chosen so that at most ``max_samples``
+   remain (``fast=True``). HDBSCAN's cost grows faster than linearly, so the
+   grid turns tens of seconds into a fraction of one.
+3. HDBSCAN on the samples (``min_cluster_size`` / ``min_samples`` are given in
+   pixels and divided by the number of pixels each sample stands for).
+   Clusters whose mean embedding is aligned with the background are dropped.
+4. Assignment: clustered samples keep their cluster; every other foreground
+   pixel goes to the cluster, among those of the samples within
+   ``assign_radius`` grid steps, whose mean embedding has the largest cosine
+   with the pixel's embedding. Foreground pixels still without a cluster (in
+   stretches of HDBSCAN noise) are then grown into from labelled neighbours,
+   one pixel per pass, when their cosine with that cluster's mean reaches
+   ``grow_cos`` (so an unclustered object is not swallowed by its neighbour);
+   what remains becomes background.
+5. Clean-up: each cluster is split into connected components in ``(t, y, x)``
+   (a moving object overlaps itself between the frames, so both of its frames
+   stay one component); the largest component keeps the label, other large
+   ones get new labels, and pieces smaller than ``min_area`` pixels in a frame
+   are removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import ClassVar
+
+import numpy as np
+
+from instatrack.errors import ConfigError, DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterParams:
+    """Settings of :func:`cluster_embeddings`. Sizes and areas are in pixels.
+
+    ``coord_scale`` multiplies pixel coordinates before they join the unit
+    embedding vectors; ``background_cos``: pixels whose cosine with the
+    background vector is below it are foreground (and clusters whose mean is at
+    or above it are dropped). ``fast`` clusters a grid of at most
+    ``max_samples`` foreground pixels instead of all of them; ``assign_radius``
+    is how many grid steps away a pixel looks for clustered samples;
+    ``grow_cos`` is the cosine a leftover pixel needs with a neighbouring
+    cluster's mean to join it.
+    """
+
+    min_cluster_size: int = 50
+    min_samples: int = 10
+    coord_scale: float = 0.01
+    background_cos: float = 0.5
+    min_area: int = 20
+    fast: bool = True
+    max_samples: int = 4000
+    assign_radius: int = 2
+    grow_cos: float = 0.5
+    selection: str = "eom"
+
+    kinds: ClassVar[dict[str, dict]] = {
+        # Cells: small (tens to hundreds of px), many, often touching.
+        "cells": {},
+        # Leaves: few large instances (thousands of px) of a plant rosette.
+        "leaves": {"min_cluster_size": 200, "min_samples": 20, "coord_scale": 0.005,
+                   "min_area": 50},
+    }
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.min_cluster_size >= 2, "min_cluster_size must be >= 2"),
+            (self.min_samples >= 1, "min_samples must be >= 1"),
+            (self.coord_scale >= 0, "coord_scale must be >= 0"),
+            (-1 <= self.background_cos <= 1, "background_cos must be in [-1, 1]"),
+            (self.min_area >= 0, "min_area must be >= 0"),
+            (self.max_samples >= 100, "max_samples must be >= 100"),
+            (self.assign_radius >= 1, "assign_radius must be >= 1"),
+            (-1 <= self.grow_cos <= 1, "grow_cos must be in [-1, 1]"),
+            (self.selection in ("eom", "leaf"), "selection must be 'eom' or 'leaf'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"ClusterParams: {message}")
+
+    @classmethod
+    def for_kind(cls, kind: str, **changes) -> ClusterParams:
+        """Defaults for a dataset kind (``"cells"`` or ``"leaves"``), then ``changes``."""
+        if kind not in cls.kinds:
+            raise ConfigError(f"unknown dataset kind {kind!r}; choose from "
+                              f"{', '.join(cls.kinds)}")
+        return cls(**{**cls.kinds[kind], **changes})
+
+
+def cluster_embeddings(embeddings: np.ndarray, params: ClusterParams | None = None,
+                       background: np.ndarray | None = None,
+                       foreground: np.ndarray | None = None) -> np.ndarray:
+    """Instance labels of ``T`` frames clustered jointly.
+
+    ``embeddings``: ``(T, d, Y, X)`` float, L2-normalised over ``d``.
+    ``background``: ``(d,)`` background direction, estimated when None.
+    ``foreground``: optional ``(T, Y, X)`` bool mask that replaces the
+    background-cosine test (for methods with a separate foreground output).
+    Returns ``(T, Y, X)`` int32 labels, 0 = background, the same label for
+    the same object in every frame.
+    """
+    params = params or ClusterParams()
+    emb = _check_embeddings(embeddings)
+    n_frames, dim, height, width = emb.shape
+    pixels = np.moveaxis(emb, 1, -1)  # (T, Y, X, d): one embedding per pixel
+    if background is None:
+        background = estimate_background(pixels.reshape(-1, dim))
+    background = _unit(np.asarray(background, np.float32).reshape(dim))
+    if foreground is None:
+        foreground = np.tensordot(background, emb, axes=(0, 1)) < params.background_cos
+    elif foreground.shape != (n_frames, height, width):
+        raise DataError(f"foreground mask has shape {foreground.shape}, expected "
+                        f"{(n_frames, height, width)}")
+    labels = np.zeros((n_frames, height, width), np.int32)
+    if not foreground.any():
+        return labels
+    stride = _sample_stride(int(foreground.sum()), params)
+    sample_labels, means = _cluster_samples(pixels, foreground, stride, params)
+    keep = means @ background < params.background_cos
+    if not keep.any():
+        return labels
+    kept_id = np.where(keep, np.arange(len(keep)), -1)
+    sample_labels = np.where(sample_labels >= 0, kept_id[np.maximum(sample_labels, 0)], -1)
+    labels = _assign_pixels(pixels, foreground, sample_labels, means, stride, params)
+    labels = _grow_into_noise(labels, pixels, foreground, means, params.grow_cos)
+    return split_components(labels, params.min_area)
+
+
+def estimate_background(vectors: np.ndarray, n_sample: int = 4000, n_candidates: int = 64,
+                        cos_near: float = 0.9, seed: int = 0) -> np.ndarray:
+    """Densest direction of ``(N, d)`` unit vectors: the background in most images.
+
+    Background usually covers more pixels than any single object, so its
+    embedding is the direction shared by the most pixels. From a random
+    subsample, each of ``n_candidates`` sampled vectors counts the vectors with
+    cosine > ``cos_near`` to it; the winner's neighbours are averaged and the
+    mean is normalised. Deterministic for a given ``seed``. Returns ``(d,)``.
+    """
+    rng = np.random.default_rng(seed)
+    vectors = np.asarray(vectors, np.float32)
+    if len(vectors) > n_sample:
+        vectors = vectors[rng.choice(len(vectors), n_sample, replace=False)]
+    candidates = vectors[rng.choice(len(vectors), min(n_candidates, len(vectors)),
+                                    replace=False)]
+    near = candidates @ vectors.T > cos_near  # (n_candidates, n_sample)
+    best = int(np.argmax(near.sum(axis=1)))
+    return _unit(vectors[near[best]].mean(axis=0))
+
+
+def split_components(labels: np.ndarray, min_area: int = 0) -> np.ndarray:
+    """Split each label of ``(T, Y, X)`` into connected components in ``(t, y, x)``.
+
+    The largest component of a label keeps it; other components get new labels
+    after the largest existing one; per-frame pieces smaller than ``min_area``
+    pixels are removed. Returns ``(T, Y, X)`` int32.
+    """
+    from skimage.measure import label as connected
+
+    components = connected(labels, background=0, connectivity=1).astype(np.int32)
+    if min_area > 0:
+        components = _drop_small_pieces(components, min_area)
+    n_comp = int(components.max())
+    if n_comp == 0:
+        return components
+    flat_comp = components.ravel()
+    first = np.zeros(n_comp + 1, np.int64)
+    order = np.flatnonzero(flat_comp)
+    first[flat_comp[order[::-1]]] = order[::-1]  # a pixel index of each component
+    owner = labels.ravel()[first]
+    areas = np.bincount(flat_comp, minlength=n_comp + 1)
+    present = np.flatnonzero(areas[1:]) + 1
+    by_size = present[np.lexsort((-areas[present], owner[present]))]
+    is_largest = np.r_[True, owner[by_size][1:] != owner[by_size][:-1]]
+    new_label = np.zeros(n_comp + 1, np.int32)
+    new_label[by_size[is_largest]] = owner[by_size[is_largest]]
+    extra = by_size[~is_largest]
+    new_label[extra] = int(labels.max()) + 1 + np.arange(len(extra), dtype=np.int32)
+    return new_label[components]
+
+
+def _drop_small_pieces(components: np.ndarray, min_area: int) -> np.ndarray:
+    n_comp = int(components.max())
+    out = components.copy()
+    for t in range(len(components)):
+        areas = np.bincount(components[t].ravel(), minlength=n_comp + 1)
+        small = areas < min_area
+        small[0] = False
+        out[t][small[components[t]]] = 0
+    return out
+
+
+def _check_embeddings(embeddings: np.ndarray) -> np.ndarray:
+    emb = np.asarray(embeddings)
+    if emb.ndim != 4:
+        raise DataError(f"embeddings must be (T, d, Y, X), got shape {emb.shape}")
+    if emb.shape[1] < 1 or min(emb.shape[2:]) < 1:
+        raise DataError(f"embeddings have an empty axis: shape {emb.shape}")
+    if not np.isfinite(emb).all():
+        raise DataError("embeddings contain NaN or infinite values")
+    return emb.astype(np.float32, copy=False)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm if norm > 0 else vector).astype(np.float32)
+
+
+def _sample_stride(n_foreground: int, params: ClusterParams) -> int:
+    if not params.fast:
+        return 1
+    return max(1, math.ceil(math.sqrt(n_foreground / params.max_samples)))
+
+
+def _block_samples(pixels: np.ndarray, foreground: np.ndarray, stride: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean unit embedding of the foreground pixels of each ``stride`` x ``stride`` block.
+
+    Averaging a block is a square superpixel: it both thins the samples and
+    removes most of the per-pixel noise. Returns the blocks that are at least
+    half foreground ``(T, Gy, Gx)`` bool and their embeddings ``(S, d)``.
+    """
+    if stride == 1:
+        return foreground, pixels[foreground]
+    n_frames, height, width, dim = pixels.shape
+    grid = (n_frames, -(-height // stride), -(-width // stride))
+    t, ys, xs = np.nonzero(foreground)
+    block = np.ravel_multi_index((t, ys // stride, xs // stride), grid)
+    n_blocks = int(np.prod(grid))
+    values = pixels[t, ys, xs]
+    counts = np.bincount(block, minlength=n_blocks)
+    # Blocks less than half foreground are left out: at a noisy foreground
+    # threshold they hold stray pixels whose mean is no cleaner than a pixel.
+    occupied = counts * 2 >= stride * stride
+    sums = np.stack([np.bincount(block, weights=values[:, k], minlength=n_blocks)
+                     for k in range(dim)], axis=1)[occupied]
+    means = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return occupied.reshape(grid), means.astype(np.float32)
+
+
+def _cluster_samples(pixels: np.ndarray, foreground: np.ndarray, stride: int,
+                     params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
+    """HDBSCAN on the foreground blocks of side ``stride`` (pixels when 1).
+
+    Returns the grid of block labels ``(T, Gy, Gx)`` (-1 = none/noise) and the
+    unit mean embedding of each cluster ``(K, d)``.
+    """
+    from sklearn.cluster import HDBSCAN
+
+    occupied, sample_emb = _block_samples(pixels, foreground, stride)
+    _, gy, gx = np.nonzero(occupied)
+    centre = (stride - 1) / 2  # blocks are placed at their centre pixel
+    coords = params.coord_scale * (stride * np.stack([gy, gx], axis=1) + centre)
+    features = np.concatenate([sample_emb, coords], axis=1).astype(np.float64)
+    per_sample = stride * stride
+    min_size = max(2, round(params.min_cluster_size / per_sample))
+    min_samples = max(1, min(round(params.min_samples / per_sample), min_size))
+    sample_labels = np.full(occupied.shape, -1, np.int64)
+    if len(features) < min_size:
+        return sample_labels, np.zeros((0, pixels.shape[-1]), np.float32)
+    found = _hdbscan(HDBSCAN, features, min_size, min_samples, params.selection, False)
+    if found.max() < 0:
+        found = _hdbscan(HDBSCAN, features, min_size, min_samples, params.selection, True)
+    sample_labels[occupied] = found
+    n_clusters = int(found.max()) + 1
+    sums = np.zeros((n_clusters, pixels.shape[-1]), np.float64)
+    np.add.at(sums, found[found >= 0], sample_emb[found >= 0])
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return sample_labels, (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _hdbscan(estimator, features: np.ndarray, min_size: int, min_samples: int,
+             selection: str, single: bool) -> np.ndarray:
+    """One HDBSCAN run; ``single`` allows one cluster (an image with one object)."""
+    model = estimator(min_cluster_size=min_size, min_samples=min_samples,
+                      cluster_selection_method=selection, allow_single_cluster=single,
+                      copy=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return model.fit_predict(features)
+
+
+def _assign_pixels(pixels: np.ndarray, foreground: np.ndarray, sample_labels: np.ndarray,
+                   means: np.ndarray, stride: int, params: ClusterParams) -> np.ndarray:
+    """Label every foreground pixel from the clustered samples around it.
+
+    ``pixels`` ``(T, Y, X, d)``, ``sample_labels`` ``(T, Gy, Gx)`` with -1 for
+    none. Candidate clusters are those of the samples within ``assign_radius``
+    grid steps of the pixel's nearest grid point; the winner has the largest
+    cosine between its mean embedding and the pixel's embedding. Returns
+    ``(T, Y, X)`` int32 with labels 1..K.
+    """
+    n_frames, height, width, _ = pixels.shape
+    labels = np.zeros((n_frames, height, width), np.int32)
+    radius = params.assign_radius
+    padded = np.pad(sample_labels, ((0, 0), (radius, radius), (radius, radius)),
+                    constant_values=-1)
+    for t in range(n_frames):
+        ys, xs = np.nonzero(foreground[t])
+        scores = pixels[t, ys, xs] @ means.T  # (N, K) cosine with every cluster mean
+        rows = np.arange(len(ys))
+        gy, gx = ys // stride + radius, xs // stride + radius
+        best = np.full(len(ys), -1, np.int64)
+        best_score = np.full(len(ys), -np.inf, np.float32)
+        for dy in range(-radius, radius + 1):
+            for dx in range(-radius, radius + 1):
+                cand = padded[t, gy + dy, gx + dx]
+                score = np.where(cand >= 0, scores[rows, np.maximum(cand, 0)], -np.inf)
+                better = score > best_score
+                best[better] = cand[better]
+                best_score[better] = score[better]
+        labels[t, ys, xs] = best + 1
+    if stride == 1:  # plain HDBSCAN: clustered pixels keep their own cluster
+        clustered = sample_labels >= 0
+        labels[clustered] = sample_labels[clustered] + 1
+    return labels
+
+
+def _grow_into_noise(labels: np.ndarray, pixels: np.ndarray, foreground: np.ndarray,
+                     means: np.ndarray, min_cos: float, max_passes: int = 32) -> np.ndarray:
+    """Give unlabelled foreground pixels the best-matching label of their 8 neighbours.
+
+    ``labels`` ``(T, Y, X)`` (1..K, 0 = none), ``pixels`` ``(T, Y, X, d)``,
+    ``means`` ``(K, d)``. A pixel joins the neighbouring cluster whose mean has
+    the largest cosine with its embedding, if that cosine is >= ``min_cos``;
+    each pass reaches one pixel further. Returns the updated labels.
+    """
+    n_frames, height, width = labels.shape
+    t, ys, xs = np.nonzero(foreground & (labels == 0))
+    if len(t) == 0 or len(means) == 0:
+        return labels
+    scores = np.einsum("nd,kd->nk", pixels[t, ys, xs], means)  # (N, K)
+    rows = np.arange(len(t))
+    offsets = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+    for _ in range(max_passes):
+        best = np.zeros(len(t), np.int32)
+        best_score = np.full(len(t), min_cos, np.float32)
+        for dy, dx in offsets:
+            cand = labels[t, np.clip(ys + dy, 0, height - 1), np.clip(xs + dx, 0, width - 1)]
+            score = np.where(cand > 0, scores[rows, np.maximum(cand - 1, 0)], -np.inf)
+            better = score >= best_score
+            best[better] = cand[better]
+            best_score[better] = score[better]
+        grown = best > 0
+        if not grown.any():
+            break
+        labels[t[grown], ys[grown], xs[grown]] = best[grown]
+        t, ys, xs, scores = t[~grown], ys[~grown], xs[~grown], scores[~grown]
+        rows = np.arange(len(t))
+        if len(t) == 0:
+            break
+    return labels

@@ -1,0 +1,169 @@
+"""Clustering cosine embeddings of frame pairs into consistent instance labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instatrack.cluster.hdbscan import (
+    ClusterParams,
+    cluster_embeddings,
+    estimate_background,
+    split_components,
+)
+from instatrack.errors import ConfigError, DataError
+
+DIM = 8
+
+
+def discs_pair(size: int = 64) -> np.ndarray:
+    """``(2, Y, X)`` labels: five discs (one touching pair) moving by 2 px."""
+    yy, xx = np.mgrid[:size, :size]
+    out = np.zeros((2, size, size), np.int32)
+    centres = [(14, 14, 7), (14, 28, 7), (44, 16, 8), (40, 44, 9), (16, 50, 6)]
+    for t in range(2):
+        for k, (cy, cx, r) in enumerate(centres, start=1):
+            out[t][(yy - cy) ** 2 + (xx - cx - 2 * t) ** 2 <= r * r] = k
+    return out
+
+
+def oracle(labels: np.ndarray, noise: float = 0.1, seed: int = 0, vectors=None):
+    """Embeddings ``(T, d, Y, X)``: a unit vector per label (0 = background) + noise."""
+    rng = np.random.default_rng(seed)
+    if vectors is None:
+        vectors = rng.normal(size=(int(labels.max()) + 1, DIM))
+        vectors[:, 0] = 0.0
+        vectors[0] = np.eye(DIM)[0]
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    emb = vectors[labels] + noise * rng.normal(size=(*labels.shape, DIM))
+    emb /= np.linalg.norm(emb, axis=-1, keepdims=True)
+    return np.moveaxis(emb, -1, 1).astype(np.float32), vectors[0]
+
+
+def assert_same_partition(pred: np.ndarray, gt: np.ndarray, agree: float = 1.0) -> None:
+    """Each GT object is one predicted label in both frames (a one-to-one map).
+
+    At least ``agree`` of the foreground pixels carry their object's label and
+    at least ``agree`` of the background pixels stay 0.
+    """
+    ids = [k for k in np.unique(gt) if k > 0]
+    majority = {k: int(np.bincount(pred[gt == k]).argmax()) for k in ids}
+    assert 0 not in majority.values()
+    assert len(set(majority.values())) == len(ids)
+    lut = np.zeros(int(gt.max()) + 1, np.int64)
+    lut[ids] = [majority[k] for k in ids]
+    assert (pred[gt > 0] == lut[gt[gt > 0]]).mean() >= agree
+    assert (pred[gt == 0] == 0).mean() >= agree
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_oracle_pair_gives_ground_truth_partition(fast):
+    gt = discs_pair()
+    emb, background = oracle(gt)
+    labels = cluster_embeddings(emb, ClusterParams(fast=fast, min_cluster_size=20), background)
+    assert labels.shape == gt.shape and labels.dtype == np.int32
+    assert_same_partition(labels, gt)
+
+
+def test_fast_path_subsamples_and_still_matches():
+    gt = discs_pair(96)
+    emb, background = oracle(gt, noise=0.2)
+    params = ClusterParams(max_samples=400, min_cluster_size=20)
+    labels = cluster_embeddings(emb, params, background)
+    assert_same_partition(labels, gt, agree=0.99)
+
+
+def test_background_is_estimated_when_not_given():
+    gt = discs_pair()
+    emb, background = oracle(gt)
+    estimated = estimate_background(np.moveaxis(emb, 1, -1).reshape(-1, DIM))
+    assert float(estimated @ background) > 0.99
+    labels = cluster_embeddings(emb, ClusterParams(min_cluster_size=20))
+    assert_same_partition(labels, gt)
+
+
+def test_same_embedding_far_apart_gives_two_objects():
+    gt = discs_pair()
+    vectors = np.random.default_rng(1).normal(size=(6, DIM))
+    vectors[:, 0] = 0
+    vectors[0] = np.eye(DIM)[0]
+    vectors[4] = vectors[5]  # two distant discs share an embedding
+    emb, background = oracle(gt, vectors=vectors)
+    labels = cluster_embeddings(emb, ClusterParams(min_cluster_size=20), background)
+    assert_same_partition(labels, gt)
+
+
+def test_background_aligned_cluster_and_small_objects_are_dropped():
+    gt = discs_pair()
+    yy, xx = np.mgrid[:64, :64]
+    gt[:, (yy - 56) ** 2 + (xx - 56) ** 2 <= 4] = 6  # 13 px, under min_area
+    vectors = np.random.default_rng(2).normal(size=(7, DIM))
+    vectors[:, 0] = 0
+    vectors[0] = np.eye(DIM)[0]
+    vectors[6] = np.eye(DIM)[1]
+    vectors[3] = vectors[0]  # disc 3 looks like background
+    emb, background = oracle(gt, noise=0.05, vectors=vectors)
+    params = ClusterParams(min_cluster_size=10, min_samples=5, min_area=20)
+    # The given foreground mask lets disc 3 in; its cluster is dropped for its direction.
+    labels = cluster_embeddings(emb, params, background, foreground=gt > 0)
+    kept = {k for k in range(1, 7) if labels[gt == k].all()}
+    assert kept == {1, 2, 4, 5}
+    assert not labels[gt == 3].any() and not labels[gt == 6].any()
+
+
+def test_single_object_and_empty_frames():
+    yy, xx = np.mgrid[:32, :32]
+    gt = np.zeros((1, 32, 32), np.int32)
+    gt[0][(yy - 16) ** 2 + (xx - 16) ** 2 <= 64] = 1
+    emb, background = oracle(gt)
+    labels = cluster_embeddings(emb, ClusterParams(min_cluster_size=20), background)
+    assert_same_partition(labels, gt)
+    empty, _ = oracle(np.zeros((2, 32, 32), np.int32))
+    assert not cluster_embeddings(empty, ClusterParams(), background).any()
+
+
+def test_foreground_mask_replaces_background_test():
+    gt = discs_pair()
+    emb, background = oracle(gt)
+    only_first = gt == 1
+    labels = cluster_embeddings(emb, ClusterParams(min_cluster_size=20), background,
+                                foreground=only_first)
+    assert set(np.unique(labels)) == {0, 1} or len(np.unique(labels[only_first])) == 1
+    assert not labels[~only_first].any()
+
+
+def test_split_components_hand_computed():
+    labels = np.array([[[1, 1, 0, 1],
+                        [0, 0, 0, 1],
+                        [2, 0, 0, 1]],
+                       [[1, 0, 0, 0],
+                        [0, 0, 0, 0],
+                        [0, 0, 2, 2]]], np.int32)
+    # Label 1: {frame 0 left, frame 1 corner} is connected in time (2 + 1 px), the
+    # right column (3 px) is not: the larger keeps 1... both have 3 px, so the
+    # first in scan order keeps it. Label 2 splits into two one-frame pieces.
+    out = split_components(labels)
+    assert out[0, 0, 0] == out[1, 0, 0] == out[0, 0, 1]
+    assert out[0, 0, 3] != out[0, 0, 0]
+    assert {out[0, 0, 0], out[0, 0, 3]} == {1, 3}
+    assert out[1, 2, 2] == 2 and out[0, 2, 0] == 4
+    small = split_components(labels, min_area=2)
+    assert small[0, 2, 0] == 0 and small[1, 0, 0] == 0 and small[0, 0, 0] > 0
+
+
+def test_params_are_validated_and_have_kinds():
+    assert ClusterParams.for_kind("leaves").min_area > ClusterParams.for_kind("cells").min_area
+    assert ClusterParams.for_kind("cells", fast=False).fast is False
+    with pytest.raises(ConfigError, match="unknown dataset kind"):
+        ClusterParams.for_kind("fish")
+    with pytest.raises(ConfigError, match="min_cluster_size"):
+        ClusterParams(min_cluster_size=1)
+
+
+def test_bad_embeddings_raise_data_error():
+    with pytest.raises(DataError, match="T, d, Y, X"):
+        cluster_embeddings(np.zeros((4, 8, 8), np.float32))
+    bad = np.zeros((1, 2, 8, 8), np.float32)
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        cluster_embeddings(bad)

@@ -1,0 +1,90 @@
+"""Whole post-processing chain on a synthetic movie with oracle embeddings.
+
+Ground truth -> a random unit vector per track id (orthogonal to a fixed
+background vector) + noise -> HDBSCAN over frame pairs -> Tracker -> CTC folder
+-> SEG/TRA/DET with py-ctcmetrics. With oracle embeddings nothing but the
+clustering and linking can fail, so the scores must be (nearly) perfect and
+every division must be found.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from instatrack.cluster.hdbscan import ClusterParams, cluster_embeddings
+from instatrack.data.ctc import write_track_table
+from instatrack.data.synth import generate_cells
+from instatrack.methods.base import Window
+from instatrack.metrics.ctc import evaluate_ctc
+from instatrack.track.export import graph_to_ctc_table, write_ctc_result
+from instatrack.track.link import Tracker
+
+
+def oracle_embeddings(labels: np.ndarray, dim: int = 8, noise: float = 0.1, seed: int = 0):
+    """``(T, Y, X)`` labels -> ``(T, d, Y, X)`` unit embeddings and the background ``(d,)``."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(int(labels.max()) + 1, dim))
+    vectors[:, 0] = 0.0
+    vectors[0] = np.eye(dim)[0]
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    emb = vectors[labels] + noise * rng.normal(size=(*labels.shape, dim))
+    emb /= np.linalg.norm(emb, axis=-1, keepdims=True)
+    return np.moveaxis(emb, -1, 1).astype(np.float32), vectors[0]
+
+
+def write_gt(gt_dir, labels: np.ndarray, lineage) -> None:
+    for sub in ("SEG", "TRA"):
+        (gt_dir / sub).mkdir(parents=True)
+    for t, frame in enumerate(labels):
+        tifffile.imwrite(gt_dir / "SEG" / f"man_seg{t:03d}.tif", frame.astype(np.uint16))
+        tifffile.imwrite(gt_dir / "TRA" / f"man_track{t:03d}.tif", frame.astype(np.uint16))
+    write_track_table(gt_dir / "TRA" / "man_track.txt", lineage)
+
+
+def divisions_found(gt: np.ndarray, lineage, res: np.ndarray, rows) -> list[bool]:
+    """For each GT daughter of a division with two visible daughters: does its RES track
+    start there with the mother's RES track as parent?
+
+    (The generator also writes one-daughter links when a sister is born outside
+    the field of view; those are indistinguishable from a moving cell.)
+    """
+    parent_of = {label: parent for label, _, _, parent in rows}
+    begin_of = {label: begin for label, begin, _, _ in rows}
+    span = {label: (begin, end) for label, begin, end, _ in lineage}
+    n_children = np.bincount([parent for *_, parent in lineage], minlength=len(lineage) + 2)
+    found = []
+    for label, begin, _, parent in lineage:
+        if not parent or n_children[parent] < 2:
+            continue
+        mother_end = span[parent][1]
+        mother = np.bincount(res[mother_end][gt[mother_end] == parent]).argmax()
+        daughter = np.bincount(res[begin][gt[begin] == label]).argmax()
+        found.append(bool(daughter) and begin_of[daughter] == begin
+                     and parent_of[daughter] == mother)
+    return found
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_oracle_clustering_and_linking_is_perfect(tmp_path, seed):
+    seq = generate_cells(frames=12, size=(96, 96), seed=seed, division_rate=0.06)
+    assert any(parent for *_, parent in seq.lineage)  # the movie has divisions
+    emb, background = oracle_embeddings(seq.labels, seed=seed)
+    params = ClusterParams(min_cluster_size=10, min_samples=5, min_area=5)
+    tracker = Tracker(min_area=5)
+    final = {}
+    for t in range(len(emb) - 1):
+        labels = cluster_embeddings(emb[t:t + 2], params, background)
+        final.update(tracker.push(Window(t, labels)))
+    final.update(tracker.finish())
+    assert sorted(final) == list(range(12))
+
+    res_dir = write_ctc_result(tmp_path / "01_RES", sorted(final.items()), tracker.graph)
+    write_gt(tmp_path / "01_GT", seq.labels, seq.lineage)
+    scores = evaluate_ctc(tmp_path / "01_GT", res_dir)
+    assert scores["SEG"] >= 0.98
+    assert scores["TRA"] >= 0.98
+    res = np.stack([final[t] for t in range(12)])
+    found = divisions_found(seq.labels, seq.lineage, res, graph_to_ctc_table(tracker.graph))
+    assert found and all(found)
