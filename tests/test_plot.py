@@ -79,7 +79,7 @@ def test_lineage_tree_png(tmp_path):
 
 
 def test_training_curves_png(tmp_path):
-    rows = [{"step": s, "loss": 1.0 / s, "lr": 1e-4, "time": 0.1} for s in range(1, 50)]
+    rows = [{"step": s, "loss": 1.0 / s, "lr": 1e-4, "steps_per_s": 3.0} for s in range(1, 50)]
     rows[10]["val_seg"] = 0.5
     rows[40]["val_seg"] = 0.7
     rows.append({"step": 50, "loss": float("nan")})

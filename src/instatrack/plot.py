@@ -228,14 +228,15 @@ def _lineage_order(rows: list[tuple[int, int, int, int]]) -> list[int]:
 
 
 def training_curves(rows: list[dict], path: str | Path) -> Path:
-    """PNG of the logged values against ``step``: training parts, ``val_*``, learning rate.
+    """PNG of the logged values against ``step``, one panel per kind of value.
+
+    Panels: loss and its parts; ``val_*`` measures; learning rate ``lr``;
+    throughput (keys ending in ``_per_s``).
 
     ``rows``: dicts with an integer ``step`` and numeric values (a row may lack keys).
     """
     series = _series(rows)
-    groups = [[k for k in series if not k.startswith("val_") and k != "lr"],
-              [k for k in series if k.startswith("val_")],
-              [k for k in series if k == "lr"]]
+    groups = [[k for k in series if _curve_group(k) == g] for g in range(4)]
     groups = [g for g in groups if g]
     fig = _figure((7, 2.6 * max(len(groups), 1)))
     axes = fig.subplots(len(groups) or 1, 1, sharex=True, squeeze=False)
@@ -252,6 +253,16 @@ def training_curves(rows: list[dict], path: str | Path) -> Path:
         axes[0, 0].text(0.5, 0.5, "nothing logged yet", ha="center", va="center")
     axes[-1, 0].set_xlabel("step")
     return _save(fig, path)
+
+
+def _curve_group(key: str) -> int:
+    if key.startswith("val_"):
+        return 1
+    if key == "lr":
+        return 2
+    if key.endswith("_per_s"):
+        return 3
+    return 0
 
 
 def _series(rows: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
