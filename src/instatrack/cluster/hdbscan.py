@@ -16,26 +16,31 @@ Steps of :func:`cluster_embeddings`:
 1. Background vector: given, or estimated as the densest embedding direction of
    a pixel subsample (see :func:`estimate_background`). Foreground = pixels
    whose cosine with it is below ``background_cos``.
-2. Samples: every foreground pixel (``fast=False``), or the foreground pixels
-   on a regular grid whose stride is chosen so that at most ``max_samples``
-   remain (``fast=True``). HDBSCAN's cost grows faster than linearly, so the
-   grid turns tens of seconds into a fraction of one.
+2. Samples: every foreground pixel (``fast=False``), or square superpixels:
+   the mean embedding of each ``s`` x ``s`` block that is at least half
+   foreground, with ``s`` chosen so that at most ``max_samples`` blocks remain
+   (``fast=True``). HDBSCAN's cost grows faster than linearly, so this turns a
+   minute into a fraction of a second, and averaging a block removes most of
+   the per-pixel noise.
 3. HDBSCAN on the samples (``min_cluster_size`` / ``min_samples`` are given in
-   pixels and divided by the number of pixels each sample stands for).
+   pixels and divided by the number of pixels each sample stands for; when it
+   finds no cluster at all it is run again allowing a single one).
    Clusters whose mean embedding is aligned with the background are dropped.
-4. Assignment: clustered samples keep their cluster; every other foreground
-   pixel goes to the cluster, among those of the samples within
-   ``assign_radius`` grid steps, whose mean embedding has the largest cosine
-   with the pixel's embedding. Foreground pixels still without a cluster (in
-   stretches of HDBSCAN noise) are then grown into from labelled neighbours,
-   one pixel per pass, when their cosine with that cluster's mean reaches
-   ``grow_cos`` (so an unclustered object is not swallowed by its neighbour);
-   what remains becomes background.
-5. Clean-up: each cluster is split into connected components in ``(t, y, x)``
-   (a moving object overlaps itself between the frames, so both of its frames
-   stay one component); the largest component keeps the label, other large
-   ones get new labels, and pieces smaller than ``min_area`` pixels in a frame
-   are removed.
+4. Assignment: each foreground pixel goes to the cluster, among those of the
+   samples within ``assign_radius`` blocks of its own (in its frame, else in
+   the other frame), whose mean embedding has the largest cosine with the
+   pixel's embedding (``fast=False``: clustered pixels keep their cluster).
+   Foreground pixels still without a cluster (stretches of HDBSCAN noise) are
+   grown into from labelled neighbours, one pixel per pass, when their cosine
+   with that cluster's mean reaches ``grow_cos`` (so an unclustered object is
+   not swallowed by its neighbour); what remains becomes background.
+5. Clean-up: pieces of a cluster smaller than ``min_area`` (mostly noisy
+   pixels that matched a neighbour's mean best) are emptied and grown into
+   again from around them. Then each cluster is split into connected
+   components in ``(t, y, x)`` (a moving object overlaps itself between the
+   frames, so both of its frames stay one component); the largest component
+   keeps the label, other large ones get new labels, and pieces smaller than
+   ``min_area`` pixels in a frame are removed.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ class ClusterParams:
     fast: bool = True
     max_samples: int = 4000
     assign_radius: int = 2
-    grow_cos: float = 0.5
+    grow_cos: float = 0.4
     selection: str = "eom"
 
     kinds: ClassVar[dict[str, dict]] = {
@@ -144,6 +149,7 @@ def cluster_embeddings(embeddings: np.ndarray, params: ClusterParams | None = No
     sample_labels = np.where(sample_labels >= 0, kept_id[np.maximum(sample_labels, 0)], -1)
     labels = _assign_pixels(pixels, foreground, sample_labels, means, stride, params)
     labels = _grow_into_noise(labels, pixels, foreground, means, params.grow_cos)
+    labels = _absorb_specks(labels, pixels, means, params)
     return split_components(labels, params.min_area)
 
 
@@ -197,6 +203,27 @@ def split_components(labels: np.ndarray, min_area: int = 0) -> np.ndarray:
     extra = by_size[~is_largest]
     new_label[extra] = int(labels.max()) + 1 + np.arange(len(extra), dtype=np.int32)
     return new_label[components]
+
+
+def _absorb_specks(labels: np.ndarray, pixels: np.ndarray, means: np.ndarray,
+                   params: ClusterParams) -> np.ndarray:
+    """Hand pieces smaller than ``min_area`` to the cluster around them.
+
+    A noisy pixel inside an object sometimes matches a neighbouring object's
+    mean best; alone, it would be cut off and dropped, leaving a hole. Such
+    pieces are emptied and grown into again from their neighbours (with the
+    ``grow_cos`` test, so a small object of its own is not swallowed).
+    """
+    from skimage.measure import label as connected
+
+    if params.min_area <= 0:
+        return labels
+    components = connected(labels, background=0, connectivity=1)
+    specks = (labels > 0) & (_drop_small_pieces(components, params.min_area) == 0)
+    if not specks.any():
+        return labels
+    labels = np.where(specks, 0, labels)
+    return _grow_into_noise(labels, pixels, specks, means, params.grow_cos)
 
 
 def _drop_small_pieces(components: np.ndarray, min_area: int) -> np.ndarray:
@@ -306,9 +333,12 @@ def _assign_pixels(pixels: np.ndarray, foreground: np.ndarray, sample_labels: np
 
     ``pixels`` ``(T, Y, X, d)``, ``sample_labels`` ``(T, Gy, Gx)`` with -1 for
     none. Candidate clusters are those of the samples within ``assign_radius``
-    grid steps of the pixel's nearest grid point; the winner has the largest
-    cosine between its mean embedding and the pixel's embedding. Returns
-    ``(T, Y, X)`` int32 with labels 1..K.
+    grid steps of the pixel's block in its own frame; the winner has the
+    largest cosine between its mean embedding and the pixel's embedding.
+    Pixels without a candidate there look at the same place in the other
+    frames (an object whose samples were all noise in one frame is usually
+    clustered where it stood in the other). Returns ``(T, Y, X)`` int32, labels
+    1..K, 0 = none.
     """
     n_frames, height, width, _ = pixels.shape
     labels = np.zeros((n_frames, height, width), np.int32)
@@ -318,22 +348,40 @@ def _assign_pixels(pixels: np.ndarray, foreground: np.ndarray, sample_labels: np
     for t in range(n_frames):
         ys, xs = np.nonzero(foreground[t])
         scores = pixels[t, ys, xs] @ means.T  # (N, K) cosine with every cluster mean
-        rows = np.arange(len(ys))
-        gy, gx = ys // stride + radius, xs // stride + radius
-        best = np.full(len(ys), -1, np.int64)
-        best_score = np.full(len(ys), -np.inf, np.float32)
-        for dy in range(-radius, radius + 1):
-            for dx in range(-radius, radius + 1):
-                cand = padded[t, gy + dy, gx + dx]
-                score = np.where(cand >= 0, scores[rows, np.maximum(cand, 0)], -np.inf)
-                better = score > best_score
-                best[better] = cand[better]
-                best_score[better] = score[better]
+        blocks = (ys // stride + radius, xs // stride + radius)
+        best = _best_candidate(scores, padded[t], blocks, radius)
+        for other in (u for u in range(n_frames) if u != t):
+            missing = np.flatnonzero(best < 0)
+            if len(missing) == 0:
+                break
+            best[missing] = _best_candidate(scores[missing], padded[other],
+                                            (blocks[0][missing], blocks[1][missing]), radius)
         labels[t, ys, xs] = best + 1
     if stride == 1:  # plain HDBSCAN: clustered pixels keep their own cluster
         clustered = sample_labels >= 0
         labels[clustered] = sample_labels[clustered] + 1
     return labels
+
+
+def _best_candidate(scores: np.ndarray, grid: np.ndarray, blocks: tuple[np.ndarray, np.ndarray],
+                    radius: int) -> np.ndarray:
+    """Best-scoring cluster among the samples of ``grid`` around each pixel's block.
+
+    ``scores`` ``(N, K)`` pixel-to-cluster cosines, ``grid`` ``(Gy + 2r, Gx + 2r)``
+    padded sample labels, ``blocks`` the padded block coordinates ``(N,)`` each.
+    Returns ``(N,)`` cluster indices, -1 where no sample nearby is clustered.
+    """
+    rows = np.arange(len(scores))
+    best = np.full(len(scores), -1, np.int64)
+    best_score = np.full(len(scores), -np.inf, np.float32)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            cand = grid[blocks[0] + dy, blocks[1] + dx]
+            score = np.where(cand >= 0, scores[rows, np.maximum(cand, 0)], -np.inf)
+            better = score > best_score
+            best[better] = cand[better]
+            best_score[better] = score[better]
+    return best
 
 
 def _grow_into_noise(labels: np.ndarray, pixels: np.ndarray, foreground: np.ndarray,
