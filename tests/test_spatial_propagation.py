@@ -81,6 +81,7 @@ def test_registered_and_presets_validate():
 @pytest.mark.parametrize("override, key", [
     ("finetune=everything", "finetune"), ("score_threshold=1.5", "score_threshold"),
     ("fg_width=0", "fg_width"), ("region_min_fraction=-1", "region_min_fraction"),
+    ("contest=random", "contest"),
 ])
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):

@@ -142,7 +142,7 @@ def test_replicated_head_copies_start_equal_and_train_independently():
     head = ForegroundNet(1, width=4, levels=1).head
     heads = replicate_head(head, 3)
     features = torch.randn(2, 4, 9, 11)
-    out = heads(features.repeat(1, 3, 1, 1))
+    out = heads(features)
     assert out.shape == (2, 3, 9, 11)
     for k in range(3):
         assert torch.allclose(out[:, k:k + 1], head(features), atol=1e-6)
@@ -221,3 +221,19 @@ def test_assign_pixels_by_highest_score():
     scores = np.array([[[0.9, 0.4, 0.6]], [[0.7, 0.3, 0.8]]])
     assert assign_pixels(scores, np.array([3, 7])).tolist() == [[3, 0, 7]]
     assert assign_pixels(scores, np.array([3, 7]), threshold=0.85).tolist() == [[3, 0, 0]]
+
+
+def test_contested_pixels_go_to_the_nearest_previous_mask():
+    # two look-alike objects merged into one blob: object 5 was on the left, 6 on the right
+    scores = np.full((2, 1, 6), 0.9)
+    scores[1, 0, :2] = 0.95                            # higher but far from object 6's past
+    references = np.zeros((2, 1, 6), bool)
+    references[0, 0, 0] = references[1, 0, 5] = True
+    ids = np.array([5, 6])
+    assert assign_pixels(scores, ids).tolist() == [[6, 6, 5, 5, 5, 5]]
+    assert assign_pixels(scores, ids, references=references).tolist() == [[5, 5, 5, 6, 6, 6]]
+    scores[0, 0, 3:] = 0.2                             # uncontested pixels keep their owner
+    assert assign_pixels(scores, ids, references=references).tolist() == [[5, 5, 5, 6, 6, 6]]
+    scores[:, 0, 4] = 0.1
+    assert assign_pixels(scores, ids, references=references).tolist() == [[5, 5, 5, 6, 0, 6]]
+

@@ -81,13 +81,15 @@ class SpatialPropagationConfig(TrainConfig):
     score_threshold: float = 0.5
     region_min_fraction: float = 0.5
     region_max_distance: float = 1.0
+    contest: str = "distance"
     region_motion: bool = True
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "fast": {
             "fg_width": 8, "fg_levels": 3, "fg_blocks": 1, "spn_width": 8, "spn_depth": 2,
-            "crop": (64, 64), "batch_size": 4, "steps": 3000, "lr": 1e-3, "lr_final": 1e-4,
+            "crop": (64, 64), "batch_size": 4, "steps": 4000, "lr": 1e-3, "lr_final": 1e-4,
             "finetune": "head", "finetune_steps": 30, "finetune_pool": 4, "finetune_lr": 5e-3,
+            "finetune_batch": 8,
             "val_every": 500,
         },
         # The paper fine-tunes a whole ResNet-101 per object; this keeps full
@@ -96,6 +98,7 @@ class SpatialPropagationConfig(TrainConfig):
             "fg_width": 64, "fg_levels": 4, "fg_blocks": 2, "spn_width": 32, "spn_depth": 4,
             "crop": (320, 320), "batch_size": 4, "steps": 30000, "lr": 1e-4, "lr_final": 1e-5,
             "finetune": "all", "finetune_steps": 300, "finetune_lr": 1e-5, "finetune_batch": 2,
+            "region_max_distance": float("inf"), "contest": "score",
         },
     }
 
@@ -109,6 +112,8 @@ class SpatialPropagationConfig(TrainConfig):
         for name in ("spn_weight", "degrade_noise", "region_min_fraction",
                      "region_max_distance"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        require(self.contest in ("distance", "score"),
+                f"contest must be 'distance' or 'score', got {self.contest!r}")
         require(self.finetune in ("head", "all"),
                 f"finetune must be 'head' or 'all', got {self.finetune!r}")
         require(self.finetune_lr > 0, f"finetune_lr must be > 0, got {self.finetune_lr}")
@@ -235,7 +240,8 @@ class SpatialPropagation(Method):
             keep = filter_regions(masks[k], references[k], cfg.region_min_fraction,
                                   cfg.region_max_distance, claimed=claims - best[k] > 0)
             scores[k][~keep] = 0.0
-        labels = assign_pixels(scores, ids, cfg.score_threshold)
+        contest = np.stack(references) if cfg.contest == "distance" else None
+        labels = assign_pixels(scores, ids, cfg.score_threshold, contest)
         memory.update(labels[None] == ids[:, None, None])
         return labels
 
@@ -255,35 +261,39 @@ def finetune_heads(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, ids:
 
     ``frame`` ``(C, Y, X)``, ``first`` ``(Y, X)`` labels, ``ids`` ``(K,)``. The
     backbone runs once on a pool of ``finetune_pool`` augmented frames (the first
-    one unaugmented); the heads then train on random draws from the pool.
+    one unaugmented); the heads then train on ``crop``-sized windows of the pool
+    placed on random objects, so a step costs the same for any frame size.
     """
     rng = np.random.default_rng(cfg.seed)
     images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_pool, rng, device)
     with torch.no_grad():
         features = torch.cat([fg.forward_features(chunk)[0]
                               for chunk in images.split(cfg.finetune_batch)])
-    copies = len(ids)
-    heads = replicate_head(fg.head, copies)
+    heads = replicate_head(fg.head, len(ids))
     weights = balance_weights(targets[:1])
     optimiser = torch.optim.Adam(heads.parameters(), lr=cfg.finetune_lr)
     for _ in range(cfg.finetune_steps):
-        pick = torch.from_numpy(rng.integers(len(features), size=cfg.finetune_batch)).to(device)
-        logits = heads(features[pick].repeat(1, copies, 1, 1))
-        loss = weighted_bce_with_logits(logits, targets[pick], valid[pick], weights)
+        windows = object_windows(targets, cfg.crop, cfg.finetune_batch, rng)
+        logits = heads(gather_windows(features, windows))
+        loss = weighted_bce_with_logits(logits, gather_windows(targets, windows),
+                                        gather_windows(valid, windows), weights)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
     heads.eval()
 
     def score(image: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
-        return heads(image_features.repeat(1, copies, 1, 1))
+        return heads(image_features)
 
     return score
 
 
 def finetune_networks(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, ids: np.ndarray,
                       cfg: SpatialPropagationConfig, device: torch.device) -> Scorer:
-    """Fine-tune one full copy of ``fg`` per object on augmented frame 0 (as in the paper)."""
+    """Fine-tune one full copy of ``fg`` per object on augmented frame 0 (as in the paper).
+
+    Each step trains on ``crop``-sized windows placed on random objects.
+    """
     rng = np.random.default_rng(cfg.seed)
     nets = [copy.deepcopy(fg).train() for _ in ids]
     optimisers = [torch.optim.Adam(net.parameters(), lr=cfg.finetune_lr) for net in nets]
@@ -292,6 +302,8 @@ def finetune_networks(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, i
         images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_batch, rng,
                                                   device)
         weights = balance_weights(targets[:1]) if weights is None else weights
+        windows = object_windows(targets, cfg.crop, cfg.finetune_batch, rng)
+        images, targets, valid = (gather_windows(x, windows) for x in (images, targets, valid))
         for k, (net, optimiser) in enumerate(zip(nets, optimisers, strict=True)):
             loss = weighted_bce_with_logits(net(images), targets[:, k:k + 1], valid,
                                             weights[:, k:k + 1])
@@ -326,6 +338,34 @@ def augmented_copies(frame: np.ndarray, first: np.ndarray, ids: np.ndarray, coun
     masks = (label_stack[:, None] == torch.from_numpy(ids).to(device)[None, :, None, None])
     image_stack = torch.from_numpy(np.stack(images).astype(np.float32)).to(device)
     return image_stack, masks.float(), (label_stack >= 0)[:, None]
+
+
+def object_windows(masks: torch.Tensor, size: tuple[int, int], count: int,
+                   rng: np.random.Generator) -> list[tuple[int, slice, slice]]:
+    """``count`` windows ``(sample, rows, columns)`` of ``size`` (at most the frame) in
+    ``(N, K, Y, X)`` masks, each around a random pixel of a random object of a
+    random sample (jittered by up to a quarter window), so that every object's
+    model sees its object.
+    """
+    n, k, Y, X = masks.shape
+    h, w = min(size[0], Y), min(size[1], X)
+    windows = []
+    for _ in range(count):
+        i, obj = int(rng.integers(n)), int(rng.integers(k))
+        pixels = torch.nonzero(masks[i, obj] > 0.5)
+        if len(pixels):
+            cy, cx = pixels[int(rng.integers(len(pixels)))].tolist()
+        else:
+            cy, cx = int(rng.integers(Y)), int(rng.integers(X))
+        y0 = int(np.clip(cy - h // 2 + rng.integers(-(h // 4), h // 4 + 1), 0, Y - h))
+        x0 = int(np.clip(cx - w // 2 + rng.integers(-(w // 4), w // 4 + 1), 0, X - w))
+        windows.append((i, slice(y0, y0 + h), slice(x0, x0 + w)))
+    return windows
+
+
+def gather_windows(x: torch.Tensor, windows: list[tuple[int, slice, slice]]) -> torch.Tensor:
+    """Stack the ``windows`` of ``(N, C, Y, X)`` into ``(len(windows), C, h, w)``."""
+    return torch.stack([x[i, :, rows, cols] for i, rows, cols in windows])
 
 
 def balance_weights(masks: torch.Tensor) -> torch.Tensor:

@@ -148,26 +148,32 @@ def _unwrap_state(state: object) -> dict[str, torch.Tensor] | None:
 
 
 def replicate_head(head: nn.Sequential, copies: int) -> nn.Sequential:
-    """``copies`` independent copies of ``head`` evaluated as one grouped network.
+    """``copies`` independent copies of ``head`` evaluated as one network.
 
-    Input: the head's input repeated ``copies`` times along channels,
-    ``(B, copies * C_in, Y, X)``; output ``(B, copies * C_out, Y, X)`` where
-    channel group ``k`` is copy ``k``. Every copy starts from ``head``'s weights
-    and has its own parameters, so training them on a summed loss is the same
-    as training each separately (per-object instance models, one forward pass).
+    Input: the head's input ``(B, C_in, Y, X)``; output ``(B, copies * C_out, Y, X)``
+    where channel group ``k`` is copy ``k``. All copies read the same input, so
+    the first convolution is one ordinary convolution with the copies' filters
+    stacked; later convolutions are grouped, one group per copy. Every copy
+    starts from ``head``'s weights and has its own parameters, so training them
+    on a summed loss is the same as training each separately (per-object
+    instance models, one forward pass).
     """
     layers: list[nn.Module] = []
+    first = True
     for layer in head:
         if isinstance(layer, nn.Conv2d):
+            groups = layer.groups if first else copies * layer.groups
+            in_channels = layer.in_channels if first else layer.in_channels * copies
             grouped = nn.Conv2d(
-                layer.in_channels * copies, layer.out_channels * copies, layer.kernel_size,
-                layer.stride, layer.padding, layer.dilation, groups=copies * layer.groups,
-                bias=layer.bias is not None).to(layer.weight.device)
+                in_channels, layer.out_channels * copies, layer.kernel_size, layer.stride,
+                layer.padding, layer.dilation, groups=groups, bias=layer.bias is not None,
+            ).to(layer.weight.device)
             with torch.no_grad():
                 grouped.weight.copy_(layer.weight.repeat(copies, 1, 1, 1))
                 if layer.bias is not None:
                     grouped.bias.copy_(layer.bias.repeat(copies))
             layers.append(grouped)
+            first = False
         elif isinstance(layer, (nn.ReLU, nn.LeakyReLU, nn.Identity)):
             layers.append(copy.deepcopy(layer))
         else:

@@ -122,16 +122,32 @@ def _nearest_region(regions: np.ndarray, count: int, reference: np.ndarray) -> i
     return int(np.argmin(((centres - target) ** 2).sum(1)))
 
 
-def assign_pixels(scores: np.ndarray, ids: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+def assign_pixels(scores: np.ndarray, ids: np.ndarray, threshold: float = 0.5,
+                  references: np.ndarray | None = None) -> np.ndarray:
     """Label each pixel with the object of highest score, 0 where all are below ``threshold``.
 
     ``scores``: ``(K, Y, X)`` float, one map per object; ``ids``: ``(K,)`` the
-    label value of each object. Returns ``(Y, X)`` int32.
+    label value of each object. With ``references`` (``(K, Y, X)`` bool, each
+    object's previous mask), a pixel that several objects score above
+    ``threshold`` goes instead to the object whose reference is nearest
+    (ties: highest score); look-alike objects that touch have near-equal
+    scores, and their previous masks tell them apart better.
+    Returns ``(Y, X)`` int32.
     """
     ids = np.asarray(ids, dtype=np.int32)
     if len(scores) == 0:
         return np.zeros(scores.shape[1:], np.int32)
+    above = scores >= threshold
     best = scores.argmax(0)
+    contested = above.sum(0) > 1
+    if references is not None and contested.any():
+        rank = np.full(scores.shape, np.inf)
+        for k in np.flatnonzero(above[:, contested].any(1)):
+            if references[k].any():
+                rank[k] = ndi.distance_transform_edt(~references[k])
+        # distance first, score only to break ties
+        rank = np.where(above, rank - 1e-3 * scores, np.inf)
+        best = np.where(contested, rank.argmin(0), best)
     labels = ids[best]
-    labels[np.take_along_axis(scores, best[None], 0)[0] < threshold] = 0
+    labels[~above.any(0)] = 0
     return labels
