@@ -15,6 +15,7 @@ from instatrack.models.spn import (
     spatial_propagation,
 )
 from instatrack.track.regions import (
+    ObjectMemory,
     assign_pixels,
     best_region,
     centroid,
@@ -236,4 +237,17 @@ def test_contested_pixels_go_to_the_nearest_previous_mask():
     assert assign_pixels(scores, ids, references=references).tolist() == [[5, 5, 5, 6, 6, 6]]
     scores[:, 0, 4] = 0.1
     assert assign_pixels(scores, ids, references=references).tolist() == [[5, 5, 5, 6, 0, 6]]
+
+
+def test_object_memory_predicts_by_last_motion_and_keeps_vanished_objects():
+    start = np.zeros((1, 20, 20), bool)
+    start[0, 2:5, 2:5] = True
+    memory = ObjectMemory(start)
+    assert np.array_equal(memory.reference(0, use_motion=True), start[0])
+    moved = shift_mask(start[0], 3, 1)[None]
+    memory.update(moved)
+    assert np.array_equal(memory.reference(0, use_motion=True), shift_mask(moved[0], 3, 1))
+    assert np.array_equal(memory.reference(0, use_motion=False), moved[0])
+    memory.update(np.zeros_like(moved))                # vanished: last mask, no motion
+    assert np.array_equal(memory.reference(0, use_motion=True), moved[0])
 

@@ -16,6 +16,13 @@ Semi-supervised: the masks of the first frame are given. The pipeline is
    large regions; each pixel goes to the object with the highest refined score,
    background when all are below ``score_threshold``.
 
+Additions to the paper, for look-alike objects such as cells (whose score
+maps barely differ): a large extra region is kept only near the object
+(``region_max_distance``) and when no other object's best region holds it,
+and a pixel claimed by several objects goes to the one whose previous mask
+is nearest (``contest="distance"``). The ``paper`` preset turns both off
+(``region_max_distance=inf``, ``contest="score"``).
+
 Training teaches the foreground net (BCE against ``label > 0``) and the SPN
 (refine a degraded ground-truth instance mask back into the mask).
 """
@@ -39,13 +46,7 @@ from instatrack.errors import DataError
 from instatrack.methods.base import Method, Window
 from instatrack.models.foreground import ForegroundNet, replicate_head
 from instatrack.models.spn import SpatialPropagationNetwork
-from instatrack.track.regions import (
-    assign_pixels,
-    best_region,
-    centroid,
-    filter_regions,
-    shift_mask,
-)
+from instatrack.track.regions import ObjectMemory, assign_pixels, best_region, filter_regions
 
 #: (image (1, C, Y, X), features (1, W, Y, X)) -> per-object logits (1, K, Y, X)
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -390,35 +391,7 @@ def weighted_bce_with_logits(logits: torch.Tensor, targets: torch.Tensor, valid:
     return masked_mean(weight * per_pixel, valid.expand_as(per_pixel))
 
 
-# -- augmentation and degradation --------------------------------------------
-def random_affine(n: int, rotate: float, scale: float, shift: tuple[float, float],
-                  flip: bool, device: torch.device) -> torch.Tensor:
-    """``(n, 2, 3)`` random affine matrices for :func:`torch.nn.functional.affine_grid`.
-
-    ``rotate`` in degrees, ``scale`` relative (``1 +- scale``), ``shift`` ``(y, x)``
-    as fractions of the image size, ``flip`` mirrors x half of the time.
-    """
-    def uniform(limit: float) -> torch.Tensor:
-        return (torch.rand(n, device=device) * 2 - 1) * limit
-
-    angle = uniform(math.radians(rotate))
-    zoom = 1 + uniform(scale)
-    mirror = torch.ones(n, device=device)
-    if flip:
-        mirror = torch.where(torch.rand(n, device=device) < 0.5, -mirror, mirror)
-    cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
-    row_x = torch.stack([cos * mirror, -sin, uniform(2 * shift[1])], 1)
-    row_y = torch.stack([sin * mirror, cos, uniform(2 * shift[0])], 1)
-    return torch.stack([row_x, row_y], 1)
-
-
-def warp(x: torch.Tensor, theta: torch.Tensor, mode: str = "bilinear",
-         padding: str = "reflection") -> torch.Tensor:
-    """Resample ``(N, C, Y, X)`` with the affine matrices ``theta`` ``(N, 2, 3)``."""
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=False)
-
-
+# -- SPN training targets -----------------------------------------------------
 def degrade_masks(masks: torch.Tensor, shift: int, radius: int, blur: int, noise: float
                   ) -> torch.Tensor:
     """Coarse versions of ``(N, 1, Y, X)`` masks, values in ``[0, 1]``.
@@ -428,8 +401,17 @@ def degrade_masks(masks: torch.Tensor, shift: int, radius: int, blur: int, noise
     the errors a coarse per-object score map makes.
     """
     n, _, Y, X = masks.shape
-    theta = random_affine(n, 10.0, 0.1, (shift / Y, shift / X), False, masks.device)
-    out = warp(masks.float(), theta, padding="zeros")
+
+    def uniform(limit: float) -> torch.Tensor:
+        return (torch.rand(n, device=masks.device) * 2 - 1) * limit
+
+    # up to 10 degrees, 10 % zoom and `shift` pixels (affine_grid units: half-sizes)
+    angle, zoom = uniform(math.radians(10.0)), 1 + uniform(0.1)
+    cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
+    theta = torch.stack([torch.stack([cos, -sin, uniform(2 * shift / X)], 1),
+                         torch.stack([sin, cos, uniform(2 * shift / Y)], 1)], 1)
+    grid = F.affine_grid(theta, list(masks.shape), align_corners=False)
+    out = F.grid_sample(masks.float(), grid, padding_mode="zeros", align_corners=False)
     radii = torch.randint(-radius, radius + 1, (n,)).tolist()
     out = torch.cat([morph(out[i:i + 1], r) for i, r in enumerate(radii)])
     size = 2 * int(torch.randint(0, blur + 1, ())) + 1
@@ -478,7 +460,7 @@ def binary_cross_entropy(prob: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(target * torch.log(prob) + (1 - target) * torch.log1p(-prob))
 
 
-# -- inputs and object memory -------------------------------------------------
+# -- inputs -------------------------------------------------------------------
 def check_first_masks(first_masks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Validate the first-frame labels; returns them as int64 and their ids ``(K,)``."""
     if first_masks is None:
@@ -511,29 +493,3 @@ def frame_array(frame: np.ndarray, shape: tuple[int, int], channels: int, t: int
     if not np.isfinite(array).all():
         raise DataError(f"frame {t}: contains NaN or infinite values")
     return np.ascontiguousarray(array)
-
-
-class ObjectMemory:
-    """Last non-empty mask and motion of each object, for the region filter."""
-
-    def __init__(self, masks: np.ndarray):
-        self.masks = masks.copy()
-        self.centres = [centroid(m) for m in masks]
-        self.motion = [(0, 0)] * len(masks)
-
-    def reference(self, k: int, use_motion: bool) -> np.ndarray:
-        """Object ``k``'s previous mask, moved by its last displacement if ``use_motion``."""
-        if not use_motion or self.motion[k] == (0, 0):
-            return self.masks[k]
-        return shift_mask(self.masks[k], *self.motion[k])
-
-    def update(self, masks: np.ndarray) -> None:
-        """Record ``(K, Y, X)`` new masks; a vanished object keeps its last mask, at rest."""
-        for k, mask in enumerate(masks):
-            centre = centroid(mask)
-            if centre is None:
-                self.motion[k] = (0, 0)
-                continue
-            old = self.centres[k]
-            self.motion[k] = (round(centre[0] - old[0]), round(centre[1] - old[1]))
-            self.masks[k], self.centres[k] = mask, centre

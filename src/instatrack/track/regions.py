@@ -5,6 +5,8 @@ on similar-looking objects elsewhere in the frame. The filter keeps the
 connected region that best matches the object's mask in the previous frame
 (optionally shifted by the object's motion), plus every region large enough
 to be a real part of the object (e.g. an object split by an occluder).
+:func:`assign_pixels` then gives each pixel to one object, and
+:class:`ObjectMemory` keeps each object's last mask and motion between frames.
 """
 
 from __future__ import annotations
@@ -151,3 +153,29 @@ def assign_pixels(scores: np.ndarray, ids: np.ndarray, threshold: float = 0.5,
     labels = ids[best]
     labels[~above.any(0)] = 0
     return labels
+
+
+class ObjectMemory:
+    """Last non-empty mask and motion of each object, for the region filter."""
+
+    def __init__(self, masks: np.ndarray):
+        self.masks = masks.copy()
+        self.centres = [centroid(m) for m in masks]
+        self.motion = [(0, 0)] * len(masks)
+
+    def reference(self, k: int, use_motion: bool) -> np.ndarray:
+        """Object ``k``'s previous mask, moved by its last displacement if ``use_motion``."""
+        if not use_motion or self.motion[k] == (0, 0):
+            return self.masks[k]
+        return shift_mask(self.masks[k], *self.motion[k])
+
+    def update(self, masks: np.ndarray) -> None:
+        """Record ``(K, Y, X)`` new masks; a vanished object keeps its last mask, at rest."""
+        for k, mask in enumerate(masks):
+            centre = centroid(mask)
+            if centre is None:
+                self.motion[k] = (0, 0)
+                continue
+            old = self.centres[k]
+            self.motion[k] = (round(centre[0] - old[0]), round(centre[1] - old[1]))
+            self.masks[k], self.centres[k] = mask, centre
