@@ -195,3 +195,18 @@ def test_predict_under_no_grad_and_leaves_the_model_unchanged(trained):
     assert torch.is_grad_enabled()
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key])
+
+
+@pytest.mark.realdata
+def test_davis_sample_runs_at_full_size():
+    from conftest import shared_dataset
+    from instatrack.data import open_dataset
+    from instatrack.data.normalize import normalize
+
+    sequence = open_dataset(shared_dataset("DAVIS2016_sample"))[0]
+    method = small_method("in_channels=3", "finetune_steps=5")
+    model = method.build_model()
+    frames = (normalize(sequence.image(t)) for t in range(3))
+    windows = list(method.predict(model, frames, "cpu", first_masks=sequence.labels(0)))
+    assert [w.labels.shape for w in windows] == [(1, 480, 854)] * 3
+    assert set(np.unique(np.concatenate([w.labels for w in windows]))) <= {0, 1}
