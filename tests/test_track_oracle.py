@@ -1,7 +1,8 @@
 """Whole post-processing chain on a synthetic movie with oracle embeddings.
 
 Ground truth -> a random unit vector per track id (orthogonal to a fixed
-background vector) + noise -> HDBSCAN over frame pairs -> Tracker -> CTC folder
+background vector; drawn anew for every frame pair, as a network owes no
+consistency between pairs) + noise -> HDBSCAN over frame pairs -> Tracker -> CTC folder
 -> SEG/TRA/DET with py-ctcmetrics. With oracle embeddings nothing but the
 clustering and linking can fail, so the scores must be (nearly) perfect and
 every division must be found.
@@ -66,18 +67,23 @@ def divisions_found(gt: np.ndarray, lineage, res: np.ndarray, rows) -> list[bool
     return found
 
 
+def run_oracle_chain(labels: np.ndarray, params: ClusterParams, tracker: Tracker, seed: int = 0):
+    """Cluster oracle embeddings of ``labels`` pair by pair and track; ``{t: labels}``."""
+    final = {}
+    for t in range(len(labels) - 1):
+        emb, background = oracle_embeddings(labels[t:t + 2], dim=16, noise=0.15, seed=seed + t)
+        final.update(tracker.push(Window(t, cluster_embeddings(emb, params, background))))
+    final.update(tracker.finish())
+    return final
+
+
 @pytest.mark.parametrize("seed", [0, 3])
 def test_oracle_clustering_and_linking_is_perfect(tmp_path, seed):
     seq = generate_cells(frames=12, size=(96, 96), seed=seed, division_rate=0.06)
     assert any(parent for *_, parent in seq.lineage)  # the movie has divisions
-    emb, background = oracle_embeddings(seq.labels, seed=seed)
     params = ClusterParams(min_cluster_size=10, min_samples=5, min_area=5)
     tracker = Tracker(min_area=5)
-    final = {}
-    for t in range(len(emb) - 1):
-        labels = cluster_embeddings(emb[t:t + 2], params, background)
-        final.update(tracker.push(Window(t, labels)))
-    final.update(tracker.finish())
+    final = run_oracle_chain(seq.labels, params, tracker, seed=seed)
     assert sorted(final) == list(range(12))
 
     res_dir = write_ctc_result(tmp_path / "01_RES", sorted(final.items()), tracker.graph)
@@ -87,4 +93,26 @@ def test_oracle_clustering_and_linking_is_perfect(tmp_path, seed):
     assert scores["TRA"] >= 0.98
     res = np.stack([final[t] for t in range(12)])
     found = divisions_found(seq.labels, seq.lineage, res, graph_to_ctc_table(tracker.graph))
+    assert found and all(found)
+
+
+@pytest.mark.realdata
+def test_oracle_chain_on_fluo_n2dh_sim(tmp_path):
+    from conftest import shared_dataset
+    from instatrack.data.ctc import read_track_table
+
+    tra = shared_dataset("Fluo-N2DH-SIM+") / "01_GT" / "TRA"
+    n = 16  # frames 0..15 hold the first divisions (frame 10)
+    labels = np.stack([tifffile.imread(tra / f"man_track{t:03d}.tif").astype(np.int32)
+                       for t in range(n)])
+    lineage = [(label, b, min(e, n - 1), p) for label, b, e, p in
+               read_track_table(tra / "man_track.txt") if b < n]
+    tracker = Tracker(min_area=20)
+    final = run_oracle_chain(labels, ClusterParams.for_kind("cells"), tracker)
+    res_dir = write_ctc_result(tmp_path / "01_RES", sorted(final.items()), tracker.graph)
+    write_gt(tmp_path / "01_GT", labels, lineage)
+    scores = evaluate_ctc(tmp_path / "01_GT", res_dir)
+    assert scores["SEG"] >= 0.97 and scores["TRA"] >= 0.98
+    res = np.stack([final[t] for t in range(n)])
+    found = divisions_found(labels, lineage, res, graph_to_ctc_table(tracker.graph))
     assert found and all(found)

@@ -18,8 +18,8 @@ Steps of :func:`cluster_embeddings`:
    whose cosine with it is below ``background_cos``.
 2. Samples: every foreground pixel (``fast=False``), or square superpixels:
    the mean embedding of each ``s`` x ``s`` block that is at least half
-   foreground, with ``s`` chosen so that at most ``max_samples`` blocks remain
-   (``fast=True``). HDBSCAN's cost grows faster than linearly, so this turns a
+   foreground, with ``s >= 2`` chosen so that at most ``max_samples`` blocks
+   remain (``fast=True``). HDBSCAN's cost grows faster than linearly, so this turns a
    minute into a fraction of a second, and averaging a block removes most of
    the per-pixel noise.
 3. HDBSCAN on the samples (``min_cluster_size`` / ``min_samples`` are given in
@@ -62,9 +62,10 @@ class ClusterParams:
     ``coord_scale`` multiplies pixel coordinates before they join the unit
     embedding vectors; ``background_cos``: pixels whose cosine with the
     background vector is below it are foreground (and clusters whose mean is at
-    or above it are dropped). ``fast`` clusters a grid of at most
-    ``max_samples`` foreground pixels instead of all of them; ``assign_radius``
-    is how many grid steps away a pixel looks for clustered samples;
+    or above it are dropped). ``fast`` clusters at most ``max_samples``
+    square blocks (mean embeddings, side >= 2 px) instead of every foreground
+    pixel; ``assign_radius`` is how many blocks away a pixel looks for
+    clustered samples;
     ``grow_cos`` is the cosine a leftover pixel needs with a neighbouring
     cluster's mean to join it.
     """
@@ -256,7 +257,7 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 def _sample_stride(n_foreground: int, params: ClusterParams) -> int:
     if not params.fast:
         return 1
-    return max(1, math.ceil(math.sqrt(n_foreground / params.max_samples)))
+    return max(2, math.ceil(math.sqrt(n_foreground / params.max_samples)))
 
 
 def _block_samples(pixels: np.ndarray, foreground: np.ndarray, stride: int
