@@ -187,3 +187,6 @@ def test_memory_stays_bounded_and_windows_must_advance():
         tracker.push(Window(5, labels[:2]))
     with pytest.raises(ValueError, match=r"\(W, Y, X\)"):
         Tracker().push(Window(0, labels[0]))
+    assert tracker.finish() == []
+    with pytest.raises(ValueError, match="finished"):
+        tracker.push(Window(11, labels[11:12]))

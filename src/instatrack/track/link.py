@@ -80,6 +80,7 @@ class Tracker:
         self._active: dict[int, int] = {}  # track id -> its node in frame _last_t
         self._ended: dict[int, tuple[int, int]] = {}  # track id -> (last t, last node)
         self._tracked_last: dict[int, int] = {}  # tracked windows: label -> last node
+        self._finished = False
 
     @property
     def frames_in_memory(self) -> int:
@@ -88,6 +89,8 @@ class Tracker:
 
     def push(self, window) -> list[tuple[int, np.ndarray]]:
         """Add one window; returns the ``(t, labels (Y, X) int32)`` frames that became final."""
+        if self._finished:
+            raise ValueError("this Tracker has finished its stream; start a new one")
         labels = _check_window(window, self._last_t)
         if window.tracked:
             return self._push_tracked(window.start, labels)
@@ -109,8 +112,10 @@ class Tracker:
 
     def finish(self) -> list[tuple[int, np.ndarray]]:
         """End of the stream. Frames are final when pushed, so nothing is left to return."""
+        self._finished = True
         self._recent.clear()
         self._ended.clear()
+        self._active.clear()
         return []
 
     # -- one frame ----------------------------------------------------------
