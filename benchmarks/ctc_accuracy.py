@@ -1,0 +1,130 @@
+"""Accuracy on a Cell Tracking Challenge sequence split in time.
+
+Trains a method on the first frames of a sequence (or reuses a trained run),
+tracks the held-out last frames it never saw, and scores them with
+py-ctcmetrics (SEG, TRA, DET) against the ground truth of those frames only.
+``--method classical`` runs the learning-free baseline (threshold, watershed,
+IoU linking) on the same frames instead.
+
+    python benchmarks/ctc_accuracy.py ../shared/data/Fluo-N2DH-SIM+/01 \\
+        --method spatial-embedding --split 39 45 --steps 3000 --run runs/sim-se
+
+Frames ``[0, a)`` train, ``[a, b)`` validate (pick the best weights), ``[b, end)`` test.
+Prints one JSON line with the scores and the split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def subset_ground_truth(gt_dir: Path, start: int, stop: int, out: Path) -> Path:
+    """Copy GT frames ``[start, stop)`` renumbered from 0, lineage clipped to the window."""
+    import tifffile
+
+    from instatrack.data.ctc import read_track_table, write_track_table
+
+    for kind, prefix in (("SEG", "man_seg"), ("TRA", "man_track")):
+        (out / kind).mkdir(parents=True, exist_ok=True)
+        for path in sorted((gt_dir / kind).glob(f"{prefix}*.tif")):
+            t = int(path.stem[len(prefix):])
+            if start <= t < stop:
+                tifffile.imwrite(out / kind / f"{prefix}{t - start:03d}.tif",
+                                 tifffile.imread(path))
+    rows = read_track_table(gt_dir / "TRA" / "man_track.txt")
+    kept = {}
+    for label, begin, end, parent in rows:
+        b, e = max(begin, start), min(end, stop - 1)
+        if b <= e:
+            kept[label] = (b - start, e - start, parent if begin >= start else 0)
+    table = [(lab, b, e, p if p in kept else 0) for lab, (b, e, p) in kept.items()]
+    write_track_table(out / "TRA" / "man_track.txt", table)
+    return out
+
+
+def train_run(args, seq_dir: Path, a: int, b: int) -> Path:
+    from instatrack.methods import get_method
+    from instatrack.train import train
+
+    run = Path(args.run)
+    if (run / "weights.pt").is_file() and not (run / "checkpoint.pt").is_file():
+        return run
+    resume = (run / "checkpoint.pt").is_file()
+    config = None
+    if not resume:
+        overrides = [f"train_frames=0:{a}", f"val_frames={a}:{b}", *args.set]
+        if args.steps:
+            overrides.append(f"steps={args.steps}")
+        config = get_method(args.method).config_cls.build(args.preset, overrides=overrides)
+    elif args.steps:
+        config = get_method(args.method).config_cls.build(args.preset,
+                                                          overrides=[f"steps={args.steps}"])
+    train(args.method, seq_dir, run, config=config, resume=resume, progress=not args.quiet)
+    return run
+
+
+def track_test_frames(args, seq, b: int, res: Path) -> float:
+    """Track frames ``[b, end)`` into ``res``; returns seconds per frame."""
+    from instatrack.data.ctc import write_mask, write_track_table
+    from instatrack.track.export import graph_to_ctc_table
+
+    frames = [seq.image(t) for t in range(b, len(seq))]
+    clock = time.perf_counter()
+    if args.method == "classical":
+        from classical_baseline import track_classical
+
+        labels, graph = track_classical(frames)
+    else:
+        import instatrack
+
+        first = np.maximum(seq.labels(b), 0) if seq.labels(b) is not None else None
+        result = instatrack.load(args.run).track(frames, first_masks=first)
+        labels, graph = result.labels, result.graph
+    seconds = (time.perf_counter() - clock) / len(frames)
+    res.mkdir(parents=True, exist_ok=True)
+    for t, frame_labels in enumerate(labels):
+        write_mask(res, t, frame_labels)
+    write_track_table(res / "res_track.txt", graph_to_ctc_table(graph))
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sequence", type=Path, help="CTC sequence folder, e.g. .../01")
+    parser.add_argument("--method", default="cosine-hourglass")
+    parser.add_argument("--split", type=int, nargs=2, metavar=("A", "B"), required=True,
+                        help="train on [0, A), validate on [A, B), test on [B, end)")
+    parser.add_argument("--run", default=None, help="run folder (trained when missing)")
+    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+
+    from instatrack.data.ctc import CTCSequence
+    from instatrack.metrics.ctc import evaluate_ctc
+
+    seq = CTCSequence(args.sequence)
+    a, b = args.split
+    if args.method != "classical":
+        args.run = args.run or f"runs/{args.sequence.parent.name}-{args.method}"
+        train_run(args, args.sequence, a, b)
+    with tempfile.TemporaryDirectory() as tmp:
+        gt = subset_ground_truth(seq.gt_dir, b, len(seq), Path(tmp) / "GT")
+        res = Path(args.run or tmp) / f"RES_{b}-{len(seq)}"
+        seconds = track_test_frames(args, seq, b, res)
+        scores = evaluate_ctc(gt, res)
+    print(json.dumps({"sequence": str(args.sequence), "method": args.method,
+                      "train": f"0:{a}", "val": f"{a}:{b}", "test": f"{b}:{len(seq)}",
+                      **{k: round(v, 4) for k, v in scores.items()},
+                      "seconds_per_frame": round(seconds, 3)}))
+
+
+if __name__ == "__main__":
+    main()
