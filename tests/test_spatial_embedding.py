@@ -238,6 +238,22 @@ def test_training_on_a_synthetic_frame_lowers_the_loss():
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
 
 
+@pytest.mark.slow
+def test_shared_loop_learns_to_segment_synthetic_cells(tmp_path):
+    from instatrack import runs
+    from instatrack.data.synth import write_ctc_synthetic
+    from instatrack.train import train
+
+    data = write_ctc_synthetic(tmp_path / "cells", frames=12, size=(96, 96), seed=3)
+    config = SpatialEmbeddingConfig.build("fast", overrides=[
+        "steps=500", "crop=96,96", "batch_size=4", "train_frames=0:9", "val_frames=9:12",
+        "val_every=500", "log_every=50"])
+    run = train("spatial-embedding", data, tmp_path / "run", config=config, progress=False)
+    rows = runs.LogWriter(run / runs.LOG, resume_step=10**9).rows
+    assert rows[-1]["loss"] < 0.8 * rows[0]["loss"]
+    assert rows[-1]["val_seg"] > 0.6
+
+
 def test_predict_streams_one_window_per_frame():
     method = SpatialEmbedding(tiny_config(in_channels=2))
     model = method.build_model()
