@@ -25,11 +25,13 @@ def _discs(size=(37, 45)) -> torch.Tensor:
     return labels
 
 
-@pytest.mark.parametrize("scale, levels", [(1.0, (8,)), (1.0, (8, 8, 8)), (0.5, (8, 8))])
+@pytest.mark.parametrize("scale, levels, context",
+                         [(1.0, (8,), 0), (1.0, (8, 8, 8), 0), (0.5, (8, 8), 0), (1.0, (8, 8), 2)])
 @pytest.mark.parametrize("size", [(37, 45), (16, 23)])
-def test_forward_shapes_on_odd_sizes(scale, levels, size):
+def test_forward_shapes_on_odd_sizes(scale, levels, context, size):
     torch.manual_seed(0)
-    net = RecurrentInstanceNet(3, encoder_channels=levels, hidden=8, input_scale=scale)
+    net = RecurrentInstanceNet(3, encoder_channels=levels, hidden=8, input_scale=scale,
+                               context=context)
     masks, confidences = net(torch.rand(2, 3, *size), steps=4)
     assert masks.shape == (2, 4, *size) and confidences.shape == (2, 4)
     assert masks.min() >= 0 and masks.max() <= 1

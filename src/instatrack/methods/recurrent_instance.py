@@ -43,6 +43,7 @@ class RecurrentInstanceConfig(TrainConfig):
     # model
     encoder_channels: tuple[int, ...] = (16, 32, 32)
     encoder_convs: int = 2
+    encoder_context: int = 0
     hidden: int = 32
     lstm_layers: int = 2
     lstm_kernel: int = 3
@@ -127,7 +128,8 @@ class RecurrentInstance(Method):
         return RecurrentInstanceNet(
             c.in_channels, encoder_channels=c.encoder_channels, encoder_convs=c.encoder_convs,
             hidden=c.hidden, layers=c.lstm_layers, kernel=c.lstm_kernel,
-            input_scale=c.input_scale, coords=c.coords, confidence_bias=c.confidence_bias)
+            input_scale=c.input_scale, coords=c.coords, confidence_bias=c.confidence_bias,
+            context=c.encoder_context)
 
     # -- training -------------------------------------------------------------------------------
     def step_cap(self, train_step: int) -> int:

@@ -50,28 +50,53 @@ class Encoded:
     input_shape: tuple[int, int]
 
 
-class Encoder(nn.Sequential):
-    """``len(channels)`` levels of ``convs`` (conv 3x3 -> GroupNorm -> ReLU), max-pooling
-    between levels: ``(B, C, Y, X) -> (B, channels[-1], Y / 2**(L-1), X / 2**(L-1))``.
+class Encoder(nn.Module):
+    """A small FCN: ``len(channels)`` levels of ``convs`` (conv 3x3 -> GroupNorm -> ReLU)
+    with max-pooling between levels, then ``context`` coarser levels whose output is
+    upsampled and added back, so that each feature vector sees a whole object.
+
+    ``(B, C, Y, X) -> (B, channels[-1], Y / 2**(L-1), X / 2**(L-1))``; the input
+    must be a multiple of ``multiple`` (= ``2**(L-1+context)``); ``stride`` is ``2**(L-1)``.
 
     The normalisation keeps the features at unit scale whatever the contrast of
     the (percentile-normalised) input; without it the mask signal reaching the
     recurrence is too weak to learn from on low-contrast images.
     """
 
-    def __init__(self, in_channels: int, channels: tuple[int, ...], convs: int):
+    def __init__(self, in_channels: int, channels: tuple[int, ...], convs: int,
+                 context: int = 0):
+        super().__init__()
         layers: list[nn.Module] = []
         previous = in_channels
         for level, width in enumerate(channels):
             if level > 0:
                 layers.append(nn.MaxPool2d(2))
-            for _ in range(convs):
-                conv = nn.Conv2d(previous, width, 3, padding=1)
-                nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-                layers += [conv, nn.GroupNorm(_groups(width), width), nn.ReLU(inplace=True)]
-                previous = width
-        super().__init__(*layers)
-        self.factor = 2 ** (len(channels) - 1)
+            layers.append(_conv_block(previous, width, convs))
+            previous = width
+        self.body = nn.Sequential(*layers)
+        self.context = nn.ModuleList(
+            nn.Sequential(nn.MaxPool2d(2), _conv_block(previous, previous, convs))
+            for _ in range(context))
+        self.stride = 2 ** (len(channels) - 1)
+        self.multiple = self.stride * 2 ** context
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.body(x)
+        coarse = [x]
+        for level in self.context:
+            coarse.append(level(coarse[-1]))
+        for c in coarse[1:]:
+            x = x + F.interpolate(c, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return x
+
+
+def _conv_block(in_ch: int, out_ch: int, convs: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        conv = nn.Conv2d(in_ch if i == 0 else out_ch, out_ch, 3, padding=1)
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        layers += [conv, nn.GroupNorm(_groups(out_ch), out_ch), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
 
 
 def _groups(channels: int, most: int = 8) -> int:
@@ -85,8 +110,10 @@ class RecurrentInstanceNet(nn.Module):
     ``input_scale`` rescales the image before the encoder (the paper ran on leaf
     images downsampled five times); ``coords`` appends normalised ``(y, x)``
     coordinate maps to the ConvLSTM input so that the recurrence can order
-    objects spatially; ``confidence_bias`` initialises the confidence logit so
-    that early confidences are high (sigmoid(bias)).
+    objects spatially; ``context`` adds that many coarser encoder levels whose
+    features are upsampled and added back (a wider view of each object for the
+    same recurrence cost); ``confidence_bias`` initialises the confidence logit
+    so that early confidences are high (sigmoid(bias)).
 
     The model keeps a ``train_step`` counter buffer; the method's loss
     increments it, so curricula survive checkpoints and resumption.
@@ -94,9 +121,10 @@ class RecurrentInstanceNet(nn.Module):
 
     def __init__(self, in_channels: int, encoder_channels: tuple[int, ...] = (16, 32),
                  encoder_convs: int = 2, hidden: int = 32, layers: int = 2, kernel: int = 3,
-                 input_scale: float = 1.0, coords: bool = True, confidence_bias: float = 3.0):
+                 input_scale: float = 1.0, coords: bool = True, confidence_bias: float = 3.0,
+                 context: int = 0):
         super().__init__()
-        self.encoder = Encoder(in_channels, tuple(encoder_channels), encoder_convs)
+        self.encoder = Encoder(in_channels, tuple(encoder_channels), encoder_convs, context)
         self.input_scale = float(input_scale)
         self.coords = coords
         step_in = encoder_channels[-1] + 1 + (2 if coords else 0)
@@ -115,7 +143,7 @@ class RecurrentInstanceNet(nn.Module):
         if self.input_scale != 1.0:
             size = [max(1, round(s * self.input_scale)) for s in input_shape]
             image = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
-        padded, scaled_shape = pad_to_multiple(image, self.encoder.factor)
+        padded, scaled_shape = pad_to_multiple(image, self.encoder.multiple)
         features = self.encoder(padded)
         if self.coords:
             features = torch.cat([features, _coordinate_maps(features)], 1)
@@ -147,9 +175,9 @@ class RecurrentInstanceNet(nn.Module):
 
     def _to_input_size(self, coarse: torch.Tensor, encoded: Encoded) -> torch.Tensor:
         """``(B, 1, y, x)`` logits at feature resolution -> ``(B, 1, Y, X)`` at the input."""
-        factor = self.encoder.factor
-        if factor > 1:
-            coarse = F.interpolate(coarse, scale_factor=factor, mode="bilinear",
+        stride = self.encoder.stride
+        if stride > 1:
+            coarse = F.interpolate(coarse, scale_factor=stride, mode="bilinear",
                                    align_corners=False)
         coarse = crop_to(coarse, encoded.scaled_shape)
         if tuple(coarse.shape[-2:]) != encoded.input_shape:
