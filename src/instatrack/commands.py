@@ -120,10 +120,12 @@ def track(args) -> int:
     stream = predictor.stream(frames, first_masks=first, progress=lambda n: bar.update(1))
     writer = _result_writer(args.format, Path(args.output), len(paths))
     count = 0
-    for t, labels in stream:
-        writer(t, labels)
-        count += 1
-    bar.close()
+    try:
+        for t, labels in stream:
+            writer(t, labels)
+            count += 1
+    finally:
+        bar.close()
     _finish_tracks(args, stream.graph, paths)
     print(f"tracked {count} frame(s), {len({d['label'] for _, d in stream.graph.nodes(data=True)})}"
           f" track(s) -> {args.output}")

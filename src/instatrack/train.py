@@ -45,9 +45,9 @@ def train(method: str, data: str | Path, out: str | Path, config: TrainConfig | 
     from instatrack.data.sampler import ClipSampler
 
     out = Path(out)
+    sequences = open_dataset(data)
     runs.prepare_run_dir(out, resume)
     method_cls, config = _resolve_config(method, out, config, resume)
-    sequences = open_dataset(data)
     config = _fit_config_to_data(method_cls, config, sequences)
     config.save(out / runs.CONFIG, method=method_cls.name, data=str(Path(data).resolve()))
 
