@@ -84,7 +84,8 @@ def track_test_frames(args, seq, b: int, res: Path) -> float:
         import instatrack
 
         first = np.maximum(seq.labels(b), 0) if seq.labels(b) is not None else None
-        result = instatrack.load(args.run).track(frames, first_masks=first)
+        predictor = instatrack.load(args.run, overrides=args.infer_set, weights=args.weights)
+        result = predictor.track(frames, first_masks=first)
         labels, graph = result.labels, result.graph
     seconds = (time.perf_counter() - clock) / len(frames)
     res.mkdir(parents=True, exist_ok=True)
@@ -104,6 +105,9 @@ def main() -> None:
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--infer-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="post-processing setting changed at inference only")
+    parser.add_argument("--weights", default="weights.pt", help="weights.pt or last.pt")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
 

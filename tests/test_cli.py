@@ -34,7 +34,8 @@ def test_track_then_evaluate(workflow, capsys):
     res = root / "data" / "01_RES"
     code = main(["track", "--model", str(root / "run"), "--input", str(root / "data" / "01"),
                  "--output", str(res), "--quiet", "--tables", "--movie", str(root / "m.gif"),
-                 "--lineage", str(root / "lineage.png")])
+                 "--lineage", str(root / "lineage.png"), "--set", "cluster_min_cluster_size=30",
+                 "--weights", "last.pt"])
     assert code == 0
     assert sorted(p.name for p in res.glob("mask*.tif")) == [f"mask{t:03d}.tif" for t in range(5)]
     for name in ("res_track.txt", "tracks.csv"):
@@ -71,6 +72,8 @@ def test_errors_are_one_line(workflow, tmp_path, capsys):
     _one_line_error(capsys, ["train", "--data", str(tmp_path / "missing"), "--out",
                              str(tmp_path / "r")], "missing")
     assert not (tmp_path / "r").exists()
+    _one_line_error(capsys, ["track", "--model", str(root / "run"), "--input", str(tmp_path),
+                             "--output", str(tmp_path / "o"), "--set", "nonsense=1"], "nonsense")
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "t000.tif").write_bytes(b"garbage")

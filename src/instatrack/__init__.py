@@ -17,8 +17,11 @@ __version__ = "0.1.0"
 __all__ = ["ConfigError", "DataError", "InstatrackError", "load", "__version__"]
 
 
-def load(run_dir, device=None):
-    """Load a trained run folder (config + weights) as a :class:`instatrack.api.Predictor`."""
+def load(run_dir, device=None, overrides=(), weights="weights.pt"):
+    """Load a trained run folder (config + weights) as a :class:`instatrack.api.Predictor`.
+
+    See :func:`instatrack.api.load` for ``overrides`` and ``weights``.
+    """
     from instatrack.api import load as _load
 
-    return _load(run_dir, device=device)
+    return _load(run_dir, device=device, overrides=overrides, weights=weights)

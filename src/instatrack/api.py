@@ -13,7 +13,7 @@ track graph once the stream is exhausted.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import networkx as nx
@@ -121,12 +121,18 @@ class Predictor:
         return TrackResult(labels=labels, graph=stream.graph)
 
 
-def load(run_dir: str | Path, device=None) -> Predictor:
-    """Load the run folder written by ``instatrack train`` (config + weights)."""
+def load(run_dir: str | Path, device=None, overrides: Sequence[str] = (),
+         weights: str = "weights.pt") -> Predictor:
+    """Load the run folder written by ``instatrack train`` (config + weights).
+
+    ``overrides``: ``key=value`` strings changing post-processing settings
+    (clustering thresholds, linking), e.g. ``["cluster_min_cluster_size=200"]``.
+    ``weights``: ``weights.pt`` (best validation score) or ``last.pt``.
+    """
     import torch
 
     from instatrack.runs import load_model
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    method, model = load_model(run_dir, device)
+    method, model = load_model(run_dir, device, weights=weights, overrides=overrides)
     return Predictor(method, model, device)

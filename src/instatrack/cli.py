@@ -79,6 +79,11 @@ def _model_io_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, help="folder of frames / images")
     p.add_argument("--output", required=True, help="folder to write results to")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a post-processing setting of the run, e.g. "
+                        "cluster_min_cluster_size=200 (repeatable)")
+    p.add_argument("--weights", default="weights.pt",
+                   help="weights.pt (best validation score, default) or last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

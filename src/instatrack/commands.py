@@ -81,7 +81,8 @@ def segment(args) -> int:
     from instatrack.api import load
     from instatrack.data.io import list_images, read_image, write_labels
 
-    predictor = load(args.model, device=args.device)
+    predictor = load(args.model, device=args.device, overrides=args.overrides,
+                     weights=args.weights)
     paths = list_images(args.input)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,7 +110,8 @@ def track(args) -> int:
     from instatrack.api import load
     from instatrack.data.io import list_images, read_image
 
-    predictor = load(args.model, device=args.device)
+    predictor = load(args.model, device=args.device, overrides=args.overrides,
+                     weights=args.weights)
     if args.method and args.method != predictor.method.name:
         raise ConfigError(f"{args.model} was trained with {predictor.method.name}, "
                           f"not {args.method}")

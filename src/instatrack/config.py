@@ -118,12 +118,12 @@ class TrainConfig:
             values.update(cls.presets[preset])
         if file is not None:
             values.update(read_json(file))
-        for item in overrides:
-            key, sep, text = item.partition("=")
-            if not sep or not key:
-                raise ConfigError(f"--set expects key=value, got {item!r}")
-            values[key.strip()] = text.strip()
+        values.update(parse_overrides(overrides))
         return cls.from_dict(values, where=str(file) if file else "config")
+
+    def with_overrides(self: C, overrides: typing.Sequence[str]) -> C:
+        """This config with ``key=value`` strings applied (e.g. post-processing at inference)."""
+        return type(self).from_dict({**self.to_dict(), **parse_overrides(overrides)})
 
     def replace(self: C, **changes: Any) -> C:
         return dataclasses.replace(self, **changes)
@@ -134,6 +134,17 @@ class TrainConfig:
     def save(self, path: str | Path, **extra: Any) -> None:
         """Write ``config.json``; ``extra`` (e.g. ``method=...``) is stored beside the fields."""
         Path(path).write_text(json.dumps({**extra, **self.to_dict()}, indent=2) + "\n")
+
+
+def parse_overrides(overrides: typing.Sequence[str]) -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}`` (values are typed later)."""
+    values = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        values[key.strip()] = text.strip()
+    return values
 
 
 def require(condition: bool, message: str) -> None:

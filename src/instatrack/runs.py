@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,15 @@ def load_torch(path: Path, device: Any = "cpu") -> Any:
         raise DataError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
 
 
-def load_model(run_dir: str | Path, device: Any = "cpu", weights: str = WEIGHTS):
-    """``(method, model)`` ready for inference from a run folder."""
+def load_model(run_dir: str | Path, device: Any = "cpu", weights: str = WEIGHTS,
+               overrides: Sequence[str] = ()):
+    """``(method, model)`` ready for inference from a run folder.
+
+    ``overrides`` (``key=value``) change the saved config, e.g. clustering
+    settings at inference; keys that shape the network must not change.
+    """
     method_cls, config = read_run_config(run_dir)
-    method = method_cls(config)
+    method = method_cls(config.with_overrides(overrides))
     model = method.build_model()
     state = load_torch(Path(run_dir) / weights, device)
     try:
