@@ -52,7 +52,7 @@ class RecurrentInstanceConfig(TrainConfig):
     confidence_bias: float = 3.0
     # loss and curriculum
     loss_lambda: float = 1.0
-    ordered_matching: bool = False
+    ordered_matching: bool = True
     max_steps: int = 20
     extra_steps: int = 2
     curriculum_steps: int = 2
@@ -69,10 +69,10 @@ class RecurrentInstanceConfig(TrainConfig):
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "fast": {
-            "crop": (96, 96), "batch_size": 4, "steps": 3000, "lr": 1e-3, "lr_final": 1e-4,
-            "encoder_channels": (16, 32, 32), "hidden": 32, "max_steps": 20,
-            "curriculum_steps": 2, "curriculum_fraction": 0.3, "val_every": 500,
-            "ckpt_every": 250,
+            "crop": (128, 128), "batch_size": 4, "steps": 1500, "lr": 1e-3, "lr_final": 1e-4,
+            "encoder_channels": (16, 32, 32), "encoder_context": 2, "hidden": 32,
+            "max_steps": 20, "curriculum_steps": 2, "curriculum_fraction": 0.5,
+            "log_every": 25, "val_every": 250, "ckpt_every": 250,
         },
         # Published configuration (CVPPP A1 leaves): RGB images of 530 x 500 downsampled
         # five times, four 3x3 conv layers of 30 channels, a 2-layer ConvLSTM of 30
@@ -95,6 +95,8 @@ class RecurrentInstanceConfig(TrainConfig):
         for name in ("encoder_convs", "hidden", "lstm_layers", "max_steps", "extra_steps",
                      "curriculum_steps", "crf_iterations"):
             require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        require(self.encoder_context >= 0,
+                f"encoder_context must be >= 0, got {self.encoder_context}")
         require(self.lstm_kernel % 2 == 1, f"lstm_kernel must be odd, got {self.lstm_kernel}")
         require(0 < self.input_scale <= 4, f"input_scale must be in (0, 4], got {self.input_scale}")
         require(self.loss_lambda >= 0, f"loss_lambda must be >= 0, got {self.loss_lambda}")
