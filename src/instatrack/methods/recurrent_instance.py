@@ -77,10 +77,11 @@ class RecurrentInstanceConfig(TrainConfig):
         # Published configuration (CVPPP A1 leaves): RGB images of 530 x 500 downsampled
         # five times, four 3x3 conv layers of 30 channels, a 2-layer ConvLSTM of 30
         # channels with 3x3 filters, lambda = 1, one non-object step, at most 40 steps,
-        # Adam at a constant 1e-4, one image per step, gradients clipped at 5, then a CRF.
+        # Adam at a constant 1e-4, one image per step (random flips and rotations), gradients
+        # clipped at 5 (element-wise there, by norm here), then a CRF.
         "paper": {
             "in_channels": 3, "crop": (530, 500), "batch_size": 1, "steps": 100000,
-            "lr": 1e-4, "lr_final": 1e-4, "grad_clip": 5.0, "augment": False,
+            "lr": 1e-4, "lr_final": 1e-4, "grad_clip": 5.0, "augment": True,
             "encoder_channels": (30,), "encoder_convs": 4, "hidden": 30, "lstm_layers": 2,
             "lstm_kernel": 3, "input_scale": 0.2, "coords": False, "confidence_bias": 10.0,
             "loss_lambda": 1.0, "ordered_matching": True, "max_steps": 40, "extra_steps": 1,
