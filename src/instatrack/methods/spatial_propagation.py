@@ -396,27 +396,29 @@ def degrade_masks(masks: torch.Tensor, shift: int, radius: int, blur: int, noise
                   ) -> torch.Tensor:
     """Coarse versions of ``(N, 1, Y, X)`` masks, values in ``[0, 1]``.
 
-    Random small warp (up to ``shift`` pixels), dilation or erosion by up to
+    Random shift (up to ``shift`` pixels), dilation or erosion by up to
     ``radius``, box blur of up to ``2 blur + 1`` pixels and Gaussian noise:
-    the errors a coarse per-object score map makes.
+    the errors a coarse per-object score map makes. Shift and radius are also
+    capped at 1/2 and 1/3 of the object's equivalent radius, so that a small
+    object is displaced or thinned, never erased.
     """
     n, _, Y, X = masks.shape
-
-    def uniform(limit: float) -> torch.Tensor:
-        return (torch.rand(n, device=masks.device) * 2 - 1) * limit
-
-    # up to 10 degrees, 10 % zoom and `shift` pixels (affine_grid units: half-sizes)
-    angle, zoom = uniform(math.radians(10.0)), 1 + uniform(0.1)
-    cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
-    theta = torch.stack([torch.stack([cos, -sin, uniform(2 * shift / X)], 1),
-                         torch.stack([sin, cos, uniform(2 * shift / Y)], 1)], 1)
+    masks = masks.float()
+    size = torch.sqrt(masks.sum((1, 2, 3)) / math.pi)
+    shifts = torch.clamp(0.5 * size, max=float(shift))
+    radii = torch.clamp(size / 3, max=float(radius)).floor()
+    offset = (torch.rand(n, 2, device=masks.device) * 2 - 1) * shifts[:, None]
+    eye = torch.eye(2, device=masks.device).expand(n, 2, 2)
+    # affine_grid translations are in half-sizes of the image
+    theta = torch.cat([eye, (2 * offset / torch.tensor([X, Y], device=masks.device))[..., None]],
+                      2)
     grid = F.affine_grid(theta, list(masks.shape), align_corners=False)
-    out = F.grid_sample(masks.float(), grid, padding_mode="zeros", align_corners=False)
-    radii = torch.randint(-radius, radius + 1, (n,)).tolist()
-    out = torch.cat([morph(out[i:i + 1], r) for i, r in enumerate(radii)])
-    size = 2 * int(torch.randint(0, blur + 1, ())) + 1
-    if size > 1:
-        out = F.avg_pool2d(out, size, 1, size // 2, count_include_pad=False)
+    out = F.grid_sample(masks, grid, padding_mode="zeros", align_corners=False)
+    chosen = torch.floor(torch.rand(n, device=masks.device) * (2 * radii + 1)) - radii
+    out = torch.cat([morph(out[i:i + 1], int(r)) for i, r in enumerate(chosen.tolist())])
+    width = 2 * int(torch.randint(0, blur + 1, ())) + 1
+    if width > 1:
+        out = F.avg_pool2d(out, width, 1, width // 2, count_include_pad=False)
     return (out + noise * torch.randn_like(out)).clamp(0, 1)
 
 
