@@ -45,8 +45,11 @@ def train(method: str, data: str | Path, out: str | Path, config: TrainConfig | 
     from instatrack.data.sampler import ClipSampler
 
     out = Path(out)
+    if resume:
+        runs.prepare_run_dir(out, resume=True)
     sequences = open_dataset(data)
-    runs.prepare_run_dir(out, resume)
+    if not resume:  # only now, so that bad --data leaves no empty run folder behind
+        runs.prepare_run_dir(out, resume=False)
     method_cls, config = _resolve_config(method, out, config, resume)
     config = _fit_config_to_data(method_cls, config, sequences)
     config.save(out / runs.CONFIG, method=method_cls.name, data=str(Path(data).resolve()))
