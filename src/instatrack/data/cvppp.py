@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instatrack.data.io import image_shape, natural_key, read_image
+from instatrack.data.io import natural_key, read_image, read_label_image
 from instatrack.data.types import check_index
 from instatrack.errors import DataError
 
@@ -63,14 +63,9 @@ class CVPPPSequence:
         path = self.label_path(t)
         if not path.is_file():
             return None
-        labels = read_image(path)
-        if labels.ndim != 2 or labels.dtype.kind not in "iu":
-            raise DataError(f"{path}: expected a palette label image, got {labels.dtype} "
-                            f"{labels.shape} (colour-converted labels cannot be used)")
-        shape = image_shape(self.frame_path(t))[:2]
-        if labels.shape != shape:
-            raise DataError(f"{path}: label shape {labels.shape} differs from the image {shape}")
-        return labels.astype(np.int32)
+        return read_label_image(path, self.frame_path(t), kinds="iu",
+                                expected="a palette label image (colour-converted labels "
+                                         "cannot be used)")
 
 
 def _cvppp_folders(path: Path) -> list[Path]:

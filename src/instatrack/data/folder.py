@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instatrack.data.io import image_shape, list_images, read_image
+from instatrack.data.io import image_shape, list_images, read_image, read_label_image
 from instatrack.data.types import check_index
 from instatrack.errors import DataError
 
@@ -55,14 +55,7 @@ class FolderSequence:
         path = self.mask_paths[check_index(self, t)]
         if path is None:
             return None
-        labels = read_image(path)
-        if labels.ndim != 2 or labels.dtype.kind not in "iub":
-            raise DataError(f"{path}: expected a 2D integer label image, got {labels.dtype} "
-                            f"{labels.shape}")
-        shape = image_shape(self.frame_path(t))[:2]
-        if labels.shape != shape:
-            raise DataError(f"{path}: mask shape {labels.shape} differs from the image {shape}")
-        return labels.astype(np.int32)
+        return read_label_image(path, self.frame_path(t), noun="mask")
 
 
 def _match(stem: str, masks: dict[str, Path]) -> Path | None:

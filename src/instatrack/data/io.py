@@ -81,6 +81,22 @@ def image_shape(path: str | Path) -> tuple[int, ...]:
     return shape
 
 
+def read_label_image(path: Path, image_path: Path, kinds: str = "iub",
+                     expected: str = "a 2D integer label image", noun: str = "label"
+                     ) -> np.ndarray:
+    """Labels ``(Y, X)`` int32 from ``path``, checked against the shape of ``image_path``.
+
+    ``kinds``: accepted numpy dtype kinds; ``expected`` and ``noun`` word the errors.
+    """
+    labels = read_image(path)
+    if labels.ndim != 2 or labels.dtype.kind not in kinds:
+        raise DataError(f"{path}: expected {expected}, got {labels.dtype} {labels.shape}")
+    shape = image_shape(image_path)[:2]
+    if labels.shape != shape:
+        raise DataError(f"{path}: {noun} shape {labels.shape} differs from the image {shape}")
+    return labels.astype(np.int32)
+
+
 def write_labels(path: str | Path, labels: np.ndarray) -> Path:
     """Write a label image ``(Y, X)`` (or ``(Z, Y, X)``) as compressed uint16 TIFF."""
     import tifffile
