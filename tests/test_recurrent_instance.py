@@ -48,6 +48,22 @@ def test_logits_are_the_pre_sigmoid_outputs():
     assert torch.allclose(torch.sigmoid(conf_logits), conf)
 
 
+def test_confidence_grad_scales_what_reaches_the_recurrence():
+    torch.manual_seed(0)
+    full = RecurrentInstanceNet(1, encoder_channels=(4,), hidden=4)
+    fixed = RecurrentInstanceNet(1, encoder_channels=(4,), hidden=4, confidence_grad=0.0)
+    fixed.load_state_dict(full.state_dict())
+    image = torch.rand(1, 1, 12, 13)
+    conf_full = full(image, 2, logits=True)[1]
+    conf_fixed = fixed(image, 2, logits=True)[1]
+    assert torch.equal(conf_full, conf_fixed)
+    conf_full.sum().backward()
+    conf_fixed.sum().backward()
+    assert full.cells[0].gates.weight.grad.abs().sum() > 0
+    assert fixed.cells[0].gates.weight.grad is None or not fixed.cells[0].gates.weight.grad.any()
+    assert fixed.confidence_head.weight.grad.abs().sum() > 0
+
+
 def test_memory_is_the_running_max_of_emitted_masks():
     torch.manual_seed(0)
     net = RecurrentInstanceNet(1, encoder_channels=(4,), hidden=4)
@@ -139,7 +155,8 @@ def test_config_validation_names_the_key():
     for override, key in [("max_steps=0", "max_steps"), ("input_scale=0", "input_scale"),
                           ("curriculum_fraction=2", "curriculum_fraction"),
                           ("confidence_threshold=1", "confidence_threshold"),
-                          ("lstm_kernel=4", "lstm_kernel")]:
+                          ("lstm_kernel=4", "lstm_kernel"),
+                          ("encoder_context=-1", "encoder_context")]:
         with pytest.raises(ConfigError, match=key):
             _method(override)
     paper = RecurrentInstanceConfig.build("paper")
@@ -166,3 +183,26 @@ def test_short_training_on_synthetic_leaves_lowers_the_loss():
         optimiser.step()
         losses.append(loss.item())
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.05
+
+
+@pytest.mark.slow
+def test_shared_loop_learns_synthetic_leaves(tmp_path):
+    """Two thirds of the ``fast`` recipe (about 15 min on one core) segments held-out plants.
+
+    The full recipe (1500 steps) reached SBD 0.65 and |DiC| 1.0 on these leaves.
+    """
+    from instatrack.data.normalize import normalize
+    from instatrack.data.synth import generate_leaves, write_cvppp_synthetic
+    from instatrack.metrics.cvppp import dic, symmetric_best_dice
+    from instatrack.runs import load_model
+    from instatrack.train import train
+
+    data = write_cvppp_synthetic(tmp_path / "leaves", n=200, size=(128, 128), seed=100)
+    config = RecurrentInstanceConfig.build("fast", overrides=["steps=1000"])
+    run = train("recurrent-instance", data, tmp_path / "run", config=config, progress=False)
+    method, model = load_model(run)
+    test = generate_leaves(20, (128, 128), seed=999)
+    preds = [next(method.predict(model, [normalize(image)])).labels[0] for image in test.images]
+    sbd = np.mean([symmetric_best_dice(gt, p) for gt, p in zip(test.labels, preds, strict=True)])
+    abs_dic = np.mean([abs(dic(gt, p)) for gt, p in zip(test.labels, preds, strict=True)])
+    assert sbd > 0.5 and abs_dic < 2.5

@@ -50,6 +50,7 @@ class RecurrentInstanceConfig(TrainConfig):
     input_scale: float = 1.0
     coords: bool = True
     confidence_bias: float = 3.0
+    confidence_grad: float = 1.0
     # loss and curriculum
     loss_lambda: float = 1.0
     ordered_matching: bool = True
@@ -100,6 +101,8 @@ class RecurrentInstanceConfig(TrainConfig):
                 f"encoder_context must be >= 0, got {self.encoder_context}")
         require(self.lstm_kernel % 2 == 1, f"lstm_kernel must be odd, got {self.lstm_kernel}")
         require(0 < self.input_scale <= 4, f"input_scale must be in (0, 4], got {self.input_scale}")
+        require(0 <= self.confidence_grad <= 1,
+                f"confidence_grad must be in [0, 1], got {self.confidence_grad}")
         require(self.loss_lambda >= 0, f"loss_lambda must be >= 0, got {self.loss_lambda}")
         require(0 <= self.curriculum_fraction <= 1,
                 f"curriculum_fraction must be in [0, 1], got {self.curriculum_fraction}")
@@ -132,7 +135,7 @@ class RecurrentInstance(Method):
             c.in_channels, encoder_channels=c.encoder_channels, encoder_convs=c.encoder_convs,
             hidden=c.hidden, layers=c.lstm_layers, kernel=c.lstm_kernel,
             input_scale=c.input_scale, coords=c.coords, confidence_bias=c.confidence_bias,
-            context=c.encoder_context)
+            context=c.encoder_context, confidence_grad=c.confidence_grad)
 
     # -- training -------------------------------------------------------------------------------
     def step_cap(self, train_step: int) -> int:

@@ -64,7 +64,7 @@ class Encoder(nn.Module):
     """
 
     def __init__(self, in_channels: int, channels: tuple[int, ...], convs: int,
-                 context: int = 0):
+                 context: int = 0, confidence_grad: float = 1.0):
         super().__init__()
         layers: list[nn.Module] = []
         previous = in_channels
@@ -113,7 +113,9 @@ class RecurrentInstanceNet(nn.Module):
     objects spatially; ``context`` adds that many coarser encoder levels whose
     features are upsampled and added back (a wider view of each object for the
     same recurrence cost); ``confidence_bias`` initialises the confidence logit
-    so that early confidences are high (sigmoid(bias)).
+    so that early confidences are high (sigmoid(bias)); ``confidence_grad`` is
+    the fraction of the confidence loss gradient passed back into the
+    recurrence (1 = all, 0 = the confidence head learns on fixed features).
 
     The model keeps a ``train_step`` counter buffer; the method's loss
     increments it, so curricula survive checkpoints and resumption.
@@ -122,11 +124,12 @@ class RecurrentInstanceNet(nn.Module):
     def __init__(self, in_channels: int, encoder_channels: tuple[int, ...] = (16, 32),
                  encoder_convs: int = 2, hidden: int = 32, layers: int = 2, kernel: int = 3,
                  input_scale: float = 1.0, coords: bool = True, confidence_bias: float = 3.0,
-                 context: int = 0):
+                 context: int = 0, confidence_grad: float = 1.0):
         super().__init__()
         self.encoder = Encoder(in_channels, tuple(encoder_channels), encoder_convs, context)
         self.input_scale = float(input_scale)
         self.coords = coords
+        self.confidence_grad = float(confidence_grad)
         step_in = encoder_channels[-1] + 1 + (2 if coords else 0)
         self.cells = nn.ModuleList(
             ConvLSTMCell(step_in if i == 0 else hidden, hidden, kernel) for i in range(layers))
@@ -169,6 +172,9 @@ class RecurrentInstanceNet(nn.Module):
             x = h
         coarse = self.mask_head(x)
         pooled = torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], 1)
+        if self.confidence_grad != 1.0:
+            # same value, but only this fraction of the confidence gradient enters the recurrence
+            pooled = self.confidence_grad * pooled + (1 - self.confidence_grad) * pooled.detach()
         confidence = self.confidence_head(pooled)[:, 0]
         memory = torch.maximum(state.memory, torch.sigmoid(coarse))
         return self._to_input_size(coarse, encoded)[:, 0], confidence, StepState(lstm, memory)
