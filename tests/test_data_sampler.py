@@ -156,3 +156,17 @@ def test_turns_keep_unannotated_pixels():
         out_image, out_labels = augment(image, labels)
         assert (out_labels == -1).sum() == (labels == -1).sum()
         np.testing.assert_array_equal(out_image[:, 0], out_labels)
+
+
+def test_instance_areas_are_measured_on_the_training_frames_only():
+    labels = [np.zeros((20, 20), np.int32) for _ in range(3)]
+    labels[0][:2, :5] = 1                # 10 px
+    labels[1][:10, :10] = 2              # 100 px
+    labels[1][-1] = -1                   # unknown pixels are no instance
+    labels[2][:, :] = 3                  # 400 px, outside the training frames
+    seq = ArraySequence([np.zeros((20, 20))] * 3, labels)
+    sampler = ClipSampler([seq], crop=(8, 8), frames=slice(0, 2))
+    small, median = sampler.instance_areas()
+    assert median == pytest.approx(55.0) and small == pytest.approx(19.0)
+    empty = ArraySequence([np.zeros((20, 20))], [np.zeros((20, 20), np.int32)])
+    assert ClipSampler([empty], crop=(8, 8)).instance_areas() == (0.0, 0.0)

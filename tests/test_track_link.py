@@ -154,6 +154,24 @@ def test_neighbour_entering_does_not_fake_a_division():
     assert graph_to_ctc_table(tracker.graph) == [(1, 0, 1, 0), (2, 1, 1, 0)]
 
 
+@pytest.mark.parametrize("run", [track_single, track_pairs])
+def test_small_fragment_beside_a_shrunk_cell_is_not_a_daughter(run):
+    # The cell loses a sliver that the segmentation reports as its own object.
+    frames = movie([[(24, 22, 8, 1)], [(24, 22, 8, 1)], [(24, 21, 7, 1), (24, 30, 2, 2)]])
+    tracker, _ = run(frames)
+    assert graph_to_ctc_table(tracker.graph) == [(1, 0, 2, 0), (2, 2, 2, 0)]
+    tracker, _ = run(frames, division_balance=0.0)  # without the rule it reads a division
+    assert [row[3] for row in graph_to_ctc_table(tracker.graph)] == [0, 1, 1]
+
+
+def test_unequal_pieces_of_a_lost_cell_continue_it_instead_of_dividing():
+    frames = movie([[(24, 24, 7, 1)], [(24, 22, 6, 1), (24, 33, 2, 2)]])
+    assert match_iou(frames[0], frames[1], 0.9) == {}
+    tracker, _ = track_single(frames, iou_threshold=0.9)
+    rows = graph_to_ctc_table(tracker.graph)
+    assert rows == [(1, 0, 1, 0), (2, 1, 1, 0)]
+
+
 def test_node_attributes_and_small_objects_dropped():
     frames = movie([[(20, 20, 5, 1), (40, 40, 1, 2)]])
     tracker, final = track_single(frames, min_area=10)

@@ -98,6 +98,7 @@ class Predictor:
         tracker = Tracker(iou_threshold=cfg.link_iou_threshold, max_gap=cfg.link_max_gap,
                           division_search_frames=cfg.division_search_frames,
                           division_dilation=cfg.division_dilation,
+                          division_balance=cfg.division_balance,
                           min_area=cfg.min_instance_area)
 
         def prepared() -> Iterator[np.ndarray]:

@@ -58,6 +58,11 @@ class TrainConfig:
     link_max_gap: int = 2
     division_search_frames: int = 3
     division_dilation: int = 2
+    division_balance: float = 0.25
+    # measured on the training labels when training starts (0 = not measured):
+    # (10th percentile, median) of the instance areas in pixels; methods may size
+    # their post-processing from it (see ``auto_size``)
+    instance_area: tuple[float, float] = (0.0, 0.0)
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {"fast": {}, "paper": {}}
 
@@ -80,8 +85,24 @@ class TrainConfig:
         require(self.optimizer in ("adam", "nadam", "adamw"),
                 f"optimizer must be adam, nadam or adamw, got {self.optimizer!r}")
         require(0 <= self.link_iou_threshold < 1, "link_iou_threshold must be in [0, 1)")
+        require(0 <= self.division_balance <= 1, "division_balance must be in [0, 1]")
+        require(len(self.instance_area) == 2 and min(self.instance_area) >= 0,
+                f"instance_area must be two areas >= 0, got {self.instance_area}")
         for name in ("train_frames", "val_frames"):
             parse_slice(getattr(self, name), name)
+
+    def auto_size(self, fraction_of_median: float, fraction_of_small: float,
+                  fallback: int) -> int:
+        """A size in pixels from the training instance areas, ``fallback`` when unmeasured.
+
+        ``min(fraction_of_median * median, fraction_of_small * p10)``: large
+        enough to reject fragments of typical objects, small enough to keep
+        the small ones.
+        """
+        small, median = self.instance_area
+        if median <= 0:
+            return fallback
+        return max(2, round(min(fraction_of_median * median, fraction_of_small * small)))
 
     def _coerce_types(self) -> None:
         hints = typing.get_type_hints(type(self))

@@ -52,6 +52,11 @@ def train(method: str, data: str | Path, out: str | Path, config: TrainConfig | 
         runs.prepare_run_dir(out, resume=False)
     method_cls, config = _resolve_config(method, out, config, resume)
     config = _fit_config_to_data(method_cls, config, sequences)
+    sampler = ClipSampler(sequences, clip_len=config.clip_len, crop=config.crop,
+                          frames=parse_slice(config.train_frames), augment=config.augment,
+                          norm=(config.norm_low, config.norm_high), seed=config.seed)
+    if max(config.instance_area) <= 0:
+        config = config.replace(instance_area=sampler.instance_areas())
     config.save(out / runs.CONFIG, method=method_cls.name, data=str(Path(data).resolve()))
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -60,9 +65,6 @@ def train(method: str, data: str | Path, out: str | Path, config: TrainConfig | 
     model = algo.build_model().to(device)
     optimiser = _optimiser(model, config)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _decay(config))
-    sampler = ClipSampler(sequences, clip_len=config.clip_len, crop=config.crop,
-                          frames=parse_slice(config.train_frames), augment=config.augment,
-                          norm=(config.norm_low, config.norm_high), seed=config.seed)
     start, best = 0, -math.inf
     if resume:
         start, best = _restore(out, model, optimiser, schedule, sampler, device)

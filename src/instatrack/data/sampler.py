@@ -62,6 +62,15 @@ class ClipSampler:
     def set_state(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state
 
+    def instance_areas(self) -> tuple[float, float]:
+        """(10th percentile, median) area in pixels of the training instances; (0, 0) if none."""
+        counts = [np.bincount(labels[labels > 0].ravel()) for labels in self._labels.values()
+                  if labels is not None]
+        areas = np.concatenate([c[c > 0] for c in counts]) if counts else np.zeros(0)
+        if not len(areas):
+            return (0.0, 0.0)
+        return (round(float(np.percentile(areas, 10)), 1), round(float(np.median(areas)), 1))
+
     # -- clips ---------------------------------------------------------------------------------
     def _find_clips(self, frames: slice) -> np.ndarray:
         """Rows ``(sequence, first frame, length)`` of every clip with at least one annotation."""

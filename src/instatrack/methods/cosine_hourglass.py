@@ -38,7 +38,8 @@ class CosineHourglassConfig(TrainConfig):
     cluster_background_cos``; their embeddings, concatenated with the pixel
     coordinates times ``cluster_coord_scale``, are clustered by HDBSCAN with
     ``cluster_min_cluster_size`` / ``cluster_min_samples`` (pixels of the frame
-    pair); ``cluster_fast`` trades exactness for speed.
+    pair; 0 = sized from the instance areas measured on the training labels, see
+    :meth:`cluster_params`); ``cluster_fast`` trades exactness for speed.
     """
 
     clip_len: int = 10
@@ -53,8 +54,8 @@ class CosineHourglassConfig(TrainConfig):
     neighbour_radius: float = 51.2
     background_momentum: float = 0.99
     # clustering
-    cluster_min_cluster_size: int = 50
-    cluster_min_samples: int = 10
+    cluster_min_cluster_size: int = 0
+    cluster_min_samples: int = 0
     cluster_coord_scale: float = 0.01
     cluster_background_cos: float = 0.5
     cluster_fast: bool = True
@@ -78,8 +79,13 @@ class CosineHourglassConfig(TrainConfig):
 
     def check(self) -> None:
         super().check()
-        for name in ("stacks", "levels", "filters", "embedding_dim", "cluster_min_samples"):
+        for name in ("stacks", "levels", "filters", "embedding_dim"):
             require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        require(self.cluster_min_samples >= 0,
+                f"cluster_min_samples must be >= 0 (0 = auto), got {self.cluster_min_samples}")
+        require(self.cluster_min_cluster_size == 0 or self.cluster_min_cluster_size >= 2,
+                "cluster_min_cluster_size must be 0 (auto) or >= 2, got "
+                f"{self.cluster_min_cluster_size}")
         require(self.levels <= 10, f"levels must be <= 10, got {self.levels}")
         require(self.upsample in ("nearest", "bilinear"),
                 f"upsample must be 'nearest' or 'bilinear', got {self.upsample!r}")
@@ -87,8 +93,6 @@ class CosineHourglassConfig(TrainConfig):
                 f"neighbour_radius must be > 0 pixels, got {self.neighbour_radius}")
         require(0 <= self.background_momentum < 1,
                 f"background_momentum must be in [0, 1), got {self.background_momentum}")
-        require(self.cluster_min_cluster_size >= 2,
-                f"cluster_min_cluster_size must be >= 2, got {self.cluster_min_cluster_size}")
         require(self.cluster_coord_scale >= 0,
                 f"cluster_coord_scale must be >= 0, got {self.cluster_coord_scale}")
         require(-1 <= self.cluster_background_cos <= 1,
@@ -126,12 +130,20 @@ class CosineHourglass(Method):
 
     # -- inference --------------------------------------------------------
     def cluster_params(self):
-        """The :class:`~instatrack.cluster.hdbscan.ClusterParams` of this config."""
+        """The :class:`~instatrack.cluster.hdbscan.ClusterParams` of this config.
+
+        Sizes left at 0 follow the training instances (``instance_area``): the
+        minimum cluster size is a quarter of the median area or half the 10th
+        percentile, whichever is smaller (a pair cluster holds an object twice,
+        so fragments under an eighth of a typical object are not clusters), and
+        ``min_samples`` a tenth of it. Unmeasured runs fall back to 50 / 10.
+        """
         from instatrack.cluster.hdbscan import ClusterParams
 
         c = self.config
-        return ClusterParams(min_cluster_size=c.cluster_min_cluster_size,
-                             min_samples=c.cluster_min_samples,
+        size = c.cluster_min_cluster_size or c.auto_size(0.25, 0.5, fallback=50)
+        samples = c.cluster_min_samples or max(2, min(size // 10, 50))
+        return ClusterParams(min_cluster_size=size, min_samples=samples,
                              coord_scale=c.cluster_coord_scale,
                              background_cos=c.cluster_background_cos,
                              min_area=c.min_instance_area, fast=c.cluster_fast)

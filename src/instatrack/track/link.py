@@ -27,6 +27,11 @@ cover at least ``parent_overlap`` of the smaller of the two. Then, per parent:
   ``division_area_ratio`` of its area, with new objects next to it, divided and
   kept one daughter's mask: in the CTC convention the mother ENDS at ``t-1``
   and the continuing object is relabelled as a daughter;
+- daughters must be alike: only those with at least ``division_balance`` of
+  the largest daughter's area count (mitosis gives two similar halves; a small
+  fragment beside a cell is a segmentation error, not a daughter). When fewer
+  than two remain there is no division: the best candidate continues or
+  bridges the track and the fragments start parentless tracks;
 - a track ended 2..``max_gap + 1`` frames ago with one new object near it is
   bridged: CTC encodes a gap as a new track whose parent is the old one.
 
@@ -58,12 +63,14 @@ class Tracker:
     def __init__(self, iou_threshold: float = 0.1, max_gap: int = 2,
                  division_search_frames: int = 3, division_dilation: int = 2,
                  min_area: int = 0, division_area_ratio: float = 0.8,
-                 parent_overlap: float = 0.2):
+                 parent_overlap: float = 0.2, division_balance: float = 0.25):
         if not 0 <= iou_threshold <= 1:
             raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
         if min(max_gap, division_search_frames, division_dilation, min_area) < 0:
             raise ValueError("max_gap, division_search_frames, division_dilation and "
                              "min_area must be >= 0")
+        if not 0 <= division_balance <= 1:
+            raise ValueError(f"division_balance must be in [0, 1], got {division_balance}")
         self.iou_threshold = iou_threshold
         self.max_gap = max_gap
         self.division_search_frames = division_search_frames
@@ -71,6 +78,7 @@ class Tracker:
         self.min_area = min_area
         self.division_area_ratio = division_area_ratio
         self.parent_overlap = parent_overlap
+        self.division_balance = division_balance
         self.graph = nx.DiGraph()
         self._memory = max(max_gap + 1, division_search_frames, 1)
         self._next_track = 1
@@ -163,10 +171,8 @@ class Tracker:
         by_track = {track: a for a, track in continuing.items()}
         for parent, scored in children.items():
             kids = [a for _, a in sorted(scored, reverse=True)]
-            kind, node = self._parent_kind(t, parent, kids, by_track.get(parent), stats)
+            kind, node, kids = self._parent_kind(t, parent, kids, by_track.get(parent), stats)
             if kind == "division":
-                if parent in by_track:
-                    kids.append(by_track[parent])
                 for a in kids:
                     track_of[a] = self._new_track()
                     edges.append((node, a))
@@ -178,22 +184,35 @@ class Tracker:
         return track_of, edges
 
     def _parent_kind(self, t: int, parent: int, kids: list[int], continuing_object,
-                     stats: dict) -> tuple[str, int]:
-        """``("division" | "continue" | "gap" | "none", parent's last node)``."""
+                     stats: dict) -> tuple[str, int, list[int]]:
+        """``("division" | "continue" | "gap" | "none", parent's last node, objects)``.
+
+        For a division the objects are all daughters (the continuing object
+        included); otherwise the first object is the one that continues or
+        bridges the track.
+        """
         if continuing_object is not None:
             node = self._active[parent]
             shrank = (stats[continuing_object][0]
                       <= self.division_area_ratio * self.graph.nodes[node]["area"])
-            divides = shrank and self.division_search_frames >= 1
-            return ("division" if divides else "none"), node
+            daughters = self._alike([continuing_object, *kids], stats)
+            divides = (shrank and self.division_search_frames >= 1
+                       and continuing_object in daughters and len(daughters) >= 2)
+            return ("division" if divides else "none"), node, daughters
         last_t, node = self._ended[parent]
-        if len(kids) >= 2 and t - last_t <= self.division_search_frames:
-            return "division", node
+        daughters = self._alike(kids, stats)
+        if len(daughters) >= 2 and t - last_t <= self.division_search_frames:
+            return "division", node, daughters
         if last_t == t - 1:
-            return "continue", node
-        if len(kids) == 1 and t - last_t - 1 <= self.max_gap:
-            return "gap", node
-        return "none", node
+            return "continue", node, kids
+        if t - last_t - 1 <= self.max_gap and (len(kids) == 1 or len(daughters) == 1):
+            return "gap", node, daughters
+        return "none", node, kids
+
+    def _alike(self, objects: list[int], stats: dict) -> list[int]:
+        """The objects with at least ``division_balance`` of the largest one's area (in order)."""
+        largest = max(stats[a][0] for a in objects)
+        return [a for a in objects if stats[a][0] >= self.division_balance * largest]
 
     def _find_parents(self, t: int, new: list[int], stats: dict, local: np.ndarray
                       ) -> dict[int, tuple[int, float]]:
