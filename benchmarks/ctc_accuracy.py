@@ -69,6 +69,35 @@ def train_run(args, seq_dir: Path, a: int, b: int) -> Path:
     return run
 
 
+def lineage_jf(seq, b: int, res: Path) -> dict[str, float]:
+    """DAVIS J&F of propagated objects: each object of frame ``b`` against itself and,
+    after it divides, the union of its descendants (a propagated mask follows the cell,
+    the CTC ground truth relabels its daughters)."""
+    import tifffile
+
+    from instatrack.data.ctc import read_track_table
+    from instatrack.metrics.davis import evaluate_davis
+
+    parent = {label: p for label, _, _, p in read_track_table(seq.gt_dir / "TRA" /
+                                                                "man_track.txt")}
+    first = set(np.unique(np.maximum(seq.labels(b), 0))) - {0}
+
+    def ancestor(label: int) -> int:
+        while label not in first and parent.get(label, 0):
+            label = parent[label]
+        return label if label in first else 0
+
+    gts, preds = [], []
+    for t in range(b, len(seq)):
+        gt = np.maximum(seq.labels(t), 0)
+        lut = np.zeros(int(gt.max()) + 1, np.int32)
+        for label in np.unique(gt[gt > 0]):
+            lut[label] = ancestor(int(label))
+        gts.append(lut[gt])
+        preds.append(tifffile.imread(res / f"mask{t - b:03d}.tif"))
+    return {k: round(float(v), 4) for k, v in evaluate_davis(gts, preds, binary=False).items()}
+
+
 def track_test_frames(args, seq, b: int, res: Path) -> float:
     """Track frames ``[b, end)`` into ``res``; returns seconds per frame."""
     from instatrack.data.ctc import write_mask, write_track_table
@@ -124,6 +153,8 @@ def main() -> None:
         res = Path(args.run or tmp) / f"RES_{b}-{len(seq)}"
         seconds = track_test_frames(args, seq, b, res)
         scores = evaluate_ctc(gt, res)
+        if args.method == "spatial-propagation":
+            scores.update(lineage_jf(seq, b, res))
     print(json.dumps({"sequence": str(args.sequence), "method": args.method,
                       "train": f"0:{a}", "val": f"{a}:{b}", "test": f"{b}:{len(seq)}",
                       **{k: round(v, 4) for k, v in scores.items()},

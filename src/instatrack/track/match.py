@@ -10,54 +10,21 @@ from collections.abc import Iterable
 
 import numpy as np
 from scipy import ndimage
-from scipy.optimize import linear_sum_assignment
 
-
-def overlap_table(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel counts of every pair of labels that overlap in ``a`` and ``b`` (same shape).
-
-    Returns ``(a_ids, b_ids, counts)``, three ``(P,)`` arrays, one entry per
-    overlapping pair of non-zero labels.
-    """
-    both = (a > 0) & (b > 0)
-    pairs = np.stack([a[both], b[both]]).astype(np.int64)
-    if pairs.size == 0:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, empty
-    unique, counts = np.unique(pairs, axis=1, return_counts=True)
-    return unique[0], unique[1], counts
+from instatrack.metrics.matching import match_iou as metrics_match_iou
 
 
 def match_iou(a: np.ndarray, b: np.ndarray, threshold: float) -> dict[int, int]:
     """One-to-one matching of the labels of ``a`` to those of ``b`` by IoU.
 
-    Hungarian assignment maximising the summed IoU; pairs with IoU below
+    Hungarian assignment maximising the summed IoU (the metrics' matching,
+    :func:`instatrack.metrics.matching.match_iou`); pairs with IoU below
     ``threshold`` (or not overlapping) stay unmatched. ``a`` and ``b`` are
     ``(Y, X)`` label images of the same frame or of consecutive frames.
     Returns ``{label in b: label in a}``.
     """
-    a_ids, b_ids, inter = overlap_table(a, b)
-    if len(inter) == 0:
-        return {}
-    area_a = _areas(a, a_ids)
-    area_b = _areas(b, b_ids)
-    iou = inter / (area_a + area_b - inter)
-    keep = iou >= threshold
-    a_ids, b_ids, iou = a_ids[keep], b_ids[keep], iou[keep]
-    if len(iou) == 0:
-        return {}
-    rows, a_index = np.unique(a_ids, return_inverse=True)
-    cols, b_index = np.unique(b_ids, return_inverse=True)
-    cost = np.zeros((len(rows), len(cols)))
-    cost[a_index, b_index] = -iou
-    r, c = linear_sum_assignment(cost)
-    chosen = cost[r, c] < 0
-    return {int(cols[j]): int(rows[i]) for i, j in zip(r[chosen], c[chosen], strict=True)}
-
-
-def _areas(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    counts = np.bincount(labels.ravel(), minlength=int(ids.max()) + 1 if len(ids) else 1)
-    return counts[ids]
+    pairs, _ = metrics_match_iou(a, b, threshold)
+    return {int(label_b): int(label_a) for label_a, label_b in pairs}
 
 
 def label_stats(labels: np.ndarray) -> dict[int, tuple[int, float, float]]:
