@@ -9,14 +9,17 @@ IoU linking) on the same frames instead.
     python benchmarks/ctc_accuracy.py ../shared/data/Fluo-N2DH-SIM+/01 \\
         --method spatial-embedding --split 39 45 --steps 3000 --run runs/sim-se
 
-Frames ``[0, a)`` train, ``[a, b)`` validate (pick the best weights), ``[b, end)`` test.
-Prints one JSON line with the scores and the split.
+Frames ``[0, a)`` train, ``[a, b)`` validate (pick the best weights and, with
+``--tune KEY=V1,V2,...``, the post-processing values whose SEG + TRA on the
+validation frames is best), ``[b, end)`` test. Prints one JSON line with the
+scores, the settings used and the split.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -98,12 +101,13 @@ def lineage_jf(seq, b: int, res: Path) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in evaluate_davis(gts, preds, binary=False).items()}
 
 
-def track_test_frames(args, seq, b: int, res: Path) -> float:
-    """Track frames ``[b, end)`` into ``res``; returns seconds per frame."""
+def track_test_frames(args, seq, b: int, res: Path, stop: int | None = None,
+                      settings: tuple[str, ...] = ()) -> float:
+    """Track frames ``[b, stop)`` into ``res``; returns seconds per frame."""
     from instatrack.data.ctc import write_mask, write_track_table
     from instatrack.track.export import graph_to_ctc_table
 
-    frames = [seq.image(t) for t in range(b, len(seq))]
+    frames = [seq.image(t) for t in range(b, stop or len(seq))]
     clock = time.perf_counter()
     if args.method == "classical":
         from classical_baseline import track_classical
@@ -113,7 +117,8 @@ def track_test_frames(args, seq, b: int, res: Path) -> float:
         import instatrack
 
         first = np.maximum(seq.labels(b), 0) if seq.labels(b) is not None else None
-        predictor = instatrack.load(args.run, overrides=args.infer_set, weights=args.weights)
+        predictor = instatrack.load(args.run, overrides=[*args.infer_set, *settings],
+                                    weights=args.weights)
         result = predictor.track(frames, first_masks=first)
         labels, graph = result.labels, result.graph
     seconds = (time.perf_counter() - clock) / len(frames)
@@ -122,6 +127,28 @@ def track_test_frames(args, seq, b: int, res: Path) -> float:
         write_mask(res, t, frame_labels)
     write_track_table(res / "res_track.txt", graph_to_ctc_table(graph))
     return seconds
+
+
+def choose_settings(args, seq, a: int, b: int, tmp: Path) -> tuple[list[str], list[dict]]:
+    """The ``--tune`` combination with the best SEG + TRA on frames ``[a, b)``."""
+    from tuning import settings_grid
+
+    from instatrack.metrics.ctc import evaluate_ctc
+
+    if not args.tune:
+        return [], []
+    gt = subset_ground_truth(seq.gt_dir, a, b, tmp / "GT_val")
+    tried = []
+    for i, combo in enumerate(settings_grid(args.tune)):
+        res = tmp / f"RES_val{i}"
+        track_test_frames(args, seq, a, res, stop=b, settings=combo)
+        scores = evaluate_ctc(gt, res)
+        tried.append({"settings": list(combo),
+                      **{k: round(scores[k], 4) for k in ("SEG", "TRA")}})
+        if not args.quiet:
+            print(json.dumps(tried[-1]), file=sys.stderr)
+    best = max(tried, key=lambda row: row["SEG"] + row["TRA"])
+    return best["settings"], tried
 
 
 def main() -> None:
@@ -136,6 +163,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--infer-set", action="append", default=[], metavar="KEY=VALUE",
                         help="post-processing setting changed at inference only")
+    parser.add_argument("--tune", action="append", default=[], metavar="KEY=V1,V2,...",
+                        help="try these post-processing values on the validation frames")
     parser.add_argument("--weights", default="weights.pt", help="weights.pt or last.pt")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
@@ -150,13 +179,15 @@ def main() -> None:
         train_run(args, args.sequence, a, b)
     with tempfile.TemporaryDirectory() as tmp:
         gt = subset_ground_truth(seq.gt_dir, b, len(seq), Path(tmp) / "GT")
+        chosen, tried = choose_settings(args, seq, a, b, Path(tmp))
         res = Path(args.run or tmp) / f"RES_{b}-{len(seq)}"
-        seconds = track_test_frames(args, seq, b, res)
+        seconds = track_test_frames(args, seq, b, res, settings=tuple(chosen))
         scores = evaluate_ctc(gt, res)
         if args.method == "spatial-propagation":
             scores.update(lineage_jf(seq, b, res))
     print(json.dumps({"sequence": str(args.sequence), "method": args.method,
                       "train": f"0:{a}", "val": f"{a}:{b}", "test": f"{b}:{len(seq)}",
+                      "settings": [*args.infer_set, *chosen], "validation": tried,
                       **{k: round(v, 4) for k, v in scores.items()},
                       "seconds_per_frame": round(seconds, 3)}))
 

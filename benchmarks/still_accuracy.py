@@ -16,7 +16,6 @@ test images; ``--infer-set KEY=VALUE`` fixes a value without trying.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import time
@@ -94,16 +93,14 @@ def still_scores(gts: list, preds: list) -> dict[str, float]:
 
 def choose_settings(args, run: Path, seq, indices) -> tuple[list[str], list[dict]]:
     """The ``--tune`` combination with the best validation SBD, and every one tried."""
+    from tuning import settings_grid
+
     import instatrack
 
     if not args.tune:
         return [], []
-    grid = []
-    for item in args.tune:
-        key, _, values = item.partition("=")
-        grid.append([f"{key}={v}" for v in values.split(",")])
     tried = []
-    for combo in itertools.product(*grid):
+    for combo in settings_grid(args.tune):
         predictor = instatrack.load(run, overrides=[*args.infer_set, *combo],
                                     weights=args.weights)
         scores = still_scores(*segment_all(predictor, seq, indices))
