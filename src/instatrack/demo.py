@@ -53,11 +53,23 @@ def run_demo(out: str | Path, method: str = "cosine-hourglass", steps: int | Non
     timings["track"] = time.perf_counter() - clock
 
     scores = evaluate_ctc(test_data / "01_GT", res_dir)
+    scores["divisions found"] = count_divisions(res_dir / "res_track.txt")
+    scores["divisions (truth)"] = count_divisions(test_data / "01_GT" / "TRA" / "man_track.txt")
     overlay_movie(images, result.labels, result.graph, out / "overlay.gif")
     lineage_tree(result.graph, out / "lineage.png")
     report = _report(method, config, scores, timings, out, len(images), size)
     (out / "report.md").write_text(report)
     return report
+
+
+def count_divisions(track_table: Path) -> int:
+    """Mothers with two or more daughters in a CTC ``L B E P`` table."""
+    from collections import Counter
+
+    from instatrack.data.ctc import read_track_table
+
+    children = Counter(parent for _, _, _, parent in read_track_table(track_table) if parent)
+    return sum(1 for n in children.values() if n >= 2)
 
 
 def _report(method, config, scores, timings, out: Path, n_frames: int, size) -> str:
@@ -70,7 +82,8 @@ def _report(method, config, scores, timings, out: Path, n_frames: int, size) -> 
         "",
         "| measure | value |",
         "| --- | --- |",
-        *[f"| {k} | {v:.3f} |" for k, v in scores.items()],
+        *[f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |"
+          for k, v in scores.items()],
         "",
         "| stage | seconds |",
         "| --- | --- |",
