@@ -8,13 +8,9 @@ import pytest
 import torch
 
 from instatrack.errors import ConfigError, DataError
+from instatrack.losses.propagation import degrade_masks, pick_instances
 from instatrack.methods import get_method
-from instatrack.methods.spatial_propagation import (
-    SpatialPropagation,
-    SpatialPropagationConfig,
-    degrade_masks,
-    pick_instances,
-)
+from instatrack.methods.spatial_propagation import SpatialPropagation, SpatialPropagationConfig
 
 SIZE = 48
 CENTRES = np.array([[14.0, 14.0], [14.0, 34.0], [34.0, 22.0]])
