@@ -72,12 +72,10 @@ def train_run(args, seq_dir: Path, a: int, b: int) -> Path:
     return run
 
 
-def lineage_jf(seq, b: int, res: Path) -> dict[str, float]:
+def lineage_jf(seq, b: int, labels: list[np.ndarray]) -> dict[str, float]:
     """DAVIS J&F of propagated objects: each object of frame ``b`` against itself and,
     after it divides, the union of its descendants (a propagated mask follows the cell,
     the CTC ground truth relabels its daughters)."""
-    import tifffile
-
     from instatrack.data.ctc import read_track_table
     from instatrack.metrics.davis import evaluate_davis
 
@@ -97,15 +95,14 @@ def lineage_jf(seq, b: int, res: Path) -> dict[str, float]:
         for label in np.unique(gt[gt > 0]):
             lut[label] = ancestor(int(label))
         gts.append(lut[gt])
-        preds.append(tifffile.imread(res / f"mask{t - b:03d}.tif"))
+        preds.append(labels[t - b])
     return {k: round(float(v), 4) for k, v in evaluate_davis(gts, preds, binary=False).items()}
 
 
 def track_test_frames(args, seq, b: int, res: Path, stop: int | None = None,
-                      settings: tuple[str, ...] = ()) -> float:
-    """Track frames ``[b, stop)`` into ``res``; returns seconds per frame."""
-    from instatrack.data.ctc import write_mask, write_track_table
-    from instatrack.track.export import graph_to_ctc_table
+                      settings: tuple[str, ...] = ()) -> tuple[float, list[np.ndarray]]:
+    """Track frames ``[b, stop)`` into ``res``; returns seconds per frame and the labels."""
+    from instatrack.track.export import write_ctc_result
 
     frames = [seq.image(t) for t in range(b, stop or len(seq))]
     clock = time.perf_counter()
@@ -122,11 +119,8 @@ def track_test_frames(args, seq, b: int, res: Path, stop: int | None = None,
         result = predictor.track(frames, first_masks=first)
         labels, graph = result.labels, result.graph
     seconds = (time.perf_counter() - clock) / len(frames)
-    res.mkdir(parents=True, exist_ok=True)
-    for t, frame_labels in enumerate(labels):
-        write_mask(res, t, frame_labels)
-    write_track_table(res / "res_track.txt", graph_to_ctc_table(graph))
-    return seconds
+    write_ctc_result(res, enumerate(labels), graph)
+    return seconds, list(labels)
 
 
 def choose_settings(args, seq, a: int, b: int, tmp: Path) -> tuple[list[str], list[dict]]:
@@ -181,10 +175,10 @@ def main() -> None:
         gt = subset_ground_truth(seq.gt_dir, b, len(seq), Path(tmp) / "GT")
         chosen, tried = choose_settings(args, seq, a, b, Path(tmp))
         res = Path(args.run or tmp) / f"RES_{b}-{len(seq)}"
-        seconds = track_test_frames(args, seq, b, res, settings=tuple(chosen))
+        seconds, labels = track_test_frames(args, seq, b, res, settings=tuple(chosen))
         scores = evaluate_ctc(gt, res)
         if args.method == "spatial-propagation":
-            scores.update(lineage_jf(seq, b, res))
+            scores.update(lineage_jf(seq, b, labels))
     print(json.dumps({"sequence": str(args.sequence), "method": args.method,
                       "train": f"0:{a}", "val": f"{a}:{b}", "test": f"{b}:{len(seq)}",
                       "settings": [*args.infer_set, *chosen], "validation": tried,

@@ -75,6 +75,26 @@ def test_ctc_folder_uses_four_digits_past_frame_999(tmp_path):
         write_ctc_result(tmp_path, [(1000, frame)], graph, digits=3)
 
 
+def test_tracked_objects_lost_and_found_are_split_as_ctc_requires(tmp_path):
+    from instatrack.methods.base import Window
+    from instatrack.track.link import Tracker
+
+    # Object 1 is missing in frame 2 (a propagated mask lost for a frame); object 3
+    # stays. Tracked windows keep the ids, so the label movie has a gap for 1.
+    movie = np.zeros((4, 16, 16), np.int32)
+    movie[:, 2:6, 2:6] = 1
+    movie[2] = 0
+    movie[:, 9:13, 9:13] = 3
+    tracker = Tracker()
+    final = [f for t in range(4) for f in tracker.push(Window(t, movie[t:t + 1], tracked=True))]
+    res = write_ctc_result(tmp_path / "01_RES", final, tracker.graph)
+    rows = [tuple(map(int, line.split())) for line in
+            (res / "res_track.txt").read_text().splitlines()]
+    assert rows == [(1, 0, 1, 0), (3, 0, 3, 0), (4, 3, 3, 1)]
+    assert set(np.unique(tifffile.imread(res / "mask003.tif"))) == {0, 3, 4}
+    assert ctc_valid(res) == 1
+
+
 def test_napari_tracks_and_lineage(tracked, tmp_path):
     tracker, _ = tracked
     tracks, links = to_napari(tracker.graph)

@@ -124,10 +124,12 @@ def track(args) -> int:
     count = 0
     try:
         for t, labels in stream:
-            writer(t, labels)
+            writer.write(t, labels)
             count += 1
     finally:
         bar.close()
+    if args.format == "ctc":
+        writer.finish(stream.graph)
     _finish_tracks(args, stream.graph, paths)
     print(f"tracked {count} frame(s), {len({d['label'] for _, d in stream.graph.nodes(data=True)})}"
           f" track(s) -> {args.output}")
@@ -146,25 +148,24 @@ def _read_first_masks(path: str | None):
 
 
 def _result_writer(fmt: str, out: Path, n_frames: int):
+    """An object with ``write(t, labels)``: a CTCWriter, or DAVIS palette PNGs."""
     out.mkdir(parents=True, exist_ok=True)
     if fmt == "ctc":
-        from instatrack.data.ctc import write_mask
+        from instatrack.track.export import CTCWriter
 
-        digits = 4 if n_frames > 1000 else 3
-        return lambda t, labels: write_mask(out, t, labels, digits=digits)
+        return CTCWriter(out, digits=4 if n_frames > 1000 else 3)
+    from types import SimpleNamespace
+
     from instatrack.data.davis import write_annotation
 
-    return lambda t, labels: write_annotation(out / f"{t:05d}.png", labels)
+    return SimpleNamespace(write=lambda t, labels: write_annotation(out / f"{t:05d}.png",
+                                                                    labels))
 
 
 def _finish_tracks(args, graph, paths) -> None:
     from instatrack.track import export
 
     out = Path(args.output)
-    if args.format == "ctc":
-        from instatrack.data.ctc import write_track_table
-
-        write_track_table(out / "res_track.txt", export.graph_to_ctc_table(graph))
     if args.tables:
         export.write_tracks_csv(out / "tracks.csv", graph)
         export.write_napari(out, graph)

@@ -46,27 +46,91 @@ def graph_to_ctc_table(graph: nx.DiGraph) -> list[Row]:
     return [(label, b, e, parents[label]) for label, (b, e) in sorted(spans.items())]
 
 
+class CTCWriter:
+    """Stream a CTC result folder: ``write(t, labels)`` per frame, then ``finish(graph)``.
+
+    CTC requires a track to be present in every frame from its first to its
+    last. Tracked windows (an object lost in some frames and found again, as
+    in semi-supervised propagation) can break that; then each reappearance
+    becomes a new track whose parent is the previous piece, the masks are
+    relabelled on the fly, and ``relabelled`` counts such pieces. Labels of
+    the Tracker's own (untracked) output never have gaps and pass unchanged.
+    """
+
+    def __init__(self, res_dir: str | Path, digits: int = 3):
+        self.res_dir = Path(res_dir)
+        self.res_dir.mkdir(parents=True, exist_ok=True)
+        self.digits = digits
+        self.relabelled = 0
+        self._pieces: dict[int, list[list[int]]] = {}  # label -> [[ctc id, begin, end, parent]]
+        self._used: set[int] = set()
+
+    def write(self, t: int, labels: np.ndarray) -> Path:
+        """Write ``maskTTT.tif`` of frame ``t`` (labels ``(Y, X)``, track ids)."""
+        from instatrack.data.ctc import write_mask
+
+        if t >= 10 ** self.digits:
+            raise ValueError(f"frame {t} does not fit in {self.digits} digits; pass digits=4")
+        labels = np.asarray(labels)
+        present = np.unique(labels[labels > 0])
+        lut = {}
+        for label in (int(v) for v in present):
+            pieces = self._pieces.setdefault(label, [])
+            if pieces and pieces[-1][2] == t - 1:
+                pieces[-1][2] = t
+            else:
+                parent = pieces[-1][0] if pieces else 0
+                ctc_id = label if label not in self._used else self._fresh_id()
+                self._used.add(ctc_id)
+                pieces.append([ctc_id, t, t, parent])
+                self.relabelled += bool(parent)
+            if pieces[-1][0] != label:
+                lut[label] = pieces[-1][0]
+        if lut:
+            table = np.arange(int(labels.max()) + 1)
+            for label, ctc_id in lut.items():
+                table[label] = ctc_id
+            labels = table[labels]
+        return write_mask(self.res_dir, t, labels, digits=self.digits)
+
+    def finish(self, graph: nx.DiGraph) -> Path:
+        """Write ``res_track.txt``; parents of first pieces come from ``graph``."""
+        from instatrack.data.ctc import write_track_table
+
+        parents = track_parents(graph)
+        rows = []
+        for label, pieces in self._pieces.items():
+            for ctc_id, begin, end, parent in pieces:
+                if not parent and parents.get(label):
+                    parent = self._piece_before(parents[label], begin)
+                rows.append((ctc_id, begin, end, parent))
+        return write_track_table(self.res_dir / "res_track.txt", sorted(rows))
+
+    def _piece_before(self, label: int, t: int) -> int:
+        """CTC id of the last piece of track ``label`` that began before frame ``t``."""
+        before = [p for p in self._pieces.get(label, []) if p[1] < t]
+        return before[-1][0] if before else 0
+
+    def _fresh_id(self) -> int:
+        return max(max(self._used, default=0), max(self._pieces, default=0)) + 1
+
+
 def write_ctc_result(res_dir: str | Path, frames: Iterable[tuple[int, np.ndarray]],
                      graph: nx.DiGraph, digits: int | None = None) -> Path:
     """Write ``maskTTT.tif`` (uint16) for each ``(t, labels (Y, X))`` and ``res_track.txt``.
 
     ``frames`` is consumed lazily, one frame at a time. ``digits`` of the frame
-    numbers defaults to 3, or 4 when the graph reaches frame 1000. Returns
-    ``res_dir``.
+    numbers defaults to 3, or 4 when the graph reaches frame 1000. Tracks with
+    gaps are split as CTC requires (see :class:`CTCWriter`). Returns ``res_dir``.
     """
-    from instatrack.data.ctc import write_mask, write_track_table
-
-    res_dir = Path(res_dir)
-    res_dir.mkdir(parents=True, exist_ok=True)
     if digits is None:
         last = max((int(d["t"]) for _, d in graph.nodes(data=True)), default=0)
         digits = 4 if last >= 1000 else 3
+    writer = CTCWriter(res_dir, digits)
     for t, labels in frames:
-        if t >= 10 ** digits:
-            raise ValueError(f"frame {t} does not fit in {digits} digits; pass digits=4")
-        write_mask(res_dir, t, labels, digits=digits)
-    write_track_table(res_dir / "res_track.txt", graph_to_ctc_table(graph))
-    return res_dir
+        writer.write(t, labels)
+    writer.finish(graph)
+    return writer.res_dir
 
 
 def to_napari(graph: nx.DiGraph) -> tuple[np.ndarray, dict[int, list[int]]]:
