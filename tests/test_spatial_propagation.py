@@ -206,3 +206,23 @@ def test_davis_sample_runs_at_full_size():
     windows = list(method.predict(model, frames, "cpu", first_masks=sequence.labels(0)))
     assert [w.labels.shape for w in windows] == [(1, 480, 854)] * 3
     assert set(np.unique(np.concatenate([w.labels for w in windows]))) <= {0, 1}
+
+
+def test_backbone_is_loaded_for_training_only(tmp_path):
+    from instatrack.data.synth import write_ctc_synthetic
+    from instatrack.models.foreground import ForegroundNet
+    from instatrack.runs import load_model
+    from instatrack.train import train
+
+    data = write_ctc_synthetic(tmp_path / "cells", frames=3, size=(32, 32), seed=3)
+    backbone = ForegroundNet(1, width=8, levels=3, blocks=1)
+    torch.nn.init.constant_(backbone.head[2].weight, 0.25)
+    torch.save(backbone.state_dict(), tmp_path / "fg.pt")
+    config = SpatialPropagationConfig.build("fast", overrides=[
+        "steps=1", "lr=1e-9", "lr_final=1e-9", "crop=32,32", "batch_size=1",
+        f"backbone={tmp_path / 'fg.pt'}"])
+    run = train("spatial-propagation", data, tmp_path / "run", config=config, progress=False)
+    (tmp_path / "fg.pt").unlink()  # a trained run does not need the file any more
+    _, model = load_model(run)
+    assert torch.allclose(model.fg.head[2].weight, torch.full_like(model.fg.head[2].weight, 0.25),
+                          atol=1e-6)

@@ -62,7 +62,10 @@ def train(method: str, data: str | Path, out: str | Path, config: TrainConfig | 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(config.seed)
     algo = method_cls(config)
-    model = algo.build_model().to(device)
+    model = algo.build_model()
+    if not resume:
+        algo.initialise(model)
+    model = model.to(device)
     optimiser = _optimiser(model, config)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _decay(config))
     start, best = 0, -math.inf

@@ -62,6 +62,14 @@ class Method(abc.ABC):
     def build_model(self) -> torch.nn.Module:
         """A fresh, randomly initialised network for ``self.config``."""
 
+    def initialise(self, model: torch.nn.Module) -> None:
+        """Prepare a fresh model before training starts (e.g. load pretrained weights).
+
+        Called by the training loop only, never when a trained run is loaded
+        (its weights file already holds everything). The default does nothing.
+        """
+        return None
+
     @abc.abstractmethod
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]
              ) -> tuple[torch.Tensor, dict[str, float]]:

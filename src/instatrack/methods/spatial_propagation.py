@@ -161,10 +161,12 @@ class SpatialPropagation(Method):
     temporal = False
 
     def build_model(self) -> PropagationModel:
-        model = PropagationModel(self.config.in_channels, self.config)
+        return PropagationModel(self.config.in_channels, self.config)
+
+    def initialise(self, model: PropagationModel) -> None:
+        """Start the foreground net from ``backbone`` (a local weights file) when given."""
         if self.config.backbone:
             model.fg.load_backbone(self.config.backbone)
-        return model
 
     # -- training ---------------------------------------------------------
     def loss(self, model: PropagationModel, batch: dict[str, torch.Tensor]
