@@ -230,13 +230,16 @@ def _lineage_order(rows: list[tuple[int, int, int, int]]) -> list[int]:
 def training_curves(rows: list[dict], path: str | Path) -> Path:
     """PNG of the logged values against ``step``, one panel per kind of value.
 
-    Panels: loss and its parts; ``val_*`` measures; learning rate ``lr``;
-    throughput (keys ending in ``_per_s``).
+    Panels: loss and its parts; other logged values on a much larger scale
+    (counts such as matched objects, which would flatten the loss curves);
+    ``val_*`` measures; learning rate ``lr``; throughput (keys ending in ``_per_s``).
 
     ``rows``: dicts with an integer ``step`` and numeric values (a row may lack keys).
     """
     series = _series(rows)
-    groups = [[k for k in series if _curve_group(k) == g] for g in range(4)]
+    loss_scale = max((abs(v) for v in series.get("loss", ([], [1.0]))[1]), default=1.0)
+    group = {k: _curve_group(k, max(abs(v) for v in series[k][1]), loss_scale) for k in series}
+    groups = [[k for k in series if group[k] == g] for g in range(5)]
     groups = [g for g in groups if g]
     fig = _figure((7, 2.6 * max(len(groups), 1)))
     axes = fig.subplots(len(groups) or 1, 1, sharex=True, squeeze=False)
@@ -255,14 +258,14 @@ def training_curves(rows: list[dict], path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def _curve_group(key: str) -> int:
+def _curve_group(key: str, scale: float, loss_scale: float) -> int:
     if key.startswith("val_"):
-        return 1
-    if key == "lr":
         return 2
-    if key.endswith("_per_s"):
+    if key == "lr":
         return 3
-    return 0
+    if key.endswith("_per_s"):
+        return 4
+    return 1 if scale > 5 * max(loss_scale, 1e-12) else 0
 
 
 def _series(rows: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
