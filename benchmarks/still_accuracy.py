@@ -52,8 +52,10 @@ def main() -> None:
         if args.steps:
             overrides.append(f"steps={args.steps}")
         config = get_method(args.method).config_cls.build(args.preset, overrides=overrides)
-        train(args.method, args.dataset, run, config=None if resume else config,
-              resume=resume, progress=not args.quiet)
+        if resume:  # a resumed run keeps its saved config; only --steps may change
+            config = config.replace(steps=args.steps) if args.steps else None
+        train(args.method, args.dataset, run, config=config, resume=resume,
+              progress=not args.quiet)
     (seq,) = open_dataset(args.dataset)
     chosen, tried = choose_settings(args, run, seq, range(a, b))
     predictor = instatrack.load(run, overrides=[*args.infer_set, *chosen], weights=args.weights)
