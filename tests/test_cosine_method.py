@@ -181,7 +181,7 @@ def test_cluster_sizes_follow_the_training_instances():
     unmeasured = _method().cluster_params()
     assert (unmeasured.min_cluster_size, unmeasured.min_samples) == (50, 5)
     measured = _method("instance_area=1600,2000").cluster_params()
-    assert (measured.min_cluster_size, measured.min_samples) == (1000, 100)
+    assert (measured.min_cluster_size, measured.min_samples) == (700, 70)
     small = _method("instance_area=40,2000").cluster_params()
     assert (small.min_cluster_size, small.min_samples) == (40, 5)
     fixed = _method("instance_area=800,2000", "cluster_min_cluster_size=30",

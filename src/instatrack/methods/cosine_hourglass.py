@@ -133,16 +133,16 @@ class CosineHourglass(Method):
         """The :class:`~instatrack.cluster.hdbscan.ClusterParams` of this config.
 
         Sizes left at 0 follow the training instances (``instance_area``): the
-        minimum cluster size is half the median area or the 10th percentile,
+        minimum cluster size is 0.35 of the median area or the 10th percentile,
         whichever is smaller (a pair cluster holds an object twice, so this is
-        a quarter of a typical object's cluster and half a small one's), and
+        about a sixth of a typical object's cluster and half a small one's), and
         ``min_samples`` a tenth of it, at least 5. Unmeasured runs fall back to
         50 / 5.
         """
         from instatrack.cluster.hdbscan import ClusterParams
 
         c = self.config
-        size = c.cluster_min_cluster_size or c.auto_size(0.5, 1.0, fallback=50)
+        size = c.cluster_min_cluster_size or c.auto_size(0.35, 1.0, fallback=50)
         samples = c.cluster_min_samples or max(5, size // 10)
         return ClusterParams(min_cluster_size=size, min_samples=samples,
                              coord_scale=c.cluster_coord_scale,
