@@ -52,16 +52,15 @@ class CTCWriter:
     CTC requires a track to be present in every frame from its first to its
     last. Tracked windows (an object lost in some frames and found again, as
     in semi-supervised propagation) can break that; then each reappearance
-    becomes a new track whose parent is the previous piece, the masks are
-    relabelled on the fly, and ``relabelled`` counts such pieces. Labels of
-    the Tracker's own (untracked) output never have gaps and pass unchanged.
+    becomes a new track whose parent is the previous piece and the masks are
+    relabelled on the fly. Labels of the Tracker's own (untracked) output
+    never have gaps and pass unchanged.
     """
 
     def __init__(self, res_dir: str | Path, digits: int = 3):
         self.res_dir = Path(res_dir)
         self.res_dir.mkdir(parents=True, exist_ok=True)
         self.digits = digits
-        self.relabelled = 0
         self._pieces: dict[int, list[list[int]]] = {}  # label -> [[ctc id, begin, end, parent]]
         self._used: set[int] = set()
 
@@ -83,7 +82,6 @@ class CTCWriter:
                 ctc_id = label if label not in self._used else self._fresh_id()
                 self._used.add(ctc_id)
                 pieces.append([ctc_id, t, t, parent])
-                self.relabelled += bool(parent)
             if pieces[-1][0] != label:
                 lut[label] = pieces[-1][0]
         if lut:

@@ -205,7 +205,7 @@ class Tracker:
             return "division", node, daughters
         if last_t == t - 1:
             return "continue", node, kids
-        if t - last_t - 1 <= self.max_gap and (len(kids) == 1 or len(daughters) == 1):
+        if t - last_t - 1 <= self.max_gap and len(daughters) == 1:
             return "gap", node, daughters
         return "none", node, kids
 
