@@ -51,27 +51,6 @@ def subset_ground_truth(gt_dir: Path, start: int, stop: int, out: Path) -> Path:
     return out
 
 
-def train_run(args, seq_dir: Path, a: int, b: int) -> Path:
-    from instatrack.methods import get_method
-    from instatrack.train import train
-
-    run = Path(args.run)
-    if (run / "weights.pt").is_file() and not (run / "checkpoint.pt").is_file():
-        return run
-    resume = (run / "checkpoint.pt").is_file()
-    config = None
-    if not resume:
-        overrides = [f"train_frames=0:{a}", f"val_frames={a}:{b}", *args.set]
-        if args.steps:
-            overrides.append(f"steps={args.steps}")
-        config = get_method(args.method).config_cls.build(args.preset, overrides=overrides)
-    elif args.steps:
-        config = get_method(args.method).config_cls.build(args.preset,
-                                                          overrides=[f"steps={args.steps}"])
-    train(args.method, seq_dir, run, config=config, resume=resume, progress=not args.quiet)
-    return run
-
-
 def lineage_jf(seq, b: int, labels: list[np.ndarray]) -> dict[str, float]:
     """DAVIS J&F of propagated objects: each object of frame ``b`` against itself and,
     after it divides, the union of its descendants (a propagated mask follows the cell,
@@ -125,7 +104,7 @@ def track_test_frames(args, seq, b: int, res: Path, stop: int | None = None,
 
 def choose_settings(args, seq, a: int, b: int, tmp: Path) -> tuple[list[str], list[dict]]:
     """The ``--tune`` combination with the best SEG + TRA on frames ``[a, b)``."""
-    from tuning import settings_grid
+    from common import settings_grid
 
     from instatrack.metrics.ctc import evaluate_ctc
 
@@ -163,6 +142,8 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
 
+    from common import ensure_trained
+
     from instatrack.data.ctc import CTCSequence
     from instatrack.metrics.ctc import evaluate_ctc
 
@@ -170,7 +151,9 @@ def main() -> None:
     a, b = args.split
     if args.method != "classical":
         args.run = args.run or f"runs/{args.sequence.parent.name}-{args.method}"
-        train_run(args, args.sequence, a, b)
+        ensure_trained(args.method, args.sequence, Path(args.run), args.preset,
+                       [f"train_frames=0:{a}", f"val_frames={a}:{b}", *args.set], args.steps,
+                       args.quiet)
     with tempfile.TemporaryDirectory() as tmp:
         gt = subset_ground_truth(seq.gt_dir, b, len(seq), Path(tmp) / "GT")
         chosen, tried = choose_settings(args, seq, a, b, Path(tmp))

@@ -37,22 +37,15 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
 
+    from common import ensure_trained
+
     import instatrack
     from instatrack.data import open_dataset
-    from instatrack.methods import get_method
     from instatrack.metrics.davis import evaluate_davis
-    from instatrack.train import train
 
-    run = Path(args.run)
-    if not (run / "weights.pt").is_file() or (run / "checkpoint.pt").is_file():
-        resume = (run / "checkpoint.pt").is_file()
-        overrides = [f"train_frames={args.train_frames}", "val_frames=", *args.set]
-        if args.steps:
-            overrides.append(f"steps={args.steps}")
-        config = get_method("spatial-propagation").config_cls.build(args.preset,
-                                                                    overrides=overrides)
-        train("spatial-propagation", args.dataset, run, config=None if resume else config,
-              resume=resume, progress=not args.quiet)
+    run = ensure_trained("spatial-propagation", args.dataset, Path(args.run), args.preset,
+                         [f"train_frames={args.train_frames}", "val_frames=", *args.set],
+                         args.steps, args.quiet)
     (seq,) = open_dataset(args.dataset)
     frames = [seq.image(t) for t in range(len(seq))]
     gts = [np.maximum(seq.labels(t), 0) for t in range(len(seq))]

@@ -39,23 +39,15 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
 
+    from common import ensure_trained
+
     import instatrack
     from instatrack.data import open_dataset
-    from instatrack.methods import get_method
-    from instatrack.train import train
 
     a, b = args.split
-    run = Path(args.run)
-    if not (run / "weights.pt").is_file() or (run / "checkpoint.pt").is_file():
-        resume = (run / "checkpoint.pt").is_file()
-        overrides = [f"train_frames=0:{a}", f"val_frames={a}:{b}", *args.set]
-        if args.steps:
-            overrides.append(f"steps={args.steps}")
-        config = get_method(args.method).config_cls.build(args.preset, overrides=overrides)
-        if resume:  # a resumed run keeps its saved config; only --steps may change
-            config = config.replace(steps=args.steps) if args.steps else None
-        train(args.method, args.dataset, run, config=config, resume=resume,
-              progress=not args.quiet)
+    run = ensure_trained(args.method, args.dataset, Path(args.run), args.preset,
+                         [f"train_frames=0:{a}", f"val_frames={a}:{b}", *args.set], args.steps,
+                         args.quiet)
     (seq,) = open_dataset(args.dataset)
     chosen, tried = choose_settings(args, run, seq, range(a, b))
     predictor = instatrack.load(run, overrides=[*args.infer_set, *chosen], weights=args.weights)
@@ -95,7 +87,7 @@ def still_scores(gts: list, preds: list) -> dict[str, float]:
 
 def choose_settings(args, run: Path, seq, indices) -> tuple[list[str], list[dict]]:
     """The ``--tune`` combination with the best validation SBD, and every one tried."""
-    from tuning import settings_grid
+    from common import settings_grid
 
     import instatrack
 

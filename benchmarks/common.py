@@ -1,0 +1,41 @@
+"""Shared by the accuracy scripts: training a run when needed, the ``--tune`` grid."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+
+def settings_grid(tune: list[str]) -> list[tuple[str, ...]]:
+    """Every combination of ``KEY=VALUE`` strings from ``["KEY=V1,V2", ...]``."""
+    axes = []
+    for item in tune:
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values:
+            raise SystemExit(f"--tune {item!r}: expected KEY=V1,V2,...")
+        axes.append([f"{key}={v}" for v in values.split(",")])
+    return list(itertools.product(*axes))
+
+
+def ensure_trained(method: str, data: Path, run: Path, preset: str, overrides: list[str],
+                   steps: int | None, quiet: bool) -> Path:
+    """Train ``run`` unless it is finished; continue it from its checkpoint if it has one.
+
+    A fresh run is built from ``preset`` + ``overrides`` (+ ``steps``); a resumed
+    run keeps its saved config, and only ``steps`` may extend it.
+    """
+    from instatrack.methods import get_method
+    from instatrack.train import train
+
+    run = Path(run)
+    resume = (run / "checkpoint.pt").is_file()
+    if (run / "weights.pt").is_file() and not resume:
+        return run
+    build = get_method(method).config_cls.build
+    step_override = [f"steps={steps}"] if steps else []
+    if resume:
+        config = build(preset, overrides=step_override) if steps else None
+    else:
+        config = build(preset, overrides=[*overrides, *step_override])
+    train(method, data, run, config=config, resume=resume, progress=not quiet)
+    return run
