@@ -42,7 +42,8 @@ def combined_movie() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tracked():
-    return track_single(combined_movie())
+    # The daughters leave after two frames: a two-frame persistence check keeps the division.
+    return track_single(combined_movie(), division_min_frames=2)
 
 
 def test_ctc_table_rows(tracked):

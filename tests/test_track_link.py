@@ -205,6 +205,46 @@ def test_memory_stays_bounded_and_windows_must_advance():
         tracker.push(Window(5, labels[:2]))
     with pytest.raises(ValueError, match=r"\(W, Y, X\)"):
         Tracker().push(Window(0, labels[0]))
+    # The last two frames wait for the division check; finish() hands them out.
+    assert [t for t, _ in tracker.finish()] == [10, 11]
     assert tracker.finish() == []
     with pytest.raises(ValueError, match="finished"):
         tracker.push(Window(11, labels[11:12]))
+
+
+# The cell shrinks for one frame while a fragment of similar size flickers beside it.
+FLICKER = movie([[(24, 24, 7, 1)], [(24, 24, 7, 1)], [(24, 22, 5, 1), (24, 32, 4, 2)],
+                 [(24, 24, 7, 1)], [(24, 24, 7, 1)]])
+
+
+@pytest.mark.parametrize("run", [track_single, track_pairs])
+def test_flickering_fragment_is_not_a_division(run):
+    tracker, final = run(FLICKER)
+    rows = graph_to_ctc_table(tracker.graph)
+    assert rows[0] == (1, 0, 4, 0) and len(rows) == 2
+    fragment = rows[1][0]
+    assert rows[1] == (fragment, 2, 2, 0)
+    assert set(np.unique(final[2])) == {0, 1, fragment}
+    assert all(set(np.unique(final[t])) == {0, 1} for t in (0, 1, 3, 4))
+    # Without the persistence check the same frames read as a division.
+    tracker, _ = run(FLICKER, division_min_frames=1)
+    assert [row[3] for row in graph_to_ctc_table(tracker.graph)] == [0, 1, 1]
+
+
+def test_division_stands_when_a_daughter_is_missed_for_one_frame():
+    frames = movie([[(24, 24, 7, 1)], [(24, 25, 7, 1)],
+                    [(24, 20, 4, 1), (24, 30, 4, 2)], [(24, 19, 4, 1)],
+                    [(24, 18, 4, 1), (24, 32, 4, 2)], [(24, 17, 4, 1), (24, 33, 4, 2)]])
+    tracker, _ = track_single(frames)
+    rows = graph_to_ctc_table(tracker.graph)
+    assert [row[3] for row in rows] == [0, 1, 1, 3]  # mother, daughters, the gap's piece
+    assert rows[3][1:3] == (4, 5)
+
+
+def test_frames_wait_for_the_division_check():
+    tracker = Tracker(division_min_frames=3)
+    returned = [[t for t, _ in tracker.push(Window(t, FLICKER[t:t + 1]))] for t in range(5)]
+    assert returned == [[], [], [0], [1], [2]]
+    assert [t for t, _ in tracker.finish()] == [3, 4]
+    with pytest.raises(ValueError, match="division_min_frames"):
+        Tracker(division_min_frames=0)

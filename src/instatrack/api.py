@@ -94,12 +94,7 @@ class Predictor:
         """Track raw frames lazily; see :class:`TrackStream`."""
         from instatrack.track.link import Tracker
 
-        cfg = self.config
-        tracker = Tracker(iou_threshold=cfg.link_iou_threshold, max_gap=cfg.link_max_gap,
-                          division_search_frames=cfg.division_search_frames,
-                          division_dilation=cfg.division_dilation,
-                          division_balance=cfg.division_balance,
-                          min_area=cfg.min_instance_area)
+        tracker = Tracker.from_config(self.config)
 
         def prepared() -> Iterator[np.ndarray]:
             for t, frame in enumerate(frames):

@@ -59,6 +59,7 @@ class TrainConfig:
     division_search_frames: int = 3
     division_dilation: int = 2
     division_balance: float = 0.25
+    division_min_frames: int = 3
     # measured on the training labels when training starts (0 = not measured):
     # (10th percentile, median) of the instance areas in pixels; methods may size
     # their post-processing from it (see ``auto_size``)
@@ -86,6 +87,8 @@ class TrainConfig:
                 f"optimizer must be adam, nadam or adamw, got {self.optimizer!r}")
         require(0 <= self.link_iou_threshold < 1, "link_iou_threshold must be in [0, 1)")
         require(0 <= self.division_balance <= 1, "division_balance must be in [0, 1]")
+        require(self.division_min_frames >= 1,
+                f"division_min_frames must be >= 1, got {self.division_min_frames}")
         require(len(self.instance_area) == 2 and min(self.instance_area) >= 0,
                 f"instance_area must be two areas >= 0, got {self.instance_area}")
         for name in ("train_frames", "val_frames"):

@@ -35,6 +35,16 @@ cover at least ``parent_overlap`` of the smaller of the two. Then, per parent:
 - a track ended 2..``max_gap + 1`` frames ago with one new object near it is
   bridged: CTC encodes a gap as a new track whose parent is the old one.
 
+Divisions must persist: a division found in frame ``t`` stands only if at
+least two daughters are still there (present, or ended in a division or a
+gap of their own) ``division_min_frames - 1`` frames later. Otherwise the
+daughters that vanished lose their parent (they stay as short parentless
+tracks), and when exactly one daughter remains it takes the mother's id back:
+the cell simply continued, and a flickering fragment beside it is not a
+sister. To allow this, frames are returned ``division_min_frames - 1`` frames
+after they are pushed (``finish()`` returns the rest); ``division_min_frames=1``
+returns every frame at once and keeps every division.
+
 Windows with ``tracked=True`` already carry identities: their label values are
 kept verbatim as track ids, and an object that reappears after an absence is
 linked to its previous node (no division search).
@@ -44,6 +54,7 @@ Memory: only the final labels of the last few frames are kept.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 
 import networkx as nx
@@ -63,7 +74,8 @@ class Tracker:
     def __init__(self, iou_threshold: float = 0.1, max_gap: int = 2,
                  division_search_frames: int = 3, division_dilation: int = 2,
                  min_area: int = 0, division_area_ratio: float = 0.8,
-                 parent_overlap: float = 0.2, division_balance: float = 0.25):
+                 parent_overlap: float = 0.2, division_balance: float = 0.25,
+                 division_min_frames: int = 3):
         if not 0 <= iou_threshold <= 1:
             raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
         if min(max_gap, division_search_frames, division_dilation, min_area) < 0:
@@ -71,6 +83,8 @@ class Tracker:
                              "min_area must be >= 0")
         if not 0 <= division_balance <= 1:
             raise ValueError(f"division_balance must be in [0, 1], got {division_balance}")
+        if division_min_frames < 1:
+            raise ValueError(f"division_min_frames must be >= 1, got {division_min_frames}")
         self.iou_threshold = iou_threshold
         self.max_gap = max_gap
         self.division_search_frames = division_search_frames
@@ -79,8 +93,9 @@ class Tracker:
         self.division_area_ratio = division_area_ratio
         self.parent_overlap = parent_overlap
         self.division_balance = division_balance
+        self.division_min_frames = division_min_frames
         self.graph = nx.DiGraph()
-        self._memory = max(max_gap + 1, division_search_frames, 1)
+        self._memory = max(max_gap + 1, division_search_frames, division_min_frames, 1)
         self._next_track = 1
         self._next_node = 0
         self._last_t: int | None = None
@@ -88,12 +103,24 @@ class Tracker:
         self._active: dict[int, int] = {}  # track id -> its node in frame _last_t
         self._ended: dict[int, tuple[int, int]] = {}  # track id -> (last t, last node)
         self._tracked_last: dict[int, int] = {}  # tracked windows: label -> last node
+        self._waiting: dict[int, np.ndarray] = {}  # t -> labels not yet returned
+        self._pending: list[_Division] = []  # divisions not yet confirmed
         self._finished = False
+
+    @classmethod
+    def from_config(cls, cfg) -> Tracker:
+        """The tracker a method's config asks for (its ``link_*``/``division_*`` fields)."""
+        return cls(iou_threshold=cfg.link_iou_threshold, max_gap=cfg.link_max_gap,
+                   division_search_frames=cfg.division_search_frames,
+                   division_dilation=cfg.division_dilation,
+                   division_balance=cfg.division_balance,
+                   division_min_frames=cfg.division_min_frames,
+                   min_area=cfg.min_instance_area)
 
     @property
     def frames_in_memory(self) -> int:
-        """How many final label frames the tracker currently keeps."""
-        return len(self._recent)
+        """How many label frames the tracker currently keeps."""
+        return len(self._recent.keys() | self._waiting.keys())
 
     def push(self, window) -> list[tuple[int, np.ndarray]]:
         """Add one window; returns the ``(t, labels (Y, X) int32)`` frames that became final."""
@@ -115,16 +142,28 @@ class Tracker:
                     ref = remove_small(labels[self._last_t - start], self.min_area)
                 mapping = match_iou(self._recent[self._last_t], ref, self.iou_threshold)
             final, mapping = self._link_frame(t, local, mapping)
-            done.append((t, final))
+            self._waiting[t] = final
+            mapping = self._confirm_divisions(t, mapping)
+            done.extend(self._release(t - self.division_min_frames + 1))
         return done
 
     def finish(self) -> list[tuple[int, np.ndarray]]:
-        """End of the stream. Frames are final when pushed, so nothing is left to return."""
+        """End of the stream: returns the frames still held back for the division check."""
+        if self._finished:
+            return []
         self._finished = True
+        if self._last_t is not None:
+            self._confirm_divisions(self._last_t, {}, final=True)
+        done = self._release(None)
         self._recent.clear()
         self._ended.clear()
         self._active.clear()
-        return []
+        return done
+
+    def _release(self, upto: int | None) -> list[tuple[int, np.ndarray]]:
+        """Hand out the waiting frames up to ``upto`` (all when None), in order."""
+        ready = sorted(k for k in self._waiting if upto is None or k <= upto)
+        return [(k, self._waiting.pop(k)) for k in ready]
 
     # -- one frame ----------------------------------------------------------
     def _link_frame(self, t: int, local: np.ndarray, mapping: dict[int, int]
@@ -176,6 +215,7 @@ class Tracker:
                 for a in kids:
                     track_of[a] = self._new_track()
                     edges.append((node, a))
+                self._pending.append(_Division(t, parent, node, [track_of[a] for a in kids]))
             elif kind in ("continue", "gap"):
                 track_of[kids[0]] = parent if kind == "continue" else self._new_track()
                 edges.append((node, kids[0]))
@@ -242,6 +282,69 @@ class Tracker:
             found.update(self._active)
         return found
 
+    # -- persistence of divisions -------------------------------------------
+    def _confirm_divisions(self, t: int, mapping: dict[int, int], final: bool = False
+                           ) -> dict[int, int]:
+        """Judge the divisions whose daughters have been seen long enough (all if ``final``).
+
+        Returns ``mapping`` (``{local label: track id}`` of frame ``t``) with
+        the ids of daughters that went back to their mother's id replaced.
+        """
+        due = [d for d in self._pending
+               if final or t - d.t + 1 >= self.division_min_frames]
+        for division in due:
+            self._pending.remove(division)
+            until = min(division.t + self.division_min_frames - 1, t)
+            alive = [k for k in division.daughters if self._persists(k, division.mother_node,
+                                                                   until)]
+            if len(alive) >= 2:
+                continue
+            for track in division.daughters:
+                if track not in alive:
+                    self.graph.remove_edge(division.mother_node,
+                                           self._first_node(track, division.mother_node))
+            if len(alive) == 1:
+                self._merge(alive[0], division)
+                mapping = {a: division.mother if k == alive[0] else k
+                           for a, k in mapping.items()}
+        return mapping
+
+    def _first_node(self, track: int, mother_node: int) -> int:
+        return next(n for n in self.graph.successors(mother_node)
+                    if self.graph.nodes[n]["label"] == track)
+
+    def _track_nodes(self, track: int, mother_node: int) -> list[int]:
+        """The nodes of a daughter track in time order, from its first one."""
+        nodes = [self._first_node(track, mother_node)]
+        while True:
+            same = [n for n in self.graph.successors(nodes[-1])
+                    if self.graph.nodes[n]["label"] == track]
+            if not same:
+                return nodes
+            nodes.append(same[0])
+
+    def _persists(self, track: int, mother_node: int, until: int) -> bool:
+        """Whether a daughter is seen in frame ``until`` or ended in a division or gap."""
+        last = self._track_nodes(track, mother_node)[-1]
+        return (self.graph.nodes[last]["t"] >= until
+                or any(True for _ in self.graph.successors(last)))
+
+    def _merge(self, track: int, division: _Division) -> None:
+        """Give the one daughter ``track`` of an unconfirmed division its mother's id back."""
+        mother = division.mother
+        for node in self._track_nodes(track, division.mother_node):
+            self.graph.nodes[node]["label"] = mother
+        for k, frame in self._waiting.items():
+            if k >= division.t:
+                frame[frame == track] = mother
+        if track in self._active:
+            self._active[mother] = self._active.pop(track)
+        if track in self._ended:
+            self._ended[mother] = self._ended.pop(track)
+        for division in self._pending:
+            if division.mother == track:
+                division.mother = mother
+
     # -- bookkeeping --------------------------------------------------------
     def _new_track(self) -> int:
         track = self._next_track
@@ -281,6 +384,16 @@ class Tracker:
             self._last_t = t
             done.append((t, final))
         return done
+
+
+@dataclasses.dataclass
+class _Division:
+    """A division found in frame ``t`` that waits for its daughters to persist."""
+
+    t: int
+    mother: int  # track id
+    mother_node: int  # the mother's last node
+    daughters: list[int]  # track ids
 
 
 def _relabel(local: np.ndarray, track_of: dict[int, int]) -> np.ndarray:
