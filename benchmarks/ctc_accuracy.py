@@ -102,6 +102,10 @@ def track_test_frames(args, seq, b: int, res: Path, stop: int | None = None,
     return seconds, list(labels)
 
 
+#: py-ctcmetrics measures reported; BC(2) is the F1 of divisions found within 2 frames
+MEASURES = ("SEG", "TRA", "DET", "BC(2)")
+
+
 def choose_settings(args, seq, a: int, b: int, tmp: Path) -> tuple[list[str], list[dict]]:
     """The ``--tune`` combination with the best SEG + TRA on frames ``[a, b)``."""
     from common import settings_grid
@@ -115,9 +119,9 @@ def choose_settings(args, seq, a: int, b: int, tmp: Path) -> tuple[list[str], li
     for i, combo in enumerate(settings_grid(args.tune)):
         res = tmp / f"RES_val{i}"
         track_test_frames(args, seq, a, res, stop=b, settings=combo)
-        scores = evaluate_ctc(gt, res)
+        scores = evaluate_ctc(gt, res, MEASURES)
         tried.append({"settings": list(combo),
-                      **{k: round(scores[k], 4) for k in ("SEG", "TRA")}})
+                      **{k: round(scores[k], 4) for k in MEASURES}})
         if not args.quiet:
             print(json.dumps(tried[-1]), file=sys.stderr)
     best = max(tried, key=lambda row: row["SEG"] + row["TRA"])
@@ -159,7 +163,7 @@ def main() -> None:
         chosen, tried = choose_settings(args, seq, a, b, Path(tmp))
         res = Path(args.run or tmp) / f"RES_{b}-{len(seq)}"
         seconds, labels = track_test_frames(args, seq, b, res, settings=tuple(chosen))
-        scores = evaluate_ctc(gt, res)
+        scores = evaluate_ctc(gt, res, MEASURES)
         if args.method == "spatial-propagation":
             scores.update(lineage_jf(seq, b, labels))
     print(json.dumps({"sequence": str(args.sequence), "method": args.method,

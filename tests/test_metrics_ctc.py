@@ -148,6 +148,16 @@ def test_missed_division_continued_track(tmp_path):
     assert result["TRA"] == pytest.approx(1 - 2.5 / 33)
 
 
+def test_branching_correctness_counts_divisions(tmp_path):
+    gt, tracks = division()
+    gt_dir, res_dir = write_ctc(tmp_path, gt, tracks, gt, tracks)
+    assert evaluate_ctc(gt_dir, res_dir, ["BC(0)", "BC(2)"]) == {"BC(0)": 1.0, "BC(2)": 1.0}
+    gt_dir, res_dir = write_ctc(tmp_path, gt, tracks, gt, "1 0 0 0\n2 1 1 0\n3 1 1 0\n")
+    assert evaluate_ctc(gt_dir, res_dir, ["BC(1)"]) == {"BC(1)": 0.0}
+    with pytest.raises(ConfigError, match="BC"):
+        evaluate_ctc(gt_dir, res_dir, ["BC(x)"])
+
+
 def test_empty_result_scores_zero(tmp_path):
     gt, tracks = two_cells()
     gt_dir, res_dir = write_ctc(tmp_path, gt, tracks, np.zeros_like(gt), "")

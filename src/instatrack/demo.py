@@ -52,7 +52,8 @@ def run_demo(out: str | Path, method: str = "cosine-hourglass", steps: int | Non
     res_dir = result.to_ctc(test_data / "01_RES")
     timings["track"] = time.perf_counter() - clock
 
-    scores = evaluate_ctc(test_data / "01_GT", res_dir)
+    scores = evaluate_ctc(test_data / "01_GT", res_dir, ("SEG", "TRA", "DET", "BC(2)"))
+    scores["division F1, BC(2)"] = scores.pop("BC(2)")
     scores["divisions found"] = count_divisions(res_dir / "res_track.txt")
     scores["divisions (truth)"] = count_divisions(test_data / "01_GT" / "TRA" / "man_track.txt")
     overlay_movie(images, result.labels, result.graph, out / "overlay.gif")
@@ -72,6 +73,13 @@ def count_divisions(track_table: Path) -> int:
     return sum(1 for n in children.values() if n >= 2)
 
 
+def _cell(value) -> str:
+    """A report value: floats to 3 decimals, NaN (undefined, e.g. no true division) as '–'."""
+    if isinstance(value, float):
+        return "–" if value != value else f"{value:.3f}"
+    return str(value)
+
+
 def _report(method, config, scores, timings, out: Path, n_frames: int, size) -> str:
     lines = [
         "# instatrack demo",
@@ -82,8 +90,7 @@ def _report(method, config, scores, timings, out: Path, n_frames: int, size) -> 
         "",
         "| measure | value |",
         "| --- | --- |",
-        *[f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |"
-          for k, v in scores.items()],
+        *[f"| {k} | {_cell(v)} |" for k, v in scores.items()],
         "",
         "| stage | seconds |",
         "| --- | --- |",

@@ -46,7 +46,7 @@ __all__ = [
     "validate_ctc_result",
 ]
 
-CTC_METRICS = ("SEG", "TRA", "DET", "LNK", "CT", "TF", "CCA")
+CTC_METRICS = ("SEG", "TRA", "DET", "LNK", "CT", "TF", "CCA", "BC(i)")
 
 
 def seg_frame(gt: np.ndarray, pred: np.ndarray) -> tuple[float, int]:
@@ -152,10 +152,15 @@ def _gt_tracks_and_masks(gt_dir: Path, need_seg: bool):
 
 def _check_metric_names(metrics: Sequence[str]) -> list[str]:
     names = [metrics] if isinstance(metrics, str) else list(metrics)
-    unknown = [m for m in names if m not in CTC_METRICS]
+    unknown = [m for m in names if m not in CTC_METRICS and not _is_bc(m)]
     if unknown or not names:
         raise ConfigError(f"unknown CTC metric(s) {unknown or names}; choose from {CTC_METRICS}")
     return names
+
+
+def _is_bc(name: str) -> bool:
+    """``BC(i)``: branching correctness, the F1 of divisions found within ``i`` frames."""
+    return name.startswith("BC(") and name.endswith(")") and name[3:-1].isdigit()
 
 
 def evaluate_ctc(
@@ -170,7 +175,9 @@ def evaluate_ctc(
         gt_dir: ``NN_GT`` folder (or the sequence folder ``NN`` next to it).
         res_dir: ``NN_RES`` folder with ``maskTTT.tif`` and ``res_track.txt``.
         metrics: any of ``SEG``, ``TRA``, ``DET`` (and the library's ``LNK``,
-            ``CT``, ``TF``, ``CCA``).
+            ``CT``, ``TF``, ``CCA``, and ``BC(i)``: F1 of the divisions,
+            a division counting as found within ``i`` frames of the truth;
+            NaN when the ground truth has no division).
         library_matching: match objects with the library's own (slow) code
             instead of :func:`match_frame`; the results are the same.
 
@@ -203,4 +210,6 @@ def evaluate_ctc(
             list(seg_masks.values()), [check.masks[t] for t in seg_masks], library_matching
         )
     results = calculate_metrics(check.tracks, ref_tracks, traj, segm, list(names), True)
-    return {name: float(results[name]) for name in names}
+    # BC(i) is undefined (None) when the ground truth has no division: NaN
+    return {name: float("nan") if results[name] is None else float(results[name])
+            for name in names}
