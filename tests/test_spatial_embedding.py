@@ -274,3 +274,51 @@ def test_predict_rejects_bad_frames():
         list(method.predict(model, [bad]))
     with pytest.raises(DataError, match="expected shape"):
         list(method.predict(model, [np.zeros((3, 16, 16), np.float32)]))
+
+
+class EquivariantNet(torch.nn.Module):
+    """Outputs that move exactly with the image under flips and transposes.
+
+    Offsets point from each pixel to the brightest one; log-sigma per axis is
+    the image gradient's magnitude along that axis; the seed is the image.
+    """
+
+    coord_scale = 64.0
+
+    def forward(self, image):
+        y, x = image.shape[-2:]
+        peak = int(torch.argmax(image[0, 0]))
+        grid = coordinate_grid(y, x, self.coord_scale)
+        centre = torch.tensor([peak // x, peak % x], dtype=torch.float32)[:, None, None]
+        offsets = torch.tanh(centre / self.coord_scale - grid)[None]
+        dy, dx = torch.gradient(image[0, 0])
+        log_sigma = torch.stack([dy.abs(), dx.abs()])[None]
+        return {"embedding": offsets + grid, "offsets": offsets, "sigma": log_sigma.exp(),
+                "log_sigma": log_sigma, "seed": image}
+
+
+@pytest.mark.parametrize("shape", [(24, 24), (20, 28)])
+def test_flip_averaging_leaves_an_equivariant_network_unchanged(shape):
+    from instatrack.methods.spatial_embedding import flip_averaged
+
+    net = EquivariantNet()
+    image = torch.rand(1, 1, *shape, generator=torch.Generator().manual_seed(0))
+    plain, averaged = net(image), flip_averaged(net, image)
+    for key in ("embedding", "sigma", "seed"):
+        torch.testing.assert_close(averaged[key], plain[key], atol=1e-5, rtol=1e-5)
+
+
+def test_flip_averaged_outputs_of_a_real_network_are_flip_invariant():
+    from instatrack.methods.spatial_embedding import flip_averaged
+
+    method = SpatialEmbedding(tiny_config(tta=True))
+    model = method.build_model().eval()
+    torch.nn.init.normal_(model.embedding_decoder.head.weight, std=0.1)
+    image = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain, mirrored = flip_averaged(model, image), flip_averaged(model, image.flip(-1))
+    torch.testing.assert_close(mirrored["seed"].flip(-1), plain["seed"])
+    x_negated = torch.tensor([1.0, -1.0])[:, None, None]
+    torch.testing.assert_close(mirrored["offsets"].flip(-1) * x_negated, plain["offsets"])
+    (window,) = method.predict(model, [image[0].numpy()], "cpu")
+    assert window.labels.shape == (1, 32, 32)

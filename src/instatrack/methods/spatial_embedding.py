@@ -25,7 +25,7 @@ from instatrack.config import TrainConfig, require
 from instatrack.errors import DataError
 from instatrack.losses.spatial_embedding import LossWeights, SpatialEmbeddingLoss
 from instatrack.methods.base import Method, Window
-from instatrack.models.erfnet import BranchedERFNet
+from instatrack.models.erfnet import BranchedERFNet, coordinate_grid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +52,9 @@ class SpatialEmbeddingConfig(TrainConfig):
     fg_threshold: float = 0.5
     min_unclustered: float = 0.5
     max_instances: int = 512
+    # test-time augmentation: average the network's outputs over the four flips
+    # (and the transposes, on square frames) before clustering; 4-8x inference time
+    tta: bool = False
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # Narrow network (widths 8, 32, 64, 316k parameters), fewer blocks; about
@@ -149,7 +152,7 @@ class SpatialEmbedding(Method):
 
     def segment(self, net: BranchedERFNet, image: torch.Tensor) -> np.ndarray:
         """``(Y, X)`` int32 labels of one ``(1, C, Y, X)`` image on the model's device."""
-        out = net(image)
+        out = flip_averaged(net, image) if self.config.tta else net(image)
         return cluster_seeds(out["embedding"][0].float(), out["sigma"][0].float(),
                              out["seed"][0, 0].float(), self.config.clustering)
 
@@ -162,3 +165,37 @@ class SpatialEmbedding(Method):
         if not np.isfinite(frame).all():
             raise DataError(f"frame {t}: contains NaN or infinite values")
         return torch.as_tensor(frame, dtype=torch.float32)[None].to(device)
+
+
+def flip_averaged(net: BranchedERFNet, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The network's ``embedding``, ``sigma`` and ``seed`` averaged over flips of ``image``.
+
+    Every flip (and, for square images, transpose) of the ``(1, C, Y, X)``
+    input is run; each output is mapped back: flipped back, offsets along a
+    flipped axis negated, offset and sigma channels of a transpose swapped.
+    Offsets, log-sigma and seeds are averaged, then the embedding is the
+    coordinate grid plus the mean offset.
+    """
+    transposes = (False, True) if image.shape[-1] == image.shape[-2] else (False,)
+    offsets = log_sigma = seed = 0.0
+    count = 0
+    for transpose in transposes:
+        for flips in ((), (-1,), (-2,), (-2, -1)):
+            x = image.transpose(-1, -2) if transpose else image
+            out = net(x.flip(flips) if flips else x)
+            o, ls, sd = out["offsets"], out["log_sigma"], out["seed"]
+            if flips:
+                o, ls, sd = o.flip(flips), ls.flip(flips), sd.flip(flips)
+                sign = torch.ones(2, 1, 1, dtype=o.dtype, device=o.device)
+                for axis in flips:
+                    sign[axis] = -1.0  # -2 -> y channel 0, -1 -> x channel 1
+                o = o * sign
+            if transpose:
+                o, ls, sd = (v.transpose(-1, -2) for v in (o, ls, sd))
+                o, ls = o.flip(1), ls.flip(1)  # (x, y) channels -> (y, x)
+            offsets, log_sigma, seed = offsets + o, log_sigma + ls, seed + sd
+            count += 1
+    offsets, log_sigma, seed = offsets / count, log_sigma / count, seed / count
+    grid = coordinate_grid(*image.shape[-2:], net.coord_scale, image.device, offsets.dtype)
+    return {"embedding": offsets + grid, "offsets": offsets, "sigma": torch.exp(log_sigma),
+            "log_sigma": log_sigma, "seed": seed}
