@@ -33,6 +33,9 @@ class TrainConfig:
     in_channels: int = 1
     clip_len: int = 1
     crop: tuple[int, int] = (128, 128)
+    # probability that a training crop is centred near an object (else anywhere):
+    # sparse frames need some background crops, or the net fires on faint background
+    crop_object_bias: float = 0.9
     batch_size: int = 2
     norm_low: float = 1.0
     norm_high: float = 99.8
@@ -78,6 +81,8 @@ class TrainConfig:
                     "val_every", "ckpt_every"]
         for name in positive:
             require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+        require(0 <= self.crop_object_bias <= 1,
+                f"crop_object_bias must be in [0, 1], got {self.crop_object_bias}")
         require(len(self.crop) == 2 and min(self.crop) >= 8,
                 f"crop must be two sizes >= 8, got {self.crop}")
         require(0 <= self.norm_low < self.norm_high <= 100,

@@ -16,7 +16,7 @@ from instatrack.data.normalize import normalize
 from instatrack.data.types import Sequence
 from instatrack.errors import DataError
 
-#: probability that a crop is centred near an object instead of anywhere
+#: default probability that a crop is centred near an object instead of anywhere
 OBJECT_BIAS = 0.9
 #: crops are taken this much larger before warping augmentations, then centre-cropped back
 WARP_MARGIN = 1.5
@@ -36,10 +36,14 @@ class ClipSampler:
 
     def __init__(self, sequences: Seq[Sequence], clip_len: int = 1,
                  crop: tuple[int, int] = (128, 128), frames: slice | None = None,
-                 augment: bool = True, norm: tuple[float, float] = (1.0, 99.8), seed: int = 0):
+                 augment: bool = True, norm: tuple[float, float] = (1.0, 99.8), seed: int = 0,
+                 object_bias: float = OBJECT_BIAS):
         if clip_len < 1 or len(crop) != 2 or min(crop) < 1:
             raise ValueError(f"need clip_len >= 1 and a crop of two sizes >= 1, got "
                              f"{clip_len}, {crop}")
+        if not 0 <= object_bias <= 1:
+            raise ValueError(f"object_bias must be in [0, 1], got {object_bias}")
+        self.object_bias = object_bias
         self.sequences = list(sequences)
         self.clip_len, self.crop, self.norm = clip_len, tuple(int(c) for c in crop), norm
         self.rng = np.random.default_rng(seed)
@@ -160,7 +164,7 @@ class ClipSampler:
                      size: tuple[int, ...]) -> tuple[int, int]:
         """Top-left corner of the crop (may be negative when the image is smaller)."""
         centres = np.concatenate([self._object_centres(s, t) for t in times])
-        if len(centres) and self.rng.random() < OBJECT_BIAS:
+        if len(centres) and self.rng.random() < self.object_bias:
             centre = centres[self.rng.integers(len(centres))]
             jitter = self.rng.uniform(-0.25, 0.25, 2) * np.asarray(size)
             wanted = np.round(centre + jitter - np.asarray(size) / 2).astype(int)
