@@ -111,6 +111,10 @@ def test_crops_are_biased_towards_objects():
     sampler = ClipSampler([seq], crop=(32, 32), augment=False, seed=3)
     hits = sum(bool((sampler.sample()["labels"] > 0).any()) for _ in range(40))
     assert hits >= 30  # uniform crops would hit it ~ 7% of the time
+    uniform = ClipSampler([seq], crop=(32, 32), augment=False, seed=3, object_bias=0.0)
+    assert sum(bool((uniform.sample()["labels"] > 0).any()) for _ in range(40)) <= 10
+    with pytest.raises(ValueError, match="object_bias"):
+        ClipSampler([seq], crop=(32, 32), object_bias=1.5)
 
 
 def test_augmentation_keeps_image_and_labels_aligned():
