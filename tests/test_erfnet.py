@@ -21,8 +21,9 @@ def small_net(**kwargs) -> BranchedERFNet:
 
 
 @pytest.mark.parametrize("size", [(37, 45), (8, 8), (5, 13), (64, 33)])
-def test_any_size_gives_full_resolution_outputs(size):
-    net = small_net(in_channels=3, sigma_channels=2, n_classes=2).eval()
+@pytest.mark.parametrize("input_scale", [1.0, 0.5])
+def test_any_size_gives_full_resolution_outputs(size, input_scale):
+    net = small_net(in_channels=3, sigma_channels=2, n_classes=2, input_scale=input_scale).eval()
     with torch.no_grad():
         out = net(torch.rand(2, 3, *size))
     assert out["embedding"].shape == (2, 2, *size)
@@ -33,8 +34,9 @@ def test_any_size_gives_full_resolution_outputs(size):
     assert (out["sigma"] > 0).all() and (out["offsets"].abs() <= 1).all()
 
 
-def test_embedding_is_coordinates_plus_offsets():
-    net = small_net(coord_scale=100.0).eval()
+@pytest.mark.parametrize("input_scale", [1.0, 0.5])
+def test_embedding_is_coordinates_plus_offsets(input_scale):
+    net = small_net(coord_scale=100.0, input_scale=input_scale).eval()
     with torch.no_grad():
         out = net(torch.rand(1, 1, 11, 20))
     grid = out["embedding"][0] - out["offsets"][0]
