@@ -14,7 +14,7 @@ from instatrack.errors import ConfigError, DataError
 from instatrack.losses.spatial_embedding import LossWeights, spatial_embedding_loss
 from instatrack.methods.base import Window
 from instatrack.methods.spatial_embedding import SpatialEmbedding, SpatialEmbeddingConfig
-from instatrack.models.erfnet import coordinate_grid
+from instatrack.models.erfnet import BranchedERFNet, coordinate_grid
 
 SCALE = 64.0  # pixels per embedding unit in these tests
 
@@ -284,6 +284,7 @@ class EquivariantNet(torch.nn.Module):
     """
 
     coord_scale = 64.0
+    outputs = BranchedERFNet.outputs  # the same output dict as the real network
 
     def forward(self, image):
         y, x = image.shape[-2:]
@@ -293,8 +294,7 @@ class EquivariantNet(torch.nn.Module):
         offsets = torch.tanh(centre / self.coord_scale - grid)[None]
         dy, dx = torch.gradient(image[0, 0])
         log_sigma = torch.stack([dy.abs(), dx.abs()])[None]
-        return {"embedding": offsets + grid, "offsets": offsets, "sigma": log_sigma.exp(),
-                "log_sigma": log_sigma, "seed": image}
+        return self.outputs(offsets, log_sigma, image)
 
 
 @pytest.mark.parametrize("shape", [(24, 24), (20, 28)])

@@ -25,7 +25,7 @@ from instatrack.config import TrainConfig, require
 from instatrack.errors import DataError
 from instatrack.losses.spatial_embedding import LossWeights, SpatialEmbeddingLoss
 from instatrack.methods.base import Method, Window
-from instatrack.models.erfnet import BranchedERFNet, coordinate_grid
+from instatrack.models.erfnet import BranchedERFNet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,7 +200,4 @@ def flip_averaged(net: BranchedERFNet, image: torch.Tensor) -> dict[str, torch.T
                 o, ls = o.flip(1), ls.flip(1)  # (x, y) channels -> (y, x)
             offsets, log_sigma, seed = offsets + o, log_sigma + ls, seed + sd
             count += 1
-    offsets, log_sigma, seed = offsets / count, log_sigma / count, seed / count
-    grid = coordinate_grid(*image.shape[-2:], net.coord_scale, image.device, offsets.dtype)
-    return {"embedding": offsets + grid, "offsets": offsets, "sigma": torch.exp(log_sigma),
-            "log_sigma": log_sigma, "seed": seed}
+    return net.outputs(offsets / count, log_sigma / count, seed / count)

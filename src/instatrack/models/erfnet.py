@@ -179,8 +179,12 @@ class BranchedERFNet(nn.Module):
         if self.input_scale != 1.0:
             raw, seed = (F.interpolate(v, size=shape, mode="bilinear", align_corners=False)
                          for v in (raw, seed))
-        offsets = torch.tanh(raw[:, :2])
-        grid = coordinate_grid(*shape, self.coord_scale, image.device, offsets.dtype)
-        log_sigma = raw[:, 2:]
+        return self.outputs(torch.tanh(raw[:, :2]), raw[:, 2:], torch.sigmoid(seed))
+
+    def outputs(self, offsets: torch.Tensor, log_sigma: torch.Tensor, seed: torch.Tensor
+                ) -> dict[str, torch.Tensor]:
+        """The output dict of :meth:`forward` from activated offsets, log-sigma and seeds."""
+        grid = coordinate_grid(*offsets.shape[-2:], self.coord_scale, offsets.device,
+                               offsets.dtype)
         return {"embedding": offsets + grid, "offsets": offsets, "sigma": torch.exp(log_sigma),
-                "log_sigma": log_sigma, "seed": torch.sigmoid(seed)}
+                "log_sigma": log_sigma, "seed": seed}
