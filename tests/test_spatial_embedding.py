@@ -144,6 +144,25 @@ def test_clustering_thresholds():
     assert len(np.unique(capped[capped > 0])) == 2
 
 
+def test_clustering_min_score_drops_instances_with_a_weak_mean_seed():
+    labels = np.zeros((20, 30), np.int32)
+    labels[2:8, 2:8] = 1      # seeds 0.95 everywhere
+    labels[10:18, 2:12] = 2   # one strong seed pixel, the rest faint: mean 0.6
+    out = oracle_outputs(labels)
+    seed = out["seed"][0, 0].float()
+    seed[torch.from_numpy(labels == 1)] = 0.95
+    seed[torch.from_numpy(labels == 2)] = 0.6 - 0.35 / 79
+    seed[10, 2] = 0.95
+    args = (out["embedding"][0].float(), out["sigma"][0].float(), seed)
+    kept = cluster_seeds(*args, SeedClustering(seed_threshold=0.9, min_area=5))
+    assert set(np.unique(kept)) == {0, 1, 2}
+    for min_score in (0.59, 0.61):
+        found = cluster_seeds(*args, SeedClustering(seed_threshold=0.9, min_area=5,
+                                                    min_score=min_score))
+        expected = labels if min_score < 0.6 else np.where(labels == 1, 1, 0)
+        assert np.array_equal(found > 0, expected > 0), min_score
+
+
 def test_clustering_rejects_proposals_of_already_clustered_pixels():
     # Two objects embed at the same point: the second object's proposal is the first's.
     labels = np.zeros((10, 20), np.int32)
@@ -169,10 +188,12 @@ def greedy_reference(embedding, sigma, seed, params: SeedClustering) -> np.ndarr
         score = np.exp(-((e - e[:, best, None]) ** 2 / (2 * s[:, best, None] ** 2)).sum(0))
         proposal = score > 0.5
         proposal[best] = True
+        new = proposal & free
         if proposal.sum() >= params.min_area and \
-                (proposal & free).sum() > params.min_unclustered * proposal.sum():
+                new.sum() > params.min_unclustered * proposal.sum() and \
+                sd[new].mean() >= params.min_score:
             count += 1
-            out[proposal & free] = count
+            out[new] = count
         free &= ~proposal
     labels = np.zeros(seed.shape, np.int32)
     labels[fg] = out
@@ -186,12 +207,14 @@ def test_clustering_matches_a_brute_force_reference(sigma_channels):
     embedding = (coords + rng.normal(0, 2 / SCALE, coords.shape)).astype(np.float32)
     sigma = rng.uniform(1.5, 4, (sigma_channels, 30, 40)).astype(np.float32) / SCALE
     seed = rng.random((30, 40)).astype(np.float32)
-    params = SeedClustering(seed_threshold=0.6, fg_threshold=0.3, min_area=3)
-    found = cluster_seeds(torch.from_numpy(embedding), torch.from_numpy(sigma),
-                          torch.from_numpy(seed), params)
-    expected = greedy_reference(embedding, sigma, seed, params)
-    assert found.max() > 5
-    assert np.array_equal(found, expected)
+    for min_score in (0.0, 0.7):
+        params = SeedClustering(seed_threshold=0.6, fg_threshold=0.3, min_area=3,
+                                min_score=min_score)
+        found = cluster_seeds(torch.from_numpy(embedding), torch.from_numpy(sigma),
+                              torch.from_numpy(seed), params)
+        expected = greedy_reference(embedding, sigma, seed, params)
+        assert found.max() > 5
+        assert np.array_equal(found, expected), min_score
 
 
 def test_empty_foreground_gives_background():

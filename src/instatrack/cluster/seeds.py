@@ -4,10 +4,11 @@ Among foreground pixels (seed score above ``fg_threshold``) the unclustered
 pixel with the highest seed score becomes a centre, with its own embedding and
 bandwidth; every foreground pixel whose Gaussian score around that centre
 exceeds 0.5 (the boundary the loss trained) forms the proposal. A proposal
-becomes an instance when it has at least ``min_area`` pixels and more than
-``min_unclustered`` of them are still free; either way its pixels are marked
-as clustered. Stops when no free seed scores ``seed_threshold`` or more, or
-after ``max_instances`` instances.
+becomes an instance when it has at least ``min_area`` pixels, more than
+``min_unclustered`` of them are still free and, if ``min_score`` is set, the
+mean seed score of those free pixels (the instance's confidence) reaches
+``min_score``; either way its pixels are marked as clustered. Stops when no
+free seed scores ``seed_threshold`` or more, or after ``max_instances`` instances.
 
 Runs in torch on the device of its inputs, one vectorised pass over the
 foreground per proposal; only the final label image leaves the device.
@@ -34,6 +35,7 @@ class SeedClustering:
     min_area: int = 20
     min_unclustered: float = 0.5
     max_instances: int = 512
+    min_score: float = 0.0
 
     @property
     def max_proposals(self) -> int:
@@ -70,7 +72,8 @@ def _cluster_pixels(embedding: torch.Tensor, sigma: torch.Tensor, seed: torch.Te
     emb = embedding[:, order].contiguous()
     weight = (0.5 / sigma.square())[:, order].expand(emb.shape[0], -1)
     # -inf marks clustered pixels; seed scores are >= 0 otherwise
-    candidates = seed[order].clone()
+    sorted_seed = seed[order]
+    candidates = sorted_seed.clone()
     labels = torch.zeros_like(seed, dtype=torch.int32)
     count = 0
     for _ in range(params.max_proposals):
@@ -83,8 +86,12 @@ def _cluster_pixels(embedding: torch.Tensor, sigma: torch.Tensor, seed: torch.Te
         dist = sum((emb[d, lo:hi] - centre[d]).square() * w[d] for d in range(len(emb)))
         proposal = dist < LN2  # Gaussian score > 0.5
         claimed = proposal & (candidates[lo:hi] > -math.inf)
-        area, new = torch.stack([proposal.sum(), claimed.sum()]).tolist()
-        if area >= params.min_area and new > params.min_unclustered * area:
+        n_new = claimed.sum()
+        area, new, score = torch.stack([
+            proposal.sum().float(), n_new.float(),
+            (sorted_seed[lo:hi].float() * claimed).sum() / n_new.clamp(min=1)]).tolist()
+        if area >= params.min_area and new > params.min_unclustered * area \
+                and score >= params.min_score:
             count += 1
             labels[lo:hi].masked_fill_(claimed, count)
         candidates[lo:hi].masked_fill_(proposal, -math.inf)

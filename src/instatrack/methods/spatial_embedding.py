@@ -55,6 +55,9 @@ class SpatialEmbeddingConfig(TrainConfig):
     fg_threshold: float = 0.5
     min_unclustered: float = 0.5
     max_instances: int = 512
+    # an instance needs this mean seed score over its pixels (0 = no check); faint
+    # cell-like debris that one bright pixel seeds scores lower than real cells
+    min_instance_score: float = 0.0
     # test-time augmentation: average the network's outputs over the four flips
     # (and the transposes, on square frames) before clustering; 4-8x inference time
     tta: bool = False
@@ -99,7 +102,8 @@ class SpatialEmbeddingConfig(TrainConfig):
                 f"input_scale must be in [0.1, 1], got {self.input_scale}")
         for name in ("instance_weight", "variance_weight", "seed_weight", "foreground_weight"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("seed_threshold", "fg_threshold", "min_unclustered"):
+        for name in ("seed_threshold", "fg_threshold", "min_unclustered",
+                     "min_instance_score"):
             require(0 <= getattr(self, name) < 1,
                     f"{name} must be in [0, 1), got {getattr(self, name)}")
         require(self.max_instances >= 1, f"max_instances must be >= 1, got {self.max_instances}")
@@ -114,7 +118,8 @@ class SpatialEmbeddingConfig(TrainConfig):
     @property
     def clustering(self) -> SeedClustering:
         return SeedClustering(self.seed_threshold, self.fg_threshold, self.min_instance_area,
-                              self.min_unclustered, self.max_instances)
+                              self.min_unclustered, self.max_instances,
+                              self.min_instance_score)
 
 
 class SpatialEmbedding(Method):
