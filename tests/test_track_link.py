@@ -147,6 +147,38 @@ def test_fast_move_below_iou_threshold_still_continues():
     assert graph_to_ctc_table(tracker.graph) == [(1, 0, 1, 0)]
 
 
+def test_jump_past_its_own_size_continues_only_with_max_distance():
+    # Two cells each jump 14 px (more than their diameter): no overlap, even dilated.
+    # (Pair windows of the cosine method carry identities across the jump themselves.)
+    run = track_single
+    frames = movie([[(12, 8, 4, 1), (36, 40, 4, 2)], [(12, 22, 4, 1), (36, 26, 4, 2)],
+                    [(12, 36, 4, 1), (36, 12, 4, 2)]])
+    tracker, _ = run(frames)
+    assert len(graph_to_ctc_table(tracker.graph)) == 6
+    tracker, final = run(frames, max_distance=16)
+    assert graph_to_ctc_table(tracker.graph) == [(1, 0, 2, 0), (2, 0, 2, 0)]
+    assert tracker.graph.number_of_edges() == 4
+    for t in range(3):  # each track keeps its own cell (the nearest, not a swap)
+        assert final[t][12, 8 + 14 * t] == final[0][12, 8]
+    tracker, _ = run(frames, max_distance=10)  # too far
+    assert len(graph_to_ctc_table(tracker.graph)) == 6
+
+
+def test_max_distance_links_as_many_tracks_as_it_can():
+    # Both cells jump 20 px down. Nearest-first would give the object at x=15 to cell 2
+    # (20.0 px) and leave cell 1 with nothing within 25 px (29 px to x=27); the
+    # assignment links both (21.9 + 22.8 px).
+    frames = movie([[(10, 6, 3, 1), (10, 16, 3, 2)], [(30, 15, 3, 1), (30, 27, 3, 2)]])
+    tracker, final = track_single(frames, max_distance=25)
+    assert graph_to_ctc_table(tracker.graph) == [(1, 0, 1, 0), (2, 0, 1, 0)]
+    assert final[1][30, 15] == final[0][10, 6] and final[1][30, 27] == final[0][10, 16]
+
+
+def test_max_distance_must_be_non_negative():
+    with pytest.raises(ValueError, match="max_distance"):
+        Tracker(max_distance=-1)
+
+
 def test_neighbour_entering_does_not_fake_a_division():
     # A cell keeps its size while another one appears next to it.
     frames = movie([[(24, 20, 6, 1)], [(24, 20, 6, 1), (24, 33, 6, 2)]])

@@ -59,6 +59,9 @@ class TrainConfig:
     min_instance_area: int = 20
     link_iou_threshold: float = 0.1
     link_max_gap: int = 2
+    # continue a track lost in the previous frame with the nearest new object within
+    # this many pixels (centroids); 0 = off. For objects that move past their own size.
+    link_max_distance: float = 0.0
     division_search_frames: int = 3
     division_dilation: int = 2
     division_balance: float = 0.25
@@ -91,6 +94,8 @@ class TrainConfig:
         require(self.optimizer in ("adam", "nadam", "adamw"),
                 f"optimizer must be adam, nadam or adamw, got {self.optimizer!r}")
         require(0 <= self.link_iou_threshold < 1, "link_iou_threshold must be in [0, 1)")
+        require(self.link_max_distance >= 0,
+                f"link_max_distance must be >= 0 pixels, got {self.link_max_distance}")
         require(0 <= self.division_balance <= 1, "division_balance must be in [0, 1]")
         require(self.division_min_frames >= 1,
                 f"division_min_frames must be >= 1, got {self.division_min_frames}")

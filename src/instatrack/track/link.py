@@ -35,6 +35,12 @@ cover at least ``parent_overlap`` of the smaller of the two. Then, per parent:
 - a track ended 2..``max_gap + 1`` frames ago with one new object near it is
   bridged: CTC encodes a gap as a new track whose parent is the old one.
 
+Objects that move further than their own size between frames (MSC stem cells)
+overlap nothing. With ``max_distance`` > 0, a new object still without a
+track after all the above continues a track lost in ``t-1`` whose last
+centroid lies within ``max_distance`` pixels of its own: the pairs are
+chosen by Hungarian assignment on centroid distance. Off (0) by default.
+
 Divisions must persist: a division found in frame ``t`` stands only if at
 least two daughters are still there (present, or ended in a division or a
 gap of their own) ``division_min_frames - 1`` frames later. Otherwise the
@@ -59,6 +65,7 @@ from collections import defaultdict
 
 import networkx as nx
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from instatrack.track.match import dilated_overlaps, label_stats, match_iou, remove_small
 
@@ -75,7 +82,7 @@ class Tracker:
                  division_search_frames: int = 3, division_dilation: int = 2,
                  min_area: int = 0, division_area_ratio: float = 0.8,
                  parent_overlap: float = 0.2, division_balance: float = 0.25,
-                 division_min_frames: int = 3):
+                 division_min_frames: int = 3, max_distance: float = 0.0):
         if not 0 <= iou_threshold <= 1:
             raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
         if min(max_gap, division_search_frames, division_dilation, min_area) < 0:
@@ -85,6 +92,8 @@ class Tracker:
             raise ValueError(f"division_balance must be in [0, 1], got {division_balance}")
         if division_min_frames < 1:
             raise ValueError(f"division_min_frames must be >= 1, got {division_min_frames}")
+        if not max_distance >= 0:
+            raise ValueError(f"max_distance must be >= 0 pixels, got {max_distance}")
         self.iou_threshold = iou_threshold
         self.max_gap = max_gap
         self.division_search_frames = division_search_frames
@@ -94,6 +103,7 @@ class Tracker:
         self.parent_overlap = parent_overlap
         self.division_balance = division_balance
         self.division_min_frames = division_min_frames
+        self.max_distance = max_distance
         self.graph = nx.DiGraph()
         self._memory = max(max_gap + 1, division_search_frames, division_min_frames, 1)
         self._next_track = 1
@@ -115,7 +125,7 @@ class Tracker:
                    division_dilation=cfg.division_dilation,
                    division_balance=cfg.division_balance,
                    division_min_frames=cfg.division_min_frames,
-                   min_area=cfg.min_instance_area)
+                   min_area=cfg.min_instance_area, max_distance=cfg.link_max_distance)
 
     @property
     def frames_in_memory(self) -> int:
@@ -221,7 +231,31 @@ class Tracker:
                 edges.append((node, kids[0]))
             if kind != "none":
                 self._ended.pop(parent, None)
+        for a, track, node in self._nearest_lost(t, [a for a in new if a not in track_of],
+                                                 stats):
+            track_of[a] = track
+            edges.append((node, a))
+            self._ended.pop(track)
         return track_of, edges
+
+    def _nearest_lost(self, t: int, free: list[int], stats: dict
+                      ) -> list[tuple[int, int, int]]:
+        """``(object, track, last node)``: free objects that continue tracks lost in ``t-1``.
+
+        Hungarian assignment on centroid distance; pairs further apart than
+        ``max_distance`` pixels stay apart. Empty when ``max_distance`` is 0.
+        """
+        lost = [(k, node) for k, (last, node) in self._ended.items() if last == t - 1]
+        if self.max_distance <= 0 or not free or not lost:
+            return []
+        here = np.array([stats[a][1:] for a in free])
+        there = np.array([(self.graph.nodes[n]["y"], self.graph.nodes[n]["x"])
+                          for _, n in lost])
+        distance = np.linalg.norm(here[:, None] - there[None], axis=-1)
+        rows, cols = linear_sum_assignment(np.where(distance <= self.max_distance, distance,
+                                                    1e12))
+        return [(free[r], *lost[c]) for r, c in zip(rows, cols, strict=True)
+                if distance[r, c] <= self.max_distance]
 
     def _parent_kind(self, t: int, parent: int, kids: list[int], continuing_object,
                      stats: dict) -> tuple[str, int, list[int]]:
