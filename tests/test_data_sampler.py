@@ -117,6 +117,20 @@ def test_crops_are_biased_towards_objects():
         ClipSampler([seq], crop=(32, 32), object_bias=1.5)
 
 
+def test_warped_crops_still_reach_the_image_border():
+    # A 1-pixel ring of object along the border: with warps on, crops must still see it
+    # (the widened window used to be placed inside the image, keeping a band of
+    # (WARP_MARGIN - 1) / 2 crops along every border out of training).
+    labels = np.zeros((64, 64), np.int32)
+    labels[[0, -1], :] = labels[:, [0, -1]] = 1
+    image = (labels * 1000 + 10).astype(np.uint16)
+    seq = ArraySequence([image], [labels], is_video=False)
+    sampler = ClipSampler([seq], crop=(16, 16), seed=2, object_bias=0.0)
+    assert sampler.augmenter.warps
+    hits = sum(bool((sampler.sample()["labels"] > 0).any()) for _ in range(300))
+    assert hits >= 10  # ~4 x 1/49 of uniform crops touch a border: ~24 expected
+
+
 def test_augmentation_keeps_image_and_labels_aligned():
     rng = np.random.default_rng(0)
     labels = np.zeros((2, 40, 40), np.int64)

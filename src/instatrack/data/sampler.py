@@ -140,9 +140,16 @@ class ClipSampler:
         times = range(int(start), int(start + length))
         image = np.stack([self._image(s, t) for t in times])
         labels = np.stack([self._label_or_unknown(s, t, image.shape[-2:]) for t in times])
-        warp = self.augmenter is not None and self.augmenter.warps
-        size = tuple(int(np.ceil(c * WARP_MARGIN)) if warp else c for c in self.crop)
-        origin = self._crop_origin(s, times, image.shape[-2:], size)
+        # The crop is placed inside the image first, then widened by the warp margin
+        # (reflected image, labels -1 beyond the border): placing the widened window
+        # inside the image would keep a band of (WARP_MARGIN - 1) / 2 crops along every
+        # border out of all training, and objects cut by the image border with it.
+        origin = self._crop_origin(s, times, image.shape[-2:], self.crop)
+        size = self.crop
+        if self.augmenter is not None and self.augmenter.warps:
+            size = tuple(int(np.ceil(c * WARP_MARGIN)) for c in self.crop)
+            origin = tuple(o - (m - c) // 2 for o, m, c in zip(origin, size, self.crop,
+                                                               strict=True))
         image = _crop(image, origin, size, "reflect")
         labels = _crop(labels, origin, size, -1)
         if self.augmenter is not None:
