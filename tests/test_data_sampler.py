@@ -117,18 +117,22 @@ def test_crops_are_biased_towards_objects():
         ClipSampler([seq], crop=(32, 32), object_bias=1.5)
 
 
-def test_warped_crops_still_reach_the_image_border():
-    # A 1-pixel ring of object along the border: with warps on, crops must still see it
-    # (the widened window used to be placed inside the image, keeping a band of
-    # (WARP_MARGIN - 1) / 2 crops along every border out of training).
+def test_warped_crops_reach_the_image_border_only_when_asked():
+    # A 1-pixel ring of object along the border. With warps on, the widened window of
+    # the default sampler stays inside the image, so the final crops keep a band of
+    # (WARP_MARGIN - 1) / 2 crops from the border; reach_border lets them touch it.
     labels = np.zeros((64, 64), np.int32)
     labels[[0, -1], :] = labels[:, [0, -1]] = 1
     image = (labels * 1000 + 10).astype(np.uint16)
     seq = ArraySequence([image], [labels], is_video=False)
-    sampler = ClipSampler([seq], crop=(16, 16), seed=2, object_bias=0.0)
-    assert sampler.augmenter.warps
-    hits = sum(bool((sampler.sample()["labels"] > 0).any()) for _ in range(300))
-    assert hits >= 10  # ~4 x 1/49 of uniform crops touch a border: ~24 expected
+    hits = {}
+    for reach in (False, True):
+        sampler = ClipSampler([seq], crop=(16, 16), seed=2, object_bias=0.0,
+                              reach_border=reach)
+        assert sampler.augmenter.warps
+        hits[reach] = sum(bool((sampler.sample()["labels"] > 0).any()) for _ in range(300))
+    assert hits[True] >= 10  # ~4 x 1/49 of uniform crops touch a border: ~24 expected
+    assert hits[False] <= hits[True] // 3  # only warps bring the ring in, rarely
 
 
 def test_augmentation_keeps_image_and_labels_aligned():

@@ -36,6 +36,10 @@ class TrainConfig:
     # probability that a training crop is centred near an object (else anywhere):
     # sparse frames need some background crops, or the net fires on faint background
     crop_object_bias: float = 0.9
+    # let warped training crops touch the image border (cells cut by it get trained);
+    # off, they stay a quarter crop away from it. On helped SIM+ (border slivers), hurt
+    # GOWT1 (more false nuclei, 2 runs of 2): choose it on validation frames.
+    crops_reach_border: bool = False
     batch_size: int = 2
     norm_low: float = 1.0
     norm_high: float = 99.8

@@ -32,18 +32,21 @@ class ClipSampler:
     are padded (image reflected, labels -1). Instance ids are renumbered
     ``1..K`` per clip, consistently across its frames. Deterministic per
     ``seed``; :meth:`state` / :meth:`set_state` let training resume exactly.
+    With warp augmentation a crop reaches the image border only when
+    ``reach_border`` is set (see :class:`~instatrack.config.TrainConfig`).
     """
 
     def __init__(self, sequences: Seq[Sequence], clip_len: int = 1,
                  crop: tuple[int, int] = (128, 128), frames: slice | None = None,
                  augment: bool = True, norm: tuple[float, float] = (1.0, 99.8), seed: int = 0,
-                 object_bias: float = OBJECT_BIAS):
+                 object_bias: float = OBJECT_BIAS, reach_border: bool = False):
         if clip_len < 1 or len(crop) != 2 or min(crop) < 1:
             raise ValueError(f"need clip_len >= 1 and a crop of two sizes >= 1, got "
                              f"{clip_len}, {crop}")
         if not 0 <= object_bias <= 1:
             raise ValueError(f"object_bias must be in [0, 1], got {object_bias}")
         self.object_bias = object_bias
+        self.reach_border = reach_border
         self.sequences = list(sequences)
         self.clip_len, self.crop, self.norm = clip_len, tuple(int(c) for c in crop), norm
         self.rng = np.random.default_rng(seed)
@@ -140,14 +143,16 @@ class ClipSampler:
         times = range(int(start), int(start + length))
         image = np.stack([self._image(s, t) for t in times])
         labels = np.stack([self._label_or_unknown(s, t, image.shape[-2:]) for t in times])
-        # The crop is placed inside the image first, then widened by the warp margin
-        # (reflected image, labels -1 beyond the border): placing the widened window
-        # inside the image would keep a band of (WARP_MARGIN - 1) / 2 crops along every
-        # border out of all training, and objects cut by the image border with it.
-        origin = self._crop_origin(s, times, image.shape[-2:], self.crop)
+        # Warps need a wider window. With ``reach_border`` the crop is placed inside
+        # the image first and widened afterwards (reflected image, labels -1 beyond the
+        # border); otherwise the widened window is placed inside the image, which keeps
+        # a band of (WARP_MARGIN - 1) / 2 crops along every border out of training.
         size = self.crop
         if self.augmenter is not None and self.augmenter.warps:
             size = tuple(int(np.ceil(c * WARP_MARGIN)) for c in self.crop)
+        origin = self._crop_origin(s, times, image.shape[-2:],
+                                   self.crop if self.reach_border else size)
+        if self.reach_border:
             origin = tuple(o - (m - c) // 2 for o, m, c in zip(origin, size, self.crop,
                                                                strict=True))
         image = _crop(image, origin, size, "reflect")
