@@ -87,11 +87,12 @@ def _cluster_pixels(embedding: torch.Tensor, sigma: torch.Tensor, seed: torch.Te
         proposal = dist < LN2  # Gaussian score > 0.5
         claimed = proposal & (candidates[lo:hi] > -math.inf)
         n_new = claimed.sum()
-        area, new, score = torch.stack([
-            proposal.sum().float(), n_new.float(),
-            (sorted_seed[lo:hi].float() * claimed).sum() / n_new.clamp(min=1)]).tolist()
+        stats = [proposal.sum().float(), n_new.float()]
+        if params.min_score > 0:  # mean seed of the free pixels; skipped when unused
+            stats.append((sorted_seed[lo:hi].float() * claimed).sum() / n_new.clamp(min=1))
+        area, new, *score = torch.stack(stats).tolist()
         if area >= params.min_area and new > params.min_unclustered * area \
-                and score >= params.min_score:
+                and (not score or score[0] >= params.min_score):
             count += 1
             labels[lo:hi].masked_fill_(claimed, count)
         candidates[lo:hi].masked_fill_(proposal, -math.inf)

@@ -245,8 +245,10 @@ class Tracker:
         Hungarian assignment on centroid distance; pairs further apart than
         ``max_distance`` pixels stay apart. Empty when ``max_distance`` is 0.
         """
+        if self.max_distance <= 0 or not free:
+            return []
         lost = [(k, node) for k, (last, node) in self._ended.items() if last == t - 1]
-        if self.max_distance <= 0 or not free or not lost:
+        if not lost:
             return []
         here = np.array([stats[a][1:] for a in free])
         there = np.array([(self.graph.nodes[n]["y"], self.graph.nodes[n]["x"])
