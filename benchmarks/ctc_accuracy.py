@@ -4,7 +4,8 @@ Trains a method on the first frames of a sequence (or reuses a trained run),
 tracks the held-out last frames it never saw, and scores them with
 py-ctcmetrics (SEG, TRA, DET) against the ground truth of those frames only.
 ``--method classical`` runs the learning-free baseline (threshold, watershed,
-IoU linking) on the same frames instead.
+IoU linking) on the same frames instead; its settings (see
+``classical_baseline.py``) are chosen by ``--tune`` on the validation frames too.
 
     python benchmarks/ctc_accuracy.py ../shared/data/Fluo-N2DH-SIM+/01 \\
         --method spatial-embedding --split 39 45 --steps 3000 --run runs/sim-se
@@ -88,7 +89,7 @@ def track_test_frames(args, seq, b: int, res: Path, stop: int | None = None,
     if args.method == "classical":
         from classical_baseline import track_classical
 
-        labels, graph = track_classical(frames)
+        labels, graph = track_classical(frames, (*args.infer_set, *settings))
     else:
         import instatrack
 
