@@ -280,3 +280,57 @@ def test_frames_wait_for_the_division_check():
     assert [t for t, _ in tracker.finish()] == [3, 4]
     with pytest.raises(ValueError, match="division_min_frames"):
         Tracker(division_min_frames=0)
+
+
+# -- short tracks -----------------------------------------------------------
+BLIPS = movie([[(20, 10 + 2 * t, 5, 1)]
+               + ([(36, 36, 4, 2)] if t == 2 else [])  # one-frame blip in the middle
+               + ([(8, 38, 4, 3)] if t in (3, 4) else [])  # two-frame blip
+               + ([(38, 8, 4, 4)] if t in (0, 6) else [])  # blips at the first and last frame
+               for t in range(7)])
+
+
+def live_tracks(tracker: Tracker, final: dict[int, np.ndarray]) -> tuple[int, set]:
+    """Number of distinct labels in the frames, and the labels in the graph."""
+    in_frames = set(np.unique(np.concatenate([f.ravel() for f in final.values()]))) - {0}
+    in_graph = {d["label"] for _, d in tracker.graph.nodes(data=True)}
+    assert in_frames == in_graph
+    return len(in_frames), in_graph
+
+
+@pytest.mark.parametrize("track", [track_single, track_pairs])
+@pytest.mark.parametrize(("length", "left"), [(1, 5), (2, 4), (3, 3)])
+def test_min_track_length_drops_flicker_but_not_the_ends(track, length, left):
+    tracker, final = track(BLIPS, min_track_length=length)
+    assert sorted(final) == list(range(7))
+    count, _ = live_tracks(tracker, final)
+    # the long track and both blips at the sequence ends always stay
+    assert count == left
+    assert final[0][38, 8] and final[6][38, 8]
+    assert (final[2][36, 36] > 0) == (length == 1)
+    assert (final[3][8, 38] > 0) == (length <= 2)
+
+
+def test_min_track_length_keeps_daughters():
+    # neither the mother nor the daughters touch the first or last frame
+    frames = movie([[]] + [[(24, 24, 8, 1)]] * 3
+                   + [[(24, 14, 6, 2), (24, 34, 6, 3)]] * 3 + [[]] * 2)
+    tracker, final = track_single(frames, min_track_length=10)
+    count, _ = live_tracks(tracker, final)
+    plain, _ = track_single(frames)
+    assert count == 3 and edges_by_track(tracker) == edges_by_track(plain)
+    assert tracker.graph.number_of_edges() == 8  # 2 + 2 + 2 within tracks, 2 to daughters
+
+
+def test_min_track_length_holds_frames_back_only_when_set():
+    frames = movie([[(20, 10 + 3 * t, 5, 1)] for t in range(8)])
+    for length, lag in ((1, 2), (3, 5)):  # lag: division_min_frames - 1, or 3 - 1 + 3
+        tracker = Tracker(min_track_length=length)
+        returned = [len(tracker.push(Window(t, frames[t:t + 1]))) for t in range(8)]
+        assert returned == [0] * lag + [1] * (8 - lag)
+        assert len(tracker.finish()) == lag
+
+
+def test_min_track_length_must_be_positive():
+    with pytest.raises(ValueError, match="min_track_length"):
+        Tracker(min_track_length=0)

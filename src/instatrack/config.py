@@ -66,6 +66,9 @@ class TrainConfig:
     # continue a track lost in the previous frame with the nearest new object within
     # this many pixels (centroids); 0 = off. For objects that move past their own size.
     link_max_distance: float = 0.0
+    # drop tracks shorter than this many frames that have no parent and no children
+    # (flickering false objects), except at the first and last frame; 1 = off
+    min_track_length: int = 1
     division_search_frames: int = 3
     division_dilation: int = 2
     division_balance: float = 0.25
@@ -100,6 +103,8 @@ class TrainConfig:
         require(0 <= self.link_iou_threshold < 1, "link_iou_threshold must be in [0, 1)")
         require(self.link_max_distance >= 0,
                 f"link_max_distance must be >= 0 pixels, got {self.link_max_distance}")
+        require(self.min_track_length >= 1,
+                f"min_track_length must be >= 1 frame, got {self.min_track_length}")
         require(0 <= self.division_balance <= 1, "division_balance must be in [0, 1]")
         require(self.division_min_frames >= 1,
                 f"division_min_frames must be >= 1, got {self.division_min_frames}")

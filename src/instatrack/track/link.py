@@ -41,6 +41,15 @@ track after all the above continues a track lost in ``t-1`` whose last
 centroid lies within ``max_distance`` pixels of its own: the pairs are
 chosen by Hungarian assignment on centroid distance. Off (0) by default.
 
+Short tracks can be dropped: with ``min_track_length`` > 1, a track shorter
+than that many frames that has neither a parent nor children (a flickering
+false object, not a daughter or a bridged gap) is removed from the frames
+and the graph, unless it starts in the stream's first frame or ends in its
+last frame (where it may be cut by the sequence bounds). Frames are then held
+back ``min_track_length - 1 + max(max_gap + 1, division_search_frames,
+division_min_frames)`` frames, long enough that no later link can reach the
+track. Off (1) by default; windows with ``tracked=True`` are not filtered.
+
 Divisions must persist: a division found in frame ``t`` stands only if at
 least two daughters are still there (present, or ended in a division or a
 gap of their own) ``division_min_frames - 1`` frames later. Otherwise the
@@ -82,7 +91,8 @@ class Tracker:
                  division_search_frames: int = 3, division_dilation: int = 2,
                  min_area: int = 0, division_area_ratio: float = 0.8,
                  parent_overlap: float = 0.2, division_balance: float = 0.25,
-                 division_min_frames: int = 3, max_distance: float = 0.0):
+                 division_min_frames: int = 3, max_distance: float = 0.0,
+                 min_track_length: int = 1):
         if not 0 <= iou_threshold <= 1:
             raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
         if min(max_gap, division_search_frames, division_dilation, min_area) < 0:
@@ -94,6 +104,8 @@ class Tracker:
             raise ValueError(f"division_min_frames must be >= 1, got {division_min_frames}")
         if not max_distance >= 0:
             raise ValueError(f"max_distance must be >= 0 pixels, got {max_distance}")
+        if min_track_length < 1:
+            raise ValueError(f"min_track_length must be >= 1 frame, got {min_track_length}")
         self.iou_threshold = iou_threshold
         self.max_gap = max_gap
         self.division_search_frames = division_search_frames
@@ -105,7 +117,14 @@ class Tracker:
         self.division_min_frames = division_min_frames
         self.max_distance = max_distance
         self.graph = nx.DiGraph()
+        self.min_track_length = min_track_length
         self._memory = max(max_gap + 1, division_search_frames, division_min_frames, 1)
+        # frames are returned this many frames after they are pushed
+        self._hold = division_min_frames - 1
+        if min_track_length > 1:
+            self._hold = max(self._hold, min_track_length - 1 + self._memory)
+        self._first_t: int | None = None
+        self._span: dict[int, list[int]] = {}  # track id -> [first node, last node]
         self._next_track = 1
         self._next_node = 0
         self._last_t: int | None = None
@@ -125,7 +144,8 @@ class Tracker:
                    division_dilation=cfg.division_dilation,
                    division_balance=cfg.division_balance,
                    division_min_frames=cfg.division_min_frames,
-                   min_area=cfg.min_instance_area, max_distance=cfg.link_max_distance)
+                   min_area=cfg.min_instance_area, max_distance=cfg.link_max_distance,
+                   min_track_length=cfg.min_track_length)
 
     @property
     def frames_in_memory(self) -> int:
@@ -154,7 +174,7 @@ class Tracker:
             final, mapping = self._link_frame(t, local, mapping)
             self._waiting[t] = final
             mapping = self._confirm_divisions(t, mapping)
-            done.extend(self._release(t - self.division_min_frames + 1))
+            done.extend(self._release(t - self._hold))
         return done
 
     def finish(self) -> list[tuple[int, np.ndarray]]:
@@ -173,7 +193,31 @@ class Tracker:
     def _release(self, upto: int | None) -> list[tuple[int, np.ndarray]]:
         """Hand out the waiting frames up to ``upto`` (all when None), in order."""
         ready = sorted(k for k in self._waiting if upto is None or k <= upto)
+        if self.min_track_length > 1:
+            for k in ready:
+                self._drop_short_tracks(self._waiting[k], final=upto is None)
         return [(k, self._waiting.pop(k)) for k in ready]
+
+    def _drop_short_tracks(self, frame: np.ndarray, final: bool) -> None:
+        """Remove the short parentless, childless tracks seen in ``frame`` (see the module doc)."""
+        nodes = self.graph.nodes
+        for track in np.unique(frame[frame > 0]).tolist():
+            first, last = self._span[track]
+            begin, end = nodes[first]["t"], nodes[last]["t"]
+            settled = end < self._last_t and (final or self._last_t >= end + self._memory)
+            if (not settled or end - begin + 1 >= self.min_track_length
+                    or begin == self._first_t or self.graph.in_degree(first)
+                    or self.graph.out_degree(last)):
+                continue
+            for k, waiting in self._waiting.items():
+                if begin <= k <= end:
+                    waiting[waiting == track] = 0
+            chain = [first]
+            while chain[-1] != last:
+                chain.append(next(n for n in self.graph.successors(chain[-1])
+                                  if nodes[n]["label"] == track))
+            self.graph.remove_nodes_from(chain)
+            del self._span[track]
 
     # -- one frame ----------------------------------------------------------
     def _link_frame(self, t: int, local: np.ndarray, mapping: dict[int, int]
@@ -370,6 +414,7 @@ class Tracker:
         mother = division.mother
         for node in self._track_nodes(track, division.mother_node):
             self.graph.nodes[node]["label"] = mother
+        self._span[mother][1] = self._span.pop(track)[1]
         for k, frame in self._waiting.items():
             if k >= division.t:
                 frame[frame == track] = mother
@@ -394,10 +439,13 @@ class Tracker:
             self._next_node += 1
             self.graph.add_node(node, t=t, label=track_of[a], y=y, x=x, area=area)
             nodes[a] = node
+            self._span.setdefault(track_of[a], [node, node])[1] = node
         return nodes
 
     def _advance(self, t: int, final: np.ndarray) -> None:
         """Remember frame ``t``; forget what no later frame can link to."""
+        if self._first_t is None:
+            self._first_t = t
         self._last_t = t
         self._recent[t] = final
         horizon = t + 1 - self._memory
