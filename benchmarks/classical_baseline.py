@@ -25,6 +25,7 @@ from scipy import ndimage
 from skimage import filters, measure, segmentation
 from skimage.feature import peak_local_max
 
+from instatrack.config import parse_overrides
 from instatrack.data.normalize import normalize
 from instatrack.methods.base import Window
 from instatrack.track.match import remove_small
@@ -40,8 +41,7 @@ DEFAULTS = {"sigma": 2.0, "threshold": "li", "footprint": 9, "min_area": 30,
 def parse_settings(settings=()) -> dict:
     """``["key=value", ...]`` -> the full settings dict (defaults filled in)."""
     params = dict(DEFAULTS)
-    for item in settings:
-        key, _, value = item.partition("=")
+    for key, value in parse_overrides(settings).items():
         if key not in DEFAULTS:
             raise SystemExit(f"classical: unknown setting {key!r}; known: "
                              f"{', '.join(DEFAULTS)}")

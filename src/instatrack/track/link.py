@@ -212,11 +212,7 @@ class Tracker:
             for k, waiting in self._waiting.items():
                 if begin <= k <= end:
                     waiting[waiting == track] = 0
-            chain = [first]
-            while chain[-1] != last:
-                chain.append(next(n for n in self.graph.successors(chain[-1])
-                                  if nodes[n]["label"] == track))
-            self.graph.remove_nodes_from(chain)
+            self.graph.remove_nodes_from(self._chain(first))
             del self._span[track]
 
     # -- one frame ----------------------------------------------------------
@@ -395,10 +391,15 @@ class Tracker:
 
     def _track_nodes(self, track: int, mother_node: int) -> list[int]:
         """The nodes of a daughter track in time order, from its first one."""
-        nodes = [self._first_node(track, mother_node)]
+        return self._chain(self._first_node(track, mother_node))
+
+    def _chain(self, first: int) -> list[int]:
+        """``first`` and the nodes of the same track after it, in time order."""
+        label = self.graph.nodes[first]["label"]
+        nodes = [first]
         while True:
             same = [n for n in self.graph.successors(nodes[-1])
-                    if self.graph.nodes[n]["label"] == track]
+                    if self.graph.nodes[n]["label"] == label]
             if not same:
                 return nodes
             nodes.append(same[0])
