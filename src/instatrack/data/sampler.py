@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from instatrack.data.augment import Augmenter
+from instatrack.data.augment import AcquisitionSettings, Augmenter
 from instatrack.data.normalize import normalize
 from instatrack.data.types import Sequence
 from instatrack.errors import DataError
@@ -34,12 +34,14 @@ class ClipSampler:
     ``seed``; :meth:`state` / :meth:`set_state` let training resume exactly.
     With warp augmentation a crop reaches the image border only when
     ``reach_border`` is set (see :class:`~instatrack.config.TrainConfig`).
+    ``acquisition`` sets the intensity augmentation (default: the robust recipe).
     """
 
     def __init__(self, sequences: Seq[Sequence], clip_len: int = 1,
                  crop: tuple[int, int] = (128, 128), frames: slice | None = None,
                  augment: bool = True, norm: tuple[float, float] = (1.0, 99.8), seed: int = 0,
-                 object_bias: float = OBJECT_BIAS, reach_border: bool = False):
+                 object_bias: float = OBJECT_BIAS, reach_border: bool = False,
+                 acquisition: AcquisitionSettings | None = None):
         if clip_len < 1 or len(crop) != 2 or min(crop) < 1:
             raise ValueError(f"need clip_len >= 1 and a crop of two sizes >= 1, got "
                              f"{clip_len}, {crop}")
@@ -50,7 +52,7 @@ class ClipSampler:
         self.sequences = list(sequences)
         self.clip_len, self.crop, self.norm = clip_len, tuple(int(c) for c in crop), norm
         self.rng = np.random.default_rng(seed)
-        self.augmenter = Augmenter(self.rng) if augment else None
+        self.augmenter = Augmenter(self.rng, acquisition=acquisition) if augment else None
         self._images: dict[tuple[int, int], np.ndarray] = {}
         self._labels: dict[tuple[int, int], np.ndarray | None] = {}
         self._centres: dict[tuple[int, int], np.ndarray] = {}
