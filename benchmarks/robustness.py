@@ -70,7 +70,7 @@ def dim_frame(image: np.ndarray, objects: np.ndarray, factor: float,
 
 
 class DimmedSequence:
-    """A CTC sequence whose frames are dimmed by ``factor`` (:func:`dim_frame`, seeded per frame)."""
+    """A CTC sequence with frames dimmed by ``factor`` (:func:`dim_frame`, seeded per frame)."""
 
     def __init__(self, seq, factor: float, seed: int = 0):
         self.seq, self.factor, self.seed = seq, factor, seed
