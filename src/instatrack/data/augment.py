@@ -178,8 +178,12 @@ def background_and_noise(frame: np.ndarray, labels: np.ndarray | None = None
     The level is the median over known background pixels (``labels == 0``)
     when at least 5 % of the frame is such, else over the whole frame; the
     noise is the robust (MAD) std of differences of horizontal neighbours over
-    the same pixels, divided by sqrt 2 (smooth objects barely change it).
+    the same pixels, divided by sqrt 2 (smooth objects barely change it);
+    both over every other row.
     """
+    # every other pixel of every other row: the medians cost a quarter and barely move
+    frame = frame[..., ::2, :]
+    labels = None if labels is None else labels[::2, :]
     mask = None
     if labels is not None and np.mean(labels == 0) >= 0.05:
         mask = labels == 0
@@ -231,7 +235,7 @@ def _elastic_field(size: tuple[int, int], rng: np.random.Generator) -> np.ndarra
     """
     coarse = rng.normal(0.0, ELASTIC_SHIFT, (2, ELASTIC_GRID, ELASTIC_GRID))
     wy, wx = (_smooth_weights(n) for n in size)
-    return np.einsum("yg,cgh,xh->cyx", wy, coarse, wx)
+    return np.stack([wy @ grid @ wx.T for grid in coarse])
 
 
 def _smooth_weights(n: int) -> np.ndarray:

@@ -143,8 +143,8 @@ class ClipSampler:
         """One random clip: ``image`` ``(T, C, Y, X)`` float32, ``labels`` ``(T, Y, X)`` int64."""
         s, start, length = self.clips[self.rng.integers(len(self.clips))]
         times = range(int(start), int(start + length))
-        image = np.stack([self._image(s, t) for t in times])
-        labels = np.stack([self._label_or_unknown(s, t, image.shape[-2:]) for t in times])
+        frames = [self._image(s, t) for t in times]
+        shape = frames[0].shape[-2:]
         # Warps need a wider window. With ``reach_border`` the crop is placed inside
         # the image first and widened afterwards (reflected image, labels -1 beyond the
         # border); otherwise the widened window is placed inside the image, which keeps
@@ -152,13 +152,14 @@ class ClipSampler:
         size = self.crop
         if self.augmenter is not None and self.augmenter.warps:
             size = tuple(int(np.ceil(c * WARP_MARGIN)) for c in self.crop)
-        origin = self._crop_origin(s, times, image.shape[-2:],
-                                   self.crop if self.reach_border else size)
+        origin = self._crop_origin(s, times, shape, self.crop if self.reach_border else size)
         if self.reach_border:
             origin = tuple(o - (m - c) // 2 for o, m, c in zip(origin, size, self.crop,
                                                                strict=True))
-        image = _crop(image, origin, size, "reflect")
-        labels = _crop(labels, origin, size, -1)
+        # crop frame by frame: stacking whole frames first cost more than the crop
+        image = np.stack([_crop(frame, origin, size, "reflect") for frame in frames])
+        labels = np.stack([_crop(self._label_or_unknown(s, t, shape), origin, size, -1)
+                           for t in times])
         if self.augmenter is not None:
             image, labels = self.augmenter(image, labels)
             image, labels = _centre_crop(image, self.crop), _centre_crop(labels, self.crop)
