@@ -89,6 +89,9 @@ def _model_io_args(p: argparse.ArgumentParser) -> None:
                         "cluster_min_cluster_size=200 (repeatable)")
     p.add_argument("--weights", default="weights.pt",
                    help="weights.pt (best validation score, default) or last.pt")
+    p.add_argument("--object-size", metavar="PIXELS",
+                   help="diameter of the objects in the input, or 'auto' to estimate it: "
+                        "frames are resized so they match the training objects")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -88,6 +88,7 @@ def segment(args) -> int:
     from instatrack.data.io import list_images, read_image, write_labels
 
     predictor = load(args.model, device=args.device, overrides=args.overrides,
+                     object_size=args.object_size,
                      weights=args.weights)
     paths = list_images(args.input)
     out = Path(args.output)
@@ -117,6 +118,7 @@ def track(args) -> int:
     from instatrack.data.io import list_images, read_image
 
     predictor = load(args.model, device=args.device, overrides=args.overrides,
+                     object_size=args.object_size,
                      weights=args.weights)
     if args.method and args.method != predictor.method.name:
         raise ConfigError(f"{args.model} was trained with {predictor.method.name}, "
