@@ -300,7 +300,7 @@ def write_mask(res_dir: str | Path, t: int, labels: np.ndarray, digits: int = 3)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """A CTC mask ``(Y, X)`` in its stored dtype; DataError naming the file if unreadable or not 2D."""
+    """A CTC mask ``(Y, X)`` in its stored dtype; DataError naming the file if unreadable."""
     mask = read_image(path)
     if mask.ndim != 2:
         raise DataError(f"{path}: a CTC mask must be a 2D label image, got shape {mask.shape}")

@@ -6,9 +6,9 @@ labels (0 = background, k > 0 = instance k). Images without a mask are
 returned with ``labels = None``.
 
 :class:`ImageFolder`: the images directly in one folder, without labels, for
-``segment`` and ``track``. When some file names are plain numbers
-(``00000.jpg``, as in DAVIS) those files are the frames, numbered by their
-names, and the other images are ignored with a warning.
+``segment`` and ``track``. For tracking, when some file names are plain
+numbers (``00000.jpg``, as in DAVIS) those files are the frames, numbered by
+their names, and the other images are ignored with a warning.
 """
 
 from __future__ import annotations
@@ -83,24 +83,24 @@ def _one_channel_count(folder: Path, paths: list[Path]) -> int:
 
 
 class ImageFolder:
-    """The images directly in ``folder``, without labels.
+    """The images directly in ``folder``, without labels, in natural order.
 
-    ``video=True`` (frames to track): the frames must share one shape and,
-    when numbered by name, must not skip a number. ``times`` holds each
-    image's frame number (from the name when the names are numbers, else its
-    position in natural order).
+    ``video=True`` (frames to track): when some names are plain numbers
+    (``00000.jpg``) those files are the frames, numbered by their names, and
+    must not skip a number; the other images are ignored with a warning. The
+    frames must share one shape. ``times`` holds each image's frame number
+    (from its name, else its position).
     """
 
     def __init__(self, folder: str | Path, video: bool = False):
         self.folder = Path(folder)
         self.is_video = video
         paths = list_images(self.folder)
-        numbered = _numbered_by_name(self.folder, paths)
+        numbered = _numbered_by_name(self.folder, paths) if video else {}
         if numbered:
-            if video:
-                from instatrack.data.ctc import check_contiguous
+            from instatrack.data.ctc import check_contiguous
 
-                check_contiguous(self.folder, numbered)
+            check_contiguous(self.folder, numbered)
             self.times, self.paths = list(numbered), list(numbered.values())
         else:
             self.times, self.paths = list(range(len(paths))), paths
