@@ -262,6 +262,21 @@ def test_case3_leftovers_of_a_killed_run_are_cleared(run, old_result, tmp_path, 
     assert masks(res) == [f"mask{t:03d}.tif" for t in range(4)]
 
 
+def test_case3_result_moved_aside_by_a_killed_run_is_restored(tmp_path):
+    from instatrack.data.output import Outputs
+    from instatrack.errors import DataWarning
+
+    old = tmp_path / ".res.old"  # killed after moving the old result aside, before moving in
+    old.mkdir()
+    (old / "res_track.txt").write_text("1 0 0 0\n")
+    with pytest.warns(DataWarning, match="restored"), pytest.raises(RuntimeError):
+        with Outputs(overwrite=True) as outputs:
+            outputs.folder(tmp_path / "res")
+            raise RuntimeError("this run fails too")
+    assert (tmp_path / "res" / "res_track.txt").read_text() == "1 0 0 0\n"
+    assert not leftovers(tmp_path) and not old.exists()
+
+
 def test_case3_segment_and_pictures_are_replaced_only_on_success(run, tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -71,11 +71,10 @@ class Outputs:
             raise DataError(f"{target}: exists and is a file; give a folder to write results to")
         self._check_target(target, exists=target.is_dir() and any(target.iterdir()))
         _try(target, lambda: target.parent.mkdir(parents=True, exist_ok=True))
-        lock = self._lock(target)
         staging = _beside(target, STAGING_MARK)
+        self._staged.append(_Staged(target, staging, self._lock(target), True))
         _try(target, lambda: _clear_leftovers(target, staging))
         _try(target, staging.mkdir)
-        self._staged.append(_Staged(target, staging, lock, True))
         return staging
 
     def file(self, target: str | Path, suffixes: tuple[str, ...]) -> Path:
@@ -98,10 +97,9 @@ class Outputs:
         if not target.parent.is_dir():
             raise DataError(f"{target.parent}: folder not found (to write {target.name} in it)")
         self._check_target(target, exists=target.exists())
-        lock = self._lock(target)
         staging = _beside(target, STAGING_MARK + target.suffix)
-        staging.unlink(missing_ok=True)
-        self._staged.append(_Staged(target, staging, lock, False))
+        self._staged.append(_Staged(target, staging, self._lock(target), False))
+        _try(target, lambda: staging.unlink(missing_ok=True))
         return staging
 
     def commit(self) -> None:
