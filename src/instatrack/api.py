@@ -34,11 +34,18 @@ class TrackResult:
     labels: np.ndarray
     graph: nx.DiGraph
 
-    def to_ctc(self, res_dir: str | Path) -> Path:
-        """Write ``maskTTT.tif`` + ``res_track.txt`` (CTC result layout)."""
+    def to_ctc(self, res_dir: str | Path, overwrite: bool = True) -> Path:
+        """Write ``maskTTT.tif`` + ``res_track.txt`` (CTC result layout) into ``res_dir``.
+
+        The folder appears, or replaces an existing one, only once it is complete;
+        with ``overwrite=False`` an existing non-empty ``res_dir`` is refused.
+        """
+        from instatrack.data.output import Outputs
         from instatrack.track.export import write_ctc_result
 
-        write_ctc_result(res_dir, enumerate(self.labels), self.graph)
+        with Outputs(overwrite) as outputs:
+            write_ctc_result(outputs.folder(res_dir), enumerate(self.labels), self.graph,
+                             last_frame=len(self.labels) - 1)
         return Path(res_dir)
 
 

@@ -18,3 +18,10 @@ class DataError(InstatrackError, ValueError):
 
 class ConfigError(InstatrackError, ValueError):
     """An unknown config key or an invalid config value."""
+
+
+class DataWarning(UserWarning):
+    """Input that is used anyway, with a part left out (e.g. a stray file in a sequence folder).
+
+    The CLI prints it as one line ``instatrack COMMAND: warning: ...``.
+    """
