@@ -27,8 +27,8 @@ from skimage.feature import peak_local_max
 
 from instatrack.config import parse_overrides
 from instatrack.data.normalize import normalize
+from instatrack.labels import remove_small
 from instatrack.methods.base import Window
-from instatrack.track.match import remove_small
 
 THRESHOLDS = {"li": filters.threshold_li, "otsu": filters.threshold_otsu,
               "triangle": filters.threshold_triangle}

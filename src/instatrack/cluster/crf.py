@@ -25,7 +25,8 @@ import dataclasses
 
 import numpy as np
 import torch
-from scipy import ndimage
+
+from instatrack.labels import remove_small_pieces, renumber
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,27 +140,4 @@ def labels_from_masks(masks: np.ndarray, threshold: float = 0.5, min_area: int =
         return np.zeros(masks.shape[1:], dtype=np.int32)
     best = masks.argmax(0)
     labels = np.where(masks.max(0) > threshold, best + 1, 0).astype(np.int32)
-    if min_area > 0:
-        labels = _remove_small_pieces(labels, min_area)
-    return _renumber(labels)
-
-
-def _remove_small_pieces(labels: np.ndarray, min_area: int) -> np.ndarray:
-    """Zero every connected piece (per label) smaller than ``min_area`` pixels."""
-    out = labels.copy()
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        pieces, count = ndimage.label(labels[box] == index)
-        sizes = np.bincount(pieces.ravel(), minlength=count + 1)
-        small = (sizes < min_area) & (np.arange(count + 1) > 0)
-        out[box][small[pieces]] = 0
-    return out
-
-
-def _renumber(labels: np.ndarray) -> np.ndarray:
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    lookup = np.zeros(int(labels.max()) + 1, dtype=np.int32)
-    lookup[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
-    return lookup[labels]
+    return renumber(remove_small_pieces(labels, min_area))

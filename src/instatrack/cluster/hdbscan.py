@@ -53,6 +53,7 @@ from typing import ClassVar
 import numpy as np
 
 from instatrack.errors import ConfigError, DataError
+from instatrack.labels import remove_small
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,14 +229,8 @@ def _absorb_specks(labels: np.ndarray, pixels: np.ndarray, means: np.ndarray,
 
 
 def _drop_small_pieces(components: np.ndarray, min_area: int) -> np.ndarray:
-    n_comp = int(components.max())
-    out = components.copy()
-    for t in range(len(components)):
-        areas = np.bincount(components[t].ravel(), minlength=n_comp + 1)
-        small = areas < min_area
-        small[0] = False
-        out[t][small[components[t]]] = 0
-    return out
+    """``(T, Y, X)`` components with those of fewer than ``min_area`` pixels in a frame removed."""
+    return np.stack([remove_small(frame, min_area) for frame in components])
 
 
 def _check_embeddings(embeddings: np.ndarray) -> np.ndarray:

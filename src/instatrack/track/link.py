@@ -76,7 +76,7 @@ import networkx as nx
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from instatrack.track.match import dilated_overlaps, label_stats, match_iou, remove_small
+from instatrack.labels import dilated_overlaps, label_stats, match_iou, remove_small
 
 
 class Tracker:
@@ -170,7 +170,8 @@ class Tracker:
                 ref = local
                 if start <= self._last_t:
                     ref = remove_small(labels[self._last_t - start], self.min_area)
-                mapping = match_iou(self._recent[self._last_t], ref, self.iou_threshold)
+                pairs, _ = match_iou(self._recent[self._last_t], ref, self.iou_threshold)
+                mapping = {int(b): int(a) for a, b in pairs}
             final, mapping = self._link_frame(t, local, mapping)
             self._waiting[t] = final
             mapping = self._confirm_divisions(t, mapping)
