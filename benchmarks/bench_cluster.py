@@ -24,6 +24,7 @@ from instatrack.data.synth import generate_cells
 from instatrack.methods.base import Window
 from instatrack.metrics.ctc import seg_frame
 from instatrack.track.link import Tracker
+from instatrack.track.rules import TrackSettings
 
 
 def oracle_embeddings(labels: np.ndarray, dim: int = 16, noise: float = 0.15, seed: int = 0
@@ -50,7 +51,7 @@ def time_mode(emb, background, gt, params: ClusterParams, runs: int) -> dict[str
     """Median seconds to cluster pair (0, 1), then to link pair (1, 2) after it; SEG of pair 0."""
     cluster_times, link_times = [], []
     for _ in range(runs):
-        tracker = Tracker()
+        tracker = Tracker(TrackSettings(min_instance_area=0))
         clock = time.perf_counter()
         first = cluster_embeddings(emb[0:2], params, background)
         cluster_times.append(time.perf_counter() - clock)

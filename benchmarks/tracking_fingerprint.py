@@ -7,6 +7,7 @@ Trains nothing. It runs
   objects, slivers beside cells, cells cut in two, shuffled ids), pushed as
   one-frame, overlapping two-frame and already-tracked windows, under several
   tracker settings;
+- the learning-free baseline (``classical_baseline.py``) on a synthetic sequence;
 - every registered method's inference and post-processing on a synthetic
   sequence with its network at fixed random weights (``torch.manual_seed``).
 
@@ -22,6 +23,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -94,7 +98,7 @@ def make_tracker(overrides: list[str]):
     config = TrainConfig.build(overrides=overrides)
     if hasattr(Tracker, "from_config"):  # before the settings owned by track/ (issue 18)
         return Tracker.from_config(config)
-    return Tracker(config.track)
+    return Tracker(config)
 
 
 def tracker_cases():
@@ -115,6 +119,19 @@ def tracker_cases():
     for name in ("defaults", "distance", "all on"):
         windows = [(t, shuffled(jumps[t:t + 1], rng), False) for t in range(len(jumps))]
         yield (f"tracker {name} jumps", *run_tracker(make_tracker(TRACKER_CASES[name]), windows))
+
+
+def classical_cases():
+    """``(name, labels (T, Y, X), graph)`` of the learning-free baseline beside this script."""
+    from instatrack.data.synth import generate_cells
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from classical_baseline import track_classical
+
+    seq = generate_cells(frames=8, size=(96, 96), seed=3, noise=0.05)
+    for name, settings in (("defaults", []),
+                           ("small cells", ["sigma=1", "footprint=3", "link_max_distance=20"])):
+        yield (f"classical {name}", *track_classical(list(seq.images), settings))
 
 
 def method_cases():
@@ -153,7 +170,7 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="one hash per case")
     args = parser.parse_args()
     total = hashlib.sha256()
-    for name, labels, graph in (*tracker_cases(), *method_cases()):
+    for name, labels, graph in itertools.chain(tracker_cases(), classical_cases(), method_cases()):
         case = digest(labels, graph)
         total.update(case.encode())
         if args.verbose:
