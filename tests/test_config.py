@@ -59,3 +59,30 @@ def test_parse_slice():
     assert parse_slice("") is None
     assert parse_slice("2:") == slice(2, None)
     assert parse_slice(":-3") == slice(None, -3)
+
+
+# -- stages' settings composed into a method's config -----------------------------------------
+def test_stage_settings_validate_once_with_a_config_error():
+    from instatrack.cluster.seeds import SeedClustering
+    from instatrack.methods.spatial_embedding import SpatialEmbeddingConfig
+
+    with pytest.raises(ConfigError, match="seed_threshold"):
+        SeedClustering(seed_threshold=1.5)
+    with pytest.raises(ConfigError, match="seed_threshold"):  # the same check, flat key
+        SpatialEmbeddingConfig.build(overrides=["seed_threshold=1.5"])
+    with pytest.raises(ConfigError, match="division_dilation"):
+        SpatialEmbeddingConfig.build(overrides=["division_dilation=-3"])
+
+
+def test_a_config_gives_each_stage_its_settings():
+    from instatrack.cluster.seeds import SeedClustering
+    from instatrack.losses.spatial_embedding import LossWeights
+    from instatrack.methods.spatial_embedding import SpatialEmbeddingConfig
+    from instatrack.track.rules import TrackSettings
+
+    cfg = SpatialEmbeddingConfig.build("paper", overrides=["seed_weight=2"])
+    assert SeedClustering.of(cfg) == SeedClustering(seed_threshold=0.9, min_instance_area=128)
+    assert LossWeights.of(cfg).seed_weight == 2.0
+    # one key read by two stages: the clustering and the tracker drop the same objects
+    assert TrackSettings.of(cfg).min_instance_area == 128
+

@@ -64,7 +64,7 @@ class TrainConfig(OptimSettings, TrackSettings):
     ckpt_every: int = 100
     # measured on the training labels when training starts (0 = not measured):
     # (10th percentile, median) of the instance areas in pixels; post-processing may
-    # size itself from it (see ``auto_size``)
+    # size itself from it (see instatrack.cluster.hdbscan.cluster_sizes)
     instance_area: tuple[float, float] = (0.0, 0.0)
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {"fast": {}, "paper": {}}
@@ -83,19 +83,6 @@ class TrainConfig(OptimSettings, TrackSettings):
                 f"instance_area must be two areas >= 0, got {self.instance_area}")
         for name in ("train_frames", "val_frames"):
             parse_slice(getattr(self, name), name)
-
-    def auto_size(self, fraction_of_median: float, fraction_of_small: float,
-                  fallback: int) -> int:
-        """A size in pixels from the training instance areas, ``fallback`` when unmeasured.
-
-        ``min(fraction_of_median * median, fraction_of_small * p10)``: large
-        enough to reject fragments of typical objects, small enough to keep
-        the small ones.
-        """
-        small, median = self.instance_area
-        if median <= 0:
-            return fallback
-        return max(2, round(min(fraction_of_median * median, fraction_of_small * small)))
 
     # -- construction -----------------------------------------------------
     @classmethod
