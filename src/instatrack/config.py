@@ -9,7 +9,9 @@ settings of its own stages (clustering, loss weights, ...), and adds its
 network's fields. A config is built from a preset, an optional JSON file and
 ``key=value`` overrides; unknown keys and values of the wrong type are rejected
 with a :class:`ConfigError` naming them. The config is saved as
-``config.json`` next to the weights so that a run folder reloads by itself.
+``config.json`` next to the weights so that a run folder reloads by itself;
+only its post-processing settings may change when it is loaded again
+(:meth:`TrainConfig.with_post_processing`).
 """
 
 from __future__ import annotations
@@ -104,9 +106,20 @@ class TrainConfig(OptimSettings, TrackSettings):
         values.update(parse_overrides(overrides))
         return cls.from_dict(values, where=str(file) if file else "config")
 
-    def with_overrides(self: C, overrides: typing.Sequence[str]) -> C:
-        """This config with ``key=value`` strings applied (e.g. post-processing at inference)."""
-        return type(self).from_dict({**self.to_dict(), **parse_overrides(overrides)})
+    def with_post_processing(self: C, overrides: typing.Sequence[str]) -> C:
+        """This config with ``key=value`` post-processing settings changed.
+
+        For a trained run at inference: keys of the stages that built or
+        trained the network are refused, as their values are in its weights.
+        """
+        values = parse_overrides(overrides)
+        allowed = self.post_processing_keys()
+        fixed = sorted(set(values) & set(self.keys()) - set(allowed))
+        if fixed:
+            raise ConfigError(
+                f"{', '.join(fixed)}: fixed when the network was trained; a trained run "
+                f"can change only its post-processing: {', '.join(allowed)}")
+        return type(self).from_dict({**self.to_dict(), **values})
 
     def save(self, path: str | Path, **extra: Any) -> None:
         """Write ``config.json``; ``extra`` (e.g. ``method=...``) is stored beside the fields."""
