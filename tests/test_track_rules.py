@@ -32,7 +32,8 @@ def stats(**areas: int) -> dict[int, ObjectStats]:
 
 # -- settings ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("key", ["division_dilation", "link_max_gap", "min_instance_area",
-                                 "division_search_frames"])
+                                 "division_search_frames", "division_area_ratio",
+                                 "link_parent_overlap"])
 def test_negative_settings_are_refused_by_name(key):
     with pytest.raises(ConfigError, match=key):
         TrackSettings(**{key: -3})
@@ -86,6 +87,9 @@ def test_parent_kind_of_a_continuing_track_that_shrank():
     # no division search at all
     off = TrackSettings(division_search_frames=0)
     assert parent_kind(5, 4, 100, 1, [2], areas, off)[0] == "none"
+    # shrank only to 60 %: a division when the ratio allows no more than 0.5
+    assert parent_kind(5, 4, 100, 1, [2], areas, TrackSettings(division_area_ratio=0.5))[0] \
+        == "none"
 
 
 def test_nearest_lost_assigns_rather_than_takes_the_nearest_first():
@@ -110,6 +114,10 @@ def test_find_parents_needs_enough_overlap_after_dilation():
                         TrackSettings(division_dilation=0)) == {}
     # only the candidates of a frame may be parents
     assert find_parents(local, [1], areas, {4: previous}, {4: {6: 16}}, DEFAULT) == {}
+    # the dilated object covers 4 of the track's 16 px: a parent at 0.2, not at 0.3
+    assert parents[1][1] == 0.25
+    assert find_parents(local, [1], areas, {4: previous}, {4: {5: 16}},
+                        TrackSettings(link_parent_overlap=0.3)) == {}
 
 
 def test_division_stands_with_two_daughters():

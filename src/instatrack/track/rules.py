@@ -10,7 +10,7 @@ seen. The rules, in the order the tracker applies them to the objects of frame
 1. :func:`find_parents`: each new object's parent is the track, seen in one of
    the last frames, that overlaps it most once the object is dilated by
    ``division_dilation`` pixels; the overlap must cover at least
-   ``parent_overlap`` of the smaller of the two.
+   ``link_parent_overlap`` of the smaller of the two.
 2. :func:`parent_kind`: what a parent and its new objects are: a division, a
    continuation, a gap bridged, or nothing (details there); daughters must be
    alike (:func:`alike_daughters`).
@@ -33,12 +33,6 @@ from scipy.optimize import linear_sum_assignment
 from instatrack.labels import ObjectStats, dilated_overlaps
 from instatrack.settings import Settings, require
 
-#: a track that continues into ``t`` but shrank to at most this share of its area,
-#: with new objects next to it, divided and kept one daughter's mask
-DIVISION_AREA_RATIO = 0.8
-#: share of the smaller object that a parent must overlap (after the dilation)
-PARENT_OVERLAP = 0.2
-
 
 @dataclasses.dataclass(frozen=True)
 class TrackSettings(Settings):
@@ -55,7 +49,12 @@ class TrackSettings(Settings):
     ends in which its daughters may appear; ``division_dilation``: pixels by
     which new objects are grown to find their parent; ``division_balance``:
     share of the largest daughter's area a daughter needs; ``division_min_frames``:
-    frames two daughters must persist for a division to stand (1 = every division).
+    frames two daughters must persist for a division to stand (1 = every division);
+    ``division_area_ratio``: a track that continues but shrank to at most this share
+    of its area, with an alike new object beside it, divided (it kept one
+    daughter's mask). ``link_parent_overlap``: share of the smaller of a new object
+    and a track that they must overlap (after the dilation) for the track to be
+    its parent.
     """
 
     post_processing = True
@@ -69,6 +68,8 @@ class TrackSettings(Settings):
     division_dilation: int = 2
     division_balance: float = 0.25
     division_min_frames: int = 3
+    division_area_ratio: float = 0.8
+    link_parent_overlap: float = 0.2
 
     def check(self) -> None:
         super().check()
@@ -85,6 +86,9 @@ class TrackSettings(Settings):
                 f"division_balance must be in [0, 1], got {self.division_balance}")
         require(self.division_min_frames >= 1,
                 f"division_min_frames must be >= 1, got {self.division_min_frames}")
+        for name in ("division_area_ratio", "link_parent_overlap"):
+            require(0 < getattr(self, name) <= 1,
+                    f"{name} must be in (0, 1], got {getattr(self, name)}")
 
 
 def memory(settings: TrackSettings) -> int:
@@ -126,7 +130,7 @@ def find_parents(local: np.ndarray, new: Sequence[int], stats: Mapping[int, Obje
                 if track not in areas:
                     continue
                 score = pixels / min(stats[a].area, areas[track])
-                if score >= PARENT_OVERLAP and score > best.get(a, (0, 0.0))[1]:
+                if score >= settings.link_parent_overlap and score > best.get(a, (0, 0.0))[1]:
                     best[a] = (track, score)
     return best
 
@@ -153,7 +157,7 @@ def parent_kind(t: int, last_t: int, last_area: int, continuing: int | None,
     and the objects it concerns:
 
     - ``"division"``, with the daughters: a continuing track shrank to at most
-      ``DIVISION_AREA_RATIO`` of its area and has an alike new object beside
+      ``division_area_ratio`` of its area and has an alike new object beside
       it (its own object is then a daughter too), or a track ended at most
       ``division_search_frames`` frames ago has two alike new objects;
     - ``"continue"``, best object first: the track was lost in ``t - 1``;
@@ -163,7 +167,7 @@ def parent_kind(t: int, last_t: int, last_area: int, continuing: int | None,
     - ``"none"``: nothing; the objects start their own tracks.
     """
     if continuing is not None:
-        shrank = stats[continuing].area <= DIVISION_AREA_RATIO * last_area
+        shrank = stats[continuing].area <= settings.division_area_ratio * last_area
         daughters = alike_daughters([continuing, *kids], stats, settings)
         divides = (shrank and settings.division_search_frames >= 1
                    and continuing in daughters and len(daughters) >= 2)
