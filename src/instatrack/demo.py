@@ -24,7 +24,7 @@ def run_demo(out: str | Path, method: str = "cosine-hourglass", steps: int | Non
     from instatrack.methods import get_method
     from instatrack.metrics.ctc import evaluate_ctc
     from instatrack.plot import lineage_tree, overlay_movie
-    from instatrack.train import train
+    from instatrack.train import train_or_resume
 
     out = Path(out)
     timings: dict[str, float] = {}
@@ -37,10 +37,7 @@ def run_demo(out: str | Path, method: str = "cosine-hourglass", steps: int | Non
     overrides = [f"steps={steps or DEMO_STEPS[method]}", f"val_every={steps or DEMO_STEPS[method]}",
                  f"val_frames={frames * 3 // 4}:"]
     config = get_method(method).config_cls.build(preset="fast", overrides=overrides)
-    run = out / "run"
-    resume = (run / "checkpoint.pt").is_file()
-    train(method, train_data, run, config=None if resume else config, resume=resume,
-          progress=progress)
+    run = train_or_resume(method, train_data, out / "run", config=config, progress=progress)
     timings["train"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
