@@ -73,7 +73,12 @@ class Run:
         data = values.pop("data", None)
         for key in METADATA:
             values.pop(key, None)
-        config = method_cls.config_cls.from_dict(values, where=str(config_path))
+        try:
+            config = method_cls.config_cls.from_dict(values, where=str(config_path))
+        except ConfigError as err:  # not every message names the file
+            if str(config_path) in str(err):
+                raise
+            raise ConfigError(f"{config_path}: {err}") from None
         return cls(Path(path), method_cls, config, data)
 
     @classmethod

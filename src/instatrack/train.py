@@ -168,8 +168,10 @@ class _StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nCtrl-C: stopping after this step (press again to stop at once)",
-              file=sys.stderr, flush=True)
+        # a notice for the person pressing it; logs get the final message
+        if sys.stderr is not None and sys.stderr.isatty():
+            print("\nCtrl-C: stopping after this step (press again to stop at once)",
+                  file=sys.stderr, flush=True)
 
     def call(self, fn: Callable[..., None], *args: Any) -> None:
         """``fn(*args)``; a KeyboardInterrupt raised in it becomes a stop request."""
