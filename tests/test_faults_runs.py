@@ -120,7 +120,7 @@ def test_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(cells, tmp_pa
                                                                    monkeypatch):
     straight = train("toy", cells, tmp_path / "a", config=_config(), progress=False)
     _sigint_in_loss(monkeypatch, at_call=7, times=2)
-    with pytest.raises(TrainingInterrupted, match="at once in step 7; the checkpoint of step 4"):
+    with pytest.raises(TrainingInterrupted, match="at once after step 6; the checkpoint of step 4"):
         train("toy", cells, tmp_path / "b", config=_config(), progress=False)
     monkeypatch.setattr(ToyMethod, "loss", TOY_LOSS)
     resumed = resume(tmp_path / "b", progress=False)

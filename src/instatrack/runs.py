@@ -32,8 +32,6 @@ LAST = "last.pt"
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.csv"
 CURVES = "curves.png"
-#: entries of config.json that describe the run rather than configure the method
-METADATA = ("data",)
 #: entries every checkpoint has
 CHECKPOINT_KEYS = ("step", "best", "model", "optimiser", "schedule", "sampler", "torch_rng")
 
@@ -70,9 +68,7 @@ class Run:
             method_cls = get_method(values.pop("method"))
         except ConfigError as err:
             raise DataError(f"{config_path}: {err}") from None
-        data = values.pop("data", None)
-        for key in METADATA:
-            values.pop(key, None)
+        data = values.pop("data", None)  # like the method: describes the run, not a setting
         try:
             config = method_cls.config_cls.from_dict(values, where=str(config_path))
         except ConfigError as err:  # not every message names the file

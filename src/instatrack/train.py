@@ -135,9 +135,9 @@ def _fit(run: runs.Run, sequences, sampler, checkpoint: dict[str, Any] | None,
 
 def _stopped_at_once(run: runs.Run, state: _LoopState) -> str:
     if state.saved is None:
-        return (f"training stopped at once in step {state.step + 1}, before its first "
+        return (f"training stopped at once after step {state.step}, before its first "
                 f"checkpoint: nothing to resume; start it again with --out {run.path}")
-    return (f"training stopped at once in step {state.step + 1}; the checkpoint of step "
+    return (f"training stopped at once after step {state.step}; the checkpoint of step "
             f"{state.saved} is kept; continue with `instatrack train --resume {run.path}`")
 
 
