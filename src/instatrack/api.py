@@ -196,10 +196,10 @@ def load(run_dir: str | Path, device=None, overrides: Sequence[str] = (),
     """
     import torch
 
-    from instatrack.runs import load_model
+    from instatrack.runs import Run
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    method, model = load_model(run_dir, device, weights=weights, overrides=overrides)
+    method, model = Run.open(run_dir).load_model(device, weights=weights, overrides=overrides)
     from instatrack.data.rescale import parse_object_size
 
     return Predictor(method, model, device, object_size=parse_object_size(object_size))

@@ -126,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     except InstatrackError as err:
         print(f"instatrack {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"instatrack {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # training says what it kept and how to go on
+        detail = f": {err}" if str(err) else ""
+        print(f"instatrack {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
 
 

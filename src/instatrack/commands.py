@@ -53,35 +53,34 @@ def synth(args) -> int:
 
 
 def train(args) -> int:
-    from instatrack.runs import read_run_metadata
-    from instatrack.train import train as run_training
-
-    if args.resume:
-        data = args.data or read_run_metadata(args.resume).get("data")
-        config = None
-        if args.steps is not None:
-            _, saved = _saved_config(args.resume)
-            config = saved.replace(steps=args.steps)
-        if args.preset or args.config or args.overrides:
-            raise ConfigError("--resume continues with the run's saved config; only --steps "
-                              "may change")
-        out = Path(args.resume)
-    else:
-        if not args.data:
-            raise ConfigError("--data is required (or --resume RUN)")
-        data, config = args.data, _build_config(args)
-        out = Path(args.out or f"runs/{args.method or DEFAULT_METHOD}")
-    run = run_training(method=args.method or ("" if args.resume else DEFAULT_METHOD),
-                       data=data, out=out, config=config, resume=bool(args.resume),
-                       progress=not args.quiet, device=args.device)
-    print(f"trained run written to {run}")
+    with _warnings_in_one_line("train"):
+        out = _train(args)
+    print(f"trained run written to {out}")
     return 0
 
 
-def _saved_config(run: str):
-    from instatrack.runs import read_run_config
+def _train(args) -> Path:
+    from instatrack import train as training
 
-    return read_run_config(run)
+    if args.resume:
+        from instatrack.runs import Run
+
+        if args.preset or args.config or args.overrides:
+            raise ConfigError("--resume continues with the run's saved config; only --steps "
+                              "may change")
+        run = Run.open(args.resume)
+        if args.method and args.method != run.method:
+            raise ConfigError(f"{args.resume} was trained with {run.method}, not {args.method}")
+        out = training.resume(run, steps=args.steps, data=args.data, progress=not args.quiet,
+                              device=args.device)
+    else:
+        if not args.data:
+            raise ConfigError("--data is required (or --resume RUN)")
+        method = args.method or DEFAULT_METHOD
+        out = training.train(method, args.data, args.out or f"runs/{method}",
+                             config=_build_config(args), progress=not args.quiet,
+                             device=args.device)
+    return out
 
 
 def _build_config(args):

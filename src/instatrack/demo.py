@@ -22,7 +22,7 @@ def run_demo(out: str | Path, method: str = DEFAULT_METHOD, steps: int | None = 
     from instatrack.methods import get_method
     from instatrack.metrics.ctc import evaluate_ctc
     from instatrack.plot import lineage_tree, overlay_movie
-    from instatrack.train import train
+    from instatrack.train import train_or_resume
 
     out = Path(out)
     timings: dict[str, float] = {}
@@ -36,10 +36,7 @@ def run_demo(out: str | Path, method: str = DEFAULT_METHOD, steps: int | None = 
     steps = steps or method_cls.demo_steps
     overrides = [f"steps={steps}", f"val_every={steps}", f"val_frames={frames * 3 // 4}:"]
     config = method_cls.config_cls.build(preset="fast", overrides=overrides)
-    run = out / "run"
-    resume = (run / "checkpoint.pt").is_file()
-    train(method, train_data, run, config=None if resume else config, resume=resume,
-          progress=progress)
+    run = train_or_resume(method, train_data, out / "run", config=config, progress=progress)
     timings["train"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
