@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(noise floor unchanged; repeatable)")
     p.add_argument("--dense-phase", action="append", metavar="START:STOP:FACTOR",
                    help="frames START..STOP-1 with FACTOR times as many cells (repeatable)")
+    p.add_argument("--sequences", type=int, default=1, metavar="N",
+                   help="cells: write N sequences 01..NN into one dataset folder")
+    p.add_argument("--randomise", action="store_true",
+                   help="cells: each sequence draws its look (size, shape, texture, density, "
+                        "contrast, noise, blur, background) from broad ranges; knobs given "
+                        "above are kept fixed")
     _overwrite_arg(p)
 
     p = sub.add_parser("train", help="train a method on an annotated dataset")

@@ -24,6 +24,7 @@ from instatrack.methods import DEFAULT_METHOD
 def synth(args) -> int:
     from instatrack.data import synth as synthetic
     from instatrack.data.output import Outputs
+    from instatrack.data.synth_random import write_ctc_sequences
 
     knobs = {k: v for k, v in (("density", args.density), ("noise", args.noise),
                                ("division_rate", args.division_rate)) if v is not None}
@@ -34,19 +35,24 @@ def synth(args) -> int:
             knobs[key + "s"] = [synthetic.parse_phase(text, flag) for text in phases]
     if args.frames < 1:
         raise ConfigError(f"--frames must be >= 1, got {args.frames}")
-    if args.kind != "cells" and knobs:
-        raise ConfigError("--density/--noise/--division-rate/--dim-phase/--dense-phase "
-                          "apply to --kind cells only")
+    if args.kind != "cells" and (knobs or args.randomise or args.sequences != 1):
+        raise ConfigError("--density/--noise/--division-rate/--dim-phase/--dense-phase/"
+                          "--sequences/--randomise apply to --kind cells only")
+    if not 1 <= args.sequences <= 99:
+        raise ConfigError(f"--sequences must be in 1..99, got {args.sequences}")
     with Outputs(args.overwrite) as outputs:
         out = outputs.folder(args.out)
         if args.kind == "cells":
-            synthetic.write_ctc_synthetic(out, frames=args.frames, size=tuple(args.size),
-                                          seed=args.seed, **knobs)
+            write_ctc_sequences(out, sequences=args.sequences, frames=args.frames,
+                                size=tuple(args.size), seed=args.seed,
+                                randomise=args.randomise, **knobs)
         else:
             synthetic.write_cvppp_synthetic(out, n=args.frames, size=tuple(args.size),
                                             seed=args.seed)
     if args.kind == "cells":
-        print(f"wrote a synthetic CTC sequence of {args.frames} frames to {args.out}")
+        what = "randomised " if args.randomise else ""
+        print(f"wrote {args.sequences} {what}synthetic CTC sequence(s) of {args.frames} frames "
+              f"to {args.out}")
     else:
         print(f"wrote {args.frames} synthetic leaf images to {args.out}")
     return 0

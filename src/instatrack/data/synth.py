@@ -21,6 +21,14 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from instatrack.data.synth_appearance import (
+    ASPECT_HEADROOM,
+    SHAPE_CEILING,
+    Appearance,
+    camera,
+    illumination,
+    nucleus_intensity,
+)
 from instatrack.errors import ConfigError
 
 #: harmonics of the cell outline ``r(phi) = 1 + sum_k c_k cos(k phi + p_k)``, k = 2, 3, 4
@@ -88,13 +96,15 @@ class _Knobs:
     radius: tuple[float, float]
     speed: float
     min_area: int
+    look: Appearance
 
 
 def generate_cells(frames: int = 20, size: tuple[int, int] = (128, 128), seed: int = 0,
                    density: float = 8.0, noise: float = 0.1, division_rate: float = 0.03,
                    radius: tuple[float, float] = (5.0, 8.0), speed: float = 1.0,
                    min_area: int = 12, dim_phases: Sequence[Phase] = (),
-                   dense_phases: Sequence[Phase] = ()) -> SynthSequence:
+                   dense_phases: Sequence[Phase] = (),
+                   appearance: Appearance | None = None) -> SynthSequence:
     """Simulate a fluorescence movie of moving, dividing nuclei.
 
     ``density``: cells per 100 x 100 pixels; ``noise``: relative noise level
@@ -106,19 +116,22 @@ def generate_cells(frames: int = 20, size: tuple[int, int] = (128, 128), seed: i
     divided by ``factor`` before the camera (the noise floor stays, so the
     nuclei sink towards it); ``dense_phases``: ranges where the number of cells
     aimed at is multiplied by ``factor`` (cells enter and divide to reach it).
+    ``appearance``: shapes, texture, contrast, illumination and blur
+    (:class:`~instatrack.data.synth_appearance.Appearance`; default: its defaults).
     The result depends only on the arguments.
     """
     _check_knobs(frames, size, density, noise, division_rate, radius, speed, min_area)
     contrast = 1.0 / phase_schedule(dim_phases, frames, "dim_phases")
     crowding = phase_schedule(dense_phases, frames, "dense_phases")
     rng = np.random.default_rng(seed)
+    look = appearance if appearance is not None else Appearance()
     knobs = _Knobs(density, noise, division_rate, (float(radius[0]), float(radius[1])),
-                   speed, min_area)
+                   speed, min_area, look)
     margin = int(np.ceil(_MARGIN_RADII * knobs.radius[1]))
     world = (size[0] + 2 * margin, size[1] + 2 * margin)
     target = max(1, round(density * world[0] * world[1] / 1e4))
     drift = rng.normal(0.0, 0.3 * speed, 2)
-    background = _background(size, rng)
+    background = illumination(size, rng, look)
     cells = _new_cells(rng, target, world, knobs, np.arange(target), np.full(target, -1))
     cells = _relax(cells, 10)
     next_id = target
@@ -126,10 +139,10 @@ def generate_cells(frames: int = 20, size: tuple[int, int] = (128, 128), seed: i
     labels = np.zeros((frames, *size), np.int32)
     tracker = _TrackBook()
     for t in range(frames):
-        labels[t], signal = _render(cells, size, margin, min_area)
+        labels[t], signal = _render(cells, size, margin, min_area, look)
         tracker.update(t, labels[t], cells)
         labels[t] = tracker.relabel(labels[t])
-        images[t] = _camera(signal * contrast[t] + background, noise, rng)
+        images[t] = camera(signal * (look.contrast * contrast[t]) + background, noise, rng, look)
         if t + 1 < frames:
             aim = max(1, round(target * crowding[t + 1]))
             # a crowding phase fills up by divisions (and cells entering at the edges)
@@ -197,12 +210,12 @@ def _new_cells(rng: np.random.Generator, n: int, world: tuple[int, int], knobs: 
         pos=pos.astype(float),
         vel=rng.normal(0.0, knobs.speed, (n, 2)),
         radius=rng.uniform(*knobs.radius, n),
-        aspect=rng.uniform(1.0, 1.6, n),
+        aspect=rng.uniform(1.0, knobs.look.aspect_max, n),
         angle=rng.uniform(0, np.pi, n),
-        shape=rng.uniform(0.0, 0.08, (n, _HARMONICS)),
+        shape=rng.uniform(0.0, knobs.look.irregularity, (n, _HARMONICS)),
         phase=rng.uniform(0, 2 * np.pi, (n, _HARMONICS)),
-        bright=rng.uniform(0.45, 1.0, n),
-        texture=np.concatenate([rng.normal(0, 0.6, (n, 2, 3)),
+        bright=rng.uniform(knobs.look.bright_min, 1.0, n),
+        texture=np.concatenate([rng.normal(0, knobs.look.texture_scale, (n, 2, 3)),
                                 rng.uniform(0, 2 * np.pi, (n, 1, 3))], axis=1),
         age=rng.integers(0, 20, n),
         ident=np.asarray(ident, np.int64),
@@ -217,8 +230,11 @@ def _step(cells: _Cells, rng: np.random.Generator, world: tuple[int, int], knobs
     cells.vel = 0.7 * cells.vel + rng.normal(0.0, 0.6 * knobs.speed, (n, 2))
     cells.pos = cells.pos + cells.vel + drift
     cells.angle = cells.angle + rng.normal(0.0, 0.08, n)
-    cells.aspect = np.clip(cells.aspect + rng.normal(0.0, 0.04, n), 1.0, 1.8)
-    cells.shape = np.clip(0.9 * cells.shape + rng.normal(0.0, 0.015, cells.shape.shape), 0, 0.15)
+    look = knobs.look
+    cells.aspect = np.clip(cells.aspect + rng.normal(0.0, 0.04, n), 1.0,
+                           look.aspect_max + ASPECT_HEADROOM)
+    cells.shape = np.clip(0.9 * cells.shape + rng.normal(0.0, 0.015, cells.shape.shape), 0,
+                          look.irregularity * SHAPE_CEILING)
     cells.phase = cells.phase + rng.normal(0.0, 0.1, cells.phase.shape)
     cells.radius = np.minimum(cells.radius * 1.01, knobs.radius[1] * 1.2)
     cells.age = cells.age + 1
@@ -291,8 +307,8 @@ def _relax(cells: _Cells, iterations: int) -> _Cells:
 
 
 # -- rendering ----------------------------------------------------------------------------------
-def _render(cells: _Cells, size: tuple[int, int], margin: int,
-            min_area: int) -> tuple[np.ndarray, np.ndarray]:
+def _render(cells: _Cells, size: tuple[int, int], margin: int, min_area: int,
+            look: Appearance) -> tuple[np.ndarray, np.ndarray]:
     """Rasterise cells into the field of view.
 
     Returns labels ``(Y, X)`` int32 holding ``1 + row index`` of the cell that
@@ -316,7 +332,8 @@ def _render(cells: _Cells, size: tuple[int, int], margin: int,
         win = inside & (rel < depth[window])
         labels[window][win] = i + 1
         depth[window][win] = rel[win]
-        signal[window] += np.where(inside, _intensity(cells, i, yy - cy, xx - cx, rel), 0.0)
+        shade = nucleus_intensity(cells.bright[i], cells.texture[i], yy - cy, xx - cx, rel, look)
+        signal[window] += np.where(inside, shade, 0.0)
     areas = np.bincount(labels.ravel(), minlength=len(cells) + 1)
     labels[areas[labels] < min_area] = 0
     return labels, signal
@@ -332,33 +349,6 @@ def _relative_radius(cells: _Cells, i: int, dy: np.ndarray, dx: np.ndarray) -> n
     outline = 1.0 + sum(cells.shape[i, k] * np.cos((k + 2) * phi + cells.phase[i, k])
                         for k in range(_HARMONICS))
     return np.hypot(major / semi[0], minor / semi[1]) / outline
-
-
-def _intensity(cells: _Cells, i: int, dy: np.ndarray, dx: np.ndarray,
-               rel: np.ndarray) -> np.ndarray:
-    """Dome-shaped brightness with a texture that moves with the cell."""
-    waves = cells.texture[i]
-    texture = sum(np.cos(waves[0, k] * dy + waves[1, k] * dx + waves[2, k]) for k in range(3))
-    return cells.bright[i] * (1.0 - 0.35 * rel ** 2) * (1.0 + 0.08 * texture)
-
-
-def _background(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Uneven illumination: a tilted plane plus a broad blob."""
-    yy, xx = np.mgrid[0:size[0], 0:size[1]] / max(size)
-    tilt = rng.normal(0, 0.04, 2)
-    centre = rng.uniform(0, 1, 2)
-    blob = np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / 0.15)
-    return 0.12 + tilt[0] * yy + tilt[1] * xx + 0.06 * blob
-
-
-def _camera(signal: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Blur, shot noise and read noise; float intensities -> uint16 counts."""
-    blurred = ndi.gaussian_filter(np.clip(signal, 0, None), 1.0)
-    if noise > 0:
-        photons = 10.0 / noise ** 2
-        blurred = rng.poisson(blurred * photons) / photons
-        blurred = blurred + rng.normal(0.0, 0.3 * noise, blurred.shape)
-    return np.clip(100 + 1000 * blurred, 0, 65535).astype(np.uint16)
 
 
 # -- ground-truth bookkeeping -------------------------------------------------------------------
@@ -468,14 +458,20 @@ def write_ctc_synthetic(out_dir: str | Path, frames: int = 20, size: tuple[int, 
     ``out_dir/01/tTTT.tif``, ``out_dir/01_GT/SEG/man_segTTT.tif`` (every frame),
     ``out_dir/01_GT/TRA/man_trackTTT.tif`` and ``man_track.txt``. Returns ``out_dir``.
     """
+    write_ctc_sequence(out_dir, generate_cells(frames, size, seed, **knobs))
+    return Path(out_dir)
+
+
+def write_ctc_sequence(out_dir: str | Path, seq: SynthSequence, name: str = "01") -> None:
+    """Write ``seq`` as sequence ``name`` (``NN`` and ``NN_GT``) of the CTC dataset ``out_dir``."""
     import tifffile
 
     from instatrack.data import ctc
 
-    seq = generate_cells(frames, size, seed, **knobs)
     out = Path(out_dir)
+    frames = len(seq.images)
     digits = ctc.frame_digits(frames - 1)
-    raw, seg, tra = out / "01", out / "01_GT" / "SEG", out / "01_GT" / "TRA"
+    raw, seg, tra = out / name, out / f"{name}_GT" / "SEG", out / f"{name}_GT" / "TRA"
     for folder in (raw, seg, tra):
         folder.mkdir(parents=True, exist_ok=True)
     for t in range(frames):
@@ -487,7 +483,6 @@ def write_ctc_synthetic(out_dir: str | Path, frames: int = 20, size: tuple[int, 
         tifffile.imwrite(tra / ctc.file_name(ctc.TRA_PREFIX, t, digits), mask,
                          compression="zlib")
     ctc.write_track_table(tra / ctc.GT_TRACK_FILE, seq.lineage)
-    return out
 
 
 def write_cvppp_synthetic(out_dir: str | Path, n: int = 8, size: tuple[int, int] = (128, 128),

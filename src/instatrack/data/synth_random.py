@@ -1,0 +1,110 @@
+"""Synthetic CTC datasets of several sequences, each with its own randomly drawn look.
+
+A model trained on one synthetic look learns that look. For pretrained models
+(``docs/models.md``) every sequence draws its appearance and its cells broadly
+from :data:`RANGES`: nucleus size, shape irregularity and elongation, texture,
+density, contrast and noise, blur, background level and gradient, motion.
+``instatrack synth --randomise --sequences N`` writes N such sequences
+``01`` .. ``NN`` into one CTC dataset folder, with ``synth.json`` recording what
+each one drew. Everything depends only on the seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instatrack.data.synth import generate_cells, write_ctc_sequence
+from instatrack.data.synth_appearance import Appearance
+from instatrack.errors import ConfigError
+
+#: name -> (low, high, "lin" | "log"): each sequence draws every value from its range,
+#: uniformly (``log``: uniformly in the logarithm). Intensities are relative to a bright
+#: nucleus (about 1); sizes are in pixels.
+RANGES: dict[str, tuple[float, float, str]] = {
+    # cells (arguments of generate_cells)
+    "radius": (4.0, 32.0, "log"),          # mean nucleus radius: diameters of 8-64 px
+    "radius_spread": (1.1, 1.6, "lin"),    # largest / smallest radius within a sequence
+    "coverage": (0.04, 0.35, "lin"),       # fraction of the field covered -> density
+    "noise": (0.02, 0.3, "log"),           # shot and read noise (generate_cells' noise)
+    "speed": (0.3, 3.0, "log"),            # pixels per frame of the random walk
+    "division_rate": (0.0, 0.06, "lin"),   # per cell and frame
+    # appearance (fields of Appearance)
+    "aspect_max": (1.05, 2.2, "lin"),
+    "irregularity": (0.0, 0.18, "lin"),
+    "bright_min": (0.2, 0.95, "lin"),
+    "dome": (0.0, 0.6, "lin"),
+    "texture": (0.0, 0.25, "lin"),
+    "texture_scale": (0.15, 0.8, "log"),
+    "contrast": (0.12, 1.0, "log"),
+    "background": (0.0, 0.6, "lin"),
+    "gradient": (0.0, 0.2, "lin"),
+    "blob": (0.0, 0.3, "lin"),
+    "blur": (0.4, 3.0, "lin"),
+}
+#: the file in the dataset folder recording each sequence's seed and drawn values
+RECORD = "synth.json"
+
+
+def draw(seed: int, index: int) -> dict[str, Any]:
+    """The values sequence ``index`` of a dataset with ``seed`` draws from :data:`RANGES`,
+    plus ``seed``: the seed of its movie."""
+    rng = np.random.default_rng([seed, index])
+    drawn: dict[str, Any] = {}
+    for name, (low, high, scale) in RANGES.items():
+        value = (np.exp(rng.uniform(np.log(low), np.log(high))) if scale == "log"
+                 else rng.uniform(low, high))
+        drawn[name] = round(float(value), 4)
+    drawn["seed"] = int(rng.integers(2**31))
+    return drawn
+
+
+def cells_arguments(drawn: dict[str, Any]) -> dict[str, Any]:
+    """:func:`~instatrack.data.synth.generate_cells` keyword arguments of drawn values."""
+    low = drawn["radius"] / np.sqrt(drawn["radius_spread"])
+    high = drawn["radius"] * np.sqrt(drawn["radius_spread"])
+    density = drawn["coverage"] * 1e4 / (np.pi * drawn["radius"] ** 2)
+    look = {f.name: drawn[f.name] for f in dataclasses.fields(Appearance)}
+    return {"radius": (round(float(low), 3), round(float(high), 3)),
+            "density": round(float(density), 4), "noise": drawn["noise"],
+            "speed": drawn["speed"], "division_rate": drawn["division_rate"],
+            "min_area": max(12, round(0.1 * np.pi * low ** 2)),
+            "appearance": Appearance(**look)}
+
+
+def write_ctc_sequences(out_dir: str | Path, sequences: int = 1, frames: int = 20,
+                        size: tuple[int, int] = (128, 128), seed: int = 0,
+                        randomise: bool = False, **knobs: Any) -> Path:
+    """Write ``sequences`` synthetic sequences ``01`` .. ``NN`` into the CTC dataset ``out_dir``.
+
+    With ``randomise`` each sequence draws its cells and appearance (:func:`draw`);
+    ``knobs`` (``density``, ``noise``, ``division_rate``, ``dim_phases``, ...) fix
+    a value for every sequence, overriding the draw. Without it the sequences
+    share ``knobs`` and differ by seed (``seed``, ``seed + 1``, ...).
+    ``synth.json`` records each sequence's seed and arguments. Returns ``out_dir``.
+    """
+    if not 1 <= sequences <= 99:
+        raise ConfigError(f"sequences must be in 1..99 (CTC names 01..99), got {sequences}")
+    out = Path(out_dir)
+    record = []
+    for index in range(sequences):
+        name = f"{index + 1:02d}"
+        if randomise:
+            drawn = draw(seed, index)
+            arguments = {**cells_arguments(drawn), **knobs}
+            movie_seed = drawn["seed"]
+        else:
+            arguments, movie_seed = dict(knobs), seed + index
+        write_ctc_sequence(out, generate_cells(frames, size, movie_seed, **arguments), name)
+        record.append({"sequence": name, "seed": movie_seed, **_jsonable(arguments)})
+    settings = {"frames": frames, "size": list(size), "seed": seed, "randomise": randomise}
+    (out / RECORD).write_text(json.dumps({**settings, "sequences": record}, indent=1) + "\n")
+    return out
+
+
+def _jsonable(arguments: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.to_dict() if isinstance(v, Appearance) else v for k, v in arguments.items()}

@@ -1,0 +1,73 @@
+"""Randomised synthetic datasets: every sequence draws its own look, deterministically."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from instatrack.cli import main
+from instatrack.data import open_dataset
+from instatrack.data.synth import generate_cells
+from instatrack.data.synth_appearance import Appearance
+from instatrack.data.synth_random import RANGES, RECORD, cells_arguments, draw
+
+
+def test_draws_are_deterministic_inside_their_ranges_and_vary():
+    draws = [draw(7, i) for i in range(12)]
+    assert draws == [draw(7, i) for i in range(12)]
+    assert draws != [draw(8, i) for i in range(12)]
+    for name, (low, high, _) in RANGES.items():
+        values = [d[name] for d in draws]
+        assert all(low - 1e-4 <= v <= high + 1e-4 for v in values), name
+        assert max(values) - min(values) > 0.2 * (high - low), f"{name} hardly varies"
+
+
+def test_default_appearance_is_the_original_look():
+    a = generate_cells(4, (48, 48), seed=1)
+    b = generate_cells(4, (48, 48), seed=1, appearance=Appearance())
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
+
+
+def test_randomised_sequences_differ_in_size_and_look():
+    sizes, backgrounds = [], []
+    for i in range(6):
+        drawn = draw(0, i)
+        seq = generate_cells(2, (96, 96), drawn["seed"], **cells_arguments(drawn))
+        areas = np.bincount(seq.labels[0].ravel())[1:]
+        sizes.append(np.median(areas[areas > 0]))
+        backgrounds.append(np.median(seq.images[0][seq.labels[0] == 0]))
+    assert max(sizes) > 4 * min(sizes)
+    assert max(backgrounds) > 1.5 * min(backgrounds)
+
+
+def test_cli_writes_n_randomised_sequences(tmp_path):
+    argv = ["--randomise", "--sequences", "3", "--frames", "3", "--size", "40", "48"]
+    assert main(["synth", str(tmp_path / "a"), *argv]) == 0
+    assert main(["synth", str(tmp_path / "b"), *argv]) == 0
+    assert main(["synth", str(tmp_path / "c"), *argv, "--seed", "1", "--noise", "0.05"]) == 0
+    sequences = open_dataset(tmp_path / "a")
+    assert [s.name for s in sequences] == ["a/01", "a/02", "a/03"]
+    assert all(len(s) == 3 and s.image(0).shape == (40, 48) for s in sequences)
+    for name in ("01", "02", "03"):
+        for sub in (name, f"{name}_GT/SEG", f"{name}_GT/TRA"):
+            one = sorted((tmp_path / "a" / sub).iterdir())
+            two = sorted((tmp_path / "b" / sub).iterdir())
+            assert [p.read_bytes() for p in one] == [p.read_bytes() for p in two]
+    record = json.loads((tmp_path / "c" / RECORD).read_text())
+    assert [s["noise"] for s in record["sequences"]] == [0.05] * 3
+    assert len({s["appearance"]["blur"] for s in record["sequences"]}) == 3
+
+
+def test_cli_refuses_randomised_leaves(tmp_path, capsys):
+    assert main(["synth", str(tmp_path / "x"), "--kind", "leaves", "--randomise"]) == 2
+    assert "cells only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field", ["dome", "contrast", "bright_min"])
+def test_bad_appearance_is_refused(field):
+    from instatrack.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=field):
+        Appearance(**{field: -1.0})
