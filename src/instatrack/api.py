@@ -1,6 +1,7 @@
 """The thin user facade: load a trained run, segment images, track sequences.
 
 >>> model = instatrack.load("runs/sim")                      # doctest: +SKIP
+>>> model = instatrack.load("nuclei-se")     # a shipped model  # doctest: +SKIP
 >>> labels = model.segment(image)                            # (Y, X) int32
 >>> result = model.track(frames)                             # doctest: +SKIP
 >>> result.labels.shape, result.graph.number_of_nodes()      # (T, Y, X), networkx.DiGraph
@@ -183,9 +184,11 @@ class Predictor:
         return TrackResult(labels=labels, graph=stream.graph)
 
 
-def load(run_dir: str | Path, device=None, overrides: Sequence[str] = (),
+def load(model: str | Path, device=None, overrides: Sequence[str] = (),
          weights: str = "weights.pt", object_size: float | str | None = None) -> Predictor:
-    """Load the run folder written by ``instatrack train`` (config + weights).
+    """Load a run folder written by ``instatrack train`` (config + weights), or the
+    pretrained model shipped with instatrack under the name ``model`` (``instatrack
+    models`` lists them; an existing folder wins over a name). Nothing is written.
 
     ``overrides``: ``key=value`` strings changing post-processing settings
     (clustering thresholds, linking), e.g. ``["cluster_min_cluster_size=200"]``.
@@ -199,7 +202,7 @@ def load(run_dir: str | Path, device=None, overrides: Sequence[str] = (),
     from instatrack.runs import Run
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    method, model = Run.open(run_dir).load_model(device, weights=weights, overrides=overrides)
+    method, net = Run.resolve(model).load_model(device, weights=weights, overrides=overrides)
     from instatrack.data.rescale import parse_object_size
 
-    return Predictor(method, model, device, object_size=parse_object_size(object_size))
+    return Predictor(method, net, device, object_size=parse_object_size(object_size))

@@ -48,8 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     _overwrite_arg(p)
 
     p = sub.add_parser("train", help="train a method on an annotated dataset")
-    p.add_argument("--method", choices=METHODS, help=f"method to train (default: {DEFAULT_METHOD})")
-    p.add_argument("--data", help="dataset folder (CTC, CVPPP, DAVIS or images/ + masks/)")
+    p.add_argument("--method", choices=METHODS,
+                   help=f"method to train (default: {DEFAULT_METHOD}, or the --init model's)")
+    p.add_argument("--data", action="append", metavar="FOLDER",
+                   help="dataset folder (CTC, CVPPP, DAVIS or images/ + masks/); repeat it to "
+                        "train on several datasets together")
+    p.add_argument("--init", metavar="MODEL",
+                   help="start from the weights and config of a shipped model (instatrack "
+                        "models) or a run folder: fine-tuning; --set may change training keys")
     p.add_argument("--preset", default=None, help="fast (CPU, minutes) or paper (published set-up)")
     p.add_argument("--config", help="JSON file of config values")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -59,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its checkpoint")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("models", help="list the pretrained models shipped with instatrack")
+    p.add_argument("--json", action="store_true", help="print one JSON object per model")
 
     p = sub.add_parser("segment", help="segment still images with a trained run")
     _model_io_args(p)
@@ -90,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _model_io_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, metavar="RUN", help="run folder from train")
+    p.add_argument("--model", required=True, metavar="MODEL",
+                   help="run folder from train, or the name of a shipped model "
+                        "(instatrack models); an existing folder wins over a name")
     p.add_argument("--input", required=True, help="folder of frames / images")
     p.add_argument("--output", required=True,
                    help="folder to write results to (new, or empty unless --overwrite)")

@@ -11,6 +11,7 @@ work, written beside, and moved into place only when the command succeeds.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 import warnings
@@ -71,22 +72,40 @@ def _train(args) -> Path:
     if args.resume:
         from instatrack.runs import Run
 
-        if args.preset or args.config or args.overrides:
+        if args.preset or args.config or args.overrides or args.init:
             raise ConfigError("--resume continues with the run's saved config; only --steps "
                               "may change")
         run = Run.open(args.resume)
         if args.method and args.method != run.method:
             raise ConfigError(f"{args.resume} was trained with {run.method}, not {args.method}")
-        out = training.resume(run, steps=args.steps, data=args.data, progress=not args.quiet,
-                              device=args.device)
-    else:
-        if not args.data:
-            raise ConfigError("--data is required (or --resume RUN)")
-        method = args.method or DEFAULT_METHOD
-        out = training.train(method, args.data, args.out or f"runs/{method}",
-                             config=_build_config(args), progress=not args.quiet,
-                             device=args.device)
-    return out
+        return training.resume(run, steps=args.steps, data=args.data, progress=not args.quiet,
+                               device=args.device)
+    if not args.data:
+        raise ConfigError("--data is required (or --resume RUN)")
+    if args.init:
+        return _fine_tune(args)
+    method = args.method or DEFAULT_METHOD
+    return training.train(method, args.data, args.out or f"runs/{method}",
+                          config=_build_config(args), progress=not args.quiet,
+                          device=args.device)
+
+
+def _fine_tune(args) -> Path:
+    from instatrack import finetune
+    from instatrack import train as training
+    from instatrack.runs import Run
+
+    if args.preset:
+        raise ConfigError("--init takes the init model's config; change training keys with "
+                          "--set (or --config), not --preset")
+    start = Run.resolve(args.init)
+    method = finetune.method_of(start, args.method)
+    overrides = list(args.overrides)
+    if args.steps is not None:
+        overrides.append(f"steps={args.steps}")
+    config = finetune.init_config(start, args.config, overrides)
+    return training.train(method, args.data, args.out or f"runs/{method}", config=config,
+                          progress=not args.quiet, device=args.device, init=start)
 
 
 def _build_config(args):
@@ -99,6 +118,31 @@ def _build_config(args):
     return config_cls.build(preset=args.preset or "fast", file=args.config, overrides=overrides)
 
 
+def models(args) -> int:
+    from instatrack import pretrained
+
+    found = pretrained.available()
+    if args.json:
+        for model in found:
+            print(json.dumps({**dataclasses.asdict(model), "path": str(model.path)}))
+        return 0
+    if not found:
+        print(f"no pretrained models installed (in {pretrained.ROOT})")
+        return 0
+    rows = [("name", "method", "for", "MB", "object px", "scores")]
+    for m in found:
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in m.scores.items()) or "-"
+        size = f"{m.object_size:.0f}" if m.object_size else "-"
+        rows.append((m.name, m.method, m.purpose, f"{m.size_mb:.1f}", size, scores))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  "
+              + row[-1])
+    print("use one with --model NAME (track, segment), instatrack.load(NAME), or fine-tune it "
+          "with train --init NAME; details in its MODEL_CARD.md")
+    return 0
+
+
 def segment(args) -> int:
     from tqdm.auto import tqdm
 
@@ -106,11 +150,13 @@ def segment(args) -> int:
     from instatrack.data import open_images
     from instatrack.data.io import write_labels
     from instatrack.data.output import Outputs
+    from instatrack.pretrained import locate
 
+    model = locate(args.model)
     with _warnings_in_one_line("segment"), \
-            Outputs(args.overwrite, inputs=(args.input, args.model)) as outputs:
+            Outputs(args.overwrite, inputs=(args.input, model)) as outputs:
         out = outputs.folder(args.output)
-        predictor = load(args.model, device=args.device, overrides=args.overrides,
+        predictor = load(model, device=args.device, overrides=args.overrides,
                          weights=args.weights, object_size=args.object_size)
         images = open_images(args.input)
         stems = _output_stems(images)
@@ -175,17 +221,19 @@ def track(args) -> int:
     from instatrack.api import load
     from instatrack.data import open_images
     from instatrack.data.output import Outputs
+    from instatrack.pretrained import locate
     from instatrack.track.export import shift_frames
 
+    model = locate(args.model)
     with _warnings_in_one_line("track"), \
-            Outputs(args.overwrite, inputs=(args.input, args.model, args.first_masks)) as outputs:
+            Outputs(args.overwrite, inputs=(args.input, model, args.first_masks)) as outputs:
         out = outputs.folder(args.output)
         movie = lineage = None
         if args.movie:
             movie = outputs.file(plot.check_movie_path(args.movie), plot.MOVIE_SUFFIXES)
         if args.lineage:
             lineage = outputs.file(args.lineage, plot.PICTURE_SUFFIXES)
-        predictor = load(args.model, device=args.device, overrides=args.overrides,
+        predictor = load(model, device=args.device, overrides=args.overrides,
                          weights=args.weights, object_size=args.object_size)
         if args.method and args.method != predictor.method.name:
             raise ConfigError(f"{args.model} was trained with {predictor.method.name}, "

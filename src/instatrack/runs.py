@@ -9,6 +9,8 @@ RUN/
   log.csv          one row per logged step (loss parts, lr, speed, validation)
   curves.png       training curves
 ```
+A pretrained model shipped in the package (:mod:`instatrack.pretrained`) is a
+folder of the same layout without the training files; it opens read-only.
 Files are written atomically (temporary file + rename) so an interruption never
 leaves a half-written checkpoint behind, and read without unpickling arbitrary
 objects. :class:`Run` is the one owner of this layout.
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from instatrack.errors import ConfigError, DataError
+from instatrack.pretrained import is_shipped, locate
 
 CONFIG = "config.json"
 WEIGHTS = "weights.pt"
@@ -48,13 +51,21 @@ class Run:
     A run is *started* once it holds weights or a checkpoint. A folder with only
     ``config.json`` (+ ``log.csv``) is a run that failed or was stopped before its
     first checkpoint: there is nothing to resume, and a new run may replace it.
+
+    ``data``: the dataset folder(s) it was trained on (a list when several);
+    ``init``: the model or run whose weights it started from (``--init``), or
+    None. A ``read_only`` run (a shipped model) refuses every write.
     """
 
-    def __init__(self, path: Path, method_cls: type, config: Any, data: str | None = None):
+    def __init__(self, path: Path, method_cls: type, config: Any,
+                 data: str | list[str] | None = None, init: str | None = None,
+                 read_only: bool = False):
         self.path = Path(path)
         self.method_cls = method_cls
         self.config = config
         self.data = data
+        self.init = init
+        self.read_only = read_only
 
     # -- opening and creating ----------------------------------------------------------------
     @classmethod
@@ -68,14 +79,24 @@ class Run:
             method_cls = get_method(values.pop("method"))
         except ConfigError as err:
             raise DataError(f"{config_path}: {err}") from None
-        data = values.pop("data", None)  # like the method: describes the run, not a setting
+        # like the method, these describe the run; they are not settings
+        data, init = values.pop("data", None), values.pop("init", None)
         try:
             config = method_cls.config_cls.from_dict(values, where=str(config_path))
         except ConfigError as err:  # not every message names the file
             if str(config_path) in str(err):
                 raise
             raise ConfigError(f"{config_path}: {err}") from None
-        return cls(Path(path), method_cls, config, data)
+        return cls(Path(path), method_cls, config, data, init, read_only=is_shipped(path))
+
+    @classmethod
+    def resolve(cls, name_or_path: str | Path) -> Run:
+        """The run folder ``name_or_path``, or else the shipped model of that name.
+
+        An existing path wins over a name; neither gives a one-line
+        :class:`DataError` listing the shipped models.
+        """
+        return cls.open(locate(name_or_path))
 
     @classmethod
     def find(cls, path: str | Path) -> Run | None:
@@ -84,22 +105,25 @@ class Run:
 
     @classmethod
     def create(cls, path: str | Path, method_cls: type, config: Any,
-               data: str | Path | None = None) -> Run:
+               data: str | Path | Sequence[str | Path] | None = None,
+               init: str | None = None) -> Run:
         """Start a new run in ``path``: refuse a started run, replace an unstarted one."""
         path = Path(path)
         check_new(path)
         path.mkdir(parents=True, exist_ok=True)
-        run = cls(path, method_cls, config, None if data is None else str(data))
+        run = cls(path, method_cls, config, data_record(data), init)
         run.save_config(config)
         return run
 
-    def save_config(self, config: Any, data: str | Path | None = None) -> None:
-        """Write ``config.json`` (method, training data, every config field)."""
+    def save_config(self, config: Any, data: str | Path | Sequence[str | Path] | None = None
+                    ) -> None:
+        """Write ``config.json`` (method, training data, init, every config field)."""
+        self._check_writable()
         self.config = config
         if data is not None:
-            self.data = str(data)
+            self.data = data_record(data)
         tmp = self.path / (CONFIG + ".tmp")
-        config.save(tmp, method=self.method, data=self.data)
+        config.save(tmp, **self.metadata)
         os.replace(tmp, self.path / CONFIG)
 
     # -- what the folder holds ----------------------------------------------------------------
@@ -109,8 +133,17 @@ class Run:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """The entries of ``config.json`` that describe the run: ``method`` and ``data``."""
-        return {"method": self.method, "data": self.data}
+        """The entries of ``config.json`` that describe the run: ``method``, ``data``
+        and, for a run started from another model's weights, ``init``."""
+        extra = {"method": self.method, "data": self.data}
+        if self.init is not None:
+            extra["init"] = self.init
+        return extra
+
+    @property
+    def reference(self) -> str:
+        """How a run started from this one records it: a shipped model's name, else the path."""
+        return self.path.name if self.read_only else str(self.path.resolve())
 
     @property
     def has_checkpoint(self) -> bool:
@@ -125,10 +158,12 @@ class Run:
 
     def log(self, resume_step: int | None = None) -> LogWriter:
         """The run's ``log.csv``: a new one, or the old one up to ``resume_step``."""
+        self._check_writable()
         return LogWriter(self.path / LOG, resume_step=resume_step)
 
     # -- weights and checkpoints --------------------------------------------------------------
     def save_weights(self, state: dict[str, Any], name: str = WEIGHTS) -> None:
+        self._check_writable()
         atomic_save(state, self.path / name)
 
     def load_weights(self, name: str = WEIGHTS, device: Any = "cpu") -> dict[str, Any]:
@@ -145,9 +180,17 @@ class Run:
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         """Write ``checkpoint.pt``: everything :func:`instatrack.train.resume` needs."""
+        self._check_writable()
         atomic_save(state, self.path / CHECKPOINT)
 
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ConfigError(f"{self.path.name} is a shipped model and is not changed; "
+                              f"fine-tune it into a new run with `instatrack train --init "
+                              f"{self.path.name} --data ...`")
+
     def load_checkpoint(self, device: Any = "cpu") -> dict[str, Any]:
+        self._check_writable()  # a checkpoint is read only to continue writing the run
         path = self.path / CHECKPOINT
         if not path.is_file():
             if self.is_started:
@@ -183,6 +226,14 @@ def load_model(run_dir: str | Path, device: Any = "cpu", weights: str = WEIGHTS,
                overrides: Sequence[str] = ()):
     """``(method, model)`` of the run in ``run_dir``: ``Run.open(run_dir).load_model(...)``."""
     return Run.open(run_dir).load_model(device, weights, overrides)
+
+
+def data_record(data: str | Path | Sequence[str | Path] | None) -> str | list[str] | None:
+    """``data`` as ``config.json`` records it: one folder as a string, several as a list."""
+    if data is None or isinstance(data, (str, Path)):
+        return None if data is None else str(data)
+    folders = [str(d) for d in data]
+    return folders[0] if len(folders) == 1 else folders
 
 
 def check_new(path: Path) -> None:

@@ -6,6 +6,11 @@ here once: sampling clips, the optimiser and learning-rate schedule, mixed
 precision and ``torch.compile`` on CUDA, logging, validation, checkpoints
 that resume exactly (:func:`resume`; Ctrl-C stops between two steps, so the
 checkpoint it writes is exact too), and the run folder (:class:`instatrack.runs.Run`).
+
+A run may start from another model's weights and config instead of a random
+network (``init``: a shipped model's name or a run folder): the fine-tuning of
+``instatrack train --init``; :mod:`instatrack.finetune` says which keys may then
+differ from the init model's config.
 """
 
 from __future__ import annotations
@@ -15,14 +20,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from instatrack import runs
+from instatrack import finetune, runs
 from instatrack.config import TrainConfig, parse_slice
 from instatrack.errors import ConfigError, DataError, InstatrackError
 from instatrack.methods import get_method
@@ -32,57 +37,75 @@ from instatrack.methods.base import Method
 VAL_MAX_FRAMES = 12
 
 Progress = Callable[[int, int, dict[str, float]], None]
+#: one dataset folder or several
+Data = str | Path | Sequence[str | Path]
 
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped training; the message says what was kept and how to continue."""
 
 
-def train(method: str, data: str | Path, out: str | Path, config: TrainConfig | None = None,
-          progress: bool | Progress = True, device: str | torch.device | None = None) -> Path:
-    """Train ``method`` on the dataset at ``data`` into the new run folder ``out``.
+def train(method: str | None, data: Data, out: str | Path, config: TrainConfig | None = None,
+          progress: bool | Progress = True, device: str | torch.device | None = None,
+          init: str | Path | runs.Run | None = None) -> Path:
+    """Train ``method`` on the dataset(s) at ``data`` into the new run folder ``out``.
 
-    ``config`` defaults to the method's ``fast`` preset. ``out`` must not hold a
-    started run (continue one with :func:`resume`). ``progress`` is True for a
-    progress bar, False for silence, or a callable ``(step, total, metrics)``
-    (raising KeyboardInterrupt in it stops training like Ctrl-C does). Ctrl-C
-    stops at the end of the current step, writes a checkpoint there and raises
+    ``data``: one dataset folder or several (their sequences are trained on
+    together). ``config`` defaults to the method's ``fast`` preset. ``out`` must
+    not hold a started run (continue one with :func:`resume`). ``init``: a
+    shipped model's name or a run folder to start from, instead of random
+    weights; ``method`` (None: the init's) must be its method and ``config``
+    (default: :func:`~instatrack.finetune.init_config` of it) may differ from its config only in
+    :func:`~instatrack.finetune.tunable_keys`. ``progress`` is True for a progress bar, False
+    for silence, or a callable ``(step, total, metrics)`` (raising
+    KeyboardInterrupt in it stops training like Ctrl-C does). Ctrl-C stops at
+    the end of the current step, writes a checkpoint there and raises
     :class:`TrainingInterrupted`. Returns the run folder.
     """
-    from instatrack.data import open_dataset
+    from instatrack.data import open_datasets
 
+    start = None if init is None else init if isinstance(init, runs.Run) else \
+        runs.Run.resolve(init)
+    if start is not None:
+        method = finetune.method_of(start, method)
+        config = config if config is not None else finetune.init_config(start)
     method_cls = get_method(method)
     runs.check_new(Path(out))
-    sequences = open_dataset(data)
+    sequences = open_datasets(data)
     config = config if config is not None else method_cls.config_cls.build("fast")
     config, sampler = _fit_to_data(method_cls, config, sequences)
+    weights = None
+    if start is not None:
+        finetune.check_fits_init(config, start)
+        weights = start.load_weights()
     # created only now, so that bad data or a bad config leave no run folder behind
-    run = runs.Run.create(out, method_cls, config, data=Path(data).resolve())
-    return _fit(run, sequences, sampler, None, progress, device)
+    run = runs.Run.create(out, method_cls, config, data=_resolved(data),
+                          init=None if start is None else start.reference)
+    return _fit(run, sequences, sampler, None, progress, device, weights)
 
 
-def resume(run: str | Path | runs.Run, steps: int | None = None, data: str | Path | None = None,
+def resume(run: str | Path | runs.Run, steps: int | None = None, data: Data | None = None,
            progress: bool | Progress = True, device: str | torch.device | None = None) -> Path:
     """Continue ``run`` from its checkpoint with its saved config, exactly as if it
     had never stopped. ``steps`` changes the number of training steps; ``data``
-    the dataset (default: the one the run was trained on). Returns the run folder.
+    the dataset(s) (default: those the run was trained on). Returns the run folder.
     """
-    from instatrack.data import open_dataset
+    from instatrack.data import open_datasets
 
     run = run if isinstance(run, runs.Run) else runs.Run.open(run)
     checkpoint = run.load_checkpoint()
-    data = data if data is not None else run.data
-    if data is None:
+    data = data if data else run.data
+    if not data:
         raise ConfigError(f"{run.file(runs.CONFIG)}: does not say which data the run was "
                           f"trained on; pass --data")
-    sequences = open_dataset(data)
+    sequences = open_datasets(data)
     config = run.config if steps is None else run.config.replace(steps=steps)
     config, sampler = _fit_to_data(run.method_cls, config, sequences)
-    run.save_config(config, data=Path(data).resolve())
+    run.save_config(config, data=_resolved(data))
     return _fit(run, sequences, sampler, checkpoint, progress, device)
 
 
-def train_or_resume(method: str, data: str | Path, out: str | Path,
+def train_or_resume(method: str, data: Data, out: str | Path,
                     config: TrainConfig | None = None, steps: int | None = None,
                     progress: bool | Progress = True) -> Path:
     """Continue the run ``out`` if it has started, else start it.
@@ -104,10 +127,17 @@ def train_or_resume(method: str, data: str | Path, out: str | Path,
     return train(method, data, out, config=config, progress=progress)
 
 
+def _resolved(data: Data) -> Path | list[Path]:
+    if isinstance(data, (str, Path)):
+        return Path(data).resolve()
+    return [Path(d).resolve() for d in data]
+
+
 def _fit(run: runs.Run, sequences, sampler, checkpoint: dict[str, Any] | None,
-         progress: bool | Progress, device: str | torch.device | None) -> Path:
+         progress: bool | Progress, device: str | torch.device | None,
+         init_weights: dict[str, torch.Tensor] | None = None) -> Path:
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    session = _Session(run, sequences, sampler, checkpoint, device)
+    session = _Session(run, sequences, sampler, checkpoint, device, init_weights)
     total = run.config.steps
     bar = _progress_bar(progress, session.state.step, total)
     try:
@@ -337,13 +367,15 @@ class _Session:
     """The objects of one training session (a start or a resume) and what changes them."""
 
     def __init__(self, run: runs.Run, sequences, sampler, checkpoint: dict[str, Any] | None,
-                 device: torch.device):
+                 device: torch.device, init_weights: dict[str, torch.Tensor] | None = None):
         self.run, self.sampler, self.device = run, sampler, device
         self.config = config = run.config
         torch.manual_seed(config.seed)
         self.algo = run.method_cls(config)
         model = self.algo.build_model()
-        if checkpoint is None:
+        if checkpoint is None and init_weights is not None:
+            _load_init(model, init_weights, run.init)
+        elif checkpoint is None:
             self.algo.initialise(model)
         self.model = model.to(device)
         self.optimiser = _optimiser(self.model, config)
@@ -412,6 +444,14 @@ class _Session:
         from instatrack.plot import training_curves
 
         training_curves(self.log.rows, self.run.file(runs.CURVES))
+
+
+def _load_init(model: torch.nn.Module, weights: dict[str, torch.Tensor], init: str | None) -> None:
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise DataError(f"{init}: its weights do not fit the network ({first})") from None
 
 
 # -- reporting ------------------------------------------------------------------------------------

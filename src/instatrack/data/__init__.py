@@ -9,6 +9,7 @@ folder, in the same layouts, read through the same conversion as training.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from instatrack.data.io import list_images, read_frame, read_image, write_labels
@@ -16,8 +17,8 @@ from instatrack.data.normalize import normalize
 from instatrack.data.types import Sequence
 from instatrack.errors import DataError
 
-__all__ = ["Sequence", "list_images", "normalize", "open_dataset", "open_images", "read_frame",
-           "read_image", "write_labels"]
+__all__ = ["Sequence", "list_images", "normalize", "open_dataset", "open_datasets", "open_images",
+           "read_frame", "read_image", "write_labels"]
 
 
 def open_dataset(path: str | Path) -> list[Sequence]:
@@ -41,6 +42,31 @@ def open_dataset(path: str | Path) -> list[Sequence]:
     raise DataError(
         f"{path}: not a recognised dataset (expected a CTC dataset with NN/tTTT.tif, a CVPPP "
         f"A1 folder, a DAVIS folder with JPEGImages/ and Annotations/, or images/ + masks/)")
+
+
+def open_datasets(paths: str | Path | Iterable[str | Path]) -> list[Sequence]:
+    """The training sequences of one dataset or of several, in the order given.
+
+    Several datasets are trained on together, so their images must have one
+    number of channels; :class:`DataError` names the folders when they differ.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    paths = list(paths)
+    if not paths:
+        raise DataError("no dataset folder given")
+    sequences: list[Sequence] = []
+    channels: dict[int, Path] = {}
+    for path in paths:
+        found = open_dataset(path)
+        for seq in found:
+            channels.setdefault(seq.channels, Path(path))
+        sequences += found
+    if len(channels) > 1:
+        kinds = ", ".join(f"{path}: {n} channel(s)" for n, path in sorted(channels.items()))
+        raise DataError(f"the datasets differ in their number of channels ({kinds}); train "
+                        f"on datasets with the same number")
+    return sequences
 
 
 def open_images(path: str | Path, video: bool = False) -> Sequence:
