@@ -29,7 +29,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     # cells (arguments of generate_cells)
     "radius": (4.0, 32.0, "log"),          # mean nucleus radius: diameters of 8-64 px
     "radius_spread": (1.1, 1.6, "lin"),    # largest / smallest radius within a sequence
-    "coverage": (0.04, 0.35, "lin"),       # fraction of the field covered -> density
+    "coverage": (0.08, 0.4, "lin"),        # fraction of the field covered -> density
     "noise": (0.02, 0.3, "log"),           # shot and read noise (generate_cells' noise)
     "speed": (0.3, 3.0, "log"),            # pixels per frame of the random walk
     "division_rate": (0.0, 0.06, "lin"),   # per cell and frame

@@ -1,0 +1,277 @@
+"""Train a pretrained model shipped with instatrack, by its recipe, and install it.
+
+    python benchmarks/train_shipped.py nuclei-se                  # train runs/shipped/nuclei-se
+    python benchmarks/train_shipped.py nuclei-se --install runs/shipped/nuclei-se
+
+Training builds the recipe's data mix: randomised synthetic sequences (made once
+by ``instatrack synth --randomise``, kept under ``--work``) plus the real
+datasets of the recipe found under ``--data-root`` (``../shared/data`` or
+``$INSTATRACK_DATA``); a real dataset that is absent is skipped with a notice,
+and the run records what it was trained on. Running the command again continues
+an interrupted run from its checkpoint. ``--install RUN`` copies the finished run
+into ``src/instatrack/pretrained/NAME/`` (config, best weights, ``model.json``,
+``MODEL_CARD.md`` with the run's validation score filled in); ``--score`` adds
+test scores, ``--set`` post-processing values chosen on validation frames.
+
+Real frames used: 0-29 train, 30-35 validate (best weights); the later frames are
+never seen and remain the test frames of docs/results.md. See docs/models.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_ROOT = Path(os.environ.get("INSTATRACK_DATA", REPO.parent / "shared" / "data"))
+PRETRAINED = REPO / "src" / "instatrack" / "pretrained"
+
+SYNTH_TERMS = ("synthetic sequences made by `instatrack synth --randomise` (BSD-3-Clause code): "
+               "no data terms")
+CTC_TERMS = ("Cell Tracking Challenge training data (celltrackingchallenge.net): cite Ulman et "
+             "al., Nat. Methods 2017 (doi:10.1038/nmeth.4473) and acknowledge the CTC; public "
+             "non-CTC scientific use needs the data provider's permission, commercial use the "
+             "explicit permission of the organisers and data providers")
+
+
+@dataclasses.dataclass(frozen=True)
+class Synthetic:
+    """``instatrack synth DIR --randomise --sequences N --frames F --size H W --seed S``."""
+
+    sequences: int = 24
+    frames: int = 4
+    size: tuple[int, int] = (320, 320)
+    seed: int = 16
+
+    @property
+    def folder_name(self) -> str:
+        return f"synthetic-{self.sequences}x{self.frames}-{self.size[0]}x{self.size[1]}-" \
+               f"seed{self.seed}"
+
+    @property
+    def command(self) -> str:
+        return (f"instatrack synth DIR --randomise --sequences {self.sequences} --frames "
+                f"{self.frames} --size {self.size[0]} {self.size[1]} --seed {self.seed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    method: str
+    purpose: str
+    synthetic: Synthetic
+    #: (dataset folder under the data root, sequence) of the real training data
+    real: tuple[tuple[str, str], ...]
+    #: which frames train and which validate, in words (for the card)
+    split: str
+    preset: str = "fast"
+    overrides: tuple[str, ...] = ()
+    limits: str = ""
+
+
+NUCLEI_LIMITS = (
+    "2D fluorescence of nuclei or compact cells (bright objects on a dark background). "
+    "Trained at a median object diameter recorded in config.json (`instatrack models` shows "
+    "it); far larger or smaller objects need `--object-size PIXELS|auto`. Not for phase "
+    "contrast, brightfield, spread or elongated cells (MSC-like) or 3D stacks. A per-frame "
+    "method: tracking links instances by overlap, divisions by the tracker's rules.")
+
+RECIPES: dict[str, Recipe] = {
+    # the synthetic frames train; frames 0-29 of each real sequence train and 30-35
+    # validate (the best weights are chosen there), so its test frames stay unseen
+    "nuclei-se": Recipe(
+        method="spatial-embedding",
+        purpose="fluorescent nuclei and cells in 2D images and time-lapses",
+        synthetic=Synthetic(),
+        real=(("Fluo-N2DH-SIM+", "01"), ("Fluo-N2DH-GOWT1", "01")),
+        split="every synthetic frame and frames 0-29 of the real sequences train; frames "
+              "30-35 of the real sequences validate (the best weights are kept); later real "
+              "frames were never seen (the test frames of docs/results.md)",
+        overrides=("train_frames=:30", "val_frames=30:36", "crop_object_bias=0.7",
+                   "steps=6000"),
+        limits=NUCLEI_LIMITS),
+    # the same synthetic data alone: frames 0-2 of each sequence train, frame 3 validates
+    "nuclei-se-synthetic": Recipe(
+        method="spatial-embedding",
+        purpose="fluorescent nuclei, trained on synthetic data only (no data terms)",
+        synthetic=Synthetic(),
+        real=(),
+        split="frames 0-2 of each synthetic sequence train, frame 3 validates",
+        overrides=("train_frames=:3", "val_frames=3:4", "crop_object_bias=0.7", "steps=6000"),
+        limits=NUCLEI_LIMITS + " Never saw a real image: see its scores on real data."),
+}
+
+
+def build_data(recipe: Recipe, work: Path, data_root: Path) -> list[Path]:
+    """The dataset folders of the recipe: real ones found (first, so they validate), then
+    the synthetic one (written into ``work`` unless already there)."""
+    from instatrack.data.output import Outputs
+    from instatrack.data.synth_random import RECORD, write_ctc_sequences
+
+    folders = []
+    for dataset, sequence in recipe.real:
+        path = data_root / dataset / sequence
+        if path.is_dir():
+            folders.append(path)
+        else:
+            print(f"train_shipped: skipping {dataset} {sequence}: not found under {data_root}",
+                  file=sys.stderr)
+    synth = recipe.synthetic
+    folder = work / synth.folder_name
+    if not (folder / RECORD).is_file():
+        with Outputs(overwrite=True) as outputs:
+            write_ctc_sequences(outputs.folder(folder), sequences=synth.sequences,
+                                frames=synth.frames, size=synth.size, seed=synth.seed,
+                                randomise=True)
+    return [*folders, folder]
+
+
+def train_recipe(name: str, recipe: Recipe, out: Path, work: Path, data_root: Path,
+                 steps: int | None = None, quiet: bool = False) -> Path:
+    """Train (or continue) the run ``out`` of the recipe; returns the run folder."""
+    from instatrack.methods import get_method
+    from instatrack.train import train_or_resume
+
+    data = build_data(recipe, work, data_root)
+    config = get_method(recipe.method).config_cls.build(recipe.preset,
+                                                        overrides=list(recipe.overrides))
+    if max(config.instance_area) <= 0:
+        config = config.replace(instance_area=sequence_object_areas(data, config.train_frames))
+    return train_or_resume(recipe.method, data, out, config=config, steps=steps,
+                           progress=not quiet)
+
+
+def sequence_object_areas(data: list[Path], frames: str) -> tuple[float, float]:
+    """(10th percentile, median) object area of a mix, each sequence counting once.
+
+    Training measures them over all objects, so one synthetic sequence of many
+    small nuclei would outvote the rest; the model's training object size
+    (``--object-size``) should be the middle of the sequences' sizes instead.
+    """
+    import numpy as np
+
+    from instatrack.config import parse_slice
+    from instatrack.data import open_datasets
+
+    lows, medians = [], []
+    for seq in open_datasets(data):
+        counts = [np.bincount(labels[labels > 0].ravel()) for t in
+                  list(range(len(seq)))[parse_slice(frames) or slice(None)]
+                  if (labels := seq.labels(t)) is not None]
+        areas = np.concatenate([c[c > 0] for c in counts]) if counts else np.zeros(0)
+        if len(areas):
+            lows.append(np.percentile(areas, 10))
+            medians.append(np.median(areas))
+    if not medians:
+        return (0.0, 0.0)
+    return (round(float(np.median(lows)), 1), round(float(np.median(medians)), 1))
+
+
+def install(name: str, recipe: Recipe, run_dir: Path, dest: Path, scores: dict[str, float],
+            post_processing: list[str]):
+    """Write ``dest/name`` from the finished run: config, best weights, model.json, card."""
+    from instatrack import pretrained
+    from instatrack.runs import LAST, LOG, LogWriter, Run
+
+    run = Run.open(run_dir)
+    if not run.file(LAST).is_file():
+        raise SystemExit(f"{run_dir}: not finished (no {LAST}); run the training first")
+    if run.method != recipe.method:
+        raise SystemExit(f"{run_dir}: trained with {run.method}, the recipe uses {recipe.method}")
+    rows = LogWriter(run.file(LOG), resume_step=10**9).rows
+    validation = [r["val_seg"] for r in rows if "val_seg" in r]
+    scores = {**({"validation SEG": max(validation)} if validation else {}), **scores}
+    run.config = run.config.with_post_processing(post_processing)
+    data = _training_data(run.data, recipe)
+    real = [d for d in data if not d.startswith("synthetic")]
+    terms = "; ".join([SYNTH_TERMS] + ([CTC_TERMS] if real else []))
+    card = model_card(name, recipe, run, data, terms, scores, post_processing)
+    return pretrained.write_model(run, dest / name, purpose=recipe.purpose, scores=scores,
+                                  training_data=data, terms=terms, card=card)
+
+
+def _training_data(data, recipe: Recipe) -> list[str]:
+    """What the run was trained on, named without the paths of the machine."""
+    folders = [data] if isinstance(data, str) else list(data or [])
+    names = []
+    for folder in map(Path, folders):
+        if folder.name == recipe.synthetic.folder_name:
+            names.append(f"synthetic: {recipe.synthetic.command}")
+        else:
+            names.append(f"{folder.parent.name} {folder.name}")
+    return names
+
+
+def model_card(name: str, recipe: Recipe, run, data: list[str], terms: str,
+               scores: dict[str, float], post_processing: list[str]) -> str:
+    config = run.config
+    area = config.instance_area[1]
+    size = 2 * (area / 3.141592653589793) ** 0.5
+    lines = [
+        f"# {name}", "",
+        f"{recipe.purpose}. Method: `{recipe.method}` (`{recipe.preset}` preset).", "",
+        "## Training data", "", *[f"- {d}" for d in data], "",
+        f"Terms: {terms}.", "",
+        f"Frames: {recipe.split}.", "",
+        "## Recipe", "",
+        f"- preset `{recipe.preset}`, `--set` {', '.join(f'`{o}`' for o in recipe.overrides)}",
+        f"- post-processing at install: {', '.join(post_processing) or 'the defaults'}",
+        f"- {config.steps} steps, batch {config.batch_size}, crops {config.crop[0]}x"
+        f"{config.crop[1]}, seed {config.seed}; training objects: median diameter "
+        f"{size:.0f} px", "",
+        "Reproduce (the real data under ../shared/data or $INSTATRACK_DATA):", "",
+        "```bash",
+        f"python benchmarks/train_shipped.py {name} --out runs/shipped/{name}",
+        f"python benchmarks/train_shipped.py {name} --install runs/shipped/{name}",
+        "```", "",
+        "## Scores", "",
+        "| measure | value |", "| --- | --- |",
+        *[f"| {k} | {v:.3f} |" for k, v in scores.items()], "",
+        "Test scores: docs/results.md (frames and datasets this model never saw).", "",
+        "## Intended use and known limits", "", recipe.limits, "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", choices=sorted(RECIPES), help="the model to train or install")
+    parser.add_argument("--out", type=Path, help="run folder (default: runs/shipped/NAME)")
+    parser.add_argument("--work", type=Path, default=Path("runs/shipped/data"),
+                        help="folder for the synthetic training data")
+    parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
+    parser.add_argument("--steps", type=int, help="change the recipe's number of steps")
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--install", type=Path, metavar="RUN",
+                        help="copy the finished RUN into the package as NAME")
+    parser.add_argument("--dest", type=Path, default=PRETRAINED,
+                        help="where --install writes (default: src/instatrack/pretrained)")
+    parser.add_argument("--score", action="append", default=[], metavar="MEASURE=VALUE",
+                        help="with --install: a test score for the card (repeatable)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --install: a post-processing value (repeatable)")
+    args = parser.parse_args(argv)
+    recipe = RECIPES[args.name]
+    if args.install:
+        scores = {}
+        for item in args.score:
+            key, sep, value = item.rpartition("=")
+            if not sep:
+                parser.error(f"--score expects MEASURE=VALUE, got {item!r}")
+            scores[key] = float(value)
+        model = install(args.name, recipe, args.install, args.dest, scores, args.set)
+        print(json.dumps({"installed": str(model.path), "size_mb": model.size_mb,
+                          "scores": model.scores}))
+        return 0
+    out = args.out or Path("runs/shipped") / args.name
+    run = train_recipe(args.name, recipe, out, args.work, args.data_root, args.steps, args.quiet)
+    print(f"trained {args.name} into {run}; install it with: python benchmarks/train_shipped.py "
+          f"{args.name} --install {run}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The recipe script of the shipped models, on a tiny recipe: data mix, training, install."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import train_shipped  # noqa: E402
+
+from instatrack import pretrained  # noqa: E402
+
+
+def _tiny(name):
+    recipe = train_shipped.RECIPES[name]
+    return dataclasses.replace(
+        recipe, synthetic=train_shipped.Synthetic(sequences=2, frames=4, size=(48, 48), seed=0),
+        overrides=(*recipe.overrides, "width=0.1", "stage1_blocks=1", "crop=32,32",
+                   "batch_size=1", "steps=2", "log_every=1", "val_every=2"))
+
+
+def test_a_recipe_trains_on_the_real_data_that_is_there(tmp_path, capsys):
+    recipe = _tiny("nuclei-se")
+    run = train_shipped.train_recipe("nuclei-se", recipe, tmp_path / "run", tmp_path / "work",
+                                     tmp_path / "no-data", quiet=True)
+    err = capsys.readouterr().err
+    assert "skipping Fluo-N2DH-SIM+ 01" in err and "skipping Fluo-N2DH-GOWT1 01" in err
+    assert Path(pretrained_run_data(run)).name == recipe.synthetic.folder_name
+    # running the recipe again finds the run finished and the synthetic data made
+    assert train_shipped.train_recipe("nuclei-se", recipe, run, tmp_path / "work",
+                                      tmp_path / "no-data", quiet=True) == run
+
+
+def pretrained_run_data(run):
+    from instatrack.runs import Run
+
+    return Run.open(run).data
+
+
+def test_a_trained_recipe_installs_as_a_shipped_model(tmp_path, monkeypatch):
+    import instatrack
+
+    recipe = _tiny("nuclei-se-synthetic")
+    run = train_shipped.train_recipe("nuclei-se-synthetic", recipe, tmp_path / "run",
+                                     tmp_path / "work", tmp_path / "no-data", quiet=True)
+    model = train_shipped.install("nuclei-se-synthetic", recipe, run, tmp_path / "dest",
+                                  {"SIM+ 01 t45-64 SEG": 0.5}, ["seed_threshold=0.8"])
+    monkeypatch.setattr(pretrained, "ROOT", tmp_path / "dest")
+    assert pretrained.names() == ["nuclei-se-synthetic"]
+    assert set(model.scores) == {"validation SEG", "SIM+ 01 t45-64 SEG"}
+    assert model.training_data == (f"synthetic: {recipe.synthetic.command}",)
+    assert "Cell Tracking" not in model.terms
+    card = (model.path / pretrained.CARD).read_text()
+    for text in ("## Training data", "train_shipped.py nuclei-se-synthetic --install",
+                 "| 0.500 |", "seed_threshold=0.8", "## Intended use"):
+        assert text in card
+    assert instatrack.load("nuclei-se-synthetic", device="cpu").config.seed_threshold == 0.8
