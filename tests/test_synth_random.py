@@ -36,9 +36,10 @@ def test_randomised_sequences_differ_in_size_and_look():
         drawn = draw(0, i)
         seq = generate_cells(2, (96, 96), drawn["seed"], **cells_arguments(drawn))
         areas = np.bincount(seq.labels[0].ravel())[1:]
-        sizes.append(np.median(areas[areas > 0]))
+        if (areas > 0).any():  # a few large nuclei may all lie outside a small field
+            sizes.append(np.median(areas[areas > 0]))
         backgrounds.append(np.median(seq.images[0][seq.labels[0] == 0]))
-    assert max(sizes) > 4 * min(sizes)
+    assert len(sizes) >= 4 and max(sizes) > 4 * min(sizes)
     assert max(backgrounds) > 1.5 * min(backgrounds)
 
 
