@@ -83,6 +83,7 @@ def segment(args) -> int:
 
     predictor = load(args.model, device=args.device, overrides=args.overrides,
                      weights=args.weights)
+    predictor = _scaled(predictor, args)
     paths = list_images(args.input)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -112,6 +113,7 @@ def track(args) -> int:
 
     predictor = load(args.model, device=args.device, overrides=args.overrides,
                      weights=args.weights)
+    predictor = _scaled(predictor, args)
     if args.method and args.method != predictor.method.name:
         raise ConfigError(f"{args.model} was trained with {predictor.method.name}, "
                           f"not {args.method}")
@@ -206,4 +208,28 @@ def demo(args) -> int:
     report = run_demo(args.out, method=args.method, steps=args.steps, frames=args.frames,
                       size=tuple(args.size))
     sys.stdout.write(report)
+    return 0
+
+
+# -- scale: tiles, ONNX, Dask (docs/scale.md) ----------------------------------
+def _scaled(predictor, args):
+    """The predictor that ``--backend`` and ``--tile`` ask for (else ``predictor`` itself)."""
+    if args.backend == "onnxruntime":
+        from instatrack.onnx import onnx_predictor
+
+        predictor = onnx_predictor(predictor, args.onnx or Path(args.model) / "model.onnx")
+    if args.tile is not None:
+        from instatrack.tiling import TiledPredictor
+
+        predictor = TiledPredictor(predictor, args.tile, args.overlap)
+    elif args.overlap is not None:
+        raise ConfigError("--overlap needs --tile")
+    return predictor
+
+
+def export(args) -> int:
+    from instatrack.onnx import export_onnx
+
+    out = export_onnx(args.model, args.out, weights=args.weights)
+    print(f"wrote {out}")
     return 0
