@@ -76,6 +76,8 @@ def _build_config(args):
 
 
 def segment(args) -> int:
+    if args.workers is not None or args.dask:
+        return _distributed(args)
     from tqdm.auto import tqdm
 
     from instatrack.api import load
@@ -106,6 +108,8 @@ def _write_overlay(path: Path, image, labels) -> None:
 
 
 def track(args) -> int:
+    if args.workers is not None or args.dask:
+        return _distributed(args)
     from tqdm.auto import tqdm
 
     from instatrack.api import load
@@ -225,6 +229,13 @@ def _scaled(predictor, args):
     elif args.overlap is not None:
         raise ConfigError("--overlap needs --tile")
     return predictor
+
+
+def _distributed(args) -> int:
+    """``--workers``/``--dask``: the same command on a Dask cluster."""
+    from instatrack.distributed import run_command
+
+    return run_command(args)
 
 
 def export(args) -> int:

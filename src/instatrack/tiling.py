@@ -26,7 +26,6 @@ exactly as without tiles.
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 
@@ -258,8 +257,7 @@ class TiledPredictor(Predictor):
             raise DataError(f"{name}: has {channels} channel(s), the model was trained on "
                             f"{self.config.in_channels}")
         ranges = percentile_ranges(image, self.config.norm_low, self.config.norm_high, name)
-        tiles = tile_grid(shape[:2], self.tile, self.overlap, self.align)
-        labels, cut = segment_tiled(self._predict_tile, image, ranges, tiles)
+        labels, cut = segment_tiled(self.predict_tile, image, ranges, self.tiles(shape[:2]))
         if cut and not self.cut:
             warnings.warn(f"{name}: {cut} instance(s) reach the edge of their tile and may be "
                           f"cut; raise --overlap above the largest object's diameter "
@@ -267,7 +265,12 @@ class TiledPredictor(Predictor):
         self.cut += cut
         return labels[0]
 
-    def _predict_tile(self, crop: np.ndarray) -> np.ndarray:
+    def tiles(self, shape: tuple[int, int]) -> list[Tile]:
+        """The tiles of a ``(Y, X)`` frame, in the order they are stitched."""
+        return tile_grid(shape, self.tile, self.overlap, self.align)
+
+    def predict_tile(self, crop: np.ndarray) -> np.ndarray:
+        """Labels ``(1, y, x)`` of one normalised ``(C, y, x)`` tile, by the method itself."""
         return next(iter(self.method.predict(self.model, [crop], self.device))).labels
 
     def stream(self, frames: Iterable[np.ndarray], first_masks: np.ndarray | None = None,
@@ -283,11 +286,6 @@ class TiledPredictor(Predictor):
                     progress(t + 1)
 
         return TrackStream(windows(), Tracker.from_config(self.config))
-
-
-def tiles_for(shape: tuple[int, int], tile: int, overlap: int, align: int) -> int:
-    """How many tiles :func:`tile_grid` makes (for progress bars and benchmarks)."""
-    return math.prod(len(_axis_tiles(n, tile, overlap, align)) for n in shape)
 
 
 def instance_agreement(reference: np.ndarray, labels: np.ndarray) -> dict[str, int]:
