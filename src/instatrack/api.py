@@ -38,6 +38,18 @@ class TrackResult:
         write_ctc_result(res_dir, enumerate(self.labels), self.graph)
         return Path(res_dir)
 
+    def to_geff(self, path: str | Path, masks: bool = True, calibration=None,
+                overwrite: bool = False) -> Path:
+        """Write the graph as GEFF in ``path/tracks`` (+ ``path/masks``); needs ``[geff]``.
+
+        ``calibration``: a :class:`instatrack.data.geff.Calibration` (pixel size,
+        frame interval and their units). Returns the GEFF group's path.
+        """
+        from instatrack.data.geff import write_geff
+
+        return write_geff(path, self.graph, self.labels if masks else None,
+                          calibration=calibration, overwrite=overwrite)
+
 
 class TrackStream:
     """Iterator of ``(t, labels)`` tracked frames; ``graph`` is complete once exhausted."""
