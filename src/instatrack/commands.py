@@ -80,9 +80,12 @@ def segment(args) -> int:
 
     from instatrack.api import load
     from instatrack.data.io import list_images, read_image, write_labels
+    from instatrack.data.omezarr import is_omezarr
 
     predictor = load(args.model, device=args.device, overrides=args.overrides,
                      weights=args.weights)
+    if args.format == "ome-zarr" or is_omezarr(args.input):  # interop hook (issue 20)
+        return _segment_frames(args, predictor)
     paths = list_images(args.input)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,19 +111,19 @@ def track(args) -> int:
     from tqdm.auto import tqdm
 
     from instatrack.api import load
-    from instatrack.data.io import list_images, read_image
+    from instatrack.data.omezarr import open_frames
 
     predictor = load(args.model, device=args.device, overrides=args.overrides,
                      weights=args.weights)
     if args.method and args.method != predictor.method.name:
         raise ConfigError(f"{args.model} was trained with {predictor.method.name}, "
                           f"not {args.method}")
-    paths = list_images(args.input)
+    source = open_frames(args.input)  # a folder of images or an OME-Zarr image
     first = _read_first_masks(args.first_masks)
-    bar = tqdm(total=len(paths), desc="track", unit="frame", disable=args.quiet)
-    frames = (read_image(p) for p in paths)
-    stream = predictor.stream(frames, first_masks=first, progress=lambda n: bar.update(1))
-    writer = _result_writer(args.format, Path(args.output), len(paths))
+    bar = tqdm(total=len(source), desc="track", unit="frame", disable=args.quiet)
+    stream = predictor.stream(source.frames(), first_masks=first,
+                              progress=lambda n: bar.update(1))
+    writer = _result_writer(args.format, Path(args.output), source)
     count = 0
     try:
         for t, labels in stream:
@@ -128,9 +131,9 @@ def track(args) -> int:
             count += 1
     finally:
         bar.close()
-    if args.format == "ctc":
+    if hasattr(writer, "finish"):
         writer.finish(stream.graph)
-    _finish_tracks(args, stream.graph, paths)
+    _finish_tracks(args, stream.graph, source)
     print(f"tracked {count} frame(s), {len({d['label'] for _, d in stream.graph.nodes(data=True)})}"
           f" track(s) -> {args.output}")
     return 0
@@ -147,8 +150,11 @@ def _read_first_masks(path: str | None):
     return masks.astype("int32")
 
 
-def _result_writer(fmt: str, out: Path, n_frames: int):
-    """An object with ``write(t, labels)``: a CTCWriter, or DAVIS palette PNGs."""
+def _result_writer(fmt: str, out: Path, source):
+    """An object with ``write(t, labels)``: a CTCWriter, DAVIS palette PNGs, GEFF, OME-Zarr."""
+    n_frames = len(source)
+    if fmt in ("geff", "ome-zarr"):  # interop hook (issue 20)
+        return _interop_writer(fmt, out, source)
     out.mkdir(parents=True, exist_ok=True)
     if fmt == "ctc":
         from instatrack.track.export import CTCWriter
@@ -162,7 +168,7 @@ def _result_writer(fmt: str, out: Path, n_frames: int):
                                                                     labels))
 
 
-def _finish_tracks(args, graph, paths) -> None:
+def _finish_tracks(args, graph, source) -> None:
     from instatrack.track import export
 
     out = Path(args.output)
@@ -172,8 +178,12 @@ def _finish_tracks(args, graph, paths) -> None:
     if args.movie or args.lineage:
         from instatrack import plot
 
-        if args.movie:
-            plot.overlay_movie_from_files(paths, _result_paths(args.format, out, len(paths)),
+        if args.movie and args.format in ("geff", "ome-zarr"):  # interop hook (issue 20)
+            plot.overlay_movie(source.frames(), _interop_labels(args.format, out, len(source)),
+                               graph, args.movie)
+        elif args.movie:
+            plot.overlay_movie_from_files(source.paths,
+                                          _result_paths(args.format, out, len(source)),
                                           graph, args.movie)
         if args.lineage:
             plot.lineage_tree(graph, args.lineage)
@@ -197,6 +207,58 @@ def evaluate(args) -> int:
         for key, value in scores.items():
             print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else
                   f"{key:<{width}}  {value}")
+    return 0
+
+
+# -- interop (issue 20): OME-Zarr input, GEFF / OME-Zarr output ----------------------------------
+def _interop_writer(fmt: str, out: Path, source):
+    """A GeffWriter (graph + masks) or an OmeZarrLabelsWriter (labels image of the input)."""
+    from instatrack.data.omezarr import OmeZarrImage, OmeZarrLabelsWriter
+
+    image = source if isinstance(source, OmeZarrImage) else None
+    if fmt == "geff":
+        from instatrack.data.geff import GeffWriter
+
+        return GeffWriter(out, len(source), calibration=image.calibration() if image else None)
+    return OmeZarrLabelsWriter(out, len(source), image=image, frame_of=source.frame)
+
+
+def _interop_labels(fmt: str, out: Path, n_frames: int):
+    """The labels just written in ``fmt`` at ``out``, one frame at a time."""
+    from instatrack.data.omezarr import LABELS_NAME, OmeZarrImage
+
+    if fmt == "geff":
+        from instatrack.data.geff import read_geff
+
+        tracks = read_geff(out)
+        return (tracks.track_masks(t) for t in range(n_frames))
+    return OmeZarrImage(out / "labels" / LABELS_NAME).frames()
+
+
+def _segment_frames(args, predictor) -> int:
+    """``segment`` of an OME-Zarr input, or into an OME-Zarr labels image (``--format``)."""
+    from tqdm.auto import tqdm
+
+    from instatrack.data.io import write_labels
+    from instatrack.data.omezarr import OmeZarrImage, OmeZarrLabelsWriter, open_frames
+
+    source = open_frames(args.input)
+    out = Path(args.output)
+    writer = None
+    if args.format == "ome-zarr":
+        image = source if isinstance(source, OmeZarrImage) else None
+        writer = OmeZarrLabelsWriter(out, len(source), image=image, frame_of=source.frame)
+    for t in tqdm(range(len(source)), desc="segment", unit="image", disable=args.quiet):
+        image = source.frame(t)
+        labels = predictor.segment(image)
+        if writer is not None:
+            writer.write(t, labels)
+        else:
+            write_labels(out / f"frame{t:04d}.tif", labels)
+        if args.pictures:
+            out.mkdir(parents=True, exist_ok=True)
+            _write_overlay(out / f"frame{t:04d}_overlay.png", image, labels)
+    print(f"segmented {len(source)} image(s) into {out}")
     return 0
 
 

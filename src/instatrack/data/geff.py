@@ -251,7 +251,7 @@ def _version() -> str:
 
 # -- reading -----------------------------------------------------------------------------------
 def is_geff(path: str | Path) -> bool:
-    """Whether ``path`` is a GEFF group or a zarr folder holding one in ``tracks/``."""
+    """Whether ``path`` is a GEFF group or a zarr folder holding one (:func:`find_geff_group`)."""
     try:
         find_geff_group(path)
     except DataError:
@@ -260,16 +260,25 @@ def is_geff(path: str | Path) -> bool:
 
 
 def find_geff_group(path: str | Path) -> Path:
-    """The GEFF group at ``path`` or in ``path/tracks``; DataError if there is none."""
+    """The GEFF group at ``path``, in ``path/tracks`` or the one child group of ``path`` that is
+    a GEFF (e.g. ``tracks.geff``); DataError if there is none."""
     path = Path(path)
     for group in (path, path / GEFF_GROUP):
-        for attrs_file, key in ((".zattrs", None), ("zarr.json", "attributes")):
-            attrs = _json(group / attrs_file)
-            if key is not None:
-                attrs = attrs.get(key, {})
-            if "geff" in attrs:
-                return group
-    raise DataError(f"{path}: not a GEFF (no geff metadata in {path} or {path / GEFF_GROUP})")
+        if _has_geff_attrs(group):
+            return group
+    children = sorted(p for p in path.iterdir() if _has_geff_attrs(p)) if path.is_dir() else []
+    if len(children) == 1:
+        return children[0]
+    if children:
+        names = ", ".join(p.name for p in children)
+        raise DataError(f"{path}: holds several GEFF groups ({names}); give one of them")
+    raise DataError(f"{path}: not a GEFF (no geff metadata in it or in a group inside it)")
+
+
+def _has_geff_attrs(group: Path) -> bool:
+    v2 = _json(group / ".zattrs")
+    v3 = _json(group / "zarr.json").get("attributes", {})
+    return "geff" in v2 or "geff" in v3
 
 
 def _json(path: Path) -> dict:
