@@ -31,7 +31,7 @@ MIN_LEVEL_SIZE = 64
 MAX_LEVELS = 5
 
 
-def _attrs(path: Path) -> dict:
+def ome_attrs(path: Path) -> dict:
     """The OME attributes of the zarr group at ``path`` (v2 ``.zattrs`` or v3 ``zarr.json``)."""
     for name in (".zattrs", "zarr.json"):
         try:
@@ -47,7 +47,7 @@ def _attrs(path: Path) -> dict:
 def is_omezarr(path: str | Path) -> bool:
     """Whether ``path`` is an OME-Zarr image (a zarr group with ``multiscales``); no imports."""
     path = Path(path)
-    return path.is_dir() and "multiscales" in _attrs(path)
+    return path.is_dir() and "multiscales" in ome_attrs(path)
 
 
 class OmeZarrImage:
@@ -65,7 +65,7 @@ class OmeZarrImage:
         self.path = Path(path)
         if not is_omezarr(self.path):
             raise DataError(f"{self.path}: not an OME-Zarr image (no 'multiscales' metadata)")
-        self.multiscale = _attrs(self.path)["multiscales"][0]
+        self.multiscale = ome_attrs(self.path)["multiscales"][0]
         self.axes = "".join(_axis_name(a) for a in self.multiscale.get("axes", "tczyx"))
         dataset = self.multiscale["datasets"][0]
         try:
