@@ -184,7 +184,7 @@ def tiny_run(tmp_path_factory):
     return root / "run"
 
 
-def _widget(viewer, run_dir):
+def _widget(viewer, run_dir, image: str = "synthetic cells"):
     if hasattr(viewer, "window"):
         _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment / track")
     else:
@@ -193,33 +193,40 @@ def _widget(viewer, run_dir):
         widget = TrackWidget(viewer)
     widget.run_dir.value = run_dir
     widget.reset_choices()
-    widget.image.value = viewer.layers["synthetic cells"]
+    widget.image.value = viewer.layers[image]
     return widget
 
 
 def test_widget_tracks_the_sample_end_to_end(viewer, tiny_run):
-    viewer.open_sample(PLUGIN, "synthetic_cells")
-    widget = _widget(viewer, os.environ.get("INSTATRACK_NAPARI_RUN", tiny_run))
+    """Sample (or ``INSTATRACK_NAPARI_INPUT``, a CTC sequence) -> widget -> Labels + Tracks."""
+    source = os.environ.get("INSTATRACK_NAPARI_INPUT")
+    if source:
+        viewer.open(source, plugin=PLUGIN)
+    else:
+        viewer.open_sample(PLUGIN, "synthetic_cells")
+    image = viewer.layers[0]
+    widget = _widget(viewer, os.environ.get("INSTATRACK_NAPARI_RUN", tiny_run), image.name)
     widget.start.clicked.emit()
     assert not widget.start.enabled and widget.cancel.enabled
-    wait_for(lambda: widget.worker is None)
-    assert widget.progress.value == widget.progress.max == 24
-    labels = viewer.layers["synthetic cells tracked labels"]
-    assert labels.data.shape == (24, 128, 128) and "done" in widget.status.value
+    wait_for(lambda: widget.worker is None, timeout=600)
+    assert widget.progress.value == widget.progress.max == len(image.data)
+    labels = viewer.layers[f"{image.name} tracked labels"]
+    assert labels.data.shape == image.data.shape and "done" in widget.status.value
     if labels.data.max() > 0:
-        assert type(viewer.layers["synthetic cells tracked tracks"]).__name__ == "Tracks"
+        assert type(viewer.layers[f"{image.name} tracked tracks"]).__name__ == "Tracks"
     shot = os.environ.get("INSTATRACK_NAPARI_SCREENSHOT")
     if shot and hasattr(viewer, "window"):
-        _screenshot(viewer, Path(shot))
+        _screenshot(viewer, image.name, Path(shot))
 
 
-def _screenshot(viewer, path: Path) -> None:
+def _screenshot(viewer, name: str, path: Path) -> None:
     for layer in viewer.layers:
-        layer.visible = "tracked" in layer.name or layer.name == "synthetic cells"
-    viewer.layers["synthetic cells tracked labels"].opacity = 0.45
-    viewer.dims.set_point(0, 23)
-    viewer.window.resize(1100, 760)
+        layer.visible = "tracked" in layer.name or layer.name == name
+    viewer.layers[f"{name} tracked labels"].opacity = 0.4
+    viewer.dims.set_point(0, len(viewer.layers[name].data) - 1)
+    viewer.window.resize(1200, 800)
     viewer.window._qt_window.show()
+    viewer.reset_view()
     path.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(path), canvas_only=False)
 
