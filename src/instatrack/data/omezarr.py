@@ -287,14 +287,11 @@ def _downscale(frame: np.ndarray, factor: int, shape: tuple[int, int]) -> np.nda
 
 
 def _format(group):
-    from ome_zarr.writer import check_format
-
-    return check_format(group)
+    return require("ome_zarr.writer", "zarr").check_format(group)
 
 
 def _write_multiscale(group, axes: str, scales: list[list[float]], units: dict, fmt) -> None:
-    from ome_zarr.writer import write_multiscales_metadata
-
+    write_multiscales_metadata = require("ome_zarr.writer", "zarr").write_multiscales_metadata
     kinds = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
     axis_list = [{"name": a, "type": kinds[a], **({"unit": units[a]} if a in units else {})}
                  for a in axes]
@@ -305,8 +302,7 @@ def _write_multiscale(group, axes: str, scales: list[list[float]], units: dict, 
 
 def _register_labels(labels_group, name: str, fmt) -> None:
     """Add ``image-label`` metadata to ``labels/<name>`` and list ``name`` once in ``labels``."""
-    from ome_zarr.writer import add_metadata, get_metadata, write_label_metadata
-
-    others = [n for n in get_metadata(labels_group).get("labels", []) if n != name]
-    add_metadata(labels_group, {"labels": others}, fmt=fmt)
-    write_label_metadata(labels_group, name, fmt=fmt, source={"image": "../../"})
+    writer = require("ome_zarr.writer", "zarr")
+    others = [n for n in writer.get_metadata(labels_group).get("labels", []) if n != name]
+    writer.add_metadata(labels_group, {"labels": others}, fmt=fmt)
+    writer.write_label_metadata(labels_group, name, fmt=fmt, source={"image": "../../"})
