@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=None, help="noise level (0 = none)")
     p.add_argument("--division-rate", type=float, default=None,
                    help="probability per cell and frame of dividing")
+    p.add_argument("--dim-phase", action="append", metavar="START:STOP:FACTOR",
+                   help="frames START..STOP-1 with the fluorescence divided by FACTOR "
+                        "(noise floor unchanged; repeatable)")
+    p.add_argument("--dense-phase", action="append", metavar="START:STOP:FACTOR",
+                   help="frames START..STOP-1 with FACTOR times as many cells (repeatable)")
 
     p = sub.add_parser("train", help="train a method on an annotated dataset")
     p.add_argument("--method", choices=METHODS, help="method to train (default: cosine-hourglass)")
@@ -89,6 +94,9 @@ def _model_io_args(p: argparse.ArgumentParser) -> None:
                         "cluster_min_cluster_size=200 (repeatable)")
     p.add_argument("--weights", default="weights.pt",
                    help="weights.pt (best validation score, default) or last.pt")
+    p.add_argument("--object-size", metavar="PIXELS",
+                   help="diameter of the objects in the input, or 'auto' to estimate it: "
+                        "frames are resized so they match the training objects")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -18,6 +18,11 @@ def synth(args) -> int:
 
     knobs = {k: v for k, v in (("density", args.density), ("noise", args.noise),
                                ("division_rate", args.division_rate)) if v is not None}
+    for key in ("dim_phase", "dense_phase"):
+        phases = getattr(args, key) or []
+        if phases:
+            flag = "--" + key.replace("_", "-")
+            knobs[key + "s"] = [synthetic.parse_phase(text, flag) for text in phases]
     if args.frames < 1:
         raise ConfigError(f"--frames must be >= 1, got {args.frames}")
     if args.kind == "cells":
@@ -26,7 +31,8 @@ def synth(args) -> int:
         print(f"wrote a synthetic CTC sequence of {args.frames} frames to {out}")
     else:
         if knobs:
-            raise ConfigError("--density/--noise/--division-rate apply to --kind cells only")
+            raise ConfigError("--density/--noise/--division-rate/--dim-phase/--dense-phase "
+                              "apply to --kind cells only")
         out = synthetic.write_cvppp_synthetic(args.out, n=args.frames, size=tuple(args.size),
                                               seed=args.seed)
         print(f"wrote {args.frames} synthetic leaf images to {out}")
@@ -83,6 +89,7 @@ def segment(args) -> int:
     from instatrack.data.omezarr import is_omezarr
 
     predictor = load(args.model, device=args.device, overrides=args.overrides,
+                     object_size=args.object_size,
                      weights=args.weights)
     if args.format == "ome-zarr" or is_omezarr(args.input):  # interop hook (issue 20)
         return _segment_frames(args, predictor)
@@ -114,6 +121,7 @@ def track(args) -> int:
     from instatrack.data.omezarr import open_frames
 
     predictor = load(args.model, device=args.device, overrides=args.overrides,
+                     object_size=args.object_size,
                      weights=args.weights)
     if args.method and args.method != predictor.method.name:
         raise ConfigError(f"{args.model} was trained with {predictor.method.name}, "

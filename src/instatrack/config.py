@@ -44,6 +44,16 @@ class TrainConfig:
     norm_low: float = 1.0
     norm_high: float = 99.8
     augment: bool = True
+    # acquisition changes in training (data/augment.py, AcquisitionSettings): clips
+    # dimmed by up to aug_dim_max at the frame's noise level with probability aug_dim_p,
+    # shot noise, background slope, frame-to-frame drift, blur, gamma
+    aug_dim_p: float = 0.5
+    aug_dim_max: float = 10.0
+    aug_shot_noise: float = 1.0
+    aug_gradient: float = 0.1
+    aug_drift: float = 0.1
+    aug_blur_max: float = 1.5
+    aug_gamma: float = 0.3
     train_frames: str = ":"
     val_frames: str = ""
     # optimisation
@@ -112,6 +122,17 @@ class TrainConfig:
                 f"instance_area must be two areas >= 0, got {self.instance_area}")
         for name in ("train_frames", "val_frames"):
             parse_slice(getattr(self, name), name)
+        self.acquisition  # noqa: B018 -- validates the aug_* keys
+
+    @property
+    def acquisition(self):
+        """The ``aug_*`` keys as the augmentation's settings object."""
+        from instatrack.data.augment import AcquisitionSettings
+
+        return AcquisitionSettings(
+            dim_p=self.aug_dim_p, dim_max=self.aug_dim_max, shot_noise=self.aug_shot_noise,
+            gradient=self.aug_gradient, drift=self.aug_drift, blur_max=self.aug_blur_max,
+            gamma=self.aug_gamma, norm=(self.norm_low, self.norm_high))
 
     def auto_size(self, fraction_of_median: float, fraction_of_small: float,
                   fallback: int) -> int:

@@ -56,7 +56,8 @@ def train(method: str, data: str | Path, out: str | Path, config: TrainConfig | 
                           frames=parse_slice(config.train_frames), augment=config.augment,
                           norm=(config.norm_low, config.norm_high), seed=config.seed,
                           object_bias=config.crop_object_bias,
-                          reach_border=config.crops_reach_border)
+                          reach_border=config.crops_reach_border,
+                          acquisition=config.acquisition)
     if max(config.instance_area) <= 0:
         config = config.replace(instance_area=sampler.instance_areas())
     config.save(out / runs.CONFIG, method=method_cls.name, data=str(Path(data).resolve()))
