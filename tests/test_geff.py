@@ -94,9 +94,10 @@ def test_calibration_sets_axis_scale_and_units(result, tmp_path):
 
 def test_existing_output_is_not_overwritten(result, tmp_path):
     result.to_geff(tmp_path / "res.zarr")
-    with pytest.raises(ValueError, match="already exists"):
+    with pytest.raises(ValueError, match="not empty"):
         result.to_geff(tmp_path / "res.zarr")
     result.to_geff(tmp_path / "res.zarr", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res.zarr"]  # no staging left
 
 
 def test_geff_ctc_converter_agrees_with_instatrack(result, tmp_path):
@@ -181,22 +182,81 @@ def test_tracklet_rules_on_a_division_and_a_bridged_gap():
     assert set(lineage_ids(graph).values()) == {1}
 
 
-def test_cli_track_format_geff_then_evaluate(tmp_path, capsys):
-    tiny = ["--set", "crop=48,48", "--set", "levels=3", "--set", "filters=8", "--set",
-            "clip_len=2", "--steps", "2", "--quiet"]
-    write_ctc_synthetic(tmp_path / "data", frames=4, size=(48, 56), seed=0)
-    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"),
-                 *tiny]) == 0
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny cosine-hourglass run trained two steps on a synthetic CTC sequence ``data``."""
+    root = tmp_path_factory.mktemp("geff_run")
+    write_ctc_synthetic(root / "data", frames=4, size=(48, 56), seed=0)
+    assert main(["train", "--data", str(root / "data"), "--out", str(root / "run"),
+                 "--set", "crop=48,48", "--set", "levels=3", "--set", "filters=8",
+                 "--set", "clip_len=2", "--steps", "2", "--quiet"]) == 0
+    return root
+
+
+def track_geff(run, frames, out, *more) -> int:
+    return main(["track", "--model", str(run / "run"), "--input", str(frames),
+                 "--output", str(out), "--format", "geff", "--quiet",
+                 "--set", "cluster_min_cluster_size=30", *map(str, more)])
+
+
+def digest(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_cli_track_format_geff_then_evaluate(run, tmp_path, capsys):
     out = tmp_path / "res.zarr"
-    assert main(["track", "--model", str(tmp_path / "run"), "--input",
-                 str(tmp_path / "data" / "01"), "--output", str(out), "--format", "geff",
-                 "--quiet", "--movie", str(tmp_path / "m.gif"),
-                 "--set", "cluster_min_cluster_size=30"]) == 0
+    assert track_geff(run, run / "data" / "01", out, "--movie", tmp_path / "m.gif") == 0
     assert (tmp_path / "m.gif").is_file()
     geff.validate_structure(str(out / "tracks"))
     assert read_geff(out).masks.shape == (4, 48, 56)
     capsys.readouterr()
-    assert main(["evaluate", "--gt", str(tmp_path / "data" / "01_GT"), "--res", str(out),
+    assert main(["evaluate", "--gt", str(run / "data" / "01_GT"), "--res", str(out),
                  "--json"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert {"SEG", "TRA", "DET"} <= set(scores)
+
+
+def test_cli_track_format_geff_refuses_a_used_output(run, tmp_path, capsys):
+    """An existing GEFF is left as it was without --overwrite, replaced whole with it."""
+    out = tmp_path / "res.zarr"
+    assert track_geff(run, run / "data" / "01", out) == 0
+    (out / "notes.txt").write_text("mine")
+    before = digest(out)
+    capsys.readouterr()
+    assert track_geff(run, run / "data" / "01", out, "--movie", tmp_path / "m.gif") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(out) in err[0] and "--overwrite" in err[0], err
+    assert digest(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res.zarr"]  # no movie, no staging
+    assert track_geff(run, run / "data" / "01", out, "--overwrite") == 0
+    assert not (out / "notes.txt").exists()
+    geff.validate_structure(str(out / "tracks"))
+
+
+def test_cli_track_format_geff_keeps_frame_numbers(run, tmp_path, capsys):
+    """Frames t002..t003 are tracked as frames 2, 3: node ``t`` indexes the masks, and
+    ``evaluate`` scores them against ground truth numbered the same."""
+    import shutil
+
+    from instatrack.data.ctc import read_track_table, write_track_table
+
+    data = tmp_path / "data"
+    shutil.copytree(run / "data", data)
+    for t in (0, 1):
+        (data / "01" / f"t{t:03d}.tif").unlink()
+        (data / "01_GT" / "SEG" / f"man_seg{t:03d}.tif").unlink(missing_ok=True)
+        (data / "01_GT" / "TRA" / f"man_track{t:03d}.tif").unlink()
+    table = data / "01_GT" / "TRA" / "man_track.txt"
+    rows = [(label, max(begin, 2), end, parent) for label, begin, end, parent
+            in read_track_table(table) if end >= 2]
+    kept = {label for label, *_ in rows}
+    write_track_table(table, [(l, b, e, p if p in kept else 0) for l, b, e, p in rows])
+    out = tmp_path / "res.zarr"
+    assert track_geff(run, data / "01", out) == 0
+    tracks = read_geff(out)
+    assert tracks.masks.shape == (4, 48, 56) and not np.asarray(tracks.masks[:2]).any()
+    assert {d["t"] for _, d in tracks.graph.nodes(data=True)} <= {2, 3}
+    capsys.readouterr()
+    assert main(["evaluate", "--gt", str(data / "01_GT"), "--res", str(out), "--json"]) == 0
+    assert {"SEG", "TRA", "DET"} <= set(json.loads(capsys.readouterr().out))

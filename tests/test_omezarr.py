@@ -15,12 +15,13 @@ from ome_zarr.reader import Label, Labels, Multiscales, Reader  # noqa: E402
 from ome_zarr.writer import write_image  # noqa: E402
 
 from instatrack.cli import main  # noqa: E402
+from instatrack.data import open_images  # noqa: E402
+from instatrack.data.ctc import CTCSequence  # noqa: E402
 from instatrack.data.omezarr import (  # noqa: E402
-    FolderFrames,
     OmeZarrImage,
     OmeZarrLabelsWriter,
     is_omezarr,
-    open_frames,
+    labels_path,
     pyramid_shapes,
 )
 from instatrack.data.synth import generate_cells, write_ctc_synthetic  # noqa: E402
@@ -56,9 +57,9 @@ def read_nodes(path):
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_frames_are_read_one_at_a_time(seq, tmp_path, version):
     image = OmeZarrImage(write_input(tmp_path / "in.zarr", seq.images, version=version))
-    assert (len(image), image.axes, image.channels) == (4, "tyx", 1)
-    for t, frame in enumerate(image.frames()):
-        np.testing.assert_array_equal(frame, seq.images[t])
+    assert (len(image), image.axes, image.channels, image.times) == (4, "tyx", 1, [0, 1, 2, 3])
+    for t in range(len(image)):
+        np.testing.assert_array_equal(image.image(t), seq.images[t])
     calibration = image.calibration()
     assert (calibration.pixel_size, calibration.space_unit) == (0.5, "micrometer")
     assert (calibration.frame_interval, calibration.time_unit) == (5.0, "minute")
@@ -67,8 +68,8 @@ def test_frames_are_read_one_at_a_time(seq, tmp_path, version):
 def test_channels_come_last_like_an_image_file(seq, tmp_path):
     images = np.stack([seq.images, seq.images // 2], axis=1)  # (T, C, Y, X)
     image = OmeZarrImage(write_input(tmp_path / "in.zarr", images, axes="tcyx"))
-    assert image.frame(3).shape == (160, 140, 2)
-    np.testing.assert_array_equal(image.frame(3)[..., 1], images[3, 1])
+    assert image.image(3).shape == (160, 140, 2)
+    np.testing.assert_array_equal(image.image(3)[..., 1], images[3, 1])
 
 
 def test_3d_stacks_and_other_folders_are_refused(tmp_path):
@@ -85,7 +86,7 @@ def test_3d_stacks_and_other_folders_are_refused(tmp_path):
 def test_labels_beside_the_input_open_with_ome_zarr_reader(seq, tmp_path, version):
     path = write_input(tmp_path / "in.zarr", seq.images, version=version)
     for _ in range(2):  # writing twice replaces the labels, listed once
-        writer = OmeZarrLabelsWriter(path, 4, image=OmeZarrImage(path))
+        writer = OmeZarrLabelsWriter(path, 4, image=OmeZarrImage(path), overwrite=True)
         for t, labels in enumerate(seq.labels):
             writer.write(t, labels)
     found = read_nodes(path)
@@ -109,7 +110,7 @@ def test_new_output_holds_the_image_and_its_labels(seq, tmp_path):
     label = found[Label][0]
     assert [a["name"] for a in label.metadata["axes"]] == ["t", "c", "y", "x"]
     assert label.data[0].shape == (4, 1, 160, 140)
-    np.testing.assert_array_equal(OmeZarrImage(tmp_path / "out.zarr").frame(1), rgb[1])
+    np.testing.assert_array_equal(OmeZarrImage(tmp_path / "out.zarr").image(1), rgb[1])
 
 
 def test_pyramid_stops_at_small_levels():
@@ -117,10 +118,27 @@ def test_pyramid_stops_at_small_levels():
     assert pyramid_shapes((50, 50)) == [(50, 50)]
 
 
-def test_open_frames_picks_the_reader(seq, tmp_path):
+def test_open_images_picks_the_reader(seq, tmp_path):
     write_ctc_synthetic(tmp_path / "data", frames=2, size=(32, 32))
-    assert isinstance(open_frames(tmp_path / "data" / "01"), FolderFrames)
-    assert isinstance(open_frames(write_input(tmp_path / "in.zarr", seq.images)), OmeZarrImage)
+    assert isinstance(open_images(tmp_path / "data" / "01", video=True), CTCSequence)
+    assert isinstance(open_images(write_input(tmp_path / "in.zarr", seq.images), video=True),
+                      OmeZarrImage)
+
+
+def test_labels_in_place_are_replaced_only_on_request(seq, tmp_path):
+    path = write_input(tmp_path / "in.zarr", seq.images)
+    OmeZarrLabelsWriter(path, 4, image=OmeZarrImage(path)).write(0, seq.labels[0])
+    with pytest.raises(DataError, match="already holds labels/instatrack.*--overwrite"):
+        OmeZarrLabelsWriter(path, 4, image=OmeZarrImage(path))
+    with pytest.raises(DataError, match="not empty"):
+        OmeZarrLabelsWriter(tmp_path, 4, frame_of=lambda t: seq.images[t])
+
+
+def test_frames_of_another_shape_are_refused(seq, tmp_path):
+    writer = OmeZarrLabelsWriter(tmp_path / "out.zarr", 2, frame_of=lambda t: seq.images[t])
+    writer.write(0, seq.labels[0])
+    with pytest.raises(DataError, match="one shape"):
+        writer.write(1, seq.labels[1][:100])
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +167,7 @@ def test_cli_track_omezarr_in_place_and_to_a_new_store(run, tmp_path):
                  "--output", str(tmp_path / "new.zarr"), "--format", "ome-zarr"]) == 0
     found = read_nodes(tmp_path / "new.zarr")
     assert found[Label][0].data[0].shape == (4, 48, 56)
-    np.testing.assert_array_equal(OmeZarrImage(tmp_path / "new.zarr").frame(2), frames[2])
+    np.testing.assert_array_equal(OmeZarrImage(tmp_path / "new.zarr").image(2), frames[2])
 
 
 def test_cli_segment_omezarr(run, tmp_path):
@@ -164,3 +182,34 @@ def test_cli_segment_omezarr(run, tmp_path):
     assert main(["segment", *common, "--input", str(path), "--output",
                  str(tmp_path / "tifs")]) == 0
     assert len(list((tmp_path / "tifs").glob("frame*.tif"))) == 4
+
+
+def digest(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_cli_labels_in_place_are_refused_without_overwrite(run, tmp_path, capsys):
+    """Labels in the input are the one result written in place: existing ones are kept
+    unless --overwrite; a new store is staged like any output."""
+    from instatrack.data.io import list_images, read_image
+
+    frames = np.stack([read_image(p) for p in list_images(run / "data" / "01")])
+    path = write_input(tmp_path / "in.zarr", frames)
+    track = ["track", "--model", str(run / "run"), "--quiet", "--input", str(path),
+             "--format", "ome-zarr"]
+    assert main([*track, "--output", str(path)]) == 0
+    before = digest(labels_path(path))
+    capsys.readouterr()
+    assert main([*track, "--output", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "labels/instatrack" in err[0] and "--overwrite" in err[0], err
+    assert digest(labels_path(path)) == before
+    assert main([*track, "--output", str(path), "--overwrite"]) == 0
+    # a new store: an existing non-empty folder is refused and left as it was
+    (tmp_path / "used.zarr").mkdir()
+    (tmp_path / "used.zarr" / "keep.txt").write_text("mine")
+    assert main([*track, "--output", str(tmp_path / "used.zarr")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert digest(tmp_path / "used.zarr") == {"keep.txt": b"mine"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging, lock

@@ -34,11 +34,18 @@ class TrackResult:
     labels: np.ndarray
     graph: nx.DiGraph
 
-    def to_ctc(self, res_dir: str | Path) -> Path:
-        """Write ``maskTTT.tif`` + ``res_track.txt`` (CTC result layout)."""
+    def to_ctc(self, res_dir: str | Path, overwrite: bool = True) -> Path:
+        """Write ``maskTTT.tif`` + ``res_track.txt`` (CTC result layout) into ``res_dir``.
+
+        The folder appears, or replaces an existing one, only once it is complete;
+        with ``overwrite=False`` an existing non-empty ``res_dir`` is refused.
+        """
+        from instatrack.data.output import Outputs
         from instatrack.track.export import write_ctc_result
 
-        write_ctc_result(res_dir, enumerate(self.labels), self.graph)
+        with Outputs(overwrite) as outputs:
+            write_ctc_result(outputs.folder(res_dir), enumerate(self.labels), self.graph,
+                             last_frame=len(self.labels) - 1)
         return Path(res_dir)
 
     def to_geff(self, path: str | Path, masks: bool = True, calibration=None,
@@ -46,12 +53,18 @@ class TrackResult:
         """Write the graph as GEFF in ``path/tracks`` (+ ``path/masks``); needs ``[geff]``.
 
         ``calibration``: a :class:`instatrack.data.geff.Calibration` (pixel size,
-        frame interval and their units). Returns the GEFF group's path.
+        frame interval and their units). As with :meth:`to_ctc`, the folder appears
+        (or replaces an existing one, with ``overwrite``) only once it is complete;
+        an existing non-empty ``path`` is refused without ``overwrite``. Returns the
+        GEFF group's path.
         """
-        from instatrack.data.geff import write_geff
+        from instatrack.data.geff import GEFF_GROUP, write_geff
+        from instatrack.data.output import Outputs
 
-        return write_geff(path, self.graph, self.labels if masks else None,
-                          calibration=calibration, overwrite=overwrite)
+        with Outputs(overwrite) as outputs:
+            write_geff(outputs.folder(path), self.graph, self.labels if masks else None,
+                       calibration=calibration)
+        return Path(path) / GEFF_GROUP
 
 
 class TrackStream:

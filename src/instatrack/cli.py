@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("synth", help="write a synthetic dataset with exact ground truth")
-    p.add_argument("out", help="output folder")
+    p.add_argument("out", help="output folder (new, or empty unless --overwrite)")
     p.add_argument("--kind", choices=("cells", "leaves"), default="cells",
                    help="cells: CTC time-lapse; leaves: CVPPP-style still images")
     p.add_argument("--frames", type=int, default=30, help="frames (cells) or images (leaves)")
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(noise floor unchanged; repeatable)")
     p.add_argument("--dense-phase", action="append", metavar="START:STOP:FACTOR",
                    help="frames START..STOP-1 with FACTOR times as many cells (repeatable)")
+    _overwrite_arg(p)
 
     p = sub.add_parser("train", help="train a method on an annotated dataset")
     p.add_argument("--method", choices=METHODS, help="method to train (default: cosine-hourglass)")
@@ -65,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("ctc", "davis", "geff", "ome-zarr"), default="ctc",
                    help="result layout: CTC folder, DAVIS PNGs, GEFF graph + masks "
                         "(instatrack[geff]) or labels of an OME-Zarr image (instatrack[zarr])")
-    p.add_argument("--movie", help="also write an overlay movie (.gif or .mp4)")
-    p.add_argument("--lineage", help="also write a lineage-tree picture (.png)")
+    p.add_argument("--movie", help="also write an overlay movie (.gif, or .mp4 with "
+                                   "imageio-ffmpeg installed)")
+    p.add_argument("--lineage", help="also write a lineage-tree picture (.png, .pdf or .svg)")
     p.add_argument("--tables", action="store_true",
                    help="also write tracks.csv and napari tracks (tracks.npy, graph.json)")
 
@@ -87,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _model_io_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="RUN", help="run folder from train")
     p.add_argument("--input", required=True, help="folder of frames / images, or an OME-Zarr image")
-    p.add_argument("--output", required=True, help="folder to write results to")
+    p.add_argument("--output", required=True,
+                   help="folder to write results to (new, or empty unless --overwrite)")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="change a post-processing setting of the run, e.g. "
@@ -98,6 +101,12 @@ def _model_io_args(p: argparse.ArgumentParser) -> None:
                    help="diameter of the objects in the input, or 'auto' to estimate it: "
                         "frames are resized so they match the training objects")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _overwrite_arg(p)
+
+
+def _overwrite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing results (only once this run has succeeded)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,13 @@ class ConfigError(InstatrackError, ValueError):
     """An unknown config key or an invalid config value."""
 
 
+class DataWarning(UserWarning):
+    """Input that is used anyway, with a part left out (e.g. a stray file in a sequence folder).
+
+    The CLI prints it as one line ``instatrack COMMAND: warning: ...``.
+    """
+
+
 class MissingExtraError(InstatrackError, ImportError):
     """An optional dependency is not installed; the message names the pip extra to install."""
 

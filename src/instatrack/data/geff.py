@@ -145,8 +145,12 @@ def _continues(graph: nx.DiGraph, node: int) -> bool:
 class GeffWriter:
     """Stream a GEFF result: ``write(t, labels)`` per frame (the masks), then ``finish(graph)``.
 
-    ``path``: the top-level zarr folder (``result.zarr``); ``n_frames`` sizes the
-    masks array. ``masks=False`` writes the graph only.
+    ``path``: the top-level zarr folder (``result.zarr``), new or empty unless
+    ``overwrite``; ``n_frames`` sizes the masks array, indexed by the nodes'
+    ``t`` (a sequence whose frame numbers start at ``k`` leaves ``0..k-1``
+    empty). ``masks=False`` writes the graph only. The folder fills as frames
+    come; write into a staging folder (:class:`~instatrack.data.output.Outputs`)
+    for a result that appears only when complete.
     """
 
     def __init__(self, path: str | Path, n_frames: int, masks: bool = True,
@@ -155,8 +159,10 @@ class GeffWriter:
         self.n_frames = n_frames
         self.masks = masks
         self.calibration = calibration or Calibration()
-        if self.path.exists() and not overwrite:
-            raise DataError(f"{self.path}: already exists; choose a new output path")
+        holds = self.path.is_file() or (self.path.is_dir() and any(self.path.iterdir()))
+        if holds and not overwrite:
+            raise DataError(f"{self.path}: already exists and is not empty; choose a new "
+                            f"output path")
         self._root = None
         self._array = None
 
@@ -175,6 +181,12 @@ class GeffWriter:
         if not 0 <= t < self._array.shape[0]:
             raise DataError(f"frame {t} out of range 0..{self._array.shape[0] - 1}")
         self._array[t] = labels.astype(np.uint32)
+
+    def read(self, t: int) -> np.ndarray:
+        """Frame ``t`` of the masks written so far, ``(Y, X)``."""
+        if self._array is None:
+            raise ValueError("no masks written yet")
+        return np.asarray(self._array[t])
 
     def finish(self, graph: nx.DiGraph) -> Path:
         """Write the GEFF group ``tracks``; returns its path."""
@@ -363,11 +375,14 @@ def _open_masks(group: Path, metadata):
         raise DataError(f"{group}: cannot open its labels {location} ({err})") from None
 
 
-def geff_to_ctc(path: str | Path, res_dir: str | Path) -> Path:
+def geff_to_ctc(path: str | Path, res_dir: str | Path, first_frame: int = 0) -> Path:
     """Write the GEFF at ``path`` (graph + masks) as a CTC result folder; returns ``res_dir``.
 
-    Reads one frame of masks at a time. Tracks with gaps are split as CTC
-    requires (see :class:`~instatrack.track.export.CTCWriter`).
+    Frame ``t`` of the masks becomes ``maskTTT.tif``, from ``first_frame`` on:
+    a sequence tracked from frame ``k`` has empty masks before ``k``, which a
+    ground truth starting at ``k`` does not want. Reads one frame of masks at
+    a time. Tracks with gaps are split as CTC requires (see
+    :class:`~instatrack.track.export.CTCWriter`).
     """
     from instatrack.track.export import write_ctc_result
 
@@ -375,6 +390,9 @@ def geff_to_ctc(path: str | Path, res_dir: str | Path) -> Path:
     if tracks.masks is None:
         raise DataError(f"{path}: this GEFF has no masks; the CTC measures need them")
     n_frames = tracks.masks.shape[0]
-    frames = ((t, tracks.track_masks(t)) for t in range(n_frames))
-    return write_ctc_result(res_dir, frames, tracks.graph,
-                            digits=4 if n_frames > 1000 else 3)
+    outside = sorted(t for _, t in tracks.graph.nodes(data="t") if not first_frame <= t < n_frames)
+    if outside:
+        raise DataError(f"{path}: has objects in frame {outside[0]}; the masks hold frames "
+                        f"0..{n_frames - 1}, written from frame {first_frame} on")
+    frames = ((t, tracks.track_masks(t)) for t in range(first_frame, n_frames))
+    return write_ctc_result(res_dir, frames, tracks.graph, last_frame=max(n_frames - 1, 0))

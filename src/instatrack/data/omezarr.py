@@ -4,13 +4,17 @@
 ``(T, Y, X)`` (or ``(C, Y, X)`` / ``(Y, X)``, one frame) image and reads one
 frame at a time, so memory stays bounded by a frame's chunks whatever the
 length of the sequence. Singleton ``z`` axes are dropped; 3D stacks are not
-supported.
+supported. It is a :class:`~instatrack.data.types.Sequence` (frames without
+files), so :func:`~instatrack.data.open_images` gives it to ``segment`` and
+``track`` like a folder of frames.
 
 :class:`OmeZarrLabelsWriter` writes instance labels as a multiscale labels image
 of that image, ``IMAGE.zarr/labels/<name>/``, which napari-ome-zarr and other
 viewers open together with the image. Given a new output folder it first
 becomes an OME-Zarr image itself (the frames are copied into it as they are
-tracked), so the input is never modified unless the output *is* the input.
+tracked), so the input is never modified unless the output *is* the input. Adding
+labels to the input is the one result instatrack writes in place, not atomically
+(:func:`check_labels_in_place`).
 
 Needs the ``[zarr]`` extra (zarr, ome-zarr).
 """
@@ -18,11 +22,12 @@ Needs the ``[zarr]`` extra (zarr, ome-zarr).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from instatrack.data.types import check_index
 from instatrack.errors import DataError, require
 
 LABELS_NAME = "instatrack"
@@ -50,15 +55,35 @@ def is_omezarr(path: str | Path) -> bool:
     return path.is_dir() and "multiscales" in ome_attrs(path)
 
 
+def labels_path(image: str | Path, name: str = LABELS_NAME) -> Path:
+    """Where the labels image ``name`` of the OME-Zarr ``image`` lives: ``image/labels/name``."""
+    return Path(image) / "labels" / name
+
+
+def check_labels_in_place(image: str | Path, overwrite: bool, name: str = LABELS_NAME) -> None:
+    """Refuse to add labels ``name`` to ``image`` when it already has them, unless ``overwrite``.
+
+    Labels written into the input image cannot be staged and moved in: a run
+    that fails half-way leaves the labels it wrote, so existing ones are only
+    replaced on request.
+    """
+    if labels_path(image, name).exists() and not overwrite:
+        raise DataError(f"{image}: already holds labels/{name}; pass --overwrite to replace "
+                        f"them (labels added to the input image are written in place, so a "
+                        f"failed run leaves them half-written)")
+
+
 class OmeZarrImage:
-    """One OME-Zarr image, read lazily frame by frame (``paths`` is None: no files).
+    """One OME-Zarr image, read lazily frame by frame: a :class:`~instatrack.data.types.Sequence`.
 
     ``axes``: axis names of the stored array (e.g. ``"tcyx"``); ``shape`` its
-    shape; ``len()`` the number of frames (1 without a ``t`` axis);
-    :meth:`frame` returns ``(Y, X)`` or ``(Y, X, C)``.
+    shape; ``len()`` the number of frames (1 without a ``t`` axis), numbered
+    ``times`` 0, 1, ...; :meth:`image` returns ``(Y, X)`` or ``(Y, X, C)``.
+    ``paths`` is None: the frames are not files (:meth:`frame_path` names the image).
     """
 
     paths = None
+    is_video = True
 
     def __init__(self, path: str | Path):
         zarr = require("zarr", "zarr")
@@ -84,6 +109,8 @@ class OmeZarrImage:
         self.scale = _level_scale(dataset, len(self.shape))
         self.units = {_axis_name(a): a.get("unit") for a in self.multiscale.get("axes", [])
                       if isinstance(a, dict)}
+        self.name = self.path.name
+        self.times = list(range(len(self)))
 
     def __len__(self) -> int:
         return self.shape[self.axes.index("t")] if "t" in self.axes else 1
@@ -99,10 +126,14 @@ class OmeZarrImage:
     def frame_shape(self) -> tuple[int, int]:
         return self.shape[-2], self.shape[-1]
 
-    def frame(self, t: int) -> np.ndarray:
+    def frame_path(self, t: int) -> Path:
+        """The image itself (its frames are not files), for messages."""
+        check_index(self, t)
+        return self.path
+
+    def image(self, t: int) -> np.ndarray:
         """Frame ``t`` as ``(Y, X)`` or ``(Y, X, C)``, read from its chunks only."""
-        if not 0 <= t < len(self):
-            raise IndexError(f"{self.path}: frame {t} out of range 0..{len(self) - 1}")
+        t = check_index(self, t)
         index = tuple(t if a == "t" else 0 if a == "z" else slice(None) for a in self.axes)
         data = np.asarray(self.array[index])
         if "c" in self.axes:
@@ -111,9 +142,10 @@ class OmeZarrImage:
                 data = data[..., 0]
         return data
 
-    def frames(self) -> Iterator[np.ndarray]:
-        for t in range(len(self)):
-            yield self.frame(t)
+    def labels(self, t: int) -> None:
+        """No training labels: an input image."""
+        check_index(self, t)
+        return None
 
     def calibration(self):
         """:class:`~instatrack.data.geff.Calibration` from the scale and units of ``t``, ``x``."""
@@ -122,40 +154,6 @@ class OmeZarrImage:
         scale = dict(zip(self.axes, self.scale, strict=True))
         return Calibration(pixel_size=scale.get("x", 1.0), space_unit=self.units.get("x"),
                            frame_interval=scale.get("t", 1.0), time_unit=self.units.get("t"))
-
-
-class FolderFrames:
-    """Image files of a folder, in natural order, read like an :class:`OmeZarrImage`."""
-
-    def __init__(self, folder: str | Path):
-        from instatrack.data.io import list_images
-
-        self.path = Path(folder)
-        self.paths = list_images(folder)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def frame(self, t: int) -> np.ndarray:
-        from instatrack.data.io import read_image
-
-        return read_image(self.paths[t])
-
-    def frames(self) -> Iterator[np.ndarray]:
-        for t in range(len(self)):
-            yield self.frame(t)
-
-
-def open_frames(path: str | Path) -> OmeZarrImage | FolderFrames:
-    """Frames of an OME-Zarr image or of a folder of images, read one at a time.
-
-    Both have ``len()``, ``frame(t)`` and ``frames()``; a folder also has
-    ``paths``. Checking for OME-Zarr imports nothing, so a folder of TIFFs
-    does not need the ``[zarr]`` extra.
-    """
-    if is_omezarr(path):
-        return OmeZarrImage(path)
-    return FolderFrames(path)
 
 
 def _axis_name(axis) -> str:
@@ -184,8 +182,12 @@ class OmeZarrLabelsWriter:
     ``image``: the input :class:`OmeZarrImage`, or None when the input is not
     OME-Zarr. When ``out`` is not the input image, ``out`` becomes an OME-Zarr
     image holding a copy of the frames (``frame_of(t)`` reads frame ``t``
-    ``(Y, X)`` / ``(Y, X, C)``; defaults to ``image.frame``) so that the labels
-    have their image. The labels have the image's axes, with one channel.
+    ``(Y, X)`` / ``(Y, X, C)``; defaults to ``image.image``) so that the labels
+    have their image; a non-empty ``out`` is refused unless ``overwrite``. When
+    ``out`` is the input image, the labels are added to it in place, and labels
+    ``name`` it already holds are refused unless ``overwrite``
+    (:func:`check_labels_in_place`). The labels have the image's axes, with one
+    channel; every frame must have the first one's shape.
     """
 
     def __init__(self, out: str | Path, n_frames: int, image: OmeZarrImage | None = None,
@@ -196,11 +198,14 @@ class OmeZarrLabelsWriter:
         self.image = image
         self.name = name
         self.in_place = image is not None and self.out.resolve() == image.path.resolve()
-        self.frame_of = frame_of or (image.frame if image is not None else None)
-        if not self.in_place and self.frame_of is None:
+        self.frame_of = frame_of or (image.image if image is not None else None)
+        if self.in_place:
+            check_labels_in_place(self.out, overwrite, name)
+        elif self.frame_of is None:
             raise ValueError("a new OME-Zarr output needs frame_of to copy the image")
-        if self.out.exists() and not self.in_place and not overwrite:
-            raise DataError(f"{self.out}: already exists; choose a new output path")
+        elif _holds_something(self.out) and not overwrite:
+            raise DataError(f"{self.out}: already exists and is not empty; choose a new "
+                            f"output path")
         self.axes = image.axes if image is not None else ""
         self._labels: list = []
         self._images: list = []
@@ -210,6 +215,10 @@ class OmeZarrLabelsWriter:
         labels = np.asarray(labels)
         if not self._labels:
             self._create(labels.shape)
+        if labels.shape != self._labels[0].shape[-2:]:
+            raise DataError(f"frame {t}: labels of shape {labels.shape}, the first frame's are "
+                            f"{self._labels[0].shape[-2:]}; an OME-Zarr image holds frames of "
+                            f"one shape")
         for level, array in enumerate(self._labels):
             step = 2 ** level
             array[self._index(t, "cz")] = labels[::step, ::step].astype(np.uint32)
@@ -219,9 +228,15 @@ class OmeZarrLabelsWriter:
                 data = _downscale(frame, 2 ** level, array.shape[-2:])
                 array[self._index(t, "z")] = data.astype(array.dtype)
 
+    def read(self, t: int) -> np.ndarray:
+        """Frame ``t`` of the labels written so far, full resolution ``(Y, X)``."""
+        if not self._labels:
+            raise ValueError("no labels written yet")
+        return np.asarray(self._labels[0][self._index(t, "cz")])
+
     def finish(self, graph=None) -> Path:
         """Returns the labels group ``out/labels/<name>``; the graph is not stored here."""
-        return self.out / "labels" / self.name
+        return labels_path(self.out, self.name)
 
     def _index(self, t: int, single: str) -> tuple:
         """Where frame ``t`` goes; the axes in ``single`` have one element."""
@@ -274,6 +289,11 @@ class OmeZarrLabelsWriter:
         if self.image is None:
             return {}
         return {a: u for a, u in self.image.units.items() if u}
+
+
+def _holds_something(path: Path) -> bool:
+    """Whether ``path`` is a file or a folder that is not empty."""
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))
 
 
 def _downscale(frame: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:

@@ -470,21 +470,23 @@ def write_ctc_synthetic(out_dir: str | Path, frames: int = 20, size: tuple[int, 
     """
     import tifffile
 
-    from instatrack.data.ctc import write_track_table
+    from instatrack.data import ctc
 
     seq = generate_cells(frames, size, seed, **knobs)
     out = Path(out_dir)
-    digits = 3 if frames <= 1000 else 4
+    digits = ctc.frame_digits(frames - 1)
     raw, seg, tra = out / "01", out / "01_GT" / "SEG", out / "01_GT" / "TRA"
     for folder in (raw, seg, tra):
         folder.mkdir(parents=True, exist_ok=True)
     for t in range(frames):
-        name = f"{t:0{digits}d}.tif"
-        tifffile.imwrite(raw / f"t{name}", seq.images[t], compression="zlib")
+        tifffile.imwrite(raw / ctc.file_name(ctc.FRAME_PREFIX, t, digits), seq.images[t],
+                         compression="zlib")
         mask = seq.labels[t].astype(np.uint16)
-        tifffile.imwrite(seg / f"man_seg{name}", mask, compression="zlib")
-        tifffile.imwrite(tra / f"man_track{name}", mask, compression="zlib")
-    write_track_table(tra / "man_track.txt", seq.lineage)
+        tifffile.imwrite(seg / ctc.file_name(ctc.SEG_PREFIX, t, digits), mask,
+                         compression="zlib")
+        tifffile.imwrite(tra / ctc.file_name(ctc.TRA_PREFIX, t, digits), mask,
+                         compression="zlib")
+    ctc.write_track_table(tra / ctc.GT_TRACK_FILE, seq.lineage)
     return out
 
 

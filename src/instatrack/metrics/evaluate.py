@@ -153,14 +153,21 @@ def _read_pair(gt_path: Path, res_path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _evaluate_geff(gt: Path, res: Path) -> dict[str, float]:
-    """SEG / TRA / DET of a GEFF result (graph + masks), through a CTC folder in a temp dir."""
+    """SEG / TRA / DET of a GEFF result (graph + masks), through a CTC folder in a temp dir.
+
+    The masks are converted from the ground truth's first frame on: a sequence
+    tracked from frame ``k`` keeps its frame numbers, its masks are empty before ``k``.
+    """
     import tempfile
 
+    from instatrack.data.ctc import TRA_RE, numbered_files
     from instatrack.data.geff import geff_to_ctc
     from instatrack.metrics.ctc import evaluate_ctc
+    from instatrack.metrics.ctc_files import resolve_gt_dir
 
+    first = min(numbered_files(resolve_gt_dir(gt) / "TRA", TRA_RE), default=0)
     with tempfile.TemporaryDirectory(prefix="instatrack_geff_") as tmp:
-        return evaluate_ctc(gt, geff_to_ctc(res, Path(tmp) / "RES"))
+        return evaluate_ctc(gt, geff_to_ctc(res, Path(tmp) / "RES", first_frame=first))
 
 
 def evaluate(gt: str | Path, res: str | Path, layout: str = "auto") -> dict[str, float]:

@@ -18,7 +18,7 @@ ReaderFn = Callable[[str | list[str]], list[LayerData]]
 
 def get_reader(path: str | list[str]) -> ReaderFn | None:
     """The reader for ``path`` (napari passes a path or a list of them)."""
-    from instatrack.data.ctc import is_sequence_dir
+    from instatrack.data.ctc import MASK_PREFIX, RES_TRACK_FILE, is_sequence_dir
     from instatrack.data.geff import is_geff
     from instatrack.data.omezarr import is_omezarr
 
@@ -31,7 +31,7 @@ def get_reader(path: str | list[str]) -> ReaderFn | None:
         return read_geff_layers
     if is_sequence_dir(path):
         return read_ctc_sequence
-    if (path / "res_track.txt").is_file() and any(path.glob("mask*.tif")):
+    if (path / RES_TRACK_FILE).is_file() and any(path.glob(f"{MASK_PREFIX}*.tif")):
         return read_ctc_result
     return None
 
@@ -78,18 +78,23 @@ def _masks(files: dict[int, Path], n_frames: int, shape: tuple[int, int]) -> np.
 
 
 def read_ctc_result(path: str | list[str]) -> list[LayerData]:
-    """A CTC result folder: ``maskTTT.tif`` as Labels, ``res_track.txt`` as the Tracks' lineage."""
-    import re
+    """A CTC result folder: ``maskTTT.tif`` as Labels, ``res_track.txt`` as the Tracks' lineage.
 
-    from instatrack.data.ctc import read_track_table
-    from instatrack.data.io import read_image
+    Frame ``t`` of the Labels is ``maskTTT.tif`` with that number (empty where there is none).
+    """
+    from instatrack.data.ctc import (
+        MASK_RE,
+        RES_TRACK_FILE,
+        numbered_files,
+        read_mask,
+        read_track_table,
+    )
 
     path = _path(path)
-    files = {int(m.group(1)): p for p in path.glob("mask*.tif")
-             if (m := re.match(r"mask(\d+)\.tif$", p.name))}
-    shape = read_image(files[min(files)]).shape
+    files = numbered_files(path, MASK_RE)
+    shape = read_mask(files[min(files)]).shape
     masks = _masks(files, max(files) + 1, shape)
-    parents = {label: parent for label, _, _, parent in read_track_table(path / "res_track.txt")
+    parents = {label: parent for label, _, _, parent in read_track_table(path / RES_TRACK_FILE)
                if parent}
     layers: list[LayerData] = [(masks, {"name": path.name}, "labels")]
     tracks = tracks_layer(graph_from_labels(masks, parents), f"{path.name} tracks")

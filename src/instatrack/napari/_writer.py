@@ -29,18 +29,22 @@ def _labels_and_parents(layer_data: list[LayerData]) -> tuple[np.ndarray, dict[i
 
 
 def write_ctc(path: str, layer_data: list[LayerData]) -> list[str]:
-    """Write ``maskTTT.tif`` + ``res_track.txt`` into the folder ``path``."""
-    from instatrack.track.export import write_ctc_result
+    """Write ``maskTTT.tif`` + ``res_track.txt`` into the folder ``path``.
+
+    napari's save dialog has asked before replacing ``path``; it is replaced only
+    once the new result is complete (:meth:`~instatrack.api.TrackResult.to_ctc`).
+    """
+    from instatrack.api import TrackResult
 
     labels, parents = _labels_and_parents(layer_data)
-    graph = graph_from_labels(labels, parents)
-    return [str(write_ctc_result(path, enumerate(labels), graph))]
+    result = TrackResult(labels, graph_from_labels(labels, parents))
+    return [str(result.to_ctc(path, overwrite=True))]
 
 
 def write_geff(path: str, layer_data: list[LayerData]) -> list[str]:
     """Write a GEFF (``path/tracks``) with the labels as its masks (``path/masks``)."""
-    from instatrack.data.geff import write_geff as write
+    from instatrack.api import TrackResult
 
     labels, parents = _labels_and_parents(layer_data)
-    graph = graph_from_labels(labels, parents)
-    return [str(write(Path(path), graph, labels, overwrite=True))]
+    result = TrackResult(labels, graph_from_labels(labels, parents))
+    return [str(result.to_geff(Path(path), overwrite=True))]
