@@ -213,7 +213,7 @@ def test_dimming_lowers_contrast_over_noise_and_renormalises():
     labels = np.zeros((1, 96, 96), np.int64)
     labels[0, 30:60, 30:60] = 1
     image = (0.05 + 0.9 * (labels > 0) + rng.normal(0, 0.02, labels.shape))[:, None]
-    settings = AcquisitionSettings(dim_p=1.0, dim_max=8.0, gradient=0.0, drift=0.0)
+    settings = AcquisitionSettings(aug_dim_p=1.0, aug_dim_max=8.0, aug_gradient=0.0, aug_drift=0.0)
     aug = Augmenter(np.random.default_rng(2), flips=False, rot90=False, affine=False,
                     elastic=False, acquisition=settings)
     snrs = []
@@ -233,7 +233,7 @@ def test_acquisition_off_reproduces_the_old_augmentation(cells):
     a = ClipSampler([cells], clip_len=2, crop=(32, 32), seed=3,
                     acquisition=AcquisitionSettings.off())
     b = ClipSampler([cells], clip_len=2, crop=(32, 32), seed=3,
-                    acquisition=AcquisitionSettings(dim_p=0.0, blur_max=1.0))
+                    acquisition=AcquisitionSettings(aug_dim_p=0.0, aug_blur_max=1.0))
     for _ in range(3):
         np.testing.assert_array_equal(a.sample()["image"], b.sample()["image"])
 

@@ -27,13 +27,17 @@ from instatrack.methods.base import Window  # noqa: E402
 from instatrack.metrics.ctc import evaluate_ctc  # noqa: E402
 from instatrack.metrics.evaluate import evaluate  # noqa: E402
 from instatrack.track.link import Tracker  # noqa: E402
+from instatrack.track.rules import TrackSettings  # noqa: E402
 
 ATTRS = ("t", "label", "y", "x", "area")
 
 
 def track_ground_truth(labels: np.ndarray) -> TrackResult:
-    """Link exact synthetic masks with the Tracker: a real instatrack graph with divisions."""
-    tracker, frames = Tracker(), {}
+    """Link exact synthetic masks with the Tracker: a real instatrack graph with divisions.
+
+    Every object is kept (no minimum area): the masks are the ground truth.
+    """
+    tracker, frames = Tracker(TrackSettings(min_instance_area=0)), {}
     for t in range(len(labels)):
         frames.update(tracker.push(Window(t, labels[t:t + 1])))
     frames.update(tracker.finish())

@@ -180,7 +180,7 @@ class Predictor:
         """Track raw frames lazily; see :class:`TrackStream`."""
         from instatrack.track.link import Tracker
 
-        tracker = Tracker.from_config(self.config)
+        tracker = Tracker(self.config)
 
         def prepared() -> Iterator[np.ndarray]:
             for t, frame in enumerate(frames):

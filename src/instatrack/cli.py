@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-METHODS = ("cosine-hourglass", "spatial-embedding", "recurrent-instance", "spatial-propagation")
+from instatrack.methods import DEFAULT_METHOD, REGISTRY
+
+METHODS = tuple(REGISTRY)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     _overwrite_arg(p)
 
     p = sub.add_parser("train", help="train a method on an annotated dataset")
-    p.add_argument("--method", choices=METHODS, help="method to train (default: cosine-hourglass)")
+    p.add_argument("--method", choices=METHODS, help=f"method to train (default: {DEFAULT_METHOD})")
     p.add_argument("--data", help="dataset folder (CTC, CVPPP, DAVIS or images/ + masks/)")
     p.add_argument("--preset", default=None, help="fast (CPU, minutes) or paper (published set-up)")
     p.add_argument("--config", help="JSON file of config values")
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="synthesise, train, track, evaluate and draw, in minutes")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    p.add_argument("--method", choices=METHODS, default="cosine-hourglass")
+    p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD)
     p.add_argument("--steps", type=int, default=None, help="training steps (default: preset)")
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))

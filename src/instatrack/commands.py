@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from instatrack.errors import ConfigError, DataError, DataWarning
+from instatrack.methods import DEFAULT_METHOD
 
 
 def synth(args) -> int:
@@ -69,8 +70,8 @@ def train(args) -> int:
         if not args.data:
             raise ConfigError("--data is required (or --resume RUN)")
         data, config = args.data, _build_config(args)
-        out = Path(args.out or f"runs/{args.method or 'cosine-hourglass'}")
-    run = run_training(method=args.method or ("" if args.resume else "cosine-hourglass"),
+        out = Path(args.out or f"runs/{args.method or DEFAULT_METHOD}")
+    run = run_training(method=args.method or ("" if args.resume else DEFAULT_METHOD),
                        data=data, out=out, config=config, resume=bool(args.resume),
                        progress=not args.quiet, device=args.device)
     print(f"trained run written to {run}")
@@ -86,7 +87,7 @@ def _saved_config(run: str):
 def _build_config(args):
     from instatrack.methods import get_method
 
-    config_cls = get_method(args.method or "cosine-hourglass").config_cls
+    config_cls = get_method(args.method or DEFAULT_METHOD).config_cls
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides.append(f"steps={args.steps}")

@@ -180,7 +180,7 @@ def _annotated(frame: np.ndarray, labels: np.ndarray, centroids: dict, t: int,
     """One movie frame: overlay, enlarged, with track ids written at the centroids."""
     from PIL import Image, ImageDraw
 
-    from instatrack.track.match import label_stats
+    from instatrack.labels import label_stats
 
     labels = np.asarray(labels)
     picture = label_overlay(frame, labels)

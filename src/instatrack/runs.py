@@ -86,11 +86,11 @@ def load_model(run_dir: str | Path, device: Any = "cpu", weights: str = WEIGHTS,
                overrides: Sequence[str] = ()):
     """``(method, model)`` ready for inference from a run folder.
 
-    ``overrides`` (``key=value``) change the saved config, e.g. clustering
-    settings at inference; keys that shape the network must not change.
+    ``overrides`` (``key=value``) change post-processing settings of the saved
+    config, e.g. clustering settings; other keys are refused (ConfigError).
     """
     method_cls, config = read_run_config(run_dir)
-    method = method_cls(config.with_overrides(overrides))
+    method = method_cls(config.with_post_processing(overrides))
     model = method.build_model()
     state = load_torch(Path(run_dir) / weights, device)
     try:

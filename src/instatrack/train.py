@@ -42,6 +42,7 @@ def train(method: str, data: str | Path, out: str | Path, config: TrainConfig | 
     ``(step, total, metrics)``. Returns the run folder.
     """
     from instatrack.data import open_dataset
+    from instatrack.data.augment import AcquisitionSettings
     from instatrack.data.sampler import ClipSampler
 
     out = Path(out)
@@ -57,7 +58,7 @@ def train(method: str, data: str | Path, out: str | Path, config: TrainConfig | 
                           norm=(config.norm_low, config.norm_high), seed=config.seed,
                           object_bias=config.crop_object_bias,
                           reach_border=config.crops_reach_border,
-                          acquisition=config.acquisition)
+                          acquisition=AcquisitionSettings.of(config))
     if max(config.instance_area) <= 0:
         config = config.replace(instance_area=sampler.instance_areas())
     config.save(out / runs.CONFIG, method=method_cls.name, data=str(Path(data).resolve()))

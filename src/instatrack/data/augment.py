@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage as ndi
 
-from instatrack.errors import ConfigError
+from instatrack.settings import Settings, require
 
 #: probabilities of the optional transforms
 AFFINE_P = 0.5
@@ -35,44 +35,42 @@ ELASTIC_SHIFT = 6.0
 
 
 @dataclasses.dataclass(frozen=True)
-class AcquisitionSettings:
+class AcquisitionSettings(Settings):
     """How far training clips are pushed towards other acquisition conditions.
 
-    ``dim_p``: probability that a clip is dimmed; ``dim_max``: the largest
-    factor the contrast over the background is divided by (drawn log-uniformly
-    from ``[1, dim_max]``, the noise kept at the frame's level); ``shot_noise``:
-    scale of the added signal-dependent noise (0 = none); ``gradient``: largest
-    background slope across the crop, relative to the normalised range before dimming;
-    ``drift``: largest frame-to-frame brightness change within a clip (relative);
-    ``blur_max``: largest Gaussian blur sigma in pixels; ``gamma``: largest
-    ``|log gamma|``. ``norm`` are the percentiles used to normalise again.
-    ``AcquisitionSettings.off()`` reproduces the augmentation before these existed.
+    ``aug_dim_p``: probability that a clip is dimmed; ``aug_dim_max``: the
+    largest factor the contrast over the background is divided by (drawn
+    log-uniformly from ``[1, aug_dim_max]``, the noise kept at the frame's
+    level); ``aug_shot_noise``: scale of the added signal-dependent noise (0 =
+    none); ``aug_gradient``: largest background slope across the crop, relative
+    to the normalised range before dimming; ``aug_drift``: largest
+    frame-to-frame brightness change within a clip (relative);
+    ``aug_blur_max``: largest Gaussian blur sigma in pixels; ``aug_gamma``:
+    largest ``|log gamma|``. ``AcquisitionSettings.off()`` reproduces the
+    augmentation before these existed.
     """
 
-    dim_p: float = 0.5
-    dim_max: float = 10.0
-    shot_noise: float = 1.0
-    gradient: float = 0.1
-    drift: float = 0.1
-    blur_max: float = 1.5
-    gamma: float = 0.3
-    norm: tuple[float, float] = (1.0, 99.8)
+    aug_dim_p: float = 0.5
+    aug_dim_max: float = 10.0
+    aug_shot_noise: float = 1.0
+    aug_gradient: float = 0.1
+    aug_drift: float = 0.1
+    aug_blur_max: float = 1.5
+    aug_gamma: float = 0.3
 
-    def __post_init__(self) -> None:
-        checks = [(0 <= self.dim_p <= 1, "aug_dim_p must be in [0, 1]"),
-                  (self.dim_max >= 1, "aug_dim_max must be >= 1"),
-                  (self.shot_noise >= 0, "aug_shot_noise must be >= 0"),
-                  (self.gradient >= 0, "aug_gradient must be >= 0"),
-                  (0 <= self.drift < 1, "aug_drift must be in [0, 1)"),
-                  (self.blur_max >= 0, "aug_blur_max must be >= 0 pixels"),
-                  (0 <= self.gamma <= 2, "aug_gamma must be in [0, 2]")]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"{message}, got {self}")
+    def check(self) -> None:
+        super().check()
+        require(0 <= self.aug_dim_p <= 1, f"aug_dim_p must be in [0, 1], got {self.aug_dim_p}")
+        require(self.aug_dim_max >= 1, f"aug_dim_max must be >= 1, got {self.aug_dim_max}")
+        for name in ("aug_shot_noise", "aug_gradient", "aug_blur_max"):
+            require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        require(0 <= self.aug_drift < 1, f"aug_drift must be in [0, 1), got {self.aug_drift}")
+        require(0 <= self.aug_gamma <= 2, f"aug_gamma must be in [0, 2], got {self.aug_gamma}")
 
     @classmethod
     def off(cls) -> AcquisitionSettings:
-        return cls(dim_p=0.0, shot_noise=0.0, gradient=0.0, drift=0.0, blur_max=1.0)
+        return cls(aug_dim_p=0.0, aug_shot_noise=0.0, aug_gradient=0.0, aug_drift=0.0,
+                   aug_blur_max=1.0)
 
 
 class Augmenter:
@@ -81,16 +79,19 @@ class Augmenter:
     ``augmenter(image, labels)`` with image ``(T, C, Y, X)`` float32 and labels
     ``(T, Y, X)`` integers returns the transformed pair with the same shapes
     and dtypes (90 degree turns only when ``Y == X``). ``acquisition`` sets the
-    intensity changes (the default is the robust recipe).
+    intensity changes (the default is the robust recipe); ``norm`` are the
+    percentiles a dimmed frame is normalised by again, as at inference.
     """
 
     def __init__(self, rng: np.random.Generator, flips: bool = True, rot90: bool = True,
                  affine: bool = True, elastic: bool = True, intensity: bool = True,
-                 acquisition: AcquisitionSettings | None = None):
+                 acquisition: AcquisitionSettings | None = None,
+                 norm: tuple[float, float] = (1.0, 99.8)):
         self.rng = rng
         self.flips, self.rot90, self.affine = flips, rot90, affine
         self.elastic, self.intensity = elastic, intensity
         self.acquisition = acquisition or AcquisitionSettings()
+        self.norm = norm
 
     @property
     def warps(self) -> bool:
@@ -137,14 +138,14 @@ class Augmenter:
     def _acquisition(self, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Dimmer contrast at the same noise, uneven background, drift; renormalised."""
         settings, rng = self.acquisition, self.rng
-        if settings.dim_p <= 0 or rng.random() >= settings.dim_p:
+        if settings.aug_dim_p <= 0 or rng.random() >= settings.aug_dim_p:
             return image
-        factor = np.exp(rng.uniform(0.0, np.log(settings.dim_max)))
-        gains = np.exp(rng.uniform(-settings.drift, settings.drift, len(image))) \
-            if settings.drift > 0 else np.ones(len(image))
-        slope = rng.uniform(-settings.gradient, settings.gradient, 2)
+        factor = np.exp(rng.uniform(0.0, np.log(settings.aug_dim_max)))
+        gains = np.exp(rng.uniform(-settings.aug_drift, settings.aug_drift, len(image))) \
+            if settings.aug_drift > 0 else np.ones(len(image))
+        slope = rng.uniform(-settings.aug_gradient, settings.aug_gradient, 2)
         ramp = _ramp(image.shape[-2:], slope)
-        shot = rng.uniform(0.0, settings.shot_noise)
+        shot = rng.uniform(0.0, settings.aug_shot_noise)
         out = np.empty(image.shape, np.float32)
         for t in range(len(image)):
             level, noise = background_and_noise(image[t], labels[t])
@@ -154,18 +155,18 @@ class Augmenter:
             extra = extra + shot * noise[:, None, None] * np.maximum(signal, 0.0)
             frame = level[:, None, None] + signal + rng.normal(0.0, 1.0, signal.shape) \
                 * np.sqrt(extra)
-            out[t] = _renormalise(frame, settings.norm)
+            out[t] = _renormalise(frame, self.norm)
         return out
 
     def _intensity(self, image: np.ndarray) -> np.ndarray:
         rng, settings = self.rng, self.acquisition
         lo, hi = float(image.min()), float(image.max())
-        if hi > lo and settings.gamma > 0:
-            gamma = np.exp(rng.uniform(-settings.gamma, settings.gamma))
+        if hi > lo and settings.aug_gamma > 0:
+            gamma = np.exp(rng.uniform(-settings.aug_gamma, settings.aug_gamma))
             image = lo + (hi - lo) * ((image - lo) / (hi - lo)) ** gamma
         image = image * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1)
         if rng.random() < BLUR_P:
-            sigma = rng.uniform(0.3, max(settings.blur_max, 0.3))
+            sigma = rng.uniform(0.3, max(settings.aug_blur_max, 0.3))
             image = ndi.gaussian_filter(image, (0, 0, sigma, sigma))
         sigma = rng.uniform(0.0, 0.05)
         return image + rng.normal(0.0, sigma, image.shape)

@@ -52,7 +52,8 @@ class ClipSampler:
         self.sequences = list(sequences)
         self.clip_len, self.crop, self.norm = clip_len, tuple(int(c) for c in crop), norm
         self.rng = np.random.default_rng(seed)
-        self.augmenter = Augmenter(self.rng, acquisition=acquisition) if augment else None
+        self.augmenter = Augmenter(self.rng, acquisition=acquisition, norm=norm) if augment \
+            else None
         self._images: dict[tuple[int, int], np.ndarray] = {}
         self._labels: dict[tuple[int, int], np.ndarray | None] = {}
         self._centres: dict[tuple[int, int], np.ndarray] = {}
