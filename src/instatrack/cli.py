@@ -57,12 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("segment", help="segment still images with a trained run")
     _model_io_args(p)
     p.add_argument("--pictures", action="store_true", help="also write overlay PNGs")
+    p.add_argument("--format", choices=("tif", "ome-zarr"), default="tif",
+                   help="tif: one label TIFF per image; ome-zarr: a labels image of the input "
+                        "(needs instatrack[zarr])")
 
     p = sub.add_parser("track", help="segment and track a sequence with a trained run")
     _model_io_args(p)
     p.add_argument("--method", choices=METHODS, help="check that RUN was trained with this method")
     p.add_argument("--first-masks", help="label image of frame 0 (semi-supervised methods)")
-    p.add_argument("--format", choices=("ctc", "davis"), default="ctc", help="result layout")
+    p.add_argument("--format", choices=("ctc", "davis", "geff", "ome-zarr"), default="ctc",
+                   help="result layout: CTC folder, DAVIS PNGs, GEFF graph + masks "
+                        "(instatrack[geff]) or labels of an OME-Zarr image (instatrack[zarr])")
     p.add_argument("--movie", help="also write an overlay movie (.gif, or .mp4 with "
                                    "imageio-ffmpeg installed)")
     p.add_argument("--lineage", help="also write a lineage-tree picture (.png, .pdf or .svg)")
@@ -85,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _model_io_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="RUN", help="run folder from train")
-    p.add_argument("--input", required=True, help="folder of frames / images")
+    p.add_argument("--input", required=True, help="folder of frames / images, or an OME-Zarr image")
     p.add_argument("--output", required=True,
                    help="folder to write results to (new, or empty unless --overwrite)")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
