@@ -19,11 +19,12 @@ import time
 
 import numpy as np
 
-from instatrack.cluster.hdbscan import ClusterParams, cluster_embeddings
+from instatrack.cluster.hdbscan import ClusterParams, cluster_embeddings, params_for
 from instatrack.data.synth import generate_cells
 from instatrack.methods.base import Window
 from instatrack.metrics.ctc import seg_frame
 from instatrack.track.link import Tracker
+from instatrack.track.rules import TrackSettings
 
 
 def oracle_embeddings(labels: np.ndarray, dim: int = 16, noise: float = 0.15, seed: int = 0
@@ -50,7 +51,7 @@ def time_mode(emb, background, gt, params: ClusterParams, runs: int) -> dict[str
     """Median seconds to cluster pair (0, 1), then to link pair (1, 2) after it; SEG of pair 0."""
     cluster_times, link_times = [], []
     for _ in range(runs):
-        tracker = Tracker()
+        tracker = Tracker(TrackSettings(min_instance_area=0))
         clock = time.perf_counter()
         first = cluster_embeddings(emb[0:2], params, background)
         cluster_times.append(time.perf_counter() - clock)
@@ -72,22 +73,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full-runs", type=int, default=1)
     parser.add_argument("--no-full", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-samples", type=int, default=ClusterParams.max_samples)
+    parser.add_argument("--max-samples", type=int, default=ClusterParams.cluster_max_samples)
     args = parser.parse_args(argv)
 
     seq = generate_cells(frames=3, size=(args.size, args.size), seed=args.seed, density=2.0,
                          radius=(10.0, 16.0), speed=2.0, noise=0.1)
     gt = seq.labels
     emb, background = oracle_embeddings(gt, noise=args.noise, seed=args.seed)
-    cluster_embeddings(emb[0:2, :, :64, :64], ClusterParams(), background)  # warm imports
+    cluster_embeddings(emb[0:2, :, :64, :64], params_for("cells"), background)  # warm imports
     n_cells = len(np.unique(gt[0])) - 1
     foreground = float((gt[:2] > 0).mean())
     print(f"{args.size}x{args.size} pair, {n_cells} cells, {foreground:.0%} foreground, "
           f"embedding noise {args.noise} per channel (d=16)")
-    fast_params = ClusterParams(fast=True, max_samples=args.max_samples)
+    fast_params = params_for("cells", cluster_fast=True,
+                             cluster_max_samples=args.max_samples)
     results = {"fast": time_mode(emb, background, gt, fast_params, args.runs)}
     if not args.no_full:
-        results["full"] = time_mode(emb, background, gt, ClusterParams(fast=False),
+        results["full"] = time_mode(emb, background, gt, params_for("cells", cluster_fast=False),
                                     args.full_runs)
     for name, r in results.items():
         print(f"{name:>5}: cluster {r['cluster_s']:.3f} s, link {r['link_s']:.3f} s, "

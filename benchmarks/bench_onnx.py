@@ -26,15 +26,14 @@ import torch
 import instatrack
 from instatrack.methods import get_method
 from instatrack.onnx import export_onnx, onnx_predictor
+from instatrack.runs import Run
 
 
 def build_run(folder: Path, method: str, preset: str) -> Path:
     config = get_method(method).config_cls.build(preset)
     torch.manual_seed(0)
     model = get_method(method)(config).build_model()
-    folder.mkdir(parents=True)
-    config.save(folder / "config.json", method=method)
-    torch.save(model.state_dict(), folder / "weights.pt")
+    Run.create(folder, get_method(method), config).save_weights(model.state_dict())
     return folder
 
 

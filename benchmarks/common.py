@@ -25,17 +25,7 @@ def ensure_trained(method: str, data: Path, run: Path, preset: str, overrides: l
     run keeps its saved config, and only ``steps`` may extend it.
     """
     from instatrack.methods import get_method
-    from instatrack.train import train
+    from instatrack.train import train_or_resume
 
-    run = Path(run)
-    resume = (run / "checkpoint.pt").is_file()
-    if (run / "weights.pt").is_file() and not resume:
-        return run
-    build = get_method(method).config_cls.build
-    step_override = [f"steps={steps}"] if steps else []
-    if resume:
-        config = build(preset, overrides=step_override) if steps else None
-    else:
-        config = build(preset, overrides=[*overrides, *step_override])
-    train(method, data, run, config=config, resume=resume, progress=not quiet)
-    return run
+    config = get_method(method).config_cls.build(preset, overrides=overrides)
+    return train_or_resume(method, data, run, config=config, steps=steps, progress=not quiet)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from instatrack.methods import get_method
-from instatrack.runs import CONFIG, WEIGHTS
+from instatrack.runs import Run
 
 SPATIAL = ["width=0.25", "stage1_blocks=1", "dilated_repeats=0", "decoder_blocks=0",
            "dropout=0", "crop=48,48", "coord_scale=64", "max_instances=10000"]
@@ -37,9 +37,7 @@ def random_run(folder: Path, method: str = "spatial-embedding", overrides=(), se
     if hasattr(model, "background"):
         model.background.copy_(torch.nn.functional.normalize(
             torch.randn(model.background.shape), dim=0))
-    folder.mkdir(parents=True, exist_ok=True)
-    config.save(folder / CONFIG, method=method)
-    torch.save(model.state_dict(), folder / WEIGHTS)
+    Run.create(folder, method_cls, config).save_weights(model.state_dict())
     return folder
 
 

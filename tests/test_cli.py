@@ -74,6 +74,11 @@ def test_errors_are_one_line(workflow, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
     _one_line_error(capsys, ["track", "--model", str(root / "run"), "--input", str(tmp_path),
                              "--output", str(tmp_path / "o"), "--set", "nonsense=1"], "nonsense")
+    # a setting that shaped the network cannot change on the trained run; a bad value is named
+    for item, word in (("levels=4", "levels: fixed"),
+                       ("division_dilation=-3", "division_dilation")):
+        _one_line_error(capsys, ["track", "--model", str(root / "run"), "--input", str(tmp_path),
+                                 "--output", str(tmp_path / "o"), "--set", item], word)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "t000.tif").write_bytes(b"garbage")

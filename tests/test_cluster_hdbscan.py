@@ -8,12 +8,20 @@ import pytest
 from instatrack.cluster.hdbscan import (
     ClusterParams,
     cluster_embeddings,
+    cluster_sizes,
     estimate_background,
+    params_for,
     split_components,
 )
 from instatrack.errors import ConfigError, DataError
 
 DIM = 8
+
+
+def sized(**changes) -> ClusterParams:
+    """Clusters of at least 20 px (10 samples): the discs here are small."""
+    return ClusterParams(**{"cluster_min_cluster_size": 20, "cluster_min_samples": 10,
+                            **changes})
 
 
 def discs_pair(size: int = 64) -> np.ndarray:
@@ -60,7 +68,7 @@ def assert_same_partition(pred: np.ndarray, gt: np.ndarray, agree: float = 1.0) 
 def test_oracle_pair_gives_ground_truth_partition(fast):
     gt = discs_pair()
     emb, background = oracle(gt)
-    labels = cluster_embeddings(emb, ClusterParams(fast=fast, min_cluster_size=20), background)
+    labels = cluster_embeddings(emb, sized(cluster_fast=fast), background)
     assert labels.shape == gt.shape and labels.dtype == np.int32
     assert_same_partition(labels, gt)
 
@@ -68,7 +76,7 @@ def test_oracle_pair_gives_ground_truth_partition(fast):
 def test_fast_path_subsamples_and_still_matches():
     gt = discs_pair(96)
     emb, background = oracle(gt, noise=0.2)
-    params = ClusterParams(max_samples=400, min_cluster_size=20)
+    params = sized(cluster_max_samples=400)
     labels = cluster_embeddings(emb, params, background)
     assert_same_partition(labels, gt, agree=0.99)
 
@@ -78,7 +86,7 @@ def test_background_is_estimated_when_not_given():
     emb, background = oracle(gt)
     estimated = estimate_background(np.moveaxis(emb, 1, -1).reshape(-1, DIM))
     assert float(estimated @ background) > 0.99
-    labels = cluster_embeddings(emb, ClusterParams(min_cluster_size=20))
+    labels = cluster_embeddings(emb, sized())
     assert_same_partition(labels, gt)
 
 
@@ -89,7 +97,7 @@ def test_same_embedding_far_apart_gives_two_objects():
     vectors[0] = np.eye(DIM)[0]
     vectors[4] = vectors[5]  # two distant discs share an embedding
     emb, background = oracle(gt, vectors=vectors)
-    labels = cluster_embeddings(emb, ClusterParams(min_cluster_size=20), background)
+    labels = cluster_embeddings(emb, sized(), background)
     assert_same_partition(labels, gt)
 
 
@@ -103,7 +111,8 @@ def test_background_aligned_cluster_and_small_objects_are_dropped():
     vectors[6] = np.eye(DIM)[1]
     vectors[3] = vectors[0]  # disc 3 looks like background
     emb, background = oracle(gt, noise=0.05, vectors=vectors)
-    params = ClusterParams(min_cluster_size=10, min_samples=5, min_area=20)
+    params = ClusterParams(cluster_min_cluster_size=10, cluster_min_samples=5,
+                           min_instance_area=20)
     # The given foreground mask lets disc 3 in; its cluster is dropped for its direction.
     labels = cluster_embeddings(emb, params, background, foreground=gt > 0)
     kept = {k for k in range(1, 7) if labels[gt == k].all()}
@@ -116,7 +125,7 @@ def test_single_object_and_empty_frames():
     gt = np.zeros((1, 32, 32), np.int32)
     gt[0][(yy - 16) ** 2 + (xx - 16) ** 2 <= 64] = 1
     emb, background = oracle(gt)
-    labels = cluster_embeddings(emb, ClusterParams(min_cluster_size=20), background)
+    labels = cluster_embeddings(emb, sized(), background)
     assert_same_partition(labels, gt)
     empty, _ = oracle(np.zeros((2, 32, 32), np.int32))
     assert not cluster_embeddings(empty, ClusterParams(), background).any()
@@ -126,7 +135,7 @@ def test_foreground_mask_replaces_background_test():
     gt = discs_pair()
     emb, background = oracle(gt)
     only_first = gt == 1
-    labels = cluster_embeddings(emb, ClusterParams(min_cluster_size=20), background,
+    labels = cluster_embeddings(emb, sized(), background,
                                 foreground=only_first)
     assert set(np.unique(labels)) == {0, 1} or len(np.unique(labels[only_first])) == 1
     assert not labels[~only_first].any()
@@ -152,12 +161,22 @@ def test_split_components_hand_computed():
 
 
 def test_params_are_validated_and_have_kinds():
-    assert ClusterParams.for_kind("leaves").min_area > ClusterParams.for_kind("cells").min_area
-    assert ClusterParams.for_kind("cells", fast=False).fast is False
+    leaves, cells = params_for("leaves"), params_for("cells")
+    assert leaves.min_instance_area > cells.min_instance_area
+    assert params_for("cells", cluster_fast=False).cluster_fast is False
     with pytest.raises(ConfigError, match="unknown dataset kind"):
-        ClusterParams.for_kind("fish")
-    with pytest.raises(ConfigError, match="min_cluster_size"):
-        ClusterParams(min_cluster_size=1)
+        params_for("fish")
+    with pytest.raises(ConfigError, match="cluster_min_cluster_size"):
+        ClusterParams(cluster_min_cluster_size=1)
+
+
+def test_cluster_sizes_follow_the_training_instances():
+    auto = ClusterParams()
+    assert cluster_sizes(auto) == (50, 5)  # not measured
+    assert cluster_sizes(auto, (1600, 2000)) == (700, 70)  # 0.35 of the median
+    assert cluster_sizes(auto, (40, 2000)) == (40, 5)  # the 10th percentile
+    assert cluster_sizes(ClusterParams(cluster_min_cluster_size=30, cluster_min_samples=3),
+                         (1600, 2000)) == (30, 3)
 
 
 def test_bad_embeddings_raise_data_error():

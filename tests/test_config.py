@@ -59,3 +59,55 @@ def test_parse_slice():
     assert parse_slice("") is None
     assert parse_slice("2:") == slice(2, None)
     assert parse_slice(":-3") == slice(None, -3)
+
+
+# -- stages' settings composed into a method's config -----------------------------------------
+def test_stage_settings_validate_once_with_a_config_error():
+    from instatrack.cluster.seeds import SeedClustering
+    from instatrack.methods.spatial_embedding import SpatialEmbeddingConfig
+
+    with pytest.raises(ConfigError, match="seed_threshold"):
+        SeedClustering(seed_threshold=1.5)
+    with pytest.raises(ConfigError, match="seed_threshold"):  # the same check, flat key
+        SpatialEmbeddingConfig.build(overrides=["seed_threshold=1.5"])
+    with pytest.raises(ConfigError, match="division_dilation"):
+        SpatialEmbeddingConfig.build(overrides=["division_dilation=-3"])
+
+
+def test_a_config_gives_each_stage_its_settings():
+    from instatrack.cluster.seeds import SeedClustering
+    from instatrack.losses.spatial_embedding import LossWeights
+    from instatrack.methods.spatial_embedding import SpatialEmbeddingConfig
+    from instatrack.track.rules import TrackSettings
+
+    cfg = SpatialEmbeddingConfig.build("paper", overrides=["seed_weight=2"])
+    assert SeedClustering.of(cfg) == SeedClustering(seed_threshold=0.9, min_instance_area=128)
+    assert LossWeights.of(cfg).seed_weight == 2.0
+    # one key read by two stages: the clustering and the tracker drop the same objects
+    assert TrackSettings.of(cfg).min_instance_area == 128
+
+
+def test_a_trained_run_changes_only_post_processing():
+    from instatrack.methods.spatial_embedding import SpatialEmbeddingConfig
+
+    cfg = SpatialEmbeddingConfig.build("fast")
+    changed = cfg.with_post_processing(["seed_threshold=0.9", "link_max_gap=4", "tta=true"])
+    assert (changed.seed_threshold, changed.link_max_gap, changed.tta) == (0.9, 4, True)
+    assert changed.replace(seed_threshold=0.5, link_max_gap=2, tta=False) == cfg
+    for key in ("width=1.0", "sigma_channels=2", "steps=5", "crop=64,64"):
+        with pytest.raises(ConfigError, match=f"{key.split('=')[0]}: fixed when the network"):
+            cfg.with_post_processing([key])
+    with pytest.raises(ConfigError, match="unknown key.*colour"):
+        cfg.with_post_processing(["colour=red"])
+
+
+def test_post_processing_keys_of_each_method():
+    from instatrack.methods import REGISTRY, get_method
+
+    keys = {name: set(get_method(name).config_cls.post_processing_keys()) for name in REGISTRY}
+    assert {"cluster_min_cluster_size", "cluster_coord_scale"} <= keys["cosine-hourglass"]
+    assert {"seed_threshold", "min_instance_score", "tta"} <= keys["spatial-embedding"]
+    assert {"crf", "crf_iterations", "mask_threshold"} <= keys["recurrent-instance"]
+    assert {"score_threshold", "contest", "finetune_steps"} <= keys["spatial-propagation"]
+    assert not keys["cosine-hourglass"] & {"levels", "filters", "neighbour_radius"}
+    assert not keys["spatial-embedding"] & {"width", "input_scale", "seed_weight"}

@@ -86,15 +86,15 @@ def test_update_background_is_a_normalised_moving_average():
 @pytest.fixture
 def fake_clustering(monkeypatch):
     """Replace HDBSCAN by a threshold on the first embedding channel; record the calls."""
-    import instatrack.cluster.hdbscan as hdbscan
+    import instatrack.methods.cosine_hourglass as cosine
 
     calls = []
 
-    def fake(embeddings, params, background=None):
+    def fake(embeddings, params, background=None, instance_area=(0.0, 0.0)):
         calls.append((embeddings.shape, params, background))
         return (embeddings[:, 0] > 0).astype(np.int64)
 
-    monkeypatch.setattr(hdbscan, "cluster_embeddings", fake)
+    monkeypatch.setattr(cosine, "cluster_embeddings", fake)
     return calls
 
 
@@ -115,7 +115,7 @@ def test_predict_yields_overlapping_pair_windows(fake_clustering):
     assert all(w.labels.dtype == np.int32 and not w.tracked for w in windows)
     shape, params, background = fake_clustering[0]
     assert shape == (2, 4, 21, 30) and background is None  # untrained: no background yet
-    assert (params.min_cluster_size, params.min_area) == (33, 7)
+    assert (params.cluster_min_cluster_size, params.min_instance_area) == (33, 7)
 
 
 def test_pair_window_clusters_the_embeddings_of_both_frames(fake_clustering):
@@ -176,14 +176,3 @@ def test_short_training_on_synthetic_cells_lowers_the_loss():
         losses.append(loss.item())
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
 
-
-def test_cluster_sizes_follow_the_training_instances():
-    unmeasured = _method().cluster_params()
-    assert (unmeasured.min_cluster_size, unmeasured.min_samples) == (50, 5)
-    measured = _method("instance_area=1600,2000").cluster_params()
-    assert (measured.min_cluster_size, measured.min_samples) == (700, 70)
-    small = _method("instance_area=40,2000").cluster_params()
-    assert (small.min_cluster_size, small.min_samples) == (40, 5)
-    fixed = _method("instance_area=800,2000", "cluster_min_cluster_size=30",
-                    "cluster_min_samples=3").cluster_params()
-    assert (fixed.min_cluster_size, fixed.min_samples) == (30, 3)

@@ -57,12 +57,13 @@ def test_unary_scores_agree_with_thresholding():
 
 def test_weights_vanish_across_colour_edges_and_outside():
     image, _ = _scene()
-    params = CRFParams(radius=1, dilation=1, w_smooth=0.0)
+    params = CRFParams(crf_radius=1, crf_dilation=1, crf_w_smooth=0.0)
     weights = pairwise_weights(image, params)
     right = window_offsets(1, 1).index((0, 1))
-    assert weights[right, 10, 10].item() == pytest.approx(params.w_app * np.exp(-1 / 128), rel=1e-5)
+    expected = params.crf_w_app * np.exp(-1 / 128)
+    assert weights[right, 10, 10].item() == pytest.approx(expected, rel=1e-5)
     # the next pixel is grey background: colour distance^2 = 0.3^2 + 0.4^2 + 0.2^2
-    across = params.w_app * np.exp(-1 / 128 - 0.29 / (2 * 0.15 ** 2))
+    across = params.crf_w_app * np.exp(-1 / 128 - 0.29 / (2 * 0.15 ** 2))
     assert weights[right, 10, 19].item() == pytest.approx(across, rel=1e-4)
     assert across < 0.01 * weights[right, 10, 10].item()
     assert weights[right, 10, 39].item() == 0.0   # outside the image
@@ -99,7 +100,7 @@ def test_boundary_moves_to_the_colour_edge():
 
 def test_mean_field_without_pairwise_is_the_softmax_of_the_unary():
     scores = torch.randn(3, 6, 7)
-    params = CRFParams(radius=1, w_app=0.0, w_smooth=0.0)
+    params = CRFParams(crf_radius=1, crf_w_app=0.0, crf_w_smooth=0.0)
     q = mean_field(scores, pairwise_weights(torch.rand(1, 6, 7), params), params)
     assert torch.allclose(q, torch.softmax(scores, 0), atol=1e-6)
 

@@ -89,10 +89,11 @@ def test_sparse_seg_with_markers(tmp_path):
 def test_four_digit_names(tmp_path):
     folder = tmp_path / "X" / "02"
     folder.mkdir(parents=True)
-    for t in (0, 1, 10):
+    for t in (8, 9, 10):
         tifffile.imwrite(folder / f"t{t:04d}.tif", np.zeros((8, 8), np.uint8))
     seq = CTCSequence(folder)
-    assert [p.name for p in seq.paths] == ["t0000.tif", "t0001.tif", "t0010.tif"]
+    assert [p.name for p in seq.paths] == ["t0008.tif", "t0009.tif", "t0010.tif"]
+    assert seq.times == [8, 9, 10]
     assert seq.gt_dir is None and seq.labels(0) is None
 
 

@@ -192,3 +192,55 @@ def test_instance_areas_are_measured_on_the_training_frames_only():
     assert median == pytest.approx(55.0) and small == pytest.approx(19.0)
     empty = ArraySequence([np.zeros((20, 20))], [np.zeros((20, 20), np.int32)])
     assert ClipSampler([empty], crop=(8, 8)).instance_areas() == (0.0, 0.0)
+
+
+def test_background_and_noise_measures_a_known_frame():
+    from instatrack.data.augment import background_and_noise
+
+    rng = np.random.default_rng(0)
+    frame = 0.2 + rng.normal(0.0, 0.05, (1, 128, 128))
+    labels = np.zeros((128, 128), np.int32)
+    frame[0, 40:80, 40:80] += 0.6
+    labels[40:80, 40:80] = 1
+    level, noise = background_and_noise(frame, labels)
+    assert abs(level[0] - 0.2) < 0.01 and abs(noise[0] - 0.05) < 0.005
+
+
+def test_dimming_lowers_contrast_over_noise_and_renormalises():
+    from instatrack.data.augment import AcquisitionSettings
+
+    rng = np.random.default_rng(1)
+    labels = np.zeros((1, 96, 96), np.int64)
+    labels[0, 30:60, 30:60] = 1
+    image = (0.05 + 0.9 * (labels > 0) + rng.normal(0, 0.02, labels.shape))[:, None]
+    settings = AcquisitionSettings(aug_dim_p=1.0, aug_dim_max=8.0, aug_gradient=0.0, aug_drift=0.0)
+    aug = Augmenter(np.random.default_rng(2), flips=False, rot90=False, affine=False,
+                    elastic=False, acquisition=settings)
+    snrs = []
+    for _ in range(20):
+        out = aug._acquisition(image.astype(np.float32), labels)
+        inside, outside = out[0, 0][labels[0] > 0], out[0, 0][labels[0] == 0]
+        snrs.append((inside.mean() - outside.mean()) / outside.std())
+        assert np.percentile(out, 99.8) == pytest.approx(1.0, abs=0.05)
+    clean = (image[0, 0][labels[0] > 0].mean() - image[0, 0][labels[0] == 0].mean()) \
+        / image[0, 0][labels[0] == 0].std()
+    assert max(snrs) < clean and min(snrs) < clean / 3
+
+
+def test_acquisition_off_reproduces_the_old_augmentation(cells):
+    from instatrack.data.augment import AcquisitionSettings
+
+    a = ClipSampler([cells], clip_len=2, crop=(32, 32), seed=3,
+                    acquisition=AcquisitionSettings.off())
+    b = ClipSampler([cells], clip_len=2, crop=(32, 32), seed=3,
+                    acquisition=AcquisitionSettings(aug_dim_p=0.0, aug_blur_max=1.0))
+    for _ in range(3):
+        np.testing.assert_array_equal(a.sample()["image"], b.sample()["image"])
+
+
+def test_bad_acquisition_values_are_refused():
+    from instatrack.config import TrainConfig
+    from instatrack.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="aug_dim_max"):
+        TrainConfig.build(overrides=["aug_dim_max=0.5"])

@@ -72,7 +72,7 @@ def test_zarr_plate_input_gives_the_same_tracks(client, plate, tmp_path):
         group.create_array(name, shape=frames.shape, dtype=frames.dtype,
                            chunks=(1, 32, 72))[:] = frames
     sequences = find_sequences(tmp_path / "plate.zarr")
-    assert [s.name for s in sequences] == ["well0", "well1"] and len(sequences[0]) == 3
+    assert [s.name for s in sequences] == ["well0", "well1"] and len(sequences[0].frames()) == 3
     track_plate(client, RunSpec(str(run)), sequences, tmp_path / "dask")
     assert files(tmp_path / "dask") == files(serial_track(run, plate, tmp_path / "serial"))
 
@@ -87,8 +87,7 @@ def test_tiles_of_an_image_in_parallel_equal_the_serial_tiled_segmentation(clien
         write_labels(images / f"im{k}.tif", cells_image((150, 190), seed=k)[0])
     assert main(["segment", "--model", str(run), "--input", str(images), "--output",
                  str(tmp_path / "serial"), "--tile", "96", "--quiet"]) == 0
-    assert segment_images(client, RunSpec(str(run), tile=96), sorted(images.iterdir()),
-                          tmp_path / "dask") == 2
+    assert segment_images(client, RunSpec(str(run), tile=96), images, tmp_path / "dask") == 2
     assert files(tmp_path / "dask") == files(tmp_path / "serial")
 
 

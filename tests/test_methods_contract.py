@@ -66,15 +66,49 @@ def test_predict_streams_windows(method):
     assert covered == {0, 1, 2}
 
 
-def test_state_dict_round_trip(method, tmp_path):
+def _outputs(method, model):
+    """What the model gives, seeded: the loss parts of a batch and the predicted windows."""
+    torch.manual_seed(0)
+    loss, parts = method.loss(model, _batch(method.config.in_channels, method.config.clip_len))
+    frames = [np.random.default_rng(t).random((1, 37, 45), dtype=np.float32) for t in range(3)]
+    first = np.zeros((37, 45), np.int32)
+    first[5:15, 6:18] = 1
+    torch.manual_seed(0)
+    windows = list(method.predict(model, iter(frames), "cpu", first_masks=first))
+    return float(loss.detach()), parts, [(w.start, w.labels) for w in windows]
+
+
+def test_reloaded_model_gives_the_same_outputs(method, tmp_path):
+    """Save config + weights as a run folder, load it back: same loss, same instances."""
     model = method.build_model().eval()
-    torch.save(model.state_dict(), tmp_path / "w.pt")
-    again = method.build_model().eval()
-    again.load_state_dict(torch.load(tmp_path / "w.pt"))
-    x = _batch(method.config.in_channels, 1)["image"][:, 0]
-    for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
-    assert x.shape[1] == method.config.in_channels
+    with torch.no_grad():  # move every tensor off its initial value, buffers included
+        gen = torch.Generator().manual_seed(1)
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.add_(0.01 * torch.rand(tensor.shape, generator=gen))
+            else:
+                tensor.add_(3)
+    method.config.save(tmp_path / runs.CONFIG, method=method.name)
+    torch.save(model.state_dict(), tmp_path / runs.WEIGHTS)
+    again, reloaded = runs.load_model(tmp_path)
+    assert type(again) is type(method) and again.config == method.config
+    loss, parts, windows = _outputs(method, model)
+    loss_again, parts_again, windows_again = _outputs(again, reloaded)
+    assert loss_again == loss and parts_again == parts
+    assert len(windows_again) == len(windows)
+    for (start, labels), (start_again, labels_again) in zip(windows, windows_again, strict=True):
+        assert start_again == start and np.array_equal(labels_again, labels)
+
+
+def test_registry_names_and_settings(method):
+    from instatrack.track.rules import TrackSettings
+
+    assert REGISTRY[method.name].endswith(":" + type(method).__name__)
+    # the tracker reads its settings from every method's config
+    assert isinstance(method.config, TrackSettings)
+    post = set(type(method.config).post_processing_keys())
+    assert {"link_max_gap", "min_instance_area", "division_dilation"} <= post
+    assert not post & {"crop", "steps", "lr", "in_channels", "clip_len", "seed"}
 
 
 @pytest.fixture(scope="module")

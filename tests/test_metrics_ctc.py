@@ -224,7 +224,7 @@ def test_missing_and_extra_frames(good_result):
     [
         ("1 0 1 0\n2 0 x 0\n", "line 2"),
         ("1 0 1\n2 0 1 0\n", "line 1"),
-        ("1 0 1 0\n\n2 0 1 0\n", "line 2 is empty"),
+        ("1 0 1 0\n2 0 1 -1\n", "line 2: negative value"),
         ("1 0 1 0\n2 1 0 0\n", "end < begin"),
         ("1 0 1 0\n1 0 1 0\n", "several lines"),
         ("1 0 1 0\n2 0 1 9\n", "parent 9"),

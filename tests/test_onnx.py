@@ -111,11 +111,11 @@ def test_torch_export_based_exporter_gives_the_same_network(tmp_path, method):
 
 def test_export_refuses_other_methods(tmp_path):
     from instatrack.methods import get_method
+    from instatrack.runs import Run
 
-    config = get_method("recurrent-instance").config_cls.build("fast")
-    (tmp_path / "run").mkdir()
-    config.save(tmp_path / "run" / "config.json", method="recurrent-instance")
-    model = get_method("recurrent-instance")(config).build_model()
-    torch.save(model.state_dict(), tmp_path / "run" / "weights.pt")
+    method_cls = get_method("recurrent-instance")
+    config = method_cls.config_cls.build("fast")
+    run = Run.create(tmp_path / "run", method_cls, config)
+    run.save_weights(method_cls(config).build_model().state_dict())
     with pytest.raises(ConfigError, match="cannot be exported"):
         export_onnx(tmp_path / "run", tmp_path / "x.onnx")

@@ -50,8 +50,15 @@ def test_overlay_movie_gif_has_one_frame_per_time_point(tmp_path):
     with Image.open(path) as gif:
         assert gif.n_frames == 4
         assert min(gif.size) >= 256  # enlarged so the ids can be read
-    mp4 = plot.overlay_movie(frames, [final[t] for t in range(4)], None, tmp_path / "m.mp4")
-    assert mp4.is_file()
+    if plot._has_ffmpeg():
+        mp4 = plot.overlay_movie(frames, [final[t] for t in range(4)], None, tmp_path / "m.mp4")
+        assert mp4.is_file() and mp4.suffix == ".mp4"
+    else:  # refused up front, never silently written as a GIF
+        with pytest.raises(DataError, match="imageio-ffmpeg"):
+            plot.overlay_movie(frames, [final[t] for t in range(4)], None, tmp_path / "m.mp4")
+        assert not list(tmp_path.glob("m.*"))
+    with pytest.raises(DataError, match=r"m\.avi: unsupported movie type"):
+        plot.overlay_movie(frames, [final[t] for t in range(4)], None, tmp_path / "m.avi")
 
 
 def test_overlay_movie_from_files(tmp_path):

@@ -65,7 +65,8 @@ def test_instance_term_by_hand():
                "log_sigma": torch.full((1, 1, 1, 3), math.log(sigma)),
                "seed": torch.zeros((1, 1, 1, 3))}
     labels = torch.tensor([[[1, 1, 0]]])
-    _, parts = spatial_embedding_loss(outputs, labels, LossWeights(variance=0, seed=0))
+    weights = LossWeights(variance_weight=0, seed_weight=0)
+    _, parts = spatial_embedding_loss(outputs, labels, weights)
     assert parts["instance"] == pytest.approx(1 / 3, abs=1e-5)
 
 
@@ -121,7 +122,7 @@ def test_clustering_oracle_outputs_recovers_every_instance(seed):
     areas = np.bincount(labels.ravel())[1:]
     smallest = int(areas[areas > 0].min())
     found = cluster_seeds(out["embedding"][0].float(), out["sigma"][0].float(),
-                          out["seed"][0, 0].float(), SeedClustering(min_area=smallest))
+                          out["seed"][0, 0].float(), SeedClustering(min_instance_area=smallest))
     assert found.dtype == np.int32 and found.shape == labels.shape
     assert len(np.unique(found[found > 0])) == len(np.unique(labels[labels > 0])) > 3
     assert same_partition(labels, found)
@@ -135,12 +136,12 @@ def test_clustering_thresholds():
     out = oracle_outputs(labels)
     seed = out["seed"][0, 0].float()
     seed[torch.from_numpy(labels == 3)] = 0.4
-    params = SeedClustering(seed_threshold=0.5, fg_threshold=0.3, min_area=10)
+    params = SeedClustering(seed_threshold=0.5, fg_threshold=0.3, min_instance_area=10)
     found = cluster_seeds(out["embedding"][0].float(), out["sigma"][0].float(), seed, params)
     assert set(np.unique(found)) == {0, 1} and np.array_equal(found == 1, labels == 1)
     capped = cluster_seeds(out["embedding"][0].float(), out["sigma"][0].float(),
                            seed, SeedClustering(fg_threshold=0.3, seed_threshold=0.3,
-                                                min_area=1, max_instances=2))
+                                                min_instance_area=1, max_instances=2))
     assert len(np.unique(capped[capped > 0])) == 2
 
 
@@ -154,11 +155,11 @@ def test_clustering_min_score_drops_instances_with_a_weak_mean_seed():
     seed[torch.from_numpy(labels == 2)] = 0.6 - 0.35 / 79
     seed[10, 2] = 0.95
     args = (out["embedding"][0].float(), out["sigma"][0].float(), seed)
-    kept = cluster_seeds(*args, SeedClustering(seed_threshold=0.9, min_area=5))
+    kept = cluster_seeds(*args, SeedClustering(seed_threshold=0.9, min_instance_area=5))
     assert set(np.unique(kept)) == {0, 1, 2}
     for min_score in (0.59, 0.61):
-        found = cluster_seeds(*args, SeedClustering(seed_threshold=0.9, min_area=5,
-                                                    min_score=min_score))
+        found = cluster_seeds(*args, SeedClustering(seed_threshold=0.9, min_instance_area=5,
+                                                    min_instance_score=min_score))
         expected = labels if min_score < 0.6 else np.where(labels == 1, 1, 0)
         assert np.array_equal(found > 0, expected > 0), min_score
 
@@ -172,7 +173,8 @@ def test_clustering_rejects_proposals_of_already_clustered_pixels():
     embedding[:, torch.from_numpy(labels > 0)] = 0.05
     seed = out["seed"][0, 0].float()
     seed[torch.from_numpy(labels == 2)] = 0.8
-    found = cluster_seeds(embedding, out["sigma"][0].float(), seed, SeedClustering(min_area=5))
+    found = cluster_seeds(embedding, out["sigma"][0].float(), seed,
+                          SeedClustering(min_instance_area=5))
     assert set(np.unique(found)) == {0, 1} and np.array_equal(found > 0, labels > 0)
 
 
@@ -189,9 +191,9 @@ def greedy_reference(embedding, sigma, seed, params: SeedClustering) -> np.ndarr
         proposal = score > 0.5
         proposal[best] = True
         new = proposal & free
-        if proposal.sum() >= params.min_area and \
+        if proposal.sum() >= params.min_instance_area and \
                 new.sum() > params.min_unclustered * proposal.sum() and \
-                sd[new].mean() >= params.min_score:
+                sd[new].mean() >= params.min_instance_score:
             count += 1
             out[new] = count
         free &= ~proposal
@@ -208,8 +210,8 @@ def test_clustering_matches_a_brute_force_reference(sigma_channels):
     sigma = rng.uniform(1.5, 4, (sigma_channels, 30, 40)).astype(np.float32) / SCALE
     seed = rng.random((30, 40)).astype(np.float32)
     for min_score in (0.0, 0.7):
-        params = SeedClustering(seed_threshold=0.6, fg_threshold=0.3, min_area=3,
-                                min_score=min_score)
+        params = SeedClustering(seed_threshold=0.6, fg_threshold=0.3, min_instance_area=3,
+                                min_instance_score=min_score)
         found = cluster_seeds(torch.from_numpy(embedding), torch.from_numpy(sigma),
                               torch.from_numpy(seed), params)
         expected = greedy_reference(embedding, sigma, seed, params)

@@ -6,6 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from instatrack.cluster.regions import (
+    ObjectMemory,
+    assign_pixels,
+    best_region,
+    centroid,
+    filter_regions,
+    shift_mask,
+)
 from instatrack.errors import DataError
 from instatrack.models.foreground import ForegroundNet, replicate_head
 from instatrack.models.spn import (
@@ -13,14 +21,6 @@ from instatrack.models.spn import (
     normalize_gates,
     propagate_down,
     spatial_propagation,
-)
-from instatrack.track.regions import (
-    ObjectMemory,
-    assign_pixels,
-    best_region,
-    centroid,
-    filter_regions,
-    shift_mask,
 )
 
 # -- spatial propagation --------------------------------------------------------------------------

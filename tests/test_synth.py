@@ -135,3 +135,29 @@ def test_bad_knobs_raise_config_error(knob):
 
     with pytest.raises(ConfigError, match=next(iter(knob))):
         generate_cells(**{"frames": 2, "size": (32, 32), **knob})
+
+
+def test_dim_and_dense_phases():
+    from instatrack.data.synth import generate_cells
+
+    plain = generate_cells(frames=12, size=(96, 96), seed=3, noise=0.05)
+    phased = generate_cells(frames=12, size=(96, 96), seed=3, noise=0.05,
+                            dim_phases=[(4, 8, 5.0)], dense_phases=[(6, 12, 3.0)])
+    np.testing.assert_array_equal(plain.labels[:5], phased.labels[:5])
+
+    def contrast(seq, t):
+        image, labels = seq.images[t].astype(float), seq.labels[t]
+        return np.median(image[labels > 0]) - np.median(image[labels == 0])
+
+    assert contrast(phased, 5) < contrast(plain, 5) / 3
+    assert contrast(phased, 9) == pytest.approx(contrast(plain, 9), rel=0.3)
+    counts = [len(np.unique(frame)) - 1 for frame in phased.labels]
+    assert counts[-1] > 1.5 * counts[5]
+
+
+def test_bad_phase_is_refused():
+    from instatrack.data.synth import parse_phase
+    from instatrack.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="START:STOP:FACTOR"):
+        parse_phase("3:x", "--dim-phase")

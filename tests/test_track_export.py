@@ -67,13 +67,16 @@ def test_ctc_folder_uses_four_digits_past_frame_999(tmp_path):
     import networkx as nx
 
     graph = nx.DiGraph()
-    graph.add_node(0, t=1000, label=1, y=1.0, x=1.0, area=1)
+    graph.add_node(0, t=999, label=1, y=1.0, x=1.0, area=1)
     frame = np.zeros((4, 4), np.int32)
     frame[1, 1] = 1
-    res = write_ctc_result(tmp_path, [(1000, frame)], graph)
-    assert (res / "mask1000.tif").is_file()
-    with pytest.raises(ValueError, match="digits"):
-        write_ctc_result(tmp_path, [(1000, frame)], graph, digits=3)
+    # frame 1000 is empty (no node in the graph): the names still follow the frame count
+    res = write_ctc_result(tmp_path / "a", [(999, frame), (1000, 0 * frame)], graph)
+    assert sorted(p.name for p in res.glob("mask*")) == ["mask0999.tif", "mask1000.tif"]
+    res = write_ctc_result(tmp_path / "b", [(999, frame)], graph, last_frame=1000)
+    assert (res / "mask0999.tif").is_file()
+    with pytest.raises(ValueError, match="outside"):
+        write_ctc_result(tmp_path / "c", [(1000, frame)], graph, last_frame=999)
 
 
 def test_tracked_objects_lost_and_found_are_split_as_ctc_requires(tmp_path):

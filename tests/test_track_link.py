@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from instatrack.errors import ConfigError
+from instatrack.labels import match_iou
 from instatrack.methods.base import Window
 from instatrack.track.export import graph_to_ctc_table
 from instatrack.track.link import Tracker
-from instatrack.track.match import match_iou
+from instatrack.track.rules import TrackSettings
 
 SIZE = 48
 
@@ -27,9 +29,20 @@ def movie(spec: list[list[tuple]]) -> np.ndarray:
     return out
 
 
-def track_single(labels: np.ndarray, **kwargs) -> tuple[Tracker, dict[int, np.ndarray]]:
+def make_tracker(**settings) -> Tracker:
+    """A tracker with ``settings`` that keeps objects of every size (the discs are small)."""
+    return Tracker(TrackSettings(**{"min_instance_area": 0, **settings}))
+
+
+def no_links(a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
+    """Whether no object of ``a`` matches one of ``b`` by IoU."""
+    pairs, _ = match_iou(a, b, threshold)
+    return len(pairs) == 0
+
+
+def track_single(labels: np.ndarray, **settings) -> tuple[Tracker, dict[int, np.ndarray]]:
     """Push one-frame windows; returns the tracker and ``{t: final labels}``."""
-    tracker = Tracker(**kwargs)
+    tracker = make_tracker(**settings)
     final = {}
     for t in range(len(labels)):
         final.update(tracker.push(Window(t, labels[t:t + 1])))
@@ -37,9 +50,9 @@ def track_single(labels: np.ndarray, **kwargs) -> tuple[Tracker, dict[int, np.nd
     return tracker, final
 
 
-def track_pairs(labels: np.ndarray, **kwargs) -> tuple[Tracker, dict[int, np.ndarray]]:
+def track_pairs(labels: np.ndarray, **settings) -> tuple[Tracker, dict[int, np.ndarray]]:
     """Push overlapping pair windows whose local ids are shuffled per window."""
-    tracker = Tracker(**kwargs)
+    tracker = make_tracker(**settings)
     final = {}
     rng = np.random.default_rng(0)
     for t in range(len(labels) - 1):
@@ -111,7 +124,7 @@ def test_division_ends_mother_and_starts_two_daughters(run):
 
 def test_division_with_both_daughters_unlinked_by_iou():
     far = movie([[(24, 24, 6, 1)], [(24, 24, 6, 1)], [(24, 16, 4, 1), (24, 32, 4, 2)]])
-    assert match_iou(far[1], far[2], 0.1) == {}
+    assert no_links(far[1], far[2], 0.1)
     tracker, _ = track_single(far)
     assert graph_to_ctc_table(tracker.graph) == [(1, 0, 1, 0), (2, 2, 2, 1), (3, 2, 2, 1)]
 
@@ -134,15 +147,15 @@ def test_gap_is_a_new_track_with_the_old_one_as_parent(run):
 
 def test_gap_longer_than_max_gap_is_not_bridged():
     long_gap = movie([[(20, 20, 6, 1)], [], [], [], [(20, 21, 6, 1)]])
-    tracker, _ = track_single(long_gap, max_gap=2)
+    tracker, _ = track_single(long_gap, link_max_gap=2)
     assert graph_to_ctc_table(tracker.graph) == [(1, 0, 0, 0), (2, 4, 4, 0)]
-    tracker, _ = track_single(long_gap, max_gap=3)
+    tracker, _ = track_single(long_gap, link_max_gap=3)
     assert graph_to_ctc_table(tracker.graph) == [(1, 0, 0, 0), (2, 4, 4, 1)]
 
 
 def test_fast_move_below_iou_threshold_still_continues():
     jump = movie([[(20, 10, 5, 1)], [(20, 18, 5, 1)]])
-    assert match_iou(jump[0], jump[1], 0.1) == {}
+    assert no_links(jump[0], jump[1], 0.1)
     tracker, _ = track_single(jump, division_dilation=2)
     assert graph_to_ctc_table(tracker.graph) == [(1, 0, 1, 0)]
 
@@ -155,12 +168,12 @@ def test_jump_past_its_own_size_continues_only_with_max_distance():
                     [(12, 36, 4, 1), (36, 12, 4, 2)]])
     tracker, _ = run(frames)
     assert len(graph_to_ctc_table(tracker.graph)) == 6
-    tracker, final = run(frames, max_distance=16)
+    tracker, final = run(frames, link_max_distance=16)
     assert graph_to_ctc_table(tracker.graph) == [(1, 0, 2, 0), (2, 0, 2, 0)]
     assert tracker.graph.number_of_edges() == 4
     for t in range(3):  # each track keeps its own cell (the nearest, not a swap)
         assert final[t][12, 8 + 14 * t] == final[0][12, 8]
-    tracker, _ = run(frames, max_distance=10)  # too far
+    tracker, _ = run(frames, link_max_distance=10)  # too far
     assert len(graph_to_ctc_table(tracker.graph)) == 6
 
 
@@ -169,14 +182,14 @@ def test_max_distance_links_as_many_tracks_as_it_can():
     # (20.0 px) and leave cell 1 with nothing within 25 px (29 px to x=27); the
     # assignment links both (21.9 + 22.8 px).
     frames = movie([[(10, 6, 3, 1), (10, 16, 3, 2)], [(30, 15, 3, 1), (30, 27, 3, 2)]])
-    tracker, final = track_single(frames, max_distance=25)
+    tracker, final = track_single(frames, link_max_distance=25)
     assert graph_to_ctc_table(tracker.graph) == [(1, 0, 1, 0), (2, 0, 1, 0)]
     assert final[1][30, 15] == final[0][10, 6] and final[1][30, 27] == final[0][10, 16]
 
 
 def test_max_distance_must_be_non_negative():
-    with pytest.raises(ValueError, match="max_distance"):
-        Tracker(max_distance=-1)
+    with pytest.raises(ConfigError, match="link_max_distance"):
+        TrackSettings(link_max_distance=-1)
 
 
 def test_neighbour_entering_does_not_fake_a_division():
@@ -198,15 +211,15 @@ def test_small_fragment_beside_a_shrunk_cell_is_not_a_daughter(run):
 
 def test_unequal_pieces_of_a_lost_cell_continue_it_instead_of_dividing():
     frames = movie([[(24, 24, 7, 1)], [(24, 22, 6, 1), (24, 33, 2, 2)]])
-    assert match_iou(frames[0], frames[1], 0.9) == {}
-    tracker, _ = track_single(frames, iou_threshold=0.9)
+    assert no_links(frames[0], frames[1], 0.9)
+    tracker, _ = track_single(frames, link_iou_threshold=0.9)
     rows = graph_to_ctc_table(tracker.graph)
     assert rows == [(1, 0, 1, 0), (2, 1, 1, 0)]
 
 
 def test_node_attributes_and_small_objects_dropped():
     frames = movie([[(20, 20, 5, 1), (40, 40, 1, 2)]])
-    tracker, final = track_single(frames, min_area=10)
+    tracker, final = track_single(frames, min_instance_area=10)
     (node, data), = tracker.graph.nodes(data=True)
     assert data["t"] == 0 and data["label"] == 1
     assert data["area"] == int((frames[0] == 1).sum())
@@ -226,7 +239,7 @@ def test_tracked_windows_keep_their_labels():
 
 
 def test_memory_stays_bounded_and_windows_must_advance():
-    tracker = Tracker(max_gap=2, division_search_frames=3)
+    tracker = Tracker(TrackSettings(link_max_gap=2, division_search_frames=3))
     labels = movie([[(20, 10 + t, 5, 1)] for t in range(12)])
     for t in range(11):
         tracker.push(Window(t, labels[t:t + 2]))
@@ -274,12 +287,12 @@ def test_division_stands_when_a_daughter_is_missed_for_one_frame():
 
 
 def test_frames_wait_for_the_division_check():
-    tracker = Tracker(division_min_frames=3)
+    tracker = make_tracker(division_min_frames=3)
     returned = [[t for t, _ in tracker.push(Window(t, FLICKER[t:t + 1]))] for t in range(5)]
     assert returned == [[], [], [0], [1], [2]]
     assert [t for t, _ in tracker.finish()] == [3, 4]
-    with pytest.raises(ValueError, match="division_min_frames"):
-        Tracker(division_min_frames=0)
+    with pytest.raises(ConfigError, match="division_min_frames"):
+        TrackSettings(division_min_frames=0)
 
 
 # -- short tracks -----------------------------------------------------------
@@ -325,12 +338,12 @@ def test_min_track_length_keeps_daughters():
 def test_min_track_length_holds_frames_back_only_when_set():
     frames = movie([[(20, 10 + 3 * t, 5, 1)] for t in range(8)])
     for length, lag in ((1, 2), (3, 5)):  # lag: division_min_frames - 1, or 3 - 1 + 3
-        tracker = Tracker(min_track_length=length)
+        tracker = Tracker(TrackSettings(min_track_length=length))
         returned = [len(tracker.push(Window(t, frames[t:t + 1]))) for t in range(8)]
         assert returned == [0] * lag + [1] * (8 - lag)
         assert len(tracker.finish()) == lag
 
 
 def test_min_track_length_must_be_positive():
-    with pytest.raises(ValueError, match="min_track_length"):
-        Tracker(min_track_length=0)
+    with pytest.raises(ConfigError, match="min_track_length"):
+        TrackSettings(min_track_length=0)

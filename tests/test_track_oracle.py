@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from instatrack.cluster.hdbscan import ClusterParams, cluster_embeddings
+from instatrack.cluster.hdbscan import ClusterParams, cluster_embeddings, params_for
 from instatrack.data.ctc import write_track_table
 from instatrack.data.synth import generate_cells
 from instatrack.methods.base import Window
 from instatrack.metrics.ctc import evaluate_ctc
 from instatrack.track.export import graph_to_ctc_table, write_ctc_result
 from instatrack.track.link import Tracker
+from instatrack.track.rules import TrackSettings
 
 
 def oracle_embeddings(labels: np.ndarray, dim: int = 8, noise: float = 0.1, seed: int = 0):
@@ -81,8 +82,9 @@ def run_oracle_chain(labels: np.ndarray, params: ClusterParams, tracker: Tracker
 def test_oracle_clustering_and_linking_is_perfect(tmp_path, seed):
     seq = generate_cells(frames=12, size=(96, 96), seed=seed, division_rate=0.06)
     assert any(parent for *_, parent in seq.lineage)  # the movie has divisions
-    params = ClusterParams(min_cluster_size=10, min_samples=5, min_area=5)
-    tracker = Tracker(min_area=5)
+    params = ClusterParams(cluster_min_cluster_size=10, cluster_min_samples=5,
+                           min_instance_area=5)
+    tracker = Tracker(TrackSettings(min_instance_area=5))
     final = run_oracle_chain(seq.labels, params, tracker, seed=seed)
     assert sorted(final) == list(range(12))
 
@@ -107,8 +109,8 @@ def test_oracle_chain_on_fluo_n2dh_sim(tmp_path):
                        for t in range(n)])
     lineage = [(label, b, min(e, n - 1), p) for label, b, e, p in
                read_track_table(tra / "man_track.txt") if b < n]
-    tracker = Tracker(min_area=20)
-    final = run_oracle_chain(labels, ClusterParams.for_kind("cells"), tracker)
+    tracker = Tracker(TrackSettings(min_instance_area=20))
+    final = run_oracle_chain(labels, params_for("cells"), tracker)
     res_dir = write_ctc_result(tmp_path / "01_RES", sorted(final.items()), tracker.graph)
     write_gt(tmp_path / "01_GT", labels, lineage)
     scores = evaluate_ctc(tmp_path / "01_GT", res_dir)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from instatrack import runs
-from instatrack.errors import ConfigError, InstatrackError
+from instatrack.errors import ConfigError, DataError
 from instatrack.methods import REGISTRY
-from instatrack.train import train
+from instatrack.train import TrainingInterrupted, resume, train
 
 
 @pytest.fixture(autouse=True)
@@ -55,10 +55,10 @@ def test_interrupted_run_resumes_exactly(cells, tmp_path):
         if step == 6:
             raise KeyboardInterrupt
 
-    with pytest.raises(InstatrackError, match="interrupted at step 6.*--resume"):
+    with pytest.raises(TrainingInterrupted, match="stopped after step 6.*--resume"):
         train("toy", cells, tmp_path / "b", config=_config(), progress=interrupt)
     assert _log_steps(tmp_path / "b") == [2, 4, 6]
-    resumed = train("toy", cells, tmp_path / "b", resume=True, progress=False)
+    resumed = resume(tmp_path / "b", progress=False)
     assert _log_steps(resumed) == [2, 4, 6, 8, 10, 12]
     a = torch.load(straight / runs.LAST)
     b = torch.load(resumed / runs.LAST)
@@ -79,9 +79,9 @@ def test_existing_run_is_not_overwritten(cells, tmp_path):
         train("toy", cells, tmp_path / "run", config=_config(steps=2), progress=False)
 
 
-def test_resume_without_checkpoint(tmp_path):
-    with pytest.raises(InstatrackError, match="no checkpoint"):
-        train("toy", tmp_path, tmp_path / "none", resume=True, progress=False)
+def test_resume_needs_a_run_folder(tmp_path):
+    with pytest.raises(DataError, match="not a run folder"):
+        resume(tmp_path / "none", progress=False)
 
 
 def test_cli_reports_bad_config_in_one_line(cells, tmp_path, capsys):

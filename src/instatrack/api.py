@@ -13,6 +13,7 @@ track graph once the stream is exhausted.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -22,6 +23,8 @@ import numpy as np
 from instatrack.errors import DataError
 
 ProgressFn = Callable[[int], None]
+#: sizes the first frame is tried at when the object size is estimated
+AUTO_SIZE_FACTORS = (1.0, 0.5, 0.25, 2.0)
 
 
 @dataclasses.dataclass
@@ -31,12 +34,37 @@ class TrackResult:
     labels: np.ndarray
     graph: nx.DiGraph
 
-    def to_ctc(self, res_dir: str | Path) -> Path:
-        """Write ``maskTTT.tif`` + ``res_track.txt`` (CTC result layout)."""
+    def to_ctc(self, res_dir: str | Path, overwrite: bool = True) -> Path:
+        """Write ``maskTTT.tif`` + ``res_track.txt`` (CTC result layout) into ``res_dir``.
+
+        The folder appears, or replaces an existing one, only once it is complete;
+        with ``overwrite=False`` an existing non-empty ``res_dir`` is refused.
+        """
+        from instatrack.data.output import Outputs
         from instatrack.track.export import write_ctc_result
 
-        write_ctc_result(res_dir, enumerate(self.labels), self.graph)
+        with Outputs(overwrite) as outputs:
+            write_ctc_result(outputs.folder(res_dir), enumerate(self.labels), self.graph,
+                             last_frame=len(self.labels) - 1)
         return Path(res_dir)
+
+    def to_geff(self, path: str | Path, masks: bool = True, calibration=None,
+                overwrite: bool = False) -> Path:
+        """Write the graph as GEFF in ``path/tracks`` (+ ``path/masks``); needs ``[geff]``.
+
+        ``calibration``: a :class:`instatrack.data.geff.Calibration` (pixel size,
+        frame interval and their units). As with :meth:`to_ctc`, the folder appears
+        (or replaces an existing one, with ``overwrite``) only once it is complete;
+        an existing non-empty ``path`` is refused without ``overwrite``. Returns the
+        GEFF group's path.
+        """
+        from instatrack.data.geff import GEFF_GROUP, write_geff
+        from instatrack.data.output import Outputs
+
+        with Outputs(overwrite) as outputs:
+            write_geff(outputs.folder(path), self.graph, self.labels if masks else None,
+                       calibration=calibration)
+        return Path(path) / GEFF_GROUP
 
 
 class TrackStream:
@@ -61,10 +89,13 @@ class TrackStream:
 class Predictor:
     """A trained method with its network, ready for inference."""
 
-    def __init__(self, method, model, device):
+    def __init__(self, method, model, device, object_size: float | str | None = None):
         self.method = method
         self.model = model
         self.device = device
+        #: diameter in pixels of the objects to find, "auto" (estimated from a first
+        #: pass over the first frame) or None (the input is used at its own size)
+        self.object_size = object_size
 
     @property
     def config(self):
@@ -84,9 +115,64 @@ class Predictor:
                             f"on {self.config.in_channels}")
         return prepared
 
+    @property
+    def trained_size(self) -> float:
+        """Median diameter in pixels of the training objects (0 when the run did not record it)."""
+        from instatrack.data.rescale import diameter
+
+        return diameter(self.config.instance_area[1])
+
+    def input_scale(self, first: np.ndarray) -> float:
+        """Factor the frames are resized by so objects match the training size.
+
+        ``first`` is the first prepared ``(C, Y, X)`` frame, used when
+        :attr:`object_size` is ``"auto"``: the model segments it at each of
+        :data:`AUTO_SIZE_FACTORS` (a model may find nothing in objects far
+        larger than it knows); the pass whose objects come closest to the
+        training size decides, corrected by the ratio that remains.
+        """
+        from instatrack.data.rescale import estimate_diameter, resize_image, scale_for
+
+        if self.object_size is None:
+            return 1.0
+        if self.trained_size <= 0:
+            raise DataError("this run does not record the size of its training objects, so "
+                            "--object-size cannot be used with it")
+        if self.object_size != "auto":
+            return scale_for(float(self.object_size), self.trained_size)
+        best, miss = 1.0, np.inf
+        for factor in AUTO_SIZE_FACTORS:
+            frame = resize_image(first, factor)
+            found = [w.labels for w in self.method.predict(self.model, [frame], self.device)]
+            size = estimate_diameter(np.concatenate(found)) if found else None
+            if size is not None and abs(np.log(size / self.trained_size)) < miss:
+                miss = abs(np.log(size / self.trained_size))
+                best = float(np.clip(factor * scale_for(size, self.trained_size), 0.25, 4.0))
+        return best
+
+    def _windows(self, prepared: Iterable[np.ndarray], first_masks: np.ndarray | None):
+        """The method's windows over ``prepared`` frames, resized for :attr:`object_size`."""
+        from instatrack.data.rescale import resize_image, resize_labels
+
+        frames = iter(prepared)
+        first = next(frames, None)
+        if first is None:
+            return iter(())
+        factor = self.input_scale(first)
+        if factor == 1:
+            return self.method.predict(self.model, itertools.chain([first], frames), self.device,
+                                       first_masks=first_masks)
+        shape = first.shape[-2:]
+        scaled = (resize_image(frame, factor) for frame in itertools.chain([first], frames))
+        if first_masks is not None:
+            inner = tuple(max(1, round(n * factor)) for n in shape)
+            first_masks = resize_labels(np.asarray(first_masks), inner)
+        windows = self.method.predict(self.model, scaled, self.device, first_masks=first_masks)
+        return (dataclasses.replace(w, labels=resize_labels(w.labels, shape)) for w in windows)
+
     def segment(self, image: np.ndarray) -> np.ndarray:
         """Instance labels ``(Y, X)`` int32 of one still image."""
-        window = next(iter(self.method.predict(self.model, [self.prepare(image)], self.device)))
+        window = next(iter(self._windows([self.prepare(image)], None)))
         return window.labels[0]
 
     def stream(self, frames: Iterable[np.ndarray], first_masks: np.ndarray | None = None,
@@ -94,7 +180,7 @@ class Predictor:
         """Track raw frames lazily; see :class:`TrackStream`."""
         from instatrack.track.link import Tracker
 
-        tracker = Tracker.from_config(self.config)
+        tracker = Tracker(self.config)
 
         def prepared() -> Iterator[np.ndarray]:
             for t, frame in enumerate(frames):
@@ -102,9 +188,7 @@ class Predictor:
                 if progress is not None:
                     progress(t + 1)
 
-        windows = self.method.predict(self.model, prepared(), self.device,
-                                      first_masks=first_masks)
-        return TrackStream(windows, tracker)
+        return TrackStream(self._windows(prepared(), first_masks), tracker)
 
     def track(self, frames: Iterable[np.ndarray], first_masks: np.ndarray | None = None,
               progress: ProgressFn | None = None) -> TrackResult:
@@ -118,17 +202,22 @@ class Predictor:
 
 
 def load(run_dir: str | Path, device=None, overrides: Sequence[str] = (),
-         weights: str = "weights.pt") -> Predictor:
+         weights: str = "weights.pt", object_size: float | str | None = None) -> Predictor:
     """Load the run folder written by ``instatrack train`` (config + weights).
 
     ``overrides``: ``key=value`` strings changing post-processing settings
     (clustering thresholds, linking), e.g. ``["cluster_min_cluster_size=200"]``.
     ``weights``: ``weights.pt`` (best validation score) or ``last.pt``.
+    ``object_size``: diameter in pixels of the objects in the data to process,
+    ``"auto"`` to estimate it, or None; frames are resized so that objects look
+    as large as in training (see :mod:`instatrack.data.rescale`).
     """
     import torch
 
-    from instatrack.runs import load_model
+    from instatrack.runs import Run
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    method, model = load_model(run_dir, device, weights=weights, overrides=overrides)
-    return Predictor(method, model, device)
+    method, model = Run.open(run_dir).load_model(device, weights=weights, overrides=overrides)
+    from instatrack.data.rescale import parse_object_size
+
+    return Predictor(method, model, device, object_size=parse_object_size(object_size))

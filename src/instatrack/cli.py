@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-METHODS = ("cosine-hourglass", "spatial-embedding", "recurrent-instance", "spatial-propagation")
+from instatrack.methods import DEFAULT_METHOD, REGISTRY
+
+METHODS = tuple(REGISTRY)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("synth", help="write a synthetic dataset with exact ground truth")
-    p.add_argument("out", help="output folder")
+    p.add_argument("out", help="output folder (new, or empty unless --overwrite)")
     p.add_argument("--kind", choices=("cells", "leaves"), default="cells",
                    help="cells: CTC time-lapse; leaves: CVPPP-style still images")
     p.add_argument("--frames", type=int, default=30, help="frames (cells) or images (leaves)")
@@ -32,9 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=None, help="noise level (0 = none)")
     p.add_argument("--division-rate", type=float, default=None,
                    help="probability per cell and frame of dividing")
+    p.add_argument("--dim-phase", action="append", metavar="START:STOP:FACTOR",
+                   help="frames START..STOP-1 with the fluorescence divided by FACTOR "
+                        "(noise floor unchanged; repeatable)")
+    p.add_argument("--dense-phase", action="append", metavar="START:STOP:FACTOR",
+                   help="frames START..STOP-1 with FACTOR times as many cells (repeatable)")
+    _overwrite_arg(p)
 
     p = sub.add_parser("train", help="train a method on an annotated dataset")
-    p.add_argument("--method", choices=METHODS, help="method to train (default: cosine-hourglass)")
+    p.add_argument("--method", choices=METHODS, help=f"method to train (default: {DEFAULT_METHOD})")
     p.add_argument("--data", help="dataset folder (CTC, CVPPP, DAVIS or images/ + masks/)")
     p.add_argument("--preset", default=None, help="fast (CPU, minutes) or paper (published set-up)")
     p.add_argument("--config", help="JSON file of config values")
@@ -50,15 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     _model_io_args(p)
     _scale_args(p)
     p.add_argument("--pictures", action="store_true", help="also write overlay PNGs")
+    p.add_argument("--format", choices=("tif", "ome-zarr"), default="tif",
+                   help="tif: one label TIFF per image; ome-zarr: a labels image of the input "
+                        "(needs instatrack[zarr])")
 
     p = sub.add_parser("track", help="segment and track a sequence with a trained run")
     _model_io_args(p)
     _scale_args(p)
     p.add_argument("--method", choices=METHODS, help="check that RUN was trained with this method")
     p.add_argument("--first-masks", help="label image of frame 0 (semi-supervised methods)")
-    p.add_argument("--format", choices=("ctc", "davis"), default="ctc", help="result layout")
-    p.add_argument("--movie", help="also write an overlay movie (.gif or .mp4)")
-    p.add_argument("--lineage", help="also write a lineage-tree picture (.png)")
+    p.add_argument("--format", choices=("ctc", "davis", "geff", "ome-zarr"), default="ctc",
+                   help="result layout: CTC folder, DAVIS PNGs, GEFF graph + masks "
+                        "(instatrack[geff]) or labels of an OME-Zarr image (instatrack[zarr])")
+    p.add_argument("--movie", help="also write an overlay movie (.gif, or .mp4 with "
+                                   "imageio-ffmpeg installed)")
+    p.add_argument("--lineage", help="also write a lineage-tree picture (.png, .pdf or .svg)")
     p.add_argument("--tables", action="store_true",
                    help="also write tracks.csv and napari tracks (tracks.npy, graph.json)")
 
@@ -76,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="synthesise, train, track, evaluate and draw, in minutes")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    p.add_argument("--method", choices=METHODS, default="cosine-hourglass")
+    p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD)
     p.add_argument("--steps", type=int, default=None, help="training steps (default: preset)")
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
@@ -85,15 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _model_io_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="RUN", help="run folder from train")
-    p.add_argument("--input", required=True, help="folder of frames / images")
-    p.add_argument("--output", required=True, help="folder to write results to")
+    p.add_argument("--input", required=True, help="folder of frames / images, or an OME-Zarr image")
+    p.add_argument("--output", required=True,
+                   help="folder to write results to (new, or empty unless --overwrite)")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="change a post-processing setting of the run, e.g. "
                         "cluster_min_cluster_size=200 (repeatable)")
     p.add_argument("--weights", default="weights.pt",
                    help="weights.pt (best validation score, default) or last.pt")
+    p.add_argument("--object-size", metavar="PIXELS",
+                   help="diameter of the objects in the input, or 'auto' to estimate it: "
+                        "frames are resized so they match the training objects")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _overwrite_arg(p)
+
+
+def _overwrite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing results (only once this run has succeeded)")
 
 
 def _scale_args(p: argparse.ArgumentParser) -> None:
@@ -137,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     except InstatrackError as err:
         print(f"instatrack {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"instatrack {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # training says what it kept and how to go on
+        detail = f": {err}" if str(err) else ""
+        print(f"instatrack {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
 
 

@@ -2,73 +2,91 @@
 
 Each function takes the parsed ``argparse.Namespace`` and returns an exit
 status; user errors propagate as :class:`InstatrackError`.
+
+``synth``, ``segment`` and ``track`` write every result through
+:class:`~instatrack.data.output.Outputs`: the targets are checked before any
+work, written beside, and moved into place only when the command succeeds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
-from instatrack.errors import ConfigError, DataError
+from instatrack.errors import ConfigError, DataError, DataWarning
+from instatrack.methods import DEFAULT_METHOD
 
 
 def synth(args) -> int:
     from instatrack.data import synth as synthetic
+    from instatrack.data.output import Outputs
 
     knobs = {k: v for k, v in (("density", args.density), ("noise", args.noise),
                                ("division_rate", args.division_rate)) if v is not None}
+    for key in ("dim_phase", "dense_phase"):
+        phases = getattr(args, key) or []
+        if phases:
+            flag = "--" + key.replace("_", "-")
+            knobs[key + "s"] = [synthetic.parse_phase(text, flag) for text in phases]
     if args.frames < 1:
         raise ConfigError(f"--frames must be >= 1, got {args.frames}")
+    if args.kind != "cells" and knobs:
+        raise ConfigError("--density/--noise/--division-rate/--dim-phase/--dense-phase "
+                          "apply to --kind cells only")
+    with Outputs(args.overwrite) as outputs:
+        out = outputs.folder(args.out)
+        if args.kind == "cells":
+            synthetic.write_ctc_synthetic(out, frames=args.frames, size=tuple(args.size),
+                                          seed=args.seed, **knobs)
+        else:
+            synthetic.write_cvppp_synthetic(out, n=args.frames, size=tuple(args.size),
+                                            seed=args.seed)
     if args.kind == "cells":
-        out = synthetic.write_ctc_synthetic(args.out, frames=args.frames, size=tuple(args.size),
-                                            seed=args.seed, **knobs)
-        print(f"wrote a synthetic CTC sequence of {args.frames} frames to {out}")
+        print(f"wrote a synthetic CTC sequence of {args.frames} frames to {args.out}")
     else:
-        if knobs:
-            raise ConfigError("--density/--noise/--division-rate apply to --kind cells only")
-        out = synthetic.write_cvppp_synthetic(args.out, n=args.frames, size=tuple(args.size),
-                                              seed=args.seed)
-        print(f"wrote {args.frames} synthetic leaf images to {out}")
+        print(f"wrote {args.frames} synthetic leaf images to {args.out}")
     return 0
 
 
 def train(args) -> int:
-    from instatrack.runs import read_run_metadata
-    from instatrack.train import train as run_training
-
-    if args.resume:
-        data = args.data or read_run_metadata(args.resume).get("data")
-        config = None
-        if args.steps is not None:
-            _, saved = _saved_config(args.resume)
-            config = saved.replace(steps=args.steps)
-        if args.preset or args.config or args.overrides:
-            raise ConfigError("--resume continues with the run's saved config; only --steps "
-                              "may change")
-        out = Path(args.resume)
-    else:
-        if not args.data:
-            raise ConfigError("--data is required (or --resume RUN)")
-        data, config = args.data, _build_config(args)
-        out = Path(args.out or f"runs/{args.method or 'cosine-hourglass'}")
-    run = run_training(method=args.method or ("" if args.resume else "cosine-hourglass"),
-                       data=data, out=out, config=config, resume=bool(args.resume),
-                       progress=not args.quiet, device=args.device)
-    print(f"trained run written to {run}")
+    with _warnings_in_one_line("train"):
+        out = _train(args)
+    print(f"trained run written to {out}")
     return 0
 
 
-def _saved_config(run: str):
-    from instatrack.runs import read_run_config
+def _train(args) -> Path:
+    from instatrack import train as training
 
-    return read_run_config(run)
+    if args.resume:
+        from instatrack.runs import Run
+
+        if args.preset or args.config or args.overrides:
+            raise ConfigError("--resume continues with the run's saved config; only --steps "
+                              "may change")
+        run = Run.open(args.resume)
+        if args.method and args.method != run.method:
+            raise ConfigError(f"{args.resume} was trained with {run.method}, not {args.method}")
+        out = training.resume(run, steps=args.steps, data=args.data, progress=not args.quiet,
+                              device=args.device)
+    else:
+        if not args.data:
+            raise ConfigError("--data is required (or --resume RUN)")
+        method = args.method or DEFAULT_METHOD
+        out = training.train(method, args.data, args.out or f"runs/{method}",
+                             config=_build_config(args), progress=not args.quiet,
+                             device=args.device)
+    return out
 
 
 def _build_config(args):
     from instatrack.methods import get_method
 
-    config_cls = get_method(args.method or "cosine-hourglass").config_cls
+    config_cls = get_method(args.method or DEFAULT_METHOD).config_cls
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides.append(f"steps={args.steps}")
@@ -81,22 +99,73 @@ def segment(args) -> int:
     from tqdm.auto import tqdm
 
     from instatrack.api import load
-    from instatrack.data.io import list_images, read_image, write_labels
+    from instatrack.data import open_images
+    from instatrack.data.io import write_labels
+    from instatrack.data.output import Outputs
 
-    predictor = load(args.model, device=args.device, overrides=args.overrides,
-                     weights=args.weights)
-    predictor = _scaled(predictor, args)
-    paths = list_images(args.input)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    for path in tqdm(paths, desc="segment", unit="image", disable=args.quiet):
-        image = read_image(path)
-        labels = predictor.segment(image)
-        write_labels(out / f"{path.stem}.tif", labels)
-        if args.pictures:
-            _write_overlay(out / f"{path.stem}_overlay.png", image, labels)
-    print(f"segmented {len(paths)} image(s) into {out}")
+    with _warnings_in_one_line("segment"), \
+            Outputs(args.overwrite, inputs=(args.input, args.model)) as outputs:
+        out = _output_folder(outputs, args)
+        predictor = load(args.model, device=args.device, overrides=args.overrides,
+                         weights=args.weights, object_size=args.object_size)
+        predictor = _scaled(predictor, args)
+        images = open_images(args.input)
+        stems = _output_stems(images)
+        _check_channels(images, predictor.config.in_channels, args.model)
+        zarr_labels = None
+        if args.format == "ome-zarr":
+            zarr_labels = _OmeZarrLabels(out, images, args.overwrite)
+        for t in tqdm(range(len(images)), desc="segment", unit="image", disable=args.quiet):
+            image = images.image(t)
+            labels = predictor.segment(image)
+            if zarr_labels is None:
+                write_labels(out / f"{stems[t]}.tif", labels)
+            else:
+                zarr_labels.write(images.times[t], labels)
+            if args.pictures:
+                _write_overlay(out / f"{stems[t]}_overlay.png", image, labels)
+    print(f"segmented {len(images)} image(s) into {args.output}")
     return 0
+
+
+def _output_stems(images) -> list[str]:
+    """The output name of each image: its stem, which must be unique in the folder.
+
+    The frames of an OME-Zarr image are not files: ``frameTTTT``.
+    """
+    if images.paths is None:
+        return [f"frame{t:04d}" for t in range(len(images))]
+    seen: dict[str, Path] = {}
+    for t in range(len(images)):
+        path = images.frame_path(t)
+        if path.stem in seen:
+            raise DataError(f"{path}: has the same name as {seen[path.stem].name}; their "
+                            f"results would overwrite each other")
+        seen[path.stem] = path
+    return list(seen)
+
+
+def _check_channels(images, channels: int, model: str) -> None:
+    if images.channels != channels:
+        raise DataError(f"{images.frame_path(0)}: has {images.channels} channel(s), the model "
+                        f"{model} was trained on {channels}")
+
+
+@contextlib.contextmanager
+def _warnings_in_one_line(command: str) -> Iterator[None]:
+    """Print :class:`DataWarning` as ``instatrack COMMAND: warning: ...`` on stderr."""
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def one_line(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, DataWarning):
+                print(f"instatrack {command}: warning: {message}", file=sys.stderr)
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = one_line
+        warnings.simplefilter("always", DataWarning)
+        yield
 
 
 def _write_overlay(path: Path, image, labels) -> None:
@@ -112,37 +181,45 @@ def track(args) -> int:
         return _distributed(args)
     from tqdm.auto import tqdm
 
+    from instatrack import plot
     from instatrack.api import load
-    from instatrack.data.io import list_images, read_image
+    from instatrack.data import open_images
+    from instatrack.data.output import Outputs
+    from instatrack.track.export import shift_frames
 
-    predictor = load(args.model, device=args.device, overrides=args.overrides,
-                     weights=args.weights)
-    predictor = _scaled(predictor, args)
-    if args.method and args.method != predictor.method.name:
-        raise ConfigError(f"{args.model} was trained with {predictor.method.name}, "
-                          f"not {args.method}")
-    paths = list_images(args.input)
-    first = _read_first_masks(args.first_masks)
-    bar = tqdm(total=len(paths), desc="track", unit="frame", disable=args.quiet)
-    frames = (read_image(p) for p in paths)
-    stream = predictor.stream(frames, first_masks=first, progress=lambda n: bar.update(1))
-    writer = _result_writer(args.format, Path(args.output), len(paths))
-    count = 0
-    try:
-        for t, labels in stream:
-            writer.write(t, labels)
-            count += 1
-    finally:
-        bar.close()
-    if args.format == "ctc":
-        writer.finish(stream.graph)
-    _finish_tracks(args, stream.graph, paths)
-    print(f"tracked {count} frame(s), {len({d['label'] for _, d in stream.graph.nodes(data=True)})}"
-          f" track(s) -> {args.output}")
+    with _warnings_in_one_line("track"), \
+            Outputs(args.overwrite, inputs=(args.input, args.model, args.first_masks)) as outputs:
+        out = _output_folder(outputs, args)
+        movie = lineage = None
+        if args.movie:
+            movie = outputs.file(plot.check_movie_path(args.movie), plot.MOVIE_SUFFIXES)
+        if args.lineage:
+            lineage = outputs.file(args.lineage, plot.PICTURE_SUFFIXES)
+        predictor = load(args.model, device=args.device, overrides=args.overrides,
+                         weights=args.weights, object_size=args.object_size)
+        predictor = _scaled(predictor, args)
+        if args.method and args.method != predictor.method.name:
+            raise ConfigError(f"{args.model} was trained with {predictor.method.name}, "
+                              f"not {args.method}")
+        frames = open_images(args.input, video=True)
+        first = _read_first_masks(args.first_masks, frames)
+        _check_channels(frames, predictor.config.in_channels, args.model)
+        with tqdm(total=len(frames), desc="track", unit="frame", disable=args.quiet) as bar:
+            images = (frames.image(t) for t in range(len(frames)))
+            stream = predictor.stream(images, first_masks=first,
+                                      progress=lambda n: bar.update(1))
+            writer = _result_writer(args.format, out, frames, args.overwrite)
+            for t, labels in stream:
+                writer.write(frames.times[t], labels)
+        graph = shift_frames(stream.graph, frames.times[0])  # node times = frame numbers
+        writer.finish(graph)
+        _finish_tracks(args, out, graph, stream.graph, frames, writer, movie, lineage)
+    tracks = len({d["label"] for _, d in graph.nodes(data=True)})
+    print(f"tracked {len(frames)} frame(s), {tracks} track(s) -> {args.output}")
     return 0
 
 
-def _read_first_masks(path: str | None):
+def _read_first_masks(path: str | None, frames):
     if path is None:
         return None
     from instatrack.data.io import read_image
@@ -150,46 +227,113 @@ def _read_first_masks(path: str | None):
     masks = read_image(path)
     if masks.ndim != 2:
         raise DataError(f"{path}: first masks must be a 2D label image, got shape {masks.shape}")
+    shape = frames.image(0).shape[:2]
+    if masks.shape != shape:
+        raise DataError(f"{path}: first masks of shape {masks.shape} do not fit the frames "
+                        f"{shape} ({frames.frame_path(0).name})")
     return masks.astype("int32")
 
 
-def _result_writer(fmt: str, out: Path, n_frames: int):
-    """An object with ``write(t, labels)``: a CTCWriter, or DAVIS palette PNGs."""
-    out.mkdir(parents=True, exist_ok=True)
+def _output_folder(outputs, args) -> Path:
+    """The folder ``segment``/``track`` write into: ``--output`` staged by ``outputs``.
+
+    The exception is ``--format ome-zarr`` with ``--output`` the input OME-Zarr
+    image: the labels are added to it in place (refused up front when it already
+    holds them, unless ``--overwrite``), since the input cannot be staged.
+    """
+    from instatrack.data.omezarr import check_labels_in_place, is_omezarr
+
+    target = Path(args.output)
+    if (args.format == "ome-zarr" and is_omezarr(args.input)
+            and target.resolve() == Path(args.input).resolve()):
+        check_labels_in_place(target, args.overwrite)
+        return target
+    return outputs.folder(target)
+
+
+def _result_writer(fmt: str, out: Path, frames, overwrite: bool):
+    """A writer of ``fmt`` into ``out``, for ``frames`` (from :func:`~instatrack.data.open_images`).
+
+    It has ``write(t, labels)`` and ``read(t)`` (``t`` the frame number; ``read``
+    gives the labels as written, for the movie) and ``finish(graph)`` (graph with
+    frame numbers).
+    """
     if fmt == "ctc":
         from instatrack.track.export import CTCWriter
 
-        return CTCWriter(out, digits=4 if n_frames > 1000 else 3)
-    from types import SimpleNamespace
+        return CTCWriter(out, last_frame=frames.times[-1])
+    if fmt == "geff":
+        from instatrack.data.geff import GeffWriter
+        from instatrack.data.omezarr import OmeZarrImage
 
-    from instatrack.data.davis import write_annotation
+        calibration = frames.calibration() if isinstance(frames, OmeZarrImage) else None
+        return GeffWriter(out, frames.times[-1] + 1, calibration=calibration)
+    if fmt == "ome-zarr":
+        return _OmeZarrLabels(out, frames, overwrite)
+    return _DavisWriter(out)
 
-    return SimpleNamespace(write=lambda t, labels: write_annotation(out / f"{t:05d}.png",
-                                                                    labels))
+
+class _DavisWriter:
+    """DAVIS palette PNGs ``NNNNN.png`` named by frame number."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.written: dict[int, Path] = {}
+
+    def write(self, t: int, labels) -> None:
+        from instatrack.data.davis import write_annotation
+
+        self.written[t] = write_annotation(self.out / f"{t:05d}.png", labels)
+
+    def read(self, t: int):
+        from instatrack.data.io import read_image
+
+        return read_image(self.written[t])
+
+    def finish(self, graph) -> None:
+        """DAVIS has no track file: the ids in the PNGs are the tracks."""
 
 
-def _finish_tracks(args, graph, paths) -> None:
+class _OmeZarrLabels:
+    """The labels image of an OME-Zarr: ``out`` is the input image itself, or a new image
+    holding a copy of the frames. Addressed by frame number like the other writers (the
+    OME-Zarr arrays count frames from 0)."""
+
+    def __init__(self, out: Path, frames, overwrite: bool):
+        from instatrack.data.omezarr import OmeZarrImage, OmeZarrLabelsWriter
+
+        image = frames if isinstance(frames, OmeZarrImage) else None
+        self.writer = OmeZarrLabelsWriter(out, len(frames), image=image, frame_of=frames.image,
+                                          overwrite=overwrite)
+        self.index = {t: i for i, t in enumerate(frames.times)}
+
+    def write(self, t: int, labels) -> None:
+        self.writer.write(self.index[t], labels)
+
+    def read(self, t: int):
+        return self.writer.read(self.index[t])
+
+    def finish(self, graph) -> None:
+        """The graph is not stored in OME-Zarr (``--tables`` or ``--format geff`` keep it)."""
+
+
+def _finish_tracks(args, out: Path, graph, stream_graph, frames, writer,
+                   movie: Path | None, lineage: Path | None) -> None:
+    """Tables, movie and lineage; ``graph`` has frame numbers, ``stream_graph`` indices."""
     from instatrack.track import export
 
-    out = Path(args.output)
     if args.tables:
         export.write_tracks_csv(out / "tracks.csv", graph)
         export.write_napari(out, graph)
-    if args.movie or args.lineage:
+    if movie or lineage:
         from instatrack import plot
 
-        if args.movie:
-            plot.overlay_movie_from_files(paths, _result_paths(args.format, out, len(paths)),
-                                          graph, args.movie)
-        if args.lineage:
-            plot.lineage_tree(graph, args.lineage)
-
-
-def _result_paths(fmt: str, out: Path, n: int) -> list[Path]:
-    if fmt == "ctc":
-        digits = 4 if n > 1000 else 3
-        return [out / f"mask{t:0{digits}d}.tif" for t in range(n)]
-    return [out / f"{t:05d}.png" for t in range(n)]
+        if movie:
+            images = (frames.image(t) for t in range(len(frames)))
+            labels = (writer.read(t) for t in frames.times)
+            plot.overlay_movie(images, labels, stream_graph, movie)
+        if lineage:
+            plot.lineage_tree(graph, lineage)
 
 
 def evaluate(args) -> int:

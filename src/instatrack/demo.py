@@ -10,12 +10,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-#: training steps per method for the demo: enough for a visible result in minutes on a laptop
-DEMO_STEPS = {"cosine-hourglass": 400, "spatial-embedding": 400, "recurrent-instance": 300,
-              "spatial-propagation": 200}
+from instatrack.methods import DEFAULT_METHOD
 
 
-def run_demo(out: str | Path, method: str = "cosine-hourglass", steps: int | None = None,
+def run_demo(out: str | Path, method: str = DEFAULT_METHOD, steps: int | None = None,
              frames: int = 24, size: tuple[int, int] = (128, 128), progress: bool = True) -> str:
     """Run the demo into ``out``; returns the text of ``out/report.md``."""
     from instatrack.api import load
@@ -24,7 +22,7 @@ def run_demo(out: str | Path, method: str = "cosine-hourglass", steps: int | Non
     from instatrack.methods import get_method
     from instatrack.metrics.ctc import evaluate_ctc
     from instatrack.plot import lineage_tree, overlay_movie
-    from instatrack.train import train
+    from instatrack.train import train_or_resume
 
     out = Path(out)
     timings: dict[str, float] = {}
@@ -34,20 +32,18 @@ def run_demo(out: str | Path, method: str = "cosine-hourglass", steps: int | Non
     timings["synthesise"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    overrides = [f"steps={steps or DEMO_STEPS[method]}", f"val_every={steps or DEMO_STEPS[method]}",
-                 f"val_frames={frames * 3 // 4}:"]
-    config = get_method(method).config_cls.build(preset="fast", overrides=overrides)
-    run = out / "run"
-    resume = (run / "checkpoint.pt").is_file()
-    train(method, train_data, run, config=None if resume else config, resume=resume,
-          progress=progress)
+    method_cls = get_method(method)
+    steps = steps or method_cls.demo_steps
+    overrides = [f"steps={steps}", f"val_every={steps}", f"val_frames={frames * 3 // 4}:"]
+    config = method_cls.config_cls.build(preset="fast", overrides=overrides)
+    run = train_or_resume(method, train_data, out / "run", config=config, progress=progress)
     timings["train"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     sequence = CTCSequence(test_data / "01")
     predictor = load(run)
     images = [sequence.image(t) for t in range(len(sequence))]
-    first = sequence.labels(0) if method == "spatial-propagation" else None
+    first = sequence.labels(0) if method_cls.needs_first_masks else None
     result = predictor.track(images, first_masks=first)
     res_dir = result.to_ctc(test_data / "01_RES")
     timings["track"] = time.perf_counter() - clock

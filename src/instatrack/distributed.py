@@ -51,6 +51,7 @@ class RunSpec:
     onnx: str | None = None
     tile: int | None = None
     overlap: int | None = None
+    object_size: str | None = None
 
     def predictor(self):
         """The predictor, loaded once per worker process."""
@@ -64,7 +65,8 @@ def _load_predictor(spec: RunSpec):
     from instatrack.api import load
 
     torch.set_num_threads(1)
-    predictor = load(spec.run, device="cpu", overrides=spec.overrides, weights=spec.weights)
+    predictor = load(spec.run, device="cpu", overrides=spec.overrides, weights=spec.weights,
+                     object_size=spec.object_size)
     if spec.backend == "onnxruntime":
         from instatrack.onnx import onnx_predictor
 
@@ -78,38 +80,44 @@ def _load_predictor(spec: RunSpec):
 
 @dataclasses.dataclass(frozen=True)
 class FrameSequence:
-    """One sequence: image files in order, or a ``(T, Y, X[, C])`` zarr array."""
+    """One sequence: a folder of frames (read as ``instatrack track`` reads it) or a
+    ``(T, Y, X[, C])`` zarr array (a task reads only its frame's chunks)."""
 
     name: str
-    paths: tuple[str, ...] = ()
+    folder: str | None = None
     store: str | None = None
     array: str | None = None
 
-    def __len__(self) -> int:
-        return len(self.paths) if self.store is None else self._zarr().shape[0]
+    def frames(self):
+        """An object with ``image(t)``, ``times`` (frame numbers) and ``len()``."""
+        if self.folder is not None:
+            from instatrack.data import open_images
 
-    def read(self, t: int) -> np.ndarray:
-        """Frame ``t`` as ``(Y, X)`` / ``(Y, X, C)``; a zarr array reads only its chunks."""
-        from instatrack.data.io import read_image
+            return open_images(self.folder, video=True)
+        return _ZarrFrames(self.store, self.array)
 
-        return read_image(self.paths[t]) if self.store is None else np.asarray(self._zarr()[t])
 
-    def shape(self) -> tuple[int, int]:
-        from instatrack.data.io import image_shape
+class _ZarrFrames:
+    """The frames of a plain zarr array, numbered from 0."""
 
-        shape = image_shape(self.paths[0]) if self.store is None else self._zarr().shape[1:]
-        return tuple(shape[:2])
-
-    def _zarr(self):
+    def __init__(self, store: str, array: str | None):
         import zarr
 
-        return zarr.open_array(self.store, path=self.array or "", mode="r")
+        self.data = zarr.open_array(store, path=array or "", mode="r")
+        self.times = list(range(self.data.shape[0]))
+        self.channels = 1 if self.data.ndim == 3 else self.data.shape[3]
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def image(self, t: int) -> np.ndarray:
+        return np.asarray(self.data[t])
 
 
 def find_sequences(source: str | Path) -> list[FrameSequence]:
-    """The sequences in ``source``: a folder of images (one), a folder of such folders
-    (a plate), a zarr array (one) or a zarr group of arrays (a plate), by name."""
-    from instatrack.data.io import IMAGE_SUFFIXES, list_images
+    """The sequences in ``source``: a folder of frames (one sequence), a folder of such
+    folders (a plate), a zarr array (one) or a zarr group of arrays (a plate), by name."""
+    from instatrack.data.io import IMAGE_SUFFIXES
 
     source = Path(source)
     if _is_zarr(source):
@@ -117,9 +125,8 @@ def find_sequences(source: str | Path) -> list[FrameSequence]:
     if not source.is_dir():
         raise DataError(f"{source}: folder not found")
     if any(p.suffix.lower() in IMAGE_SUFFIXES for p in source.iterdir() if p.is_file()):
-        return [FrameSequence(source.name, tuple(map(str, list_images(source))))]
-    found = [FrameSequence(d.name, tuple(map(str, list_images(d))))
-             for d in sorted(source.iterdir())
+        return [FrameSequence(source.name, folder=str(source))]
+    found = [FrameSequence(d.name, folder=str(d)) for d in sorted(source.iterdir())
              if d.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in d.iterdir())]
     if not found:
         raise DataError(f"{source}: no images and no folders of images")
@@ -137,6 +144,9 @@ def _zarr_sequences(path: Path) -> list[FrameSequence]:
     node = zarr.open(str(path), mode="r")
     if isinstance(node, zarr.Array):
         return [FrameSequence(path.stem, store=str(path))]
+    if "multiscales" in node.attrs:
+        raise DataError(f"{path}: an OME-Zarr image; give a plain zarr array or group of "
+                        f"(T, Y, X) arrays, or track it without --workers/--dask")
     names = sorted(name for name, item in node.arrays() if item.ndim in (3, 4))
     if not names:
         raise DataError(f"{path}: a zarr group without (T, Y, X) arrays")
@@ -180,10 +190,11 @@ def track_plate(client, spec: RunSpec, sequences: SequenceType[FrameSequence], o
         target = targets[seq.name]
         target.mkdir(parents=True, exist_ok=True)
         if method in PER_FRAME:
-            store = _create_store(target / WORK, seq)
-            frames = [client.submit(_segment_frame, spec, seq, t, store, pure=False)
-                      for t in range(len(seq))]
-            futures.append(client.submit(_link, spec, seq, store, str(target), tables, frames,
+            frames = seq.frames()
+            store = _create_store(target / WORK, frames)
+            done = [client.submit(_segment_frame, spec, seq, t, store, pure=False)
+                    for t in range(len(frames))]
+            futures.append(client.submit(_link, spec, seq, store, str(target), tables, done,
                                          pure=False))
         else:
             futures.append(client.submit(_track_sequence, spec, seq, str(target), tables,
@@ -193,9 +204,9 @@ def track_plate(client, spec: RunSpec, sequences: SequenceType[FrameSequence], o
 
 
 def _method_name(spec: RunSpec) -> str:
-    from instatrack.runs import read_run_metadata
+    from instatrack.runs import Run
 
-    name = read_run_metadata(spec.run)["method"]
+    name = Run.open(spec.run).method
     if spec.tile is not None and name != "spatial-embedding":
         from instatrack.tiling import WHY_NOT
 
@@ -203,12 +214,12 @@ def _method_name(spec: RunSpec) -> str:
     return name
 
 
-def _create_store(path: Path, seq: FrameSequence) -> str:
+def _create_store(path: Path, frames) -> str:
     """The zarr array of untracked labels ``(T, Y, X)`` int32, one chunk row per frame."""
     import zarr
 
-    y, x = seq.shape()
-    zarr.open_array(str(path), mode="w", shape=(len(seq), y, x), dtype="int32",
+    y, x = frames.image(0).shape[:2]
+    zarr.open_array(str(path), mode="w", shape=(len(frames), y, x), dtype="int32",
                     chunks=(1, min(y, 4096), min(x, 4096)), fill_value=0)
     return str(path)
 
@@ -217,7 +228,7 @@ def _segment_frame(spec: RunSpec, seq: FrameSequence, t: int, store: str) -> int
     """Task: labels of frame ``t`` into the zarr chunk(s) of frame ``t``; returns the count."""
     import zarr
 
-    labels = spec.predictor().segment(seq.read(t))
+    labels = spec.predictor().segment(seq.frames().image(t))
     zarr.open_array(store, mode="r+")[t] = labels
     return int(labels.max())
 
@@ -231,105 +242,119 @@ def _link(spec: RunSpec, seq: FrameSequence, store: str, target: str, tables: bo
     from instatrack.track.link import Tracker
 
     labels = zarr.open_array(store, mode="r")
-    tracker = Tracker.from_config(spec.predictor().config)
+    tracker = Tracker(spec.predictor().config)
 
     def tracked():
         for t in range(labels.shape[0]):
             yield from tracker.push(Window(t, np.asarray(labels[t])[None]))
         yield from tracker.finish()
 
-    summary = _write_ctc(tracked(), tracker, Path(target), len(seq), tables)
+    summary = _write_ctc(tracked(), tracker, Path(target), seq.frames().times, tables)
     shutil.rmtree(store)
     return summary
 
 
 def _track_sequence(spec: RunSpec, seq: FrameSequence, target: str, tables: bool) -> dict:
     """Task: a whole sequence through the predictor's stream (state carried frame to frame)."""
-    stream = spec.predictor().stream(seq.read(t) for t in range(len(seq)))
-    return _write_ctc(iter(stream), stream, Path(target), len(seq), tables)
+    frames = seq.frames()
+    stream = spec.predictor().stream(frames.image(t) for t in range(len(frames)))
+    return _write_ctc(iter(stream), stream, Path(target), frames.times, tables)
 
 
-def _write_ctc(frames, holder, target: Path, n_frames: int, tables: bool) -> dict:
-    """Write ``(t, labels)`` frames and the graph exactly as ``instatrack track`` does."""
+def _write_ctc(tracked, holder, target: Path, times: list[int], tables: bool) -> dict:
+    """Write the ``(index, labels)`` frames and the graph as ``instatrack track`` does:
+    masks named by frame number, the graph's times shifted to frame numbers."""
     from instatrack.track import export
 
-    writer = export.CTCWriter(target, digits=4 if n_frames > 1000 else 3)
+    writer = export.CTCWriter(target, last_frame=times[-1])
     count = 0
-    for t, labels in frames:
-        writer.write(t, labels)
+    for t, labels in tracked:
+        writer.write(times[t], labels)
         count += 1
-    writer.finish(holder.graph)
+    graph = export.shift_frames(holder.graph, times[0])
+    writer.finish(graph)
     if tables:
-        export.write_tracks_csv(target / "tracks.csv", holder.graph)
-        export.write_napari(target, holder.graph)
-    return {"frames": count,
-            "tracks": len({d["label"] for _, d in holder.graph.nodes(data=True)})}
+        export.write_tracks_csv(target / "tracks.csv", graph)
+        export.write_napari(target, graph)
+    return {"frames": count, "tracks": len({d["label"] for _, d in graph.nodes(data=True)})}
 
 
 # -- segment ----------------------------------------------------------------------
-def segment_images(client, spec: RunSpec, paths: SequenceType[Path], out: Path) -> int:
-    """Segment every image into ``out/STEM.tif``; tiles in parallel with ``spec.tile``."""
+def segment_images(client, spec: RunSpec, folder: str | Path, out: Path) -> int:
+    """Segment every image of ``folder`` into ``out/STEM.tif`` as ``instatrack segment``
+    does; with ``spec.tile`` the tiles of each image run in parallel too."""
+    from instatrack.data import open_images
+
+    images = open_images(folder)
+    names = [Path(images.frame_path(t)).stem for t in range(len(images))]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     futures = []
-    for path in map(str, paths):
-        target = str(out / f"{Path(path).stem}.tif")
+    for t, name in enumerate(names):
+        image = _Image(str(folder), t)
+        target = str(out / f"{name}.tif")
         if spec.tile is None:
-            futures.append(client.submit(_segment_image, spec, path, target, pure=False))
+            futures.append(client.submit(_segment_image, spec, image, target, pure=False))
             continue
-        ranges = client.submit(_ranges, spec, path, pure=False)
-        count = client.submit(_tile_count, spec, path, pure=False).result()
-        tiles = [client.submit(_tile_labels, spec, path, ranges, k, pure=False)
+        ranges = client.submit(_ranges, spec, image, pure=False)
+        count = client.submit(_tile_count, spec, image, pure=False).result()
+        tiles = [client.submit(_tile_labels, spec, image, ranges, k, pure=False)
                  for k in range(count)]
-        futures.append(client.submit(_stitch_image, spec, path, tiles, target, pure=False))
+        futures.append(client.submit(_stitch_image, spec, image, tiles, target, pure=False))
     client.gather(futures)
     return len(futures)
 
 
-def _segment_image(spec: RunSpec, path: str, target: str) -> None:
-    from instatrack.data.io import read_image, write_labels
+@dataclasses.dataclass(frozen=True)
+class _Image:
+    """Image ``index`` of a folder, read by a worker as ``instatrack segment`` reads it."""
 
-    write_labels(target, spec.predictor().segment(read_image(path)))
+    folder: str
+    index: int
+
+    def read(self) -> np.ndarray:
+        from instatrack.data import open_images
+
+        return open_images(self.folder).image(self.index)
 
 
-def _ranges(spec: RunSpec, path: str) -> np.ndarray:
-    from instatrack.data.io import read_image
+def _segment_image(spec: RunSpec, image: _Image, target: str) -> None:
+    from instatrack.data.io import write_labels
+
+    write_labels(target, spec.predictor().segment(image.read()))
+
+
+def _ranges(spec: RunSpec, image: _Image) -> np.ndarray:
     from instatrack.data.normalize import percentile_ranges
 
     config = spec.predictor().config
-    return percentile_ranges(read_image(path), config.norm_low, config.norm_high, path)
+    return percentile_ranges(image.read(), config.norm_low, config.norm_high)
 
 
-def _tiles_of(spec: RunSpec, path: str):
-    from instatrack.data.io import image_shape
-
-    return spec.predictor().tiles(tuple(image_shape(path)[:2]))
+def _tile_count(spec: RunSpec, image: _Image) -> int:
+    return len(spec.predictor().tiles(image.read().shape[:2]))
 
 
-def _tile_count(spec: RunSpec, path: str) -> int:
-    return len(_tiles_of(spec, path))
-
-
-def _tile_labels(spec: RunSpec, path: str, ranges: np.ndarray, k: int) -> np.ndarray:
+def _tile_labels(spec: RunSpec, image: _Image, ranges: np.ndarray, k: int) -> np.ndarray:
     """Task: labels ``(1, y, x)`` of tile ``k`` of the image."""
-    from instatrack.data.io import read_image
     from instatrack.data.normalize import normalize_crop
 
-    tile = _tiles_of(spec, path)[k]
-    crop = normalize_crop(read_image(path)[tile.window], ranges)
-    return np.asarray(spec.predictor().predict_tile(crop), np.int32)
+    pixels = image.read()
+    tile = spec.predictor().tiles(pixels.shape[:2])[k]
+    return np.asarray(spec.predictor().predict_tile(normalize_crop(pixels[tile.window],
+                                                                   ranges)), np.int32)
 
 
-def _stitch_image(spec: RunSpec, path: str, tile_labels: list[np.ndarray], target: str
+def _stitch_image(spec: RunSpec, image: _Image, tile_labels: list[np.ndarray], target: str
                   ) -> None:
     """Task: stitch the tiles in the serial order and write the label image."""
-    from instatrack.data.io import image_shape, write_labels
+    from instatrack.data.io import write_labels
     from instatrack.tiling import stitch
 
-    tiles = _tiles_of(spec, path)
-    canvas = np.zeros((1, *image_shape(path)[:2]), np.int32)
+    shape = image.read().shape[:2]
+    canvas = np.zeros((1, *shape), np.int32)
     next_id = 1
-    for tile, labels in zip(tiles, tile_labels, strict=True):
+    for tile, labels in zip(spec.predictor().tiles(shape), tile_labels, strict=True):
         next_id, _ = stitch(canvas, labels, tile, next_id)
     write_labels(target, canvas[0])
 
@@ -338,27 +363,32 @@ def _stitch_image(spec: RunSpec, path: str, tile_labels: list[np.ndarray], targe
 def run_command(args) -> int:
     """``instatrack segment|track ... --workers N | --dask ADDRESS``."""
     spec = RunSpec(run=str(args.model), weights=args.weights, overrides=tuple(args.overrides),
-                   backend=args.backend, onnx=args.onnx, tile=args.tile, overlap=args.overlap)
-    if args.command == "track":
-        unsupported = [flag for flag, value in (("--first-masks", args.first_masks),
-                                                ("--movie", args.movie),
-                                                ("--lineage", args.lineage))
-                       if value] + (["--format davis"] if args.format != "ctc" else [])
-        if unsupported:
-            raise ConfigError(f"{', '.join(unsupported)} cannot run on a Dask cluster yet; "
-                              "drop --workers/--dask")
-        if args.method and args.method != _method_name(spec):
-            raise ConfigError(f"{args.model} was trained with {_method_name(spec)}, "
-                              f"not {args.method}")
-    _method_name(spec)
+                   backend=args.backend, onnx=args.onnx, tile=args.tile, overlap=args.overlap,
+                   object_size=args.object_size)
+    unsupported = [flag for flag, value in (("--first-masks", getattr(args, "first_masks", None)),
+                                            ("--movie", getattr(args, "movie", None)),
+                                            ("--lineage", getattr(args, "lineage", None)),
+                                            ("--pictures", getattr(args, "pictures", False)))
+                   if value]
+    if args.format not in ("ctc", "tif"):
+        unsupported.append(f"--format {args.format}")
+    if unsupported:
+        raise ConfigError(f"{', '.join(unsupported)} cannot run on a Dask cluster yet; "
+                          "drop --workers/--dask")
+    method = _method_name(spec)
+    if getattr(args, "method", None) and args.method != method:
+        raise ConfigError(f"{args.model} was trained with {method}, not {args.method}")
+    out = Path(args.output)
+    if out.exists() and any(out.iterdir()):
+        # workers write in place (the serial commands write beside and swap): no overwriting
+        raise DataError(f"{out}: output folder is not empty; with --workers/--dask give a new "
+                        f"or empty one")
     with open_client(args.workers, args.dask) as client:
         if args.command == "segment":
-            from instatrack.data.io import list_images
-
-            n = segment_images(client, spec, list_images(args.input), Path(args.output))
+            n = segment_images(client, spec, args.input, out)
             print(f"segmented {n} image(s) into {args.output}")
             return 0
-        results = track_plate(client, spec, find_sequences(args.input), Path(args.output),
+        results = track_plate(client, spec, find_sequences(args.input), out,
                               tables=args.tables)
     for name, summary in results.items():
         print(f"tracked {name}: {summary['frames']} frame(s), {summary['tracks']} track(s)")

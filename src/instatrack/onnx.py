@@ -92,7 +92,8 @@ def onnx_predictor(predictor, path: str | Path):
         raise DataError(f"{path}: exported from {meta.get('instatrack_method', 'an unknown')} "
                         f"run, but the run folder is {name}")
     model = _ort_model(predictor, _OrtGraph(session), meta)
-    return Predictor(predictor.method, model, torch.device("cpu"))
+    return Predictor(predictor.method, model, torch.device("cpu"),
+                     object_size=predictor.object_size)
 
 
 # -- the exported graphs ---------------------------------------------------------

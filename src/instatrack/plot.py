@@ -17,6 +17,10 @@ import numpy as np
 from instatrack.errors import DataError
 
 _GOLDEN = 0.618033988749895
+#: movie formats :func:`overlay_movie` writes (MP4 needs the imageio-ffmpeg package)
+MOVIE_SUFFIXES = (".gif", ".mp4")
+#: picture formats of :func:`lineage_tree` and :func:`training_curves`
+PICTURE_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def label_colours(ids: np.ndarray) -> np.ndarray:
@@ -94,34 +98,50 @@ def overlay_movie(frames: Iterable[np.ndarray], labels: Iterable[np.ndarray], gr
     ``graph`` (track graph or None) gives the centroids; without it they are
     computed from the labels. Small frames are enlarged (nearest neighbour) to
     at least ``min_size`` pixels so the numbers stay readable. Writes an MP4
-    when ``path`` ends in ``.mp4`` and imageio-ffmpeg is installed (streaming),
-    else a GIF (Pillow keeps the palette frames, one byte per pixel, until the
-    end). Returns the path written (``.gif`` replaces ``.mp4`` without ffmpeg).
+    (streaming) when ``path`` ends in ``.mp4``, a GIF when it ends in ``.gif``
+    (Pillow keeps the palette frames, one byte per pixel, until the end); any
+    other suffix, or ``.mp4`` without imageio-ffmpeg installed, is refused
+    before anything is drawn (see :func:`check_movie_path`). Returns ``path``.
     """
-    path = Path(path)
+    path = check_movie_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     centroids = _centroids_by_frame(graph)
     pictures = (_annotated(frame, lab, centroids, t, min_size)
                 for t, (frame, lab) in enumerate(zip(frames, labels, strict=True)))
-    if path.suffix.lower() == ".mp4" and _has_ffmpeg():
+    if path.suffix.lower() == ".mp4":
         import imageio.v2 as imageio
 
         with imageio.get_writer(path, fps=fps, macro_block_size=1) as writer:
             for picture in pictures:
                 writer.append_data(picture)
         return path
-    path = path.with_suffix(".gif")
     _write_gif(pictures, path, fps)
+    return path
+
+
+def check_movie_path(path: str | Path) -> Path:
+    """``path`` if :func:`overlay_movie` can write it, else DataError naming it and why."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in MOVIE_SUFFIXES:
+        raise DataError(f"{path}: unsupported movie type {path.suffix or '(none)'!r}; use "
+                        f"{' or '.join(MOVIE_SUFFIXES)}")
+    if suffix == ".mp4" and not _has_ffmpeg():
+        raise DataError(f"{path}: writing MP4 needs the imageio-ffmpeg package (pip install "
+                        f"imageio-ffmpeg); or write a .gif")
     return path
 
 
 def overlay_movie_from_files(image_paths: Iterable[str | Path],
                              label_paths: Iterable[str | Path], graph, path: str | Path,
                              fps: float = 5) -> Path:
-    """:func:`overlay_movie` reading each image and label file only when it is drawn."""
-    from instatrack.data.io import read_image
+    """:func:`overlay_movie` reading each image and label file only when it is drawn.
 
-    frames = (read_image(p) for p in image_paths)
+    Images are read as the networks read them (:func:`~instatrack.data.io.read_frame`).
+    """
+    from instatrack.data.io import read_frame, read_image
+
+    frames = (read_frame(p) for p in image_paths)
     labels = (read_image(p) for p in label_paths)
     return overlay_movie(frames, labels, graph, path, fps=fps)
 
@@ -160,7 +180,7 @@ def _annotated(frame: np.ndarray, labels: np.ndarray, centroids: dict, t: int,
     """One movie frame: overlay, enlarged, with track ids written at the centroids."""
     from PIL import Image, ImageDraw
 
-    from instatrack.track.match import label_stats
+    from instatrack.labels import label_stats
 
     labels = np.asarray(labels)
     picture = label_overlay(frame, labels)

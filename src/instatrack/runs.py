@@ -10,7 +10,8 @@ RUN/
   curves.png       training curves
 ```
 Files are written atomically (temporary file + rename) so an interruption never
-leaves a half-written checkpoint behind.
+leaves a half-written checkpoint behind, and read without unpickling arbitrary
+objects. :class:`Run` is the one owner of this layout.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,36 +32,186 @@ LAST = "last.pt"
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.csv"
 CURVES = "curves.png"
-#: entries of config.json that describe the run rather than configure the method
-METADATA = ("data",)
+#: entries every checkpoint has
+CHECKPOINT_KEYS = ("step", "best", "model", "optimiser", "schedule", "sampler", "torch_rng")
 
 
-def read_run_config(run_dir: str | Path):
-    """``(method_class, config)`` stored in ``run_dir/config.json``."""
-    from instatrack.methods import get_method
+class Run:
+    """One run folder: the only code that opens, creates, loads and resumes one.
 
-    path = Path(run_dir) / CONFIG
+    ``Run.create`` starts a new run (``config.json`` written), ``Run.open``
+    reads an existing one; both give the method class, its config and the
+    metadata (training data). Weights and checkpoints are written atomically
+    and read without unpickling arbitrary Python objects (``torch.load`` with
+    ``weights_only=True``), so a run folder from elsewhere cannot run code.
+
+    A run is *started* once it holds weights or a checkpoint. A folder with only
+    ``config.json`` (+ ``log.csv``) is a run that failed or was stopped before its
+    first checkpoint: there is nothing to resume, and a new run may replace it.
+    """
+
+    def __init__(self, path: Path, method_cls: type, config: Any, data: str | None = None):
+        self.path = Path(path)
+        self.method_cls = method_cls
+        self.config = config
+        self.data = data
+
+    # -- opening and creating ----------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path) -> Run:
+        """The run in ``path``; one-line :class:`DataError` if it is not a readable run."""
+        from instatrack.methods import get_method
+
+        config_path = Path(path) / CONFIG
+        values = _read_config_json(config_path)
+        try:
+            method_cls = get_method(values.pop("method"))
+        except ConfigError as err:
+            raise DataError(f"{config_path}: {err}") from None
+        data = values.pop("data", None)  # like the method: describes the run, not a setting
+        try:
+            config = method_cls.config_cls.from_dict(values, where=str(config_path))
+        except ConfigError as err:  # not every message names the file
+            if str(config_path) in str(err):
+                raise
+            raise ConfigError(f"{config_path}: {err}") from None
+        return cls(Path(path), method_cls, config, data)
+
+    @classmethod
+    def find(cls, path: str | Path) -> Run | None:
+        """The run in ``path``, or None when ``path`` holds no run (no config.json)."""
+        return cls.open(path) if (Path(path) / CONFIG).is_file() else None
+
+    @classmethod
+    def create(cls, path: str | Path, method_cls: type, config: Any,
+               data: str | Path | None = None) -> Run:
+        """Start a new run in ``path``: refuse a started run, replace an unstarted one."""
+        path = Path(path)
+        check_new(path)
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path, method_cls, config, None if data is None else str(data))
+        run.save_config(config)
+        return run
+
+    def save_config(self, config: Any, data: str | Path | None = None) -> None:
+        """Write ``config.json`` (method, training data, every config field)."""
+        self.config = config
+        if data is not None:
+            self.data = str(data)
+        tmp = self.path / (CONFIG + ".tmp")
+        config.save(tmp, method=self.method, data=self.data)
+        os.replace(tmp, self.path / CONFIG)
+
+    # -- what the folder holds ----------------------------------------------------------------
+    @property
+    def method(self) -> str:
+        return self.method_cls.name
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The entries of ``config.json`` that describe the run: ``method`` and ``data``."""
+        return {"method": self.method, "data": self.data}
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return (self.path / CHECKPOINT).is_file()
+
+    @property
+    def is_started(self) -> bool:
+        return _is_started(self.path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def log(self, resume_step: int | None = None) -> LogWriter:
+        """The run's ``log.csv``: a new one, or the old one up to ``resume_step``."""
+        return LogWriter(self.path / LOG, resume_step=resume_step)
+
+    # -- weights and checkpoints --------------------------------------------------------------
+    def save_weights(self, state: dict[str, Any], name: str = WEIGHTS) -> None:
+        atomic_save(state, self.path / name)
+
+    def load_weights(self, name: str = WEIGHTS, device: Any = "cpu") -> dict[str, Any]:
+        """The state dict in ``name`` (``weights.pt`` or ``last.pt``)."""
+        import torch
+
+        path = self.path / name
+        state = load_safely(path, device)
+        if not isinstance(state, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+            raise DataError(f"{path}: holds a {type(state).__name__}, not a model's named "
+                            f"weights (a state dict)")
+        return dict(state)
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Write ``checkpoint.pt``: everything :func:`instatrack.train.resume` needs."""
+        atomic_save(state, self.path / CHECKPOINT)
+
+    def load_checkpoint(self, device: Any = "cpu") -> dict[str, Any]:
+        path = self.path / CHECKPOINT
+        if not path.is_file():
+            if self.is_started:
+                raise DataError(f"{self.path}: no checkpoint.pt to resume from")
+            raise DataError(f"{self.path}: the run stopped before its first checkpoint, so "
+                            f"there is nothing to resume; start it again with the same --out")
+        state = load_safely(path, device)
+        missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, Mapping) or k not in state]
+        if missing:
+            raise DataError(f"{path}: not a training checkpoint (no {', '.join(missing)})")
+        return state
+
+    def load_model(self, device: Any = "cpu", weights: str = WEIGHTS,
+                   overrides: Sequence[str] = ()):
+        """``(method, model)`` ready for inference, the model in eval mode on ``device``.
+
+        ``overrides`` (``key=value``) change the saved config, e.g. clustering
+        settings at inference; keys that shape the network must not change.
+        """
+        method = self.method_cls(self.config.with_post_processing(overrides))
+        model = method.build_model()
+        state = self.load_weights(weights, device)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            first = str(err).splitlines()[0]
+            raise DataError(f"{self.path / weights}: weights do not fit the config ({first})") \
+                from None
+        return method, model.to(device).eval()
+
+
+def load_model(run_dir: str | Path, device: Any = "cpu", weights: str = WEIGHTS,
+               overrides: Sequence[str] = ()):
+    """``(method, model)`` of the run in ``run_dir``: ``Run.open(run_dir).load_model(...)``."""
+    return Run.open(run_dir).load_model(device, weights, overrides)
+
+
+def check_new(path: Path) -> None:
+    """Raise :class:`ConfigError` unless a new run may be written to ``path``."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: exists and is not a folder; choose another --out")
+    if _is_started(path):
+        hint = f"resume it with --resume {path} or " if (path / CONFIG).is_file() else ""
+        raise ConfigError(f"{path} already holds a run; {hint}choose another --out")
+
+
+def _is_started(path: Path) -> bool:
+    return any((path / name).is_file() for name in (CHECKPOINT, WEIGHTS, LAST))
+
+
+def _read_config_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path}: not a run folder (config.json missing)")
     try:
         values = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: corrupt config ({err.msg} at line {err.lineno})") from None
-    if "method" not in values:
-        raise DataError(f"{path}: no 'method' key")
-    method_cls = get_method(values.pop("method"))
-    for key in METADATA:
-        values.pop(key, None)
-    return method_cls, method_cls.config_cls.from_dict(values, where=str(path))
-
-
-def read_run_metadata(run_dir: str | Path) -> dict[str, Any]:
-    """The non-config entries of ``config.json``: ``method`` and ``data`` (the training data)."""
-    path = Path(run_dir) / CONFIG
-    if not path.is_file():
-        raise DataError(f"{path}: not a run folder (config.json missing)")
-    values = json.loads(path.read_text())
-    return {key: values.get(key) for key in ("method", *METADATA)}
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
+    if not isinstance(values, dict):
+        raise DataError(f"{path}: corrupt config (a JSON {type(values).__name__}, not an object)")
+    if not isinstance(values.get("method"), str):
+        raise DataError(f"{path}: no 'method' name")
+    return values
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -71,47 +223,28 @@ def atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_torch(path: Path, device: Any = "cpu") -> Any:
+def load_safely(path: Path, device: Any = "cpu") -> Any:
+    """``torch.load`` that only rebuilds tensors, numbers, strings and containers.
+
+    A file that asks for anything else (a pickled object with ``__reduce__``)
+    is refused before any of it runs.
+    """
+    import pickle
+
     import torch
 
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        return torch.load(path, map_location=device, weights_only=False)
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        what = f" ({found.group(1)})" if found else ""
+        raise DataError(f"{path}: refused to load: it holds Python objects{what}, not only "
+                        f"tensors and numbers, and loading them could run code") from None
     except Exception as err:  # torch raises many kinds for corrupt files
-        raise DataError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
-
-
-def load_model(run_dir: str | Path, device: Any = "cpu", weights: str = WEIGHTS,
-               overrides: Sequence[str] = ()):
-    """``(method, model)`` ready for inference from a run folder.
-
-    ``overrides`` (``key=value``) change the saved config, e.g. clustering
-    settings at inference; keys that shape the network must not change.
-    """
-    method_cls, config = read_run_config(run_dir)
-    method = method_cls(config.with_overrides(overrides))
-    model = method.build_model()
-    state = load_torch(Path(run_dir) / weights, device)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise DataError(f"{Path(run_dir) / weights}: weights do not fit the config ({first})") \
-            from None
-    return method, model.to(device).eval()
-
-
-def prepare_run_dir(out: Path, resume: bool) -> None:
-    """Create ``out`` for a new run, refusing to overwrite an earlier run."""
-    if resume:
-        if not (out / CHECKPOINT).is_file():
-            raise DataError(f"{out}: no checkpoint.pt to resume from")
-        return
-    if (out / CONFIG).exists():
-        raise ConfigError(
-            f"{out} already holds a run; resume it with --resume {out} or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise DataError(f"{path}: cannot read ({type(err).__name__}: {first})") from None
 
 
 class LogWriter:

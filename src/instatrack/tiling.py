@@ -225,6 +225,9 @@ class TiledPredictor(Predictor):
     def __init__(self, predictor: Predictor, tile: int, overlap: int | None = None):
         super().__init__(predictor.method, predictor.model, predictor.device)
         name = self.method.name
+        if predictor.object_size is not None:
+            raise ConfigError("--tile and --object-size cannot be combined yet; resize the "
+                              "images beforehand")
         if name not in TILEABLE:
             raise ConfigError(f"--tile is not available for {name}: {WHY_NOT.get(name, '')}")
         self.align = network_alignment(self.model, name)
@@ -285,7 +288,7 @@ class TiledPredictor(Predictor):
                 if progress is not None:
                     progress(t + 1)
 
-        return TrackStream(windows(), Tracker.from_config(self.config))
+        return TrackStream(windows(), Tracker(self.config))
 
 
 def instance_agreement(reference: np.ndarray, labels: np.ndarray) -> dict[str, int]:

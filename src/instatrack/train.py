@@ -4,12 +4,16 @@ A method contributes its model (``build_model``), its loss (``loss``) and its
 inference (``predict``, used for the validation score); everything else lives
 here once: sampling clips, the optimiser and learning-rate schedule, mixed
 precision and ``torch.compile`` on CUDA, logging, validation, checkpoints
-that resume exactly, and the run folder (see :mod:`instatrack.runs`).
+that resume exactly (:func:`resume`; Ctrl-C stops between two steps, so the
+checkpoint it writes is exact too), and the run folder (:class:`instatrack.runs.Run`).
 """
 
 from __future__ import annotations
 
 import math
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +24,7 @@ import torch
 
 from instatrack import runs
 from instatrack.config import TrainConfig, parse_slice
-from instatrack.errors import DataError, InstatrackError
+from instatrack.errors import ConfigError, DataError, InstatrackError
 from instatrack.methods import get_method
 from instatrack.methods.base import Method
 
@@ -30,95 +34,169 @@ VAL_MAX_FRAMES = 12
 Progress = Callable[[int, int, dict[str, float]], None]
 
 
-def train(method: str, data: str | Path, out: str | Path, config: TrainConfig | None = None,
-          resume: bool = False, progress: bool | Progress = True,
-          device: str | torch.device | None = None) -> Path:
-    """Train ``method`` on the dataset at ``data``; write the run folder ``out``.
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training; the message says what was kept and how to continue."""
 
-    ``config`` defaults to the method's ``fast`` preset. With ``resume=True``
-    the run in ``out`` continues from its last checkpoint with its own saved
-    config (``config`` must then be None or only change ``steps``).
-    ``progress`` is True for a progress bar, False for silence, or a callable
-    ``(step, total, metrics)``. Returns the run folder.
+
+def train(method: str, data: str | Path, out: str | Path, config: TrainConfig | None = None,
+          progress: bool | Progress = True, device: str | torch.device | None = None) -> Path:
+    """Train ``method`` on the dataset at ``data`` into the new run folder ``out``.
+
+    ``config`` defaults to the method's ``fast`` preset. ``out`` must not hold a
+    started run (continue one with :func:`resume`). ``progress`` is True for a
+    progress bar, False for silence, or a callable ``(step, total, metrics)``
+    (raising KeyboardInterrupt in it stops training like Ctrl-C does). Ctrl-C
+    stops at the end of the current step, writes a checkpoint there and raises
+    :class:`TrainingInterrupted`. Returns the run folder.
     """
     from instatrack.data import open_dataset
+
+    method_cls = get_method(method)
+    runs.check_new(Path(out))
+    sequences = open_dataset(data)
+    config = config if config is not None else method_cls.config_cls.build("fast")
+    config, sampler = _fit_to_data(method_cls, config, sequences)
+    # created only now, so that bad data or a bad config leave no run folder behind
+    run = runs.Run.create(out, method_cls, config, data=Path(data).resolve())
+    return _fit(run, sequences, sampler, None, progress, device)
+
+
+def resume(run: str | Path | runs.Run, steps: int | None = None, data: str | Path | None = None,
+           progress: bool | Progress = True, device: str | torch.device | None = None) -> Path:
+    """Continue ``run`` from its checkpoint with its saved config, exactly as if it
+    had never stopped. ``steps`` changes the number of training steps; ``data``
+    the dataset (default: the one the run was trained on). Returns the run folder.
+    """
+    from instatrack.data import open_dataset
+
+    run = run if isinstance(run, runs.Run) else runs.Run.open(run)
+    checkpoint = run.load_checkpoint()
+    data = data if data is not None else run.data
+    if data is None:
+        raise ConfigError(f"{run.file(runs.CONFIG)}: does not say which data the run was "
+                          f"trained on; pass --data")
+    sequences = open_dataset(data)
+    config = run.config if steps is None else run.config.replace(steps=steps)
+    config, sampler = _fit_to_data(run.method_cls, config, sequences)
+    run.save_config(config, data=Path(data).resolve())
+    return _fit(run, sequences, sampler, checkpoint, progress, device)
+
+
+def train_or_resume(method: str, data: str | Path, out: str | Path,
+                    config: TrainConfig | None = None, steps: int | None = None,
+                    progress: bool | Progress = True) -> Path:
+    """Continue the run ``out`` if it has started, else start it.
+
+    For commands that pick up where they were stopped (the demo, the benchmark
+    scripts): a new run uses ``config``; a started one keeps its saved config
+    (only ``steps``, if given, changes) and continues from its checkpoint, and
+    one with weights but no checkpoint counts as finished and is left as it is.
+    """
+    run = runs.Run.find(out)
+    if run is not None and run.is_started:
+        if run.method != method:
+            raise ConfigError(f"{out} was trained with {run.method}, not {method}")
+        if not run.has_checkpoint:
+            return run.path
+        return resume(run, steps=steps, data=data, progress=progress)
+    if steps:
+        config = (config or get_method(method).config_cls.build("fast")).replace(steps=steps)
+    return train(method, data, out, config=config, progress=progress)
+
+
+def _fit(run: runs.Run, sequences, sampler, checkpoint: dict[str, Any] | None,
+         progress: bool | Progress, device: str | torch.device | None) -> Path:
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    session = _Session(run, sequences, sampler, checkpoint, device)
+    total = run.config.steps
+    bar = _progress_bar(progress, session.state.step, total)
+    try:
+        with _StopRequest() as stop:
+            for step in range(session.state.step + 1, total + 1):
+                row = session.step(step)
+                if row is not None:
+                    stop.call(_report, bar, progress, step, total, row)
+                if stop.requested and step < total:
+                    if session.state.saved != step:
+                        session.checkpoint()
+                    raise TrainingInterrupted(
+                        f"training stopped after step {step}, checkpoint saved; continue with "
+                        f"`instatrack train --resume {run.path}`")
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(_stopped_at_once(run, session.state)) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    session.finish()
+    return run.path
+
+
+def _stopped_at_once(run: runs.Run, state: _LoopState) -> str:
+    if state.saved is None:
+        return (f"training stopped at once after step {state.step}, before its first "
+                f"checkpoint: nothing to resume; start it again with --out {run.path}")
+    return (f"training stopped at once after step {state.step}; the checkpoint of step "
+            f"{state.saved} is kept; continue with `instatrack train --resume {run.path}`")
+
+
+class _StopRequest:
+    """Turns Ctrl-C during training into a request to stop at the end of the step.
+
+    Stopping between steps is what makes the checkpoint written then exact: the
+    model, the optimiser, the schedule and every random generator are at the same
+    step. A second Ctrl-C raises KeyboardInterrupt at once (the last checkpoint is
+    kept). Only the main thread's default handler is replaced, and only meanwhile.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _StopRequest:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        # a notice for the person pressing it; logs get the final message
+        if sys.stderr is not None and sys.stderr.isatty():
+            print("\nCtrl-C: stopping after this step (press again to stop at once)",
+                  file=sys.stderr, flush=True)
+
+    def call(self, fn: Callable[..., None], *args: Any) -> None:
+        """``fn(*args)``; a KeyboardInterrupt raised in it becomes a stop request."""
+        try:
+            fn(*args)
+        except KeyboardInterrupt:
+            self.requested = True
+
+
+# -- configuration --------------------------------------------------------------------------------
+def _fit_to_data(method_cls: type[Method], config: TrainConfig, sequences):
+    """``(config, sampler)``: the config completed from the data, and the clip sampler."""
+    from instatrack.data.augment import AcquisitionSettings
     from instatrack.data.sampler import ClipSampler
 
-    out = Path(out)
-    if resume:
-        runs.prepare_run_dir(out, resume=True)
-    sequences = open_dataset(data)
-    if not resume:  # only now, so that bad --data leaves no empty run folder behind
-        runs.prepare_run_dir(out, resume=False)
-    method_cls, config = _resolve_config(method, out, config, resume)
     config = _fit_config_to_data(method_cls, config, sequences)
     sampler = ClipSampler(sequences, clip_len=config.clip_len, crop=config.crop,
                           frames=parse_slice(config.train_frames), augment=config.augment,
                           norm=(config.norm_low, config.norm_high), seed=config.seed,
                           object_bias=config.crop_object_bias,
-                          reach_border=config.crops_reach_border)
+                          reach_border=config.crops_reach_border,
+                          acquisition=AcquisitionSettings.of(config))
     if max(config.instance_area) <= 0:
         config = config.replace(instance_area=sampler.instance_areas())
-    config.save(out / runs.CONFIG, method=method_cls.name, data=str(Path(data).resolve()))
-
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(config.seed)
-    algo = method_cls(config)
-    model = algo.build_model()
-    if not resume:
-        algo.initialise(model)
-    model = model.to(device)
-    optimiser = _optimiser(model, config)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _decay(config))
-    start, best = 0, -math.inf
-    if resume:
-        start, best = _restore(out, model, optimiser, schedule, sampler, device)
-    log = runs.LogWriter(out / runs.LOG, resume_step=start if resume else None)
-    step_fn = _compiled(model, config, device)
-    validator = _Validator(algo, sequences, config, device)
-
-    bar = _progress_bar(progress, start, config.steps)
-    state = _LoopState(start=start, best=best)
-    try:
-        for step in range(start + 1, config.steps + 1):
-            batch = _collate([sampler.sample() for _ in range(config.batch_size)], device)
-            parts = _train_step(algo, step_fn, batch, optimiser, schedule, config, device)
-            state.step = step
-            state.record(parts)
-            if step % config.log_every == 0 or step == config.steps:
-                row = state.flush(step, optimiser.param_groups[0]["lr"])
-                if validator.due(step):
-                    row.update(validator(model))
-                    if row["val_seg"] > state.best:
-                        state.best = row["val_seg"]
-                        runs.atomic_save(model.state_dict(), out / runs.WEIGHTS)
-                log.append(row)
-                _report(bar, progress, step, config.steps, row)
-            if step % config.ckpt_every == 0 or step == config.steps:
-                _checkpoint(out, model, optimiser, schedule, sampler, state)
-    except KeyboardInterrupt:
-        _checkpoint(out, model, optimiser, schedule, sampler, state)
-        raise InstatrackError(
-            f"training interrupted at step {state.step}; checkpoint saved — continue with "
-            f"`instatrack train --resume {out}`") from None
-    finally:
-        if bar is not None:
-            bar.close()
-    _finish(out, model, validator, log)
-    return out
-
-
-# -- configuration --------------------------------------------------------------------------------
-def _resolve_config(method: str, out: Path, config: TrainConfig | None, resume: bool):
-    if resume:
-        method_cls, saved = runs.read_run_config(out)
-        if method and method != method_cls.name:
-            raise InstatrackError(f"{out} was trained with {method_cls.name}, not {method}")
-        if config is not None:
-            saved = saved.replace(steps=config.steps)
-        return method_cls, saved
-    method_cls = get_method(method)
-    return method_cls, config if config is not None else method_cls.config_cls.build("fast")
+    return config, sampler
 
 
 def _fit_config_to_data(method_cls: type[Method], config: TrainConfig, sequences) -> TrainConfig:
@@ -180,11 +258,12 @@ def _train_step(algo: Method, model: torch.nn.Module, batch: dict[str, torch.Ten
 
 
 class _LoopState:
-    """Running means of the loss parts between two log rows, speed, best score."""
+    """Step, running means of the loss parts between two log rows, speed, best score."""
 
-    def __init__(self, start: int, best: float):
+    def __init__(self, start: int = 0, best: float = -math.inf, saved: int | None = None):
         self.step = start
         self.best = best
+        self.saved = saved  # step of the last checkpoint, None before the first
         self._sums: dict[str, float] = {}
         self._count = 0
         self._since = time.perf_counter()
@@ -253,37 +332,89 @@ class _Validator:
         return {"val_seg": total / max(count, 1)}
 
 
-# -- checkpoints and reporting -------------------------------------------------------------------
-def _checkpoint(out: Path, model, optimiser, schedule, sampler, state: _LoopState) -> None:
-    runs.atomic_save({
-        "step": state.step, "best": state.best, "model": model.state_dict(),
-        "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
-        "sampler": sampler.state(), "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }, out / runs.CHECKPOINT)
+# -- one session ---------------------------------------------------------------------------------
+class _Session:
+    """The objects of one training session (a start or a resume) and what changes them."""
+
+    def __init__(self, run: runs.Run, sequences, sampler, checkpoint: dict[str, Any] | None,
+                 device: torch.device):
+        self.run, self.sampler, self.device = run, sampler, device
+        self.config = config = run.config
+        torch.manual_seed(config.seed)
+        self.algo = run.method_cls(config)
+        model = self.algo.build_model()
+        if checkpoint is None:
+            self.algo.initialise(model)
+        self.model = model.to(device)
+        self.optimiser = _optimiser(self.model, config)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimiser, _decay(config))
+        self.state = _LoopState()
+        if checkpoint is not None:
+            try:
+                self._restore(checkpoint)
+            except (RuntimeError, KeyError, TypeError, ValueError) as err:
+                first = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise DataError(f"{run.file(runs.CHECKPOINT)}: does not fit the run's config "
+                                f"({first})") from None
+        self.log = run.log(resume_step=None if checkpoint is None else self.state.step)
+        self.step_fn = _compiled(self.model, config, device)
+        self.validator = _Validator(self.algo, sequences, config, device)
+
+    def step(self, step: int) -> dict[str, float] | None:
+        """Train step ``step``; its log row when one is due. Checkpoints when due."""
+        config = self.config
+        batch = _collate([self.sampler.sample() for _ in range(config.batch_size)], self.device)
+        parts = _train_step(self.algo, self.step_fn, batch, self.optimiser, self.schedule,
+                            config, self.device)
+        self.state.step = step
+        self.state.record(parts)
+        row = None
+        if step % config.log_every == 0 or step == config.steps:
+            row = self.state.flush(step, self.optimiser.param_groups[0]["lr"])
+            if self.validator.due(step):
+                row.update(self.validator(self.model))
+                if row["val_seg"] > self.state.best:
+                    self.state.best = row["val_seg"]
+                    if self.state.saved is None:  # weights.pt marks a started run
+                        self.checkpoint()
+                    self.run.save_weights(self.model.state_dict())
+            self.log.append(row)
+        if step % config.ckpt_every == 0 or step == config.steps:
+            self.checkpoint()
+        return row
+
+    def checkpoint(self) -> None:
+        """Save the state after ``state.step`` (random generators plain, see :mod:`runs`)."""
+        self.run.save_checkpoint({
+            "step": self.state.step, "best": self.state.best, "model": self.model.state_dict(),
+            "optimiser": self.optimiser.state_dict(), "schedule": self.schedule.state_dict(),
+            "sampler": self.sampler.state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        })
+        self.state.saved = self.state.step
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimiser.load_state_dict(ckpt["optimiser"])
+        self.schedule.load_state_dict(ckpt["schedule"])
+        self.sampler.set_state(ckpt["sampler"])
+        torch.set_rng_state(ckpt["torch_rng"].cpu())
+        if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        step = int(ckpt["step"])
+        self.state = _LoopState(start=step, best=float(ckpt["best"]), saved=step)
+
+    def finish(self) -> None:
+        """``last.pt``, ``weights.pt`` when validation chose none, ``curves.png``."""
+        self.run.save_weights(self.model.state_dict(), runs.LAST)
+        if not self.validator.items or not self.run.file(runs.WEIGHTS).exists():
+            self.run.save_weights(self.model.state_dict(), runs.WEIGHTS)
+        from instatrack.plot import training_curves
+
+        training_curves(self.log.rows, self.run.file(runs.CURVES))
 
 
-def _restore(out: Path, model, optimiser, schedule, sampler, device) -> tuple[int, float]:
-    ckpt = runs.load_torch(out / runs.CHECKPOINT, device)
-    model.load_state_dict(ckpt["model"])
-    optimiser.load_state_dict(ckpt["optimiser"])
-    schedule.load_state_dict(ckpt["schedule"])
-    sampler.set_state(ckpt["sampler"])
-    torch.set_rng_state(ckpt["torch_rng"].cpu())
-    if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
-    return int(ckpt["step"]), float(ckpt["best"])
-
-
-def _finish(out: Path, model, validator: _Validator, log: runs.LogWriter) -> None:
-    runs.atomic_save(model.state_dict(), out / runs.LAST)
-    if not validator.items or not (out / runs.WEIGHTS).exists():
-        runs.atomic_save(model.state_dict(), out / runs.WEIGHTS)
-    from instatrack.plot import training_curves
-
-    training_curves(log.rows, out / runs.CURVES)
-
-
+# -- reporting ------------------------------------------------------------------------------------
 def _progress_bar(progress: bool | Progress, start: int, total: int):
     if progress is not True:
         return None

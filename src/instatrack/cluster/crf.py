@@ -10,11 +10,12 @@ model, as the paper used to sharpen its masks). Labels are background plus the
 that without pairwise terms a pixel goes to instance ``k`` exactly when
 ``m_k > 0.5`` and it is the largest. The pairwise term is a Potts model with
 an appearance kernel ``w_app * exp(-|dp|^2 / 2 theta_pos^2 - |dI|^2 / 2 theta_col^2)``
-and a smoothness kernel ``w_smooth * exp(-|dp|^2 / 2 theta_smooth^2)``.
+and a smoothness kernel ``w_smooth * exp(-|dp|^2 / 2 theta_smooth^2)`` (the
+``crf_*`` keys of :class:`CRFParams`).
 
 Approximation: instead of the fully connected kernels (permutohedral lattice),
-the kernels are truncated to a ``(2r + 1)^2`` window of offsets spaced
-``dilation`` pixels apart, so each mean-field iteration is ``(2r+1)^2 - 1``
+the kernels are truncated to a ``(2r + 1)^2`` window (``r = crf_radius``) of
+offsets spaced ``crf_dilation`` pixels apart, so each mean-field iteration is ``(2r+1)^2 - 1``
 shifted multiply-adds. The window then reaches ``r * dilation`` pixels with a
 sparse sampling of the Gaussians; weights beyond it are taken as zero.
 """
@@ -25,22 +26,40 @@ import dataclasses
 
 import numpy as np
 import torch
-from scipy import ndimage
+
+from instatrack.labels import remove_small_pieces, renumber
+from instatrack.settings import Settings, require
 
 
 @dataclasses.dataclass(frozen=True)
-class CRFParams:
-    """Dense CRF settings. Positions are in pixels, colours in normalised units."""
+class CRFParams(Settings):
+    """Dense CRF settings. Positions are in pixels, colours in normalised units.
 
-    iterations: int = 5
-    radius: int = 4
-    dilation: int = 2
-    theta_pos: float = 8.0
-    theta_col: float = 0.15
-    w_app: float = 3.0
-    theta_smooth: float = 2.0
-    w_smooth: float = 1.0
-    unary_weight: float = 1.0
+    ``crf`` switches the refinement on for the methods that offer it; the
+    other keys are the parameters of :func:`crf_refine` (see the module doc).
+    """
+
+    post_processing = True
+
+    crf: bool = False
+    crf_iterations: int = 5
+    crf_radius: int = 4
+    crf_dilation: int = 2
+    crf_theta_pos: float = 8.0
+    crf_theta_col: float = 0.15
+    crf_w_app: float = 3.0
+    crf_theta_smooth: float = 2.0
+    crf_w_smooth: float = 1.0
+    crf_unary_weight: float = 1.0
+
+    def check(self) -> None:
+        super().check()
+        for name in ("crf_iterations", "crf_radius", "crf_dilation"):
+            require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("crf_theta_pos", "crf_theta_col", "crf_theta_smooth"):
+            require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("crf_w_app", "crf_w_smooth", "crf_unary_weight"):
+            require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 def unary_scores(masks: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
@@ -77,16 +96,16 @@ def pairwise_weights(image: torch.Tensor, params: CRFParams) -> torch.Tensor:
     ``image (C, Y, X)`` normalised -> ``(D, Y, X)`` for the ``D`` offsets of
     :func:`window_offsets`; zero where the neighbour falls outside the image.
     """
-    offsets = window_offsets(params.radius, params.dilation)
+    offsets = window_offsets(params.crf_radius, params.crf_dilation)
     inside = torch.ones_like(image[:1])
     weights = []
     for dy, dx in offsets:
         dist2 = float(dy * dy + dx * dx)
         colour2 = ((shift(image, dy, dx) - image) ** 2).sum(0, keepdim=True)
-        appearance = torch.exp(-dist2 / (2 * params.theta_pos ** 2)
-                               - colour2 / (2 * params.theta_col ** 2))
-        smooth = np.exp(-dist2 / (2 * params.theta_smooth ** 2))
-        kernel = params.w_app * appearance + params.w_smooth * smooth
+        appearance = torch.exp(-dist2 / (2 * params.crf_theta_pos ** 2)
+                               - colour2 / (2 * params.crf_theta_col ** 2))
+        smooth = np.exp(-dist2 / (2 * params.crf_theta_smooth ** 2))
+        kernel = params.crf_w_app * appearance + params.crf_w_smooth * smooth
         weights.append(kernel * shift(inside, dy, dx))
     return torch.cat(weights)
 
@@ -99,10 +118,10 @@ def mean_field(scores: torch.Tensor, weights: torch.Tensor, params: CRFParams) -
     iteration: ``Q = softmax(unary_weight * scores + sum_d w_d * shift(Q, d))``
     (the Potts penalty for disagreeing neighbours, up to a per-pixel constant).
     """
-    offsets = window_offsets(params.radius, params.dilation)
-    unary = params.unary_weight * scores
+    offsets = window_offsets(params.crf_radius, params.crf_dilation)
+    unary = params.crf_unary_weight * scores
     q = torch.softmax(unary, 0)
-    for _ in range(params.iterations):
+    for _ in range(params.crf_iterations):
         message = torch.zeros_like(q)
         for d, (dy, dx) in enumerate(offsets):
             message += weights[d:d + 1] * shift(q, dy, dx)
@@ -139,27 +158,4 @@ def labels_from_masks(masks: np.ndarray, threshold: float = 0.5, min_area: int =
         return np.zeros(masks.shape[1:], dtype=np.int32)
     best = masks.argmax(0)
     labels = np.where(masks.max(0) > threshold, best + 1, 0).astype(np.int32)
-    if min_area > 0:
-        labels = _remove_small_pieces(labels, min_area)
-    return _renumber(labels)
-
-
-def _remove_small_pieces(labels: np.ndarray, min_area: int) -> np.ndarray:
-    """Zero every connected piece (per label) smaller than ``min_area`` pixels."""
-    out = labels.copy()
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        pieces, count = ndimage.label(labels[box] == index)
-        sizes = np.bincount(pieces.ravel(), minlength=count + 1)
-        small = (sizes < min_area) & (np.arange(count + 1) > 0)
-        out[box][small[pieces]] = 0
-    return out
-
-
-def _renumber(labels: np.ndarray) -> np.ndarray:
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    lookup = np.zeros(int(labels.max()) + 1, dtype=np.int32)
-    lookup[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
-    return lookup[labels]
+    return renumber(remove_small_pieces(labels, min_area))

@@ -15,32 +15,32 @@ Steps of :func:`cluster_embeddings`:
 
 1. Background vector: given, or estimated as the densest embedding direction of
    a pixel subsample (see :func:`estimate_background`). Foreground = pixels
-   whose cosine with it is below ``background_cos``.
-2. Samples: every foreground pixel (``fast=False``), or square superpixels:
+   whose cosine with it is below ``cluster_background_cos``.
+2. Samples: every foreground pixel (``cluster_fast=False``), or square superpixels:
    the mean embedding of each ``s`` x ``s`` block that is at least half
-   foreground, with ``s >= 2`` chosen so that at most ``max_samples`` blocks
-   remain (``fast=True``). HDBSCAN's cost grows faster than linearly, so this turns a
+   foreground, with ``s >= 2`` chosen so that at most ``cluster_max_samples`` blocks
+   remain (``cluster_fast=True``). HDBSCAN's cost grows faster than linearly, so this turns a
    minute into a fraction of a second, and averaging a block removes most of
    the per-pixel noise.
-3. HDBSCAN on the samples (``min_cluster_size`` / ``min_samples`` are given in
+3. HDBSCAN on the samples (``cluster_min_cluster_size`` / ``cluster_min_samples`` are given in
    pixels and divided by the number of pixels each sample stands for; when it
    finds no cluster at all it is run again allowing a single one).
    Clusters whose mean embedding is aligned with the background are dropped.
 4. Assignment: each foreground pixel goes to the cluster, among those of the
-   samples within ``assign_radius`` blocks of its own (in its frame, else in
+   samples within ``cluster_assign_radius`` blocks of its own (in its frame, else in
    the other frame), whose mean embedding has the largest cosine with the
-   pixel's embedding (``fast=False``: clustered pixels keep their cluster).
+   pixel's embedding (``cluster_fast=False``: clustered pixels keep their cluster).
    Foreground pixels still without a cluster (stretches of HDBSCAN noise) are
    grown into from labelled neighbours, one pixel per pass, when their cosine
-   with that cluster's mean reaches ``grow_cos`` (so an unclustered object is
+   with that cluster's mean reaches ``cluster_grow_cos`` (so an unclustered object is
    not swallowed by its neighbour); what remains becomes background.
-5. Clean-up: pieces of a cluster smaller than ``min_area`` (mostly noisy
+5. Clean-up: pieces of a cluster smaller than ``min_instance_area`` (mostly noisy
    pixels that matched a neighbour's mean best) are emptied and grown into
    again from around them. Then each cluster is split into connected
    components in ``(t, y, x)`` (a moving object overlaps itself between the
    frames, so both of its frames stay one component); the largest component
    keeps the label, other large ones get new labels, and pieces smaller than
-   ``min_area`` pixels in a frame are removed.
+   ``min_instance_area`` pixels in a frame are removed.
 """
 
 from __future__ import annotations
@@ -48,75 +48,107 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import ClassVar
 
 import numpy as np
 
 from instatrack.errors import ConfigError, DataError
+from instatrack.labels import remove_small
+from instatrack.settings import Settings, require
 
 
 @dataclasses.dataclass(frozen=True)
-class ClusterParams:
-    """Settings of :func:`cluster_embeddings`. Sizes and areas are in pixels.
+class ClusterParams(Settings):
+    """Settings of :func:`cluster_embeddings` (keys of the cosine-hourglass config).
 
-    ``coord_scale`` multiplies pixel coordinates before they join the unit
-    embedding vectors; ``background_cos``: pixels whose cosine with the
-    background vector is below it are foreground (and clusters whose mean is at
-    or above it are dropped). ``fast`` clusters at most ``max_samples``
-    square blocks (mean embeddings, side >= 2 px) instead of every foreground
-    pixel; ``assign_radius`` is how many blocks away a pixel looks for
-    clustered samples;
-    ``grow_cos`` is the cosine a leftover pixel needs with a neighbouring
-    cluster's mean to join it.
+    Sizes and areas are in pixels. ``cluster_min_cluster_size`` /
+    ``cluster_min_samples``: HDBSCAN's sizes over the pixels of the frames
+    clustered together; 0 = sized from the training instance areas
+    (:func:`cluster_sizes`). ``cluster_coord_scale`` multiplies pixel
+    coordinates before they join the unit embedding vectors;
+    ``cluster_background_cos``: pixels whose cosine with the background vector
+    is below it are foreground (and clusters whose mean is at or above it are
+    dropped). ``cluster_fast`` clusters at most ``cluster_max_samples`` square
+    blocks (mean embeddings, side >= 2 px) instead of every foreground pixel;
+    ``cluster_assign_radius`` is how many blocks away a pixel looks for
+    clustered samples; ``cluster_grow_cos`` is the cosine a leftover pixel
+    needs with a neighbouring cluster's mean to join it; ``cluster_selection``
+    is HDBSCAN's cluster selection (``eom`` or ``leaf``). Pieces smaller than
+    ``min_instance_area`` are removed.
     """
 
-    min_cluster_size: int = 50
-    min_samples: int = 10
-    coord_scale: float = 0.01
-    background_cos: float = 0.5
-    min_area: int = 20
-    fast: bool = True
-    max_samples: int = 4000
-    assign_radius: int = 2
-    grow_cos: float = 0.4
-    selection: str = "eom"
+    post_processing = True
 
-    kinds: ClassVar[dict[str, dict]] = {
-        # Cells: small (tens to hundreds of px), many, often touching.
-        "cells": {},
-        # Leaves: few large instances (thousands of px) of a plant rosette.
-        "leaves": {"min_cluster_size": 200, "min_samples": 20, "coord_scale": 0.005,
-                   "min_area": 50},
-    }
+    cluster_min_cluster_size: int = 0
+    cluster_min_samples: int = 0
+    cluster_coord_scale: float = 0.01
+    cluster_background_cos: float = 0.5
+    cluster_fast: bool = True
+    cluster_max_samples: int = 4000
+    cluster_assign_radius: int = 2
+    cluster_grow_cos: float = 0.4
+    cluster_selection: str = "eom"
+    min_instance_area: int = 20
 
-    def __post_init__(self) -> None:
-        checks = [
-            (self.min_cluster_size >= 2, "min_cluster_size must be >= 2"),
-            (self.min_samples >= 1, "min_samples must be >= 1"),
-            (self.coord_scale >= 0, "coord_scale must be >= 0"),
-            (-1 <= self.background_cos <= 1, "background_cos must be in [-1, 1]"),
-            (self.min_area >= 0, "min_area must be >= 0"),
-            (self.max_samples >= 100, "max_samples must be >= 100"),
-            (self.assign_radius >= 1, "assign_radius must be >= 1"),
-            (-1 <= self.grow_cos <= 1, "grow_cos must be in [-1, 1]"),
-            (self.selection in ("eom", "leaf"), "selection must be 'eom' or 'leaf'"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"ClusterParams: {message}")
+    def check(self) -> None:
+        super().check()
+        require(self.cluster_min_cluster_size == 0 or self.cluster_min_cluster_size >= 2,
+                "cluster_min_cluster_size must be 0 (auto) or >= 2, got "
+                f"{self.cluster_min_cluster_size}")
+        require(self.cluster_min_samples >= 0,
+                f"cluster_min_samples must be >= 0 (0 = auto), got {self.cluster_min_samples}")
+        require(self.cluster_coord_scale >= 0,
+                f"cluster_coord_scale must be >= 0, got {self.cluster_coord_scale}")
+        for name in ("cluster_background_cos", "cluster_grow_cos"):
+            require(-1 <= getattr(self, name) <= 1,
+                    f"{name} must be in [-1, 1], got {getattr(self, name)}")
+        require(self.cluster_max_samples >= 100,
+                f"cluster_max_samples must be >= 100, got {self.cluster_max_samples}")
+        require(self.cluster_assign_radius >= 1,
+                f"cluster_assign_radius must be >= 1, got {self.cluster_assign_radius}")
+        require(self.cluster_selection in ("eom", "leaf"),
+                f"cluster_selection must be 'eom' or 'leaf', got {self.cluster_selection!r}")
+        require(self.min_instance_area >= 0,
+                f"min_instance_area must be >= 0, got {self.min_instance_area}")
 
-    @classmethod
-    def for_kind(cls, kind: str, **changes) -> ClusterParams:
-        """Defaults for a dataset kind (``"cells"`` or ``"leaves"``), then ``changes``."""
-        if kind not in cls.kinds:
-            raise ConfigError(f"unknown dataset kind {kind!r}; choose from "
-                              f"{', '.join(cls.kinds)}")
-        return cls(**{**cls.kinds[kind], **changes})
+
+#: settings for a kind of dataset: cells are small (tens to hundreds of px), many and
+#: often touching; leaves are few large instances (thousands of px) of a plant rosette
+KINDS: dict[str, dict] = {
+    "cells": {"cluster_min_cluster_size": 50, "cluster_min_samples": 10},
+    "leaves": {"cluster_min_cluster_size": 200, "cluster_min_samples": 20,
+               "cluster_coord_scale": 0.005, "min_instance_area": 50},
+}
+
+
+def params_for(kind: str, **changes) -> ClusterParams:
+    """Settings for a dataset kind (``"cells"`` or ``"leaves"``), then ``changes``."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}")
+    return ClusterParams(**{**KINDS[kind], **changes})
+
+
+def cluster_sizes(params: ClusterParams, instance_area: tuple[float, float] = (0.0, 0.0)
+                  ) -> tuple[int, int]:
+    """HDBSCAN's ``(min_cluster_size, min_samples)`` in pixels for ``params``.
+
+    Sizes left at 0 follow the training instances (``instance_area``: 10th
+    percentile and median area, 0 = not measured): the minimum cluster size is
+    0.35 of the median area or the 10th percentile, whichever is smaller (a
+    pair cluster holds an object twice, so this is about a sixth of a typical
+    object's cluster and half a small one's), and ``min_samples`` a tenth of it,
+    at least 5. Unmeasured, the size is 50.
+    """
+    small, median = instance_area
+    size = params.cluster_min_cluster_size
+    if not size:
+        size = 50 if median <= 0 else max(2, round(min(0.35 * median, small)))
+    return size, params.cluster_min_samples or max(5, size // 10)
 
 
 def cluster_embeddings(embeddings: np.ndarray, params: ClusterParams | None = None,
                        background: np.ndarray | None = None,
-                       foreground: np.ndarray | None = None) -> np.ndarray:
+                       foreground: np.ndarray | None = None,
+                       instance_area: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Instance labels of ``T`` frames clustered jointly.
 
     ``embeddings``: ``(T, d, Y, X)`` float, L2-normalised over ``d``.
@@ -124,7 +156,8 @@ def cluster_embeddings(embeddings: np.ndarray, params: ClusterParams | None = No
     ``foreground``: optional ``(T, Y, X)`` bool mask that replaces the
     background-cosine test (for methods with a separate foreground output).
     Returns ``(T, Y, X)`` int32 labels, 0 = background, the same label for
-    the same object in every frame.
+    the same object in every frame. ``instance_area`` sizes HDBSCAN when
+    ``params`` leaves its sizes at 0 (:func:`cluster_sizes`).
     """
     params = params or ClusterParams()
     emb = _check_embeddings(embeddings)
@@ -134,7 +167,7 @@ def cluster_embeddings(embeddings: np.ndarray, params: ClusterParams | None = No
         background = estimate_background(pixels.reshape(-1, dim))
     background = _unit(np.asarray(background, np.float32).reshape(dim))
     if foreground is None:
-        foreground = np.tensordot(background, emb, axes=(0, 1)) < params.background_cos
+        foreground = np.tensordot(background, emb, axes=(0, 1)) < params.cluster_background_cos
     elif foreground.shape != (n_frames, height, width):
         raise DataError(f"foreground mask has shape {foreground.shape}, expected "
                         f"{(n_frames, height, width)}")
@@ -142,16 +175,17 @@ def cluster_embeddings(embeddings: np.ndarray, params: ClusterParams | None = No
     if not foreground.any():
         return labels
     stride = _sample_stride(int(foreground.sum()), params)
-    sample_labels, means = _cluster_samples(pixels, foreground, stride, params)
-    keep = means @ background < params.background_cos
+    sample_labels, means = _cluster_samples(pixels, foreground, stride, params,
+                                            cluster_sizes(params, instance_area))
+    keep = means @ background < params.cluster_background_cos
     if not keep.any():
         return labels
     kept_id = np.where(keep, np.arange(len(keep)), -1)
     sample_labels = np.where(sample_labels >= 0, kept_id[np.maximum(sample_labels, 0)], -1)
     labels = _assign_pixels(pixels, foreground, sample_labels, means, stride, params)
-    labels = _grow_into_noise(labels, pixels, foreground, means, params.grow_cos)
+    labels = _grow_into_noise(labels, pixels, foreground, means, params.cluster_grow_cos)
     labels = _absorb_specks(labels, pixels, means, params)
-    return split_components(labels, params.min_area)
+    return split_components(labels, params.min_instance_area)
 
 
 def estimate_background(vectors: np.ndarray, n_sample: int = 4000, n_candidates: int = 64,
@@ -217,25 +251,19 @@ def _absorb_specks(labels: np.ndarray, pixels: np.ndarray, means: np.ndarray,
     """
     from skimage.measure import label as connected
 
-    if params.min_area <= 0:
+    if params.min_instance_area <= 0:
         return labels
     components = connected(labels, background=0, connectivity=1)
-    specks = (labels > 0) & (_drop_small_pieces(components, params.min_area) == 0)
+    specks = (labels > 0) & (_drop_small_pieces(components, params.min_instance_area) == 0)
     if not specks.any():
         return labels
     labels = np.where(specks, 0, labels)
-    return _grow_into_noise(labels, pixels, specks, means, params.grow_cos)
+    return _grow_into_noise(labels, pixels, specks, means, params.cluster_grow_cos)
 
 
 def _drop_small_pieces(components: np.ndarray, min_area: int) -> np.ndarray:
-    n_comp = int(components.max())
-    out = components.copy()
-    for t in range(len(components)):
-        areas = np.bincount(components[t].ravel(), minlength=n_comp + 1)
-        small = areas < min_area
-        small[0] = False
-        out[t][small[components[t]]] = 0
-    return out
+    """``(T, Y, X)`` components with those of fewer than ``min_area`` pixels in a frame removed."""
+    return np.stack([remove_small(frame, min_area) for frame in components])
 
 
 def _check_embeddings(embeddings: np.ndarray) -> np.ndarray:
@@ -255,9 +283,9 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 
 
 def _sample_stride(n_foreground: int, params: ClusterParams) -> int:
-    if not params.fast:
+    if not params.cluster_fast:
         return 1
-    return max(2, math.ceil(math.sqrt(n_foreground / params.max_samples)))
+    return max(2, math.ceil(math.sqrt(n_foreground / params.cluster_max_samples)))
 
 
 def _block_samples(pixels: np.ndarray, foreground: np.ndarray, stride: int
@@ -287,9 +315,11 @@ def _block_samples(pixels: np.ndarray, foreground: np.ndarray, stride: int
 
 
 def _cluster_samples(pixels: np.ndarray, foreground: np.ndarray, stride: int,
-                     params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
+                     params: ClusterParams, sizes: tuple[int, int]
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """HDBSCAN on the foreground blocks of side ``stride`` (pixels when 1).
 
+    ``sizes``: HDBSCAN's minimum cluster size and samples in pixels.
     Returns the grid of block labels ``(T, Gy, Gx)`` (-1 = none/noise) and the
     unit mean embedding of each cluster ``(K, d)``.
     """
@@ -298,17 +328,17 @@ def _cluster_samples(pixels: np.ndarray, foreground: np.ndarray, stride: int,
     occupied, sample_emb = _block_samples(pixels, foreground, stride)
     _, gy, gx = np.nonzero(occupied)
     centre = (stride - 1) / 2  # blocks are placed at their centre pixel
-    coords = params.coord_scale * (stride * np.stack([gy, gx], axis=1) + centre)
+    coords = params.cluster_coord_scale * (stride * np.stack([gy, gx], axis=1) + centre)
     features = np.concatenate([sample_emb, coords], axis=1).astype(np.float64)
     per_sample = stride * stride
-    min_size = max(2, round(params.min_cluster_size / per_sample))
-    min_samples = max(1, min(round(params.min_samples / per_sample), min_size))
+    min_size = max(2, round(sizes[0] / per_sample))
+    min_samples = max(1, min(round(sizes[1] / per_sample), min_size))
     sample_labels = np.full(occupied.shape, -1, np.int64)
     if len(features) < min_size:
         return sample_labels, np.zeros((0, pixels.shape[-1]), np.float32)
-    found = _hdbscan(HDBSCAN, features, min_size, min_samples, params.selection, False)
+    found = _hdbscan(HDBSCAN, features, min_size, min_samples, params.cluster_selection, False)
     if found.max() < 0:
-        found = _hdbscan(HDBSCAN, features, min_size, min_samples, params.selection, True)
+        found = _hdbscan(HDBSCAN, features, min_size, min_samples, params.cluster_selection, True)
     sample_labels[occupied] = found
     n_clusters = int(found.max()) + 1
     sums = np.zeros((n_clusters, pixels.shape[-1]), np.float64)
@@ -343,7 +373,7 @@ def _assign_pixels(pixels: np.ndarray, foreground: np.ndarray, sample_labels: np
     """
     n_frames, height, width, _ = pixels.shape
     labels = np.zeros((n_frames, height, width), np.int32)
-    radius = params.assign_radius
+    radius = params.cluster_assign_radius
     padded = np.pad(sample_labels, ((0, 0), (radius, radius), (radius, radius)),
                     constant_values=-1)
     for t in range(n_frames):

@@ -4,11 +4,11 @@ Among foreground pixels (seed score above ``fg_threshold``) the unclustered
 pixel with the highest seed score becomes a centre, with its own embedding and
 bandwidth; every foreground pixel whose Gaussian score around that centre
 exceeds 0.5 (the boundary the loss trained) forms the proposal. A proposal
-becomes an instance when it has at least ``min_area`` pixels, more than
-``min_unclustered`` of them are still free and, if ``min_score`` is set, the
-mean seed score of those free pixels (the instance's confidence) reaches
-``min_score``; either way its pixels are marked as clustered. Stops when no
-free seed scores ``seed_threshold`` or more, or after ``max_instances`` instances.
+becomes an instance when it has at least ``min_instance_area`` pixels, more
+than ``min_unclustered`` of them are still free and, if ``min_instance_score``
+is set, the mean seed score of those free pixels (the instance's confidence)
+reaches it; either way its pixels are marked as clustered. Stops when no free
+seed scores ``seed_threshold`` or more, or after ``max_instances`` instances.
 
 Runs in torch on the device of its inputs, one vectorised pass over the
 foreground per proposal; only the final label image leaves the device.
@@ -22,25 +22,37 @@ import math
 import numpy as np
 import torch
 
+from instatrack.settings import Settings, require
+
 #: a Gaussian score exceeds 0.5 where the scaled squared distance is below ln 2
 LN2 = math.log(2.0)
 
 
 @dataclasses.dataclass(frozen=True)
-class SeedClustering:
-    """Thresholds of :func:`cluster_seeds`."""
+class SeedClustering(Settings):
+    """Thresholds of :func:`cluster_seeds` (keys of the spatial-embedding config).
+
+    ``min_instance_score`` (0 = no check): faint cell-like debris that one
+    bright pixel seeds scores lower than real cells (docs/methods.md).
+    """
+
+    post_processing = True
 
     seed_threshold: float = 0.5
     fg_threshold: float = 0.5
-    min_area: int = 20
+    min_instance_area: int = 20
     min_unclustered: float = 0.5
     max_instances: int = 512
-    min_score: float = 0.0
+    min_instance_score: float = 0.0
 
-    @property
-    def max_proposals(self) -> int:
-        """Rejected proposals count too, so a degenerate map cannot loop for long."""
-        return 4 * self.max_instances
+    def check(self) -> None:
+        super().check()
+        for name in ("seed_threshold", "fg_threshold", "min_unclustered", "min_instance_score"):
+            require(0 <= getattr(self, name) < 1,
+                    f"{name} must be in [0, 1), got {getattr(self, name)}")
+        require(self.max_instances >= 1, f"max_instances must be >= 1, got {self.max_instances}")
+        require(self.min_instance_area >= 1,
+                f"min_instance_area must be >= 1, got {self.min_instance_area}")
 
 
 def cluster_seeds(embedding: torch.Tensor, sigma: torch.Tensor, seed: torch.Tensor,
@@ -56,7 +68,7 @@ def cluster_seeds(embedding: torch.Tensor, sigma: torch.Tensor, seed: torch.Tens
                          f"sigma {tuple(sigma.shape)}, seed {tuple(seed.shape)}")
     fg = seed > params.fg_threshold
     labels = torch.zeros(seed.shape, dtype=torch.int32, device=seed.device)
-    if int(fg.sum()) >= params.min_area:
+    if int(fg.sum()) >= params.min_instance_area:
         labels[fg] = _cluster_pixels(embedding[:, fg], sigma[:, fg], seed[fg], params)
     return labels.cpu().numpy()
 
@@ -76,7 +88,8 @@ def _cluster_pixels(embedding: torch.Tensor, sigma: torch.Tensor, seed: torch.Te
     candidates = sorted_seed.clone()
     labels = torch.zeros_like(seed, dtype=torch.int32)
     count = 0
-    for _ in range(params.max_proposals):
+    # rejected proposals count too, so a degenerate map cannot loop for long
+    for _ in range(4 * params.max_instances):
         best = torch.argmax(candidates)
         top, *rest = torch.cat([candidates[best, None], emb[:, best], weight[:, best]]).tolist()
         if top < params.seed_threshold:
@@ -88,11 +101,11 @@ def _cluster_pixels(embedding: torch.Tensor, sigma: torch.Tensor, seed: torch.Te
         claimed = proposal & (candidates[lo:hi] > -math.inf)
         n_new = claimed.sum()
         stats = [proposal.sum().float(), n_new.float()]
-        if params.min_score > 0:  # mean seed of the free pixels; skipped when unused
+        if params.min_instance_score > 0:  # mean seed of the free pixels; skipped when unused
             stats.append((sorted_seed[lo:hi].float() * claimed).sum() / n_new.clamp(min=1))
         area, new, *score = torch.stack(stats).tolist()
-        if area >= params.min_area and new > params.min_unclustered * area \
-                and (not score or score[0] >= params.min_score):
+        if area >= params.min_instance_area and new > params.min_unclustered * area \
+                and (not score or score[0] >= params.min_instance_score):
             count += 1
             labels[lo:hi].masked_fill_(claimed, count)
         candidates[lo:hi].masked_fill_(proposal, -math.inf)

@@ -1,6 +1,7 @@
 """CVPPP leaf segmentation data (``A1``: ``plantNNN_rgb.png`` + ``plantNNN_label.png``).
 
-Images are RGBA with a constant alpha, returned as RGB. Label images are
+Images are RGBA with a constant alpha, returned as RGB (through
+:func:`~instatrack.data.io.read_frame`, as ``segment`` reads them too). Label images are
 palette PNGs whose raw indices are the leaf ids; they are read as indices,
 never converted to colours.
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instatrack.data.io import natural_key, read_image, read_label_image
+from instatrack.data.io import natural_key, read_frame, read_label_image
 from instatrack.data.types import check_index
 from instatrack.errors import DataError
 
@@ -34,6 +35,7 @@ class CVPPPSequence:
         if not self.paths:
             raise DataError(f"{self.folder}: no CVPPP images named plantNNN_rgb.png")
         self.name = f"{self.folder.parent.name}/{self.folder.name}"
+        self.times = list(range(len(self.paths)))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -51,12 +53,12 @@ class CVPPPSequence:
     def image(self, t: int) -> np.ndarray:
         """``(Y, X, 3)`` RGB (alpha dropped; grey images repeated to 3 channels)."""
         path = self.frame_path(t)
-        image = read_image(path)
+        image = read_frame(path)
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=-1)
-        if image.ndim != 3 or image.shape[-1] not in (3, 4):
+        if image.shape[-1] != 3:
             raise DataError(f"{path}: expected an RGB or RGBA image, got shape {image.shape}")
-        return image[..., :3]
+        return image
 
     def labels(self, t: int) -> np.ndarray | None:
         """Leaf ids ``(Y, X)`` int32 (palette indices), or None when the label file is absent."""
@@ -74,6 +76,11 @@ def _cvppp_folders(path: Path) -> list[Path]:
     return sorted((p for p in path.iterdir()
                    if p.is_dir() and any(RGB_RE.match(q.name) for q in p.iterdir())),
                   key=natural_key)
+
+
+def holds_images(path: Path) -> bool:
+    """Whether ``path`` itself holds ``*_rgb.png`` files."""
+    return path.is_dir() and any(RGB_RE.match(p.name) for p in path.iterdir())
 
 
 def recognises(path: Path) -> bool:

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from instatrack.data.io import image_shape, list_images, natural_key, read_image
+from instatrack.data.io import (
+    frame_channels,
+    image_shape,
+    list_images,
+    natural_key,
+    read_frame,
+    read_image,
+)
 from instatrack.data.types import check_index
 from instatrack.errors import DataError
 
@@ -29,9 +36,9 @@ class DAVISSequence:
         self.name = name
         self.paths = list_images(self.root / "JPEGImages" / resolution / name)
         self.annotation_dir = self.root / "Annotations" / resolution / name
-        shape = image_shape(self.paths[0])
-        self.shape = shape
-        self.channels = 1 if len(shape) == 2 else int(shape[-1])
+        self.shape = image_shape(self.paths[0])
+        self.channels = frame_channels(self.paths[0])
+        self.times = list(range(len(self.paths)))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -44,8 +51,9 @@ class DAVISSequence:
 
     def image(self, t: int) -> np.ndarray:
         path = self.frame_path(t)
-        image = read_image(path)
-        if image.shape != self.shape:
+        image = read_frame(path)
+        channels = 1 if image.ndim == 2 else image.shape[-1]
+        if image.shape[:2] != self.shape[:2] or channels != self.channels:
             raise DataError(f"{path}: shape {image.shape} differs from {self.paths[0].name} "
                             f"{self.shape}")
         return image
@@ -110,6 +118,15 @@ def _resolution(root: Path) -> str | None:
         if (root / "JPEGImages" / res).is_dir():
             return res
     return None
+
+
+def video_folders(path: Path) -> list[Path]:
+    """The frame folders ``JPEGImages/<resolution>/NAME`` of the DAVIS root ``path``."""
+    resolution = _resolution(path) if path.is_dir() else None
+    if resolution is None:
+        return []
+    return sorted((p for p in (path / "JPEGImages" / resolution).iterdir() if p.is_dir()),
+                  key=natural_key)
 
 
 def recognises(path: Path) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from instatrack.data.augment import Augmenter
+from instatrack.data.augment import AcquisitionSettings, Augmenter
 from instatrack.data.normalize import normalize
 from instatrack.data.types import Sequence
 from instatrack.errors import DataError
@@ -34,12 +34,14 @@ class ClipSampler:
     ``seed``; :meth:`state` / :meth:`set_state` let training resume exactly.
     With warp augmentation a crop reaches the image border only when
     ``reach_border`` is set (see :class:`~instatrack.config.TrainConfig`).
+    ``acquisition`` sets the intensity augmentation (default: the robust recipe).
     """
 
     def __init__(self, sequences: Seq[Sequence], clip_len: int = 1,
                  crop: tuple[int, int] = (128, 128), frames: slice | None = None,
                  augment: bool = True, norm: tuple[float, float] = (1.0, 99.8), seed: int = 0,
-                 object_bias: float = OBJECT_BIAS, reach_border: bool = False):
+                 object_bias: float = OBJECT_BIAS, reach_border: bool = False,
+                 acquisition: AcquisitionSettings | None = None):
         if clip_len < 1 or len(crop) != 2 or min(crop) < 1:
             raise ValueError(f"need clip_len >= 1 and a crop of two sizes >= 1, got "
                              f"{clip_len}, {crop}")
@@ -50,7 +52,8 @@ class ClipSampler:
         self.sequences = list(sequences)
         self.clip_len, self.crop, self.norm = clip_len, tuple(int(c) for c in crop), norm
         self.rng = np.random.default_rng(seed)
-        self.augmenter = Augmenter(self.rng) if augment else None
+        self.augmenter = Augmenter(self.rng, acquisition=acquisition, norm=norm) if augment \
+            else None
         self._images: dict[tuple[int, int], np.ndarray] = {}
         self._labels: dict[tuple[int, int], np.ndarray | None] = {}
         self._centres: dict[tuple[int, int], np.ndarray] = {}
@@ -141,8 +144,8 @@ class ClipSampler:
         """One random clip: ``image`` ``(T, C, Y, X)`` float32, ``labels`` ``(T, Y, X)`` int64."""
         s, start, length = self.clips[self.rng.integers(len(self.clips))]
         times = range(int(start), int(start + length))
-        image = np.stack([self._image(s, t) for t in times])
-        labels = np.stack([self._label_or_unknown(s, t, image.shape[-2:]) for t in times])
+        frames = [self._image(s, t) for t in times]
+        shape = frames[0].shape[-2:]
         # Warps need a wider window. With ``reach_border`` the crop is placed inside
         # the image first and widened afterwards (reflected image, labels -1 beyond the
         # border); otherwise the widened window is placed inside the image, which keeps
@@ -150,13 +153,14 @@ class ClipSampler:
         size = self.crop
         if self.augmenter is not None and self.augmenter.warps:
             size = tuple(int(np.ceil(c * WARP_MARGIN)) for c in self.crop)
-        origin = self._crop_origin(s, times, image.shape[-2:],
-                                   self.crop if self.reach_border else size)
+        origin = self._crop_origin(s, times, shape, self.crop if self.reach_border else size)
         if self.reach_border:
             origin = tuple(o - (m - c) // 2 for o, m, c in zip(origin, size, self.crop,
                                                                strict=True))
-        image = _crop(image, origin, size, "reflect")
-        labels = _crop(labels, origin, size, -1)
+        # crop frame by frame: stacking whole frames first cost more than the crop
+        image = np.stack([_crop(frame, origin, size, "reflect") for frame in frames])
+        labels = np.stack([_crop(self._label_or_unknown(s, t, shape), origin, size, -1)
+                           for t in times])
         if self.augmenter is not None:
             image, labels = self.augmenter(image, labels)
             image, labels = _centre_crop(image, self.crop), _centre_crop(labels, self.crop)

@@ -15,6 +15,7 @@ mother ends). :func:`write_ctc_synthetic` writes it in the CTC layout.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -92,17 +93,24 @@ class _Knobs:
 def generate_cells(frames: int = 20, size: tuple[int, int] = (128, 128), seed: int = 0,
                    density: float = 8.0, noise: float = 0.1, division_rate: float = 0.03,
                    radius: tuple[float, float] = (5.0, 8.0), speed: float = 1.0,
-                   min_area: int = 12) -> SynthSequence:
+                   min_area: int = 12, dim_phases: Sequence[Phase] = (),
+                   dense_phases: Sequence[Phase] = ()) -> SynthSequence:
     """Simulate a fluorescence movie of moving, dividing nuclei.
 
     ``density``: cells per 100 x 100 pixels; ``noise``: relative noise level
     (0 = clean, 0.3 = hard); ``division_rate``: probability per cell and frame;
     ``radius``: range of mean cell radii in pixels; ``speed``: pixels per frame
     of the random walk; ``min_area``: objects with fewer visible pixels (clipped
-    at the border or squeezed) are left out of the ground truth. The result
-    depends only on the arguments.
+    at the border or squeezed) are left out of the ground truth.
+    ``dim_phases``: ``(start, stop, factor)`` frame ranges whose fluorescence is
+    divided by ``factor`` before the camera (the noise floor stays, so the
+    nuclei sink towards it); ``dense_phases``: ranges where the number of cells
+    aimed at is multiplied by ``factor`` (cells enter and divide to reach it).
+    The result depends only on the arguments.
     """
     _check_knobs(frames, size, density, noise, division_rate, radius, speed, min_area)
+    contrast = 1.0 / phase_schedule(dim_phases, frames, "dim_phases")
+    crowding = phase_schedule(dense_phases, frames, "dense_phases")
     rng = np.random.default_rng(seed)
     knobs = _Knobs(density, noise, division_rate, (float(radius[0]), float(radius[1])),
                    speed, min_area)
@@ -121,10 +129,43 @@ def generate_cells(frames: int = 20, size: tuple[int, int] = (128, 128), seed: i
         labels[t], signal = _render(cells, size, margin, min_area)
         tracker.update(t, labels[t], cells)
         labels[t] = tracker.relabel(labels[t])
-        images[t] = _camera(signal + background, noise, rng)
+        images[t] = _camera(signal * contrast[t] + background, noise, rng)
         if t + 1 < frames:
-            cells, next_id = _step(cells, rng, world, knobs, drift, target, next_id)
+            aim = max(1, round(target * crowding[t + 1]))
+            # a crowding phase fills up by divisions (and cells entering at the edges)
+            busy = knobs if crowding[t + 1] <= 1 else dataclasses.replace(
+                knobs, division_rate=min(0.3, 4 * knobs.division_rate + 0.02))
+            cells, next_id = _step(cells, rng, world, busy, drift, aim, next_id)
     return SynthSequence(images, labels, tracker.lineage())
+
+
+#: ``(first frame, stop frame, factor)`` of a dim or dense phase
+Phase = tuple[int, int, float]
+
+
+def phase_schedule(phases: Sequence[Phase], frames: int, name: str = "phases") -> np.ndarray:
+    """Per-frame factor ``(frames,)``: 1 outside the phases, the phase's factor inside."""
+    factors = np.ones(frames)
+    for phase in phases:
+        if len(phase) != 3:
+            raise ConfigError(f"{name}: expected (start, stop, factor), got {phase!r}")
+        start, stop, factor = phase
+        if not (0 <= start < stop and factor > 0):
+            raise ConfigError(f"{name}: need 0 <= start < stop and factor > 0, got {phase!r}")
+        factors[int(start):int(stop)] = float(factor)
+    return factors
+
+
+def parse_phase(text: str, name: str = "phase") -> Phase:
+    """``"START:STOP:FACTOR"`` -> ``(start, stop, factor)``."""
+    parts = text.split(":")
+    try:
+        start, stop, factor = int(parts[0]), int(parts[1]), float(parts[2])
+    except (ValueError, IndexError):
+        raise ConfigError(f"{name} must look like START:STOP:FACTOR, got {text!r}") from None
+    phase = (start, stop, factor)
+    phase_schedule([phase], stop, name)
+    return phase
 
 
 def _check_knobs(frames: int, size: tuple[int, int], density: float, noise: float,
@@ -429,21 +470,23 @@ def write_ctc_synthetic(out_dir: str | Path, frames: int = 20, size: tuple[int, 
     """
     import tifffile
 
-    from instatrack.data.ctc import write_track_table
+    from instatrack.data import ctc
 
     seq = generate_cells(frames, size, seed, **knobs)
     out = Path(out_dir)
-    digits = 3 if frames <= 1000 else 4
+    digits = ctc.frame_digits(frames - 1)
     raw, seg, tra = out / "01", out / "01_GT" / "SEG", out / "01_GT" / "TRA"
     for folder in (raw, seg, tra):
         folder.mkdir(parents=True, exist_ok=True)
     for t in range(frames):
-        name = f"{t:0{digits}d}.tif"
-        tifffile.imwrite(raw / f"t{name}", seq.images[t], compression="zlib")
+        tifffile.imwrite(raw / ctc.file_name(ctc.FRAME_PREFIX, t, digits), seq.images[t],
+                         compression="zlib")
         mask = seq.labels[t].astype(np.uint16)
-        tifffile.imwrite(seg / f"man_seg{name}", mask, compression="zlib")
-        tifffile.imwrite(tra / f"man_track{name}", mask, compression="zlib")
-    write_track_table(tra / "man_track.txt", seq.lineage)
+        tifffile.imwrite(seg / ctc.file_name(ctc.SEG_PREFIX, t, digits), mask,
+                         compression="zlib")
+        tifffile.imwrite(tra / ctc.file_name(ctc.TRA_PREFIX, t, digits), mask,
+                         compression="zlib")
+    ctc.write_track_table(tra / ctc.GT_TRACK_FILE, seq.lineage)
     return out
 
 

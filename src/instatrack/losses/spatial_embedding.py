@@ -30,20 +30,30 @@ from torch import nn
 
 from instatrack.losses.lovasz import lovasz_hinge_rows
 from instatrack.models.erfnet import coordinate_grid
+from instatrack.settings import Settings, require
 
 #: soft masks are evaluated for this many (instance, pixel) pairs at a time
 CHUNK_ELEMENTS = 1 << 22
 
 
 @dataclasses.dataclass(frozen=True)
-class LossWeights:
-    """Weights of the published configuration (instance 1, variance 10, seed 1, fg 10)."""
+class LossWeights(Settings):
+    """Weights of the loss terms, by default the published ones (1, 10, 1, fg 10).
 
-    instance: float = 1.0
-    variance: float = 10.0
-    seed: float = 1.0
-    foreground: float = 10.0
+    ``learned_center``: the centre is the mean embedding (else the mean pixel
+    coordinate, as the published training config does).
+    """
+
+    instance_weight: float = 1.0
+    variance_weight: float = 10.0
+    seed_weight: float = 1.0
+    foreground_weight: float = 10.0
     learned_center: bool = True
+
+    def check(self) -> None:
+        super().check()
+        for name in ("instance_weight", "variance_weight", "seed_weight", "foreground_weight"):
+            require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 def gaussian_masks(embedding: torch.Tensor, centres: torch.Tensor,
@@ -99,7 +109,7 @@ def image_terms(embedding: torch.Tensor, log_sigma: torch.Tensor, seed: torch.Te
         lovasz.append(lovasz_hinge_rows(2.0 * masks - 1.0, truth))
         mine = (index >= start) & (index < start + masks.shape[0])
         own_mask[mine] = masks[index[mine] - start, fg_positions[mine]].detach()
-    foreground = weights.foreground * (seed[fg] - own_mask).square().sum()
+    foreground = weights.foreground_weight * (seed[fg] - own_mask).square().sum()
     return {"instance": torch.cat(lovasz).mean(), "variance": variance,
             "seed": (background + foreground) / n}
 
@@ -121,7 +131,8 @@ def spatial_embedding_loss(outputs: dict[str, torch.Tensor], labels: torch.Tenso
     coords = None
     if not weights.learned_center:
         coords = coordinate_grid(*labels.shape[1:], coord_scale, labels.device)
-    factor = {"instance": weights.instance, "variance": weights.variance, "seed": weights.seed}
+    factor = {"instance": weights.instance_weight, "variance": weights.variance_weight,
+              "seed": weights.seed_weight}
     # keeps every output in the graph even when all pixels are ignored
     parts = {name: embedding.sum() * 0.0 + log_sigma.sum() * 0.0 for name in factor}
     for b in range(labels.shape[0]):

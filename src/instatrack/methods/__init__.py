@@ -1,6 +1,9 @@
 """One module per paper, each exposing a :class:`~instatrack.methods.base.Method`.
 
-Methods are imported lazily by name so that the CLI stays fast.
+:data:`REGISTRY` is the one list of method names (the CLI's ``--method``
+choices come from it); a new method is one new module here plus one line in
+it. Methods are imported lazily by name so that the CLI stays fast (this
+module imports no torch).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ REGISTRY = {
     "recurrent-instance": "instatrack.methods.recurrent_instance:RecurrentInstance",
     "spatial-propagation": "instatrack.methods.spatial_propagation:SpatialPropagation",
 }
+
+#: the method used when none is named
+DEFAULT_METHOD = "cosine-hourglass"
 
 
 def get_method(name: str):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from instatrack.config import TrainConfig
+from instatrack.errors import DataError
 
 if TYPE_CHECKING:
     import torch
@@ -44,14 +45,19 @@ class Window:
 class Method(abc.ABC):
     """One paper's method: model factory, training loss and inference.
 
-    Subclasses set ``name`` (the CLI's ``--method``), ``config_cls`` and
-    ``temporal`` (True when the network carries state across frames and
-    trains on clips of ``clip_len`` frames).
+    Subclasses set ``name`` (the CLI's ``--method``, as registered in
+    :data:`instatrack.methods.REGISTRY`), ``config_cls``, ``temporal`` (True
+    when the network carries state across frames and trains on clips of
+    ``clip_len`` frames), ``needs_first_masks`` (semi-supervised: ``predict``
+    follows the objects of frame 0) and ``demo_steps`` (training steps enough for
+    a visible result in ``instatrack demo``).
     """
 
     name: ClassVar[str]
     config_cls: ClassVar[type[TrainConfig]]
     temporal: ClassVar[bool] = False
+    needs_first_masks: ClassVar[bool] = False
+    demo_steps: ClassVar[int] = 400
 
     def __init__(self, config: TrainConfig):
         if not isinstance(config, self.config_cls):
@@ -95,3 +101,53 @@ class Method(abc.ABC):
 
     def config_summary(self) -> str:
         return f"{self.name}: {self.config}"
+
+    # -- helpers every method may use -----------------------------------------------------
+    def frame_tensor(self, frame: np.ndarray, t: int, device: torch.device | str
+                     ) -> torch.Tensor:
+        """Check a normalised ``(C, Y, X)`` frame; return it as ``(1, C, Y, X)`` float32 on
+        ``device``. Raises :class:`DataError` naming frame ``t`` for a wrong shape or
+        non-finite values."""
+        import torch
+
+        frame = np.asarray(frame)
+        channels = self.config.in_channels
+        if frame.ndim != 3 or frame.shape[0] != channels or min(frame.shape[1:], default=0) < 1:
+            raise DataError(f"frame {t}: expected shape ({channels}, Y, X) of a normalised "
+                            f"image, got {frame.shape}")
+        if not np.isfinite(frame).all():
+            raise DataError(f"frame {t}: contains NaN or infinite values")
+        return torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32))[None].to(device)
+
+
+class PerFrameMethod(Method):
+    """A method that segments every frame on its own; the shared tracker links the frames.
+
+    Subclasses implement :meth:`segment_frame`; ``predict`` yields one
+    ``Window(t, labels[None])`` per frame.
+    """
+
+    temporal: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def segment_frame(self, net: torch.nn.Module, image: torch.Tensor) -> np.ndarray:
+        """``(Y, X)`` int32 labels of one ``(1, C, Y, X)`` image on the network's device."""
+
+    def predict(self, model: torch.nn.Module, frames: Iterable[np.ndarray],
+                device: torch.device | str = "cpu",
+                first_masks: np.ndarray | None = None) -> Iterator[Window]:
+        """One ``Window(t, labels (1, Y, X) int32)`` per ``(C, Y, X)`` frame."""
+        import torch
+
+        net = unwrap(model)
+        net.eval()
+        for t, frame in enumerate(frames):
+            image = self.frame_tensor(frame, t, device)
+            with torch.inference_mode():
+                labels = self.segment_frame(net, image)
+            yield Window(t, labels[None])
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain model behind a ``torch.compile`` wrapper (the model itself otherwise)."""
+    return getattr(model, "_orig_mod", model)

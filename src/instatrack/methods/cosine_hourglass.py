@@ -22,24 +22,19 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from instatrack.cluster.hdbscan import ClusterParams, cluster_embeddings
 from instatrack.config import TrainConfig, require
-from instatrack.errors import DataError
 from instatrack.losses.cosine import background_direction, cosine_embedding_loss
 from instatrack.methods.base import Method, Window
 from instatrack.models.hourglass import StackedHourglass
 
 
 @dataclasses.dataclass(frozen=True)
-class CosineHourglassConfig(TrainConfig):
-    """Network, loss and clustering of the cosine-embedding method.
+class CosineHourglassConfig(TrainConfig, ClusterParams):
+    """Network and loss of the cosine-embedding method; the clustering's keys are
+    those of :class:`~instatrack.cluster.hdbscan.ClusterParams`.
 
     Defaults are the paper's network; ``neighbour_radius`` is ``r_N`` in pixels.
-    Clustering: foreground pixels are those with ``cos(e, background) <
-    cluster_background_cos``; their embeddings, concatenated with the pixel
-    coordinates times ``cluster_coord_scale``, are clustered by HDBSCAN with
-    ``cluster_min_cluster_size`` / ``cluster_min_samples`` (pixels of the frame
-    pair; 0 = sized from the instance areas measured on the training labels, see
-    :meth:`cluster_params`); ``cluster_fast`` trades exactness for speed.
     """
 
     clip_len: int = 10
@@ -53,12 +48,6 @@ class CosineHourglassConfig(TrainConfig):
     # loss
     neighbour_radius: float = 51.2
     background_momentum: float = 0.99
-    # clustering
-    cluster_min_cluster_size: int = 0
-    cluster_min_samples: int = 0
-    cluster_coord_scale: float = 0.01
-    cluster_background_cos: float = 0.5
-    cluster_fast: bool = True
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # ~0.65 s of CPU time a step on one core (measured), so 3000 steps take ~20-30 min
@@ -81,11 +70,6 @@ class CosineHourglassConfig(TrainConfig):
         super().check()
         for name in ("stacks", "levels", "filters", "embedding_dim"):
             require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        require(self.cluster_min_samples >= 0,
-                f"cluster_min_samples must be >= 0 (0 = auto), got {self.cluster_min_samples}")
-        require(self.cluster_min_cluster_size == 0 or self.cluster_min_cluster_size >= 2,
-                "cluster_min_cluster_size must be 0 (auto) or >= 2, got "
-                f"{self.cluster_min_cluster_size}")
         require(self.levels <= 10, f"levels must be <= 10, got {self.levels}")
         require(self.upsample in ("nearest", "bilinear"),
                 f"upsample must be 'nearest' or 'bilinear', got {self.upsample!r}")
@@ -93,10 +77,6 @@ class CosineHourglassConfig(TrainConfig):
                 f"neighbour_radius must be > 0 pixels, got {self.neighbour_radius}")
         require(0 <= self.background_momentum < 1,
                 f"background_momentum must be in [0, 1), got {self.background_momentum}")
-        require(self.cluster_coord_scale >= 0,
-                f"cluster_coord_scale must be >= 0, got {self.cluster_coord_scale}")
-        require(-1 <= self.cluster_background_cos <= 1,
-                f"cluster_background_cos must be in [-1, 1], got {self.cluster_background_cos}")
 
 
 class CosineHourglass(Method):
@@ -129,26 +109,6 @@ class CosineHourglass(Method):
         return loss, parts
 
     # -- inference --------------------------------------------------------
-    def cluster_params(self):
-        """The :class:`~instatrack.cluster.hdbscan.ClusterParams` of this config.
-
-        Sizes left at 0 follow the training instances (``instance_area``): the
-        minimum cluster size is 0.35 of the median area or the 10th percentile,
-        whichever is smaller (a pair cluster holds an object twice, so this is
-        about a sixth of a typical object's cluster and half a small one's), and
-        ``min_samples`` a tenth of it, at least 5. Unmeasured runs fall back to
-        50 / 5.
-        """
-        from instatrack.cluster.hdbscan import ClusterParams
-
-        c = self.config
-        size = c.cluster_min_cluster_size or c.auto_size(0.35, 1.0, fallback=50)
-        samples = c.cluster_min_samples or max(5, size // 10)
-        return ClusterParams(min_cluster_size=size, min_samples=samples,
-                             coord_scale=c.cluster_coord_scale,
-                             background_cos=c.cluster_background_cos,
-                             min_area=c.min_instance_area, fast=c.cluster_fast)
-
     def predict(self, model: StackedHourglass, frames: Iterable[np.ndarray],
                 device: torch.device | str = "cpu",
                 first_masks: np.ndarray | None = None) -> Iterator[Window]:
@@ -158,9 +118,7 @@ class CosineHourglass(Method):
         of a window share labels. A one-frame sequence yields ``Window(0, (1, Y, X))``.
         ``first_masks`` is ignored (the method is not semi-supervised).
         """
-        from instatrack.cluster.hdbscan import cluster_embeddings
-
-        params = self.cluster_params()
+        params, sizes = ClusterParams.of(self.config), self.config.instance_area
         model.eval()
         device = torch.device(device)
         background = model.background.detach().cpu().numpy().astype(np.float32)
@@ -169,25 +127,16 @@ class CosineHourglass(Method):
         previous: np.ndarray | None = None
         t = -1
         for t, frame in enumerate(frames):
-            current, state = _embed(model, self._frame_tensor(frame, t, device), state)
+            current, state = _embed(model, self.frame_tensor(frame, t, device), state)
             if previous is not None:
-                labels = cluster_embeddings(np.stack([previous, current]), params, reference)
+                labels = cluster_embeddings(np.stack([previous, current]), params, reference,
+                                            instance_area=sizes)
                 yield Window(t - 1, np.asarray(labels, dtype=np.int32))
             previous = current
         if t == 0:
-            labels = cluster_embeddings(previous[None], params, reference)
+            labels = cluster_embeddings(previous[None], params, reference, instance_area=sizes)
             yield Window(0, np.asarray(labels, dtype=np.int32))
 
-    def _frame_tensor(self, frame: np.ndarray, t: int, device: torch.device) -> torch.Tensor:
-        """Check a normalised ``(C, Y, X)`` frame; return it as ``(1, C, Y, X)`` on ``device``."""
-        frame = np.asarray(frame)
-        channels = self.config.in_channels
-        if frame.ndim != 3 or frame.shape[0] != channels or min(frame.shape[1:], default=0) < 1:
-            raise DataError(f"frame {t}: expected a normalised ({channels}, Y, X) array, "
-                            f"got shape {frame.shape}")
-        if not np.isfinite(frame).all():
-            raise DataError(f"frame {t}: contains NaN or infinite values")
-        return torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32))[None].to(device)
 
 
 @torch.inference_mode()

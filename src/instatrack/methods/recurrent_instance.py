@@ -22,23 +22,39 @@ The method is per frame (``temporal = False``): ``predict`` yields one
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from instatrack.cluster.crf import CRFParams, crf_refine, labels_from_masks
-from instatrack.config import TrainConfig, require
-from instatrack.errors import DataError
+from instatrack.config import TrainConfig
 from instatrack.losses.hungarian_iou import HungarianIoULoss
-from instatrack.methods.base import Method, Window
+from instatrack.methods.base import PerFrameMethod, unwrap
 from instatrack.models.recurrent_instance import RecurrentInstanceNet
+from instatrack.settings import Settings, require
 
 
 @dataclasses.dataclass(frozen=True)
-class RecurrentInstanceConfig(TrainConfig):
-    """Model, loss, curriculum and post-processing of recurrent instance segmentation."""
+class StoppingRule(Settings):
+    """When inference stops emitting instances (``confidence_threshold``) and which
+    pixels of a mask probability map belong to it (``mask_threshold``)."""
+
+    post_processing = True
+
+    confidence_threshold: float = 0.5
+    mask_threshold: float = 0.5
+
+    def check(self) -> None:
+        super().check()
+        for name in ("confidence_threshold", "mask_threshold"):
+            value = getattr(self, name)
+            require(0 < value < 1, f"{name} must be in (0, 1), got {value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecurrentInstanceConfig(TrainConfig, StoppingRule, CRFParams):
+    """Model, loss and curriculum; post-processing (stopping, CRF) in the bases."""
 
     # model
     encoder_channels: tuple[int, ...] = (16, 32, 32)
@@ -58,19 +74,10 @@ class RecurrentInstanceConfig(TrainConfig):
     extra_steps: int = 2
     curriculum_steps: int = 2
     curriculum_fraction: float = 0.3
-    # inference
-    confidence_threshold: float = 0.5
-    mask_threshold: float = 0.5
-    crf: bool = False
-    crf_iterations: int = 5
-    crf_theta_pos: float = 8.0
-    crf_theta_col: float = 0.15
-    crf_w_app: float = 3.0
-    crf_w_smooth: float = 1.0
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        # ~17 min on one CPU core for 128 px synthetic leaves. lambda = 0.3: with 1, two of
-        # two 1000-step runs stalled (mask IoU ~0.17) once the stop targets appeared.
+        # ~17 min on one CPU core for 128 px synthetic leaves; lambda 0.3, as with 1 the
+        # training stalled once the stop targets appeared (docs/methods.md)
         "fast": {
             "crop": (128, 128), "batch_size": 4, "steps": 1000, "lr": 1e-3, "lr_final": 1e-4,
             "encoder_channels": (16, 32, 32), "encoder_context": 2, "hidden": 32,
@@ -98,7 +105,7 @@ class RecurrentInstanceConfig(TrainConfig):
         require(len(self.encoder_channels) >= 1 and min(self.encoder_channels) > 0,
                 f"encoder_channels must be one or more sizes > 0, got {self.encoder_channels}")
         for name in ("encoder_convs", "hidden", "lstm_layers", "max_steps", "extra_steps",
-                     "curriculum_steps", "crf_iterations"):
+                     "curriculum_steps"):
             require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         require(self.encoder_context >= 0,
                 f"encoder_context must be >= 0, got {self.encoder_context}")
@@ -109,27 +116,14 @@ class RecurrentInstanceConfig(TrainConfig):
         require(self.loss_lambda >= 0, f"loss_lambda must be >= 0, got {self.loss_lambda}")
         require(0 <= self.curriculum_fraction <= 1,
                 f"curriculum_fraction must be in [0, 1], got {self.curriculum_fraction}")
-        for name in ("confidence_threshold", "mask_threshold"):
-            value = getattr(self, name)
-            require(0 < value < 1, f"{name} must be in (0, 1), got {value}")
-        for name in ("crf_theta_pos", "crf_theta_col"):
-            require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
-        require(self.crf_w_app >= 0 and self.crf_w_smooth >= 0,
-                "crf_w_app and crf_w_smooth must be >= 0")
-
-    @property
-    def crf_params(self) -> CRFParams:
-        return CRFParams(iterations=self.crf_iterations, theta_pos=self.crf_theta_pos,
-                         theta_col=self.crf_theta_col, w_app=self.crf_w_app,
-                         w_smooth=self.crf_w_smooth)
 
 
-class RecurrentInstance(Method):
+class RecurrentInstance(PerFrameMethod):
     """Romera-Paredes & Torr: ConvLSTM emitting one instance per step."""
 
     name: ClassVar[str] = "recurrent-instance"
     config_cls: ClassVar[type[TrainConfig]] = RecurrentInstanceConfig
-    temporal: ClassVar[bool] = False
+    demo_steps: ClassVar[int] = 300
     config: RecurrentInstanceConfig
 
     def build_model(self) -> RecurrentInstanceNet:
@@ -155,7 +149,7 @@ class RecurrentInstance(Method):
         """Hungarian matching loss over the ``B * T`` images of ``batch``."""
         images = batch["image"].flatten(0, 1)
         labels = batch["labels"].flatten(0, 1)
-        net = _unwrap(model)
+        net = unwrap(model)
         cap = self.step_cap(int(net.train_step))
         if net.training:
             with torch.no_grad():
@@ -169,22 +163,13 @@ class RecurrentInstance(Method):
         return loss, parts
 
     # -- inference ------------------------------------------------------------------------------
-    def predict(self, model: torch.nn.Module, frames: Iterable[np.ndarray],
-                device: torch.device | str = "cpu",
-                first_masks: np.ndarray | None = None) -> Iterator[Window]:
-        """One ``Window(t, labels (1, Y, X) int32)`` per ``(C, Y, X)`` frame."""
-        net = _unwrap(model)
-        net.eval()
-        for t, frame in enumerate(frames):
-            image = self._frame_tensor(frame, t, device)
-            with torch.inference_mode():
-                masks = self.segment_masks(net, image)
-                if self.config.crf:
-                    masks = crf_refine(image[0], masks, self.config.crf_params)
-                masks = masks.float().cpu().numpy()
-            labels = labels_from_masks(masks, self.config.mask_threshold,
-                                       self.config.min_instance_area)
-            yield Window(t, labels[None])
+    def segment_frame(self, net: RecurrentInstanceNet, image: torch.Tensor) -> np.ndarray:
+        """``(Y, X)`` int32 labels of one ``(1, C, Y, X)`` image: masks, CRF when on, labels."""
+        masks = self.segment_masks(net, image)
+        if self.config.crf:
+            masks = crf_refine(image[0], masks, CRFParams.of(self.config))
+        return labels_from_masks(masks.float().cpu().numpy(), self.config.mask_threshold,
+                                 self.config.min_instance_area)
 
     def segment_masks(self, net: RecurrentInstanceNet, image: torch.Tensor) -> torch.Tensor:
         """Mask probabilities ``(K, Y, X)`` of the steps before the first low confidence.
@@ -203,17 +188,3 @@ class RecurrentInstance(Method):
             return image.new_zeros((0, *image.shape[-2:]))
         return torch.stack(masks)
 
-    def _frame_tensor(self, frame: np.ndarray, t: int, device: torch.device | str
-                      ) -> torch.Tensor:
-        frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[0] != self.config.in_channels:
-            raise DataError(f"frame {t}: expected shape (C={self.config.in_channels}, Y, X), "
-                            f"got {frame.shape}")
-        if not np.isfinite(frame).all():
-            raise DataError(f"frame {t}: contains NaN or infinite values")
-        return torch.as_tensor(frame, dtype=torch.float32)[None].to(device)
-
-
-def _unwrap(model: torch.nn.Module) -> RecurrentInstanceNet:
-    """The plain model behind a ``torch.compile`` wrapper."""
-    return getattr(model, "_orig_mod", model)

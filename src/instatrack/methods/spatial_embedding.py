@@ -14,23 +14,32 @@ The method is per frame (``temporal = False``): ``predict`` yields one
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from instatrack.cluster.seeds import SeedClustering, cluster_seeds
-from instatrack.config import TrainConfig, require
-from instatrack.errors import DataError
+from instatrack.config import TrainConfig
 from instatrack.losses.spatial_embedding import LossWeights, SpatialEmbeddingLoss
-from instatrack.methods.base import Method, Window
+from instatrack.methods.base import PerFrameMethod
 from instatrack.models.erfnet import BranchedERFNet
+from instatrack.settings import Settings, require
 
 
 @dataclasses.dataclass(frozen=True)
-class SpatialEmbeddingConfig(TrainConfig):
-    """Network, loss weights and clustering thresholds of the spatial-embedding method."""
+class FlipAveraging(Settings):
+    """Test-time augmentation: ``tta`` averages the network's outputs over the four
+    flips (and the transposes, on square frames) before clustering; 4-8x inference time."""
+
+    post_processing = True
+
+    tta: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class SpatialEmbeddingConfig(TrainConfig, LossWeights, SeedClustering, FlipAveraging):
+    """The network's fields; loss weights, clustering and flips come from the bases."""
 
     # model: ERFNet widths 16, 64, 128 times ``width``
     width: float = 1.0
@@ -44,23 +53,6 @@ class SpatialEmbeddingConfig(TrainConfig):
     # the network runs on the image resized by this factor (outputs are resized back):
     # 0.5 lets crops hold whole large cells (MSC) at a quarter of the cost
     input_scale: float = 1.0
-    # loss
-    learned_center: bool = True
-    instance_weight: float = 1.0
-    variance_weight: float = 10.0
-    seed_weight: float = 1.0
-    foreground_weight: float = 10.0
-    # clustering
-    seed_threshold: float = 0.5
-    fg_threshold: float = 0.5
-    min_unclustered: float = 0.5
-    max_instances: int = 512
-    # an instance needs this mean seed score over its pixels (0 = no check); faint
-    # cell-like debris that one bright pixel seeds scores lower than real cells
-    min_instance_score: float = 0.0
-    # test-time augmentation: average the network's outputs over the four flips
-    # (and the transposes, on square frames) before clustering; 4-8x inference time
-    tta: bool = False
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # Narrow network (widths 8, 32, 64, 316k parameters), fewer blocks; about
@@ -100,38 +92,18 @@ class SpatialEmbeddingConfig(TrainConfig):
         require(self.init_sigma > 0, f"init_sigma must be > 0 pixels, got {self.init_sigma}")
         require(0.1 <= self.input_scale <= 1,
                 f"input_scale must be in [0.1, 1], got {self.input_scale}")
-        for name in ("instance_weight", "variance_weight", "seed_weight", "foreground_weight"):
-            require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("seed_threshold", "fg_threshold", "min_unclustered",
-                     "min_instance_score"):
-            require(0 <= getattr(self, name) < 1,
-                    f"{name} must be in [0, 1), got {getattr(self, name)}")
-        require(self.max_instances >= 1, f"max_instances must be >= 1, got {self.max_instances}")
-        require(self.min_instance_area >= 1,
-                f"min_instance_area must be >= 1, got {self.min_instance_area}")
-
-    @property
-    def loss_weights(self) -> LossWeights:
-        return LossWeights(self.instance_weight, self.variance_weight, self.seed_weight,
-                           self.foreground_weight, self.learned_center)
-
-    @property
-    def clustering(self) -> SeedClustering:
-        return SeedClustering(self.seed_threshold, self.fg_threshold, self.min_instance_area,
-                              self.min_unclustered, self.max_instances,
-                              self.min_instance_score)
 
 
-class SpatialEmbedding(Method):
+class SpatialEmbedding(PerFrameMethod):
     """Neven et al. 2019: offsets + learned bandwidth + seeds, clustered per frame."""
 
     name = "spatial-embedding"
     config_cls = SpatialEmbeddingConfig
-    temporal = False
 
     def __init__(self, config: SpatialEmbeddingConfig):
         super().__init__(config)
-        self.criterion = SpatialEmbeddingLoss(config.loss_weights, config.coord_scale)
+        self.criterion = SpatialEmbeddingLoss(LossWeights.of(config), config.coord_scale)
+        self.clustering = SeedClustering.of(config)
 
     def build_model(self) -> BranchedERFNet:
         c = self.config
@@ -148,33 +120,12 @@ class SpatialEmbedding(Method):
         outputs = model(image.reshape(-1, *image.shape[2:]))
         return self.criterion(outputs, batch["labels"])
 
-    def predict(self, model: torch.nn.Module, frames: Iterable[np.ndarray],
-                device: torch.device | str = "cpu",
-                first_masks: np.ndarray | None = None) -> Iterator[Window]:
-        """One ``Window(t, labels (1, Y, X) int32)`` per ``(C, Y, X)`` frame."""
-        net = getattr(model, "_orig_mod", model)
-        net.eval()
-        for t, frame in enumerate(frames):
-            image = self._frame_tensor(frame, t, device)
-            with torch.inference_mode():
-                labels = self.segment(net, image)
-            yield Window(t, labels[None])
-
-    def segment(self, net: BranchedERFNet, image: torch.Tensor) -> np.ndarray:
+    def segment_frame(self, net: BranchedERFNet, image: torch.Tensor) -> np.ndarray:
         """``(Y, X)`` int32 labels of one ``(1, C, Y, X)`` image on the model's device."""
         out = flip_averaged(net, image) if self.config.tta else net(image)
         return cluster_seeds(out["embedding"][0].float(), out["sigma"][0].float(),
-                             out["seed"][0, 0].float(), self.config.clustering)
+                             out["seed"][0, 0].float(), self.clustering)
 
-    def _frame_tensor(self, frame: np.ndarray, t: int, device: torch.device | str
-                      ) -> torch.Tensor:
-        frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[0] != self.config.in_channels:
-            raise DataError(f"frame {t}: expected shape (C={self.config.in_channels}, Y, X), "
-                            f"got {frame.shape}")
-        if not np.isfinite(frame).all():
-            raise DataError(f"frame {t}: contains NaN or infinite values")
-        return torch.as_tensor(frame, dtype=torch.float32)[None].to(device)
 
 
 def flip_averaged(net: BranchedERFNet, image: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ Semi-supervised: the masks of the first frame are given. The pipeline is
    the object's coarse map;
 3. a spatial propagation network, with gates predicted from the image and the
    foreground features, refines all coarse maps of a frame at once;
-4. the connected-region filter (:mod:`instatrack.track.regions`) keeps the
+4. the connected-region filter (:mod:`instatrack.cluster.regions`) keeps the
    region matching the object's previous mask (shifted by its motion) and
    large regions; each pixel goes to the object with the highest refined score,
    background when all are below ``score_threshold``.
@@ -39,7 +39,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from instatrack.config import TrainConfig, require
+from instatrack.cluster.regions import ObjectMemory, RegionSettings, filter_and_assign
+from instatrack.config import TrainConfig
 from instatrack.data.augment import Augmenter
 from instatrack.errors import DataError
 from instatrack.losses.propagation import (
@@ -53,22 +54,53 @@ from instatrack.losses.propagation import (
 from instatrack.methods.base import Method, Window
 from instatrack.models.foreground import ForegroundNet, replicate_head
 from instatrack.models.spn import SpatialPropagationNetwork
-from instatrack.track.regions import ObjectMemory, assign_pixels, best_region, filter_regions
+from instatrack.settings import Settings, require
 
 #: (image (1, C, Y, X), features (1, W, Y, X)) -> per-object logits (1, K, Y, X)
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
-class SpatialPropagationConfig(TrainConfig):
-    """Foreground net, SPN, training degradations, fine-tuning and filtering."""
+class FirstFrameTuning(Settings):
+    """Inference of the method: the foreground cut and the per-object fine-tuning on frame 0.
+
+    Both happen on the sequence being tracked, never in training, so a trained
+    run may change them. ``finetune``: ``"head"`` (a light head per object on
+    frozen features) or ``"all"`` (a copy of the whole network, as the paper);
+    ``finetune_pool``: augmented copies of frame 0 the heads train on.
+    """
+
+    post_processing = True
+
+    fg_threshold: float = 0.5
+    finetune: str = "head"
+    finetune_steps: int = 50
+    finetune_lr: float = 1e-3
+    finetune_batch: int = 4
+    finetune_pool: int = 8
+
+    def check(self) -> None:
+        super().check()
+        require(0 < self.fg_threshold < 1,
+                f"fg_threshold must be in (0, 1), got {self.fg_threshold}")
+        require(self.finetune in ("head", "all"),
+                f"finetune must be 'head' or 'all', got {self.finetune!r}")
+        require(self.finetune_steps >= 0,
+                f"finetune_steps must be >= 0, got {self.finetune_steps}")
+        require(self.finetune_lr > 0, f"finetune_lr must be > 0, got {self.finetune_lr}")
+        for name in ("finetune_batch", "finetune_pool"):
+            require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpatialPropagationConfig(TrainConfig, FirstFrameTuning, RegionSettings):
+    """Foreground net, SPN and training degradations; fine-tuning and filtering in the bases."""
 
     # foreground network
     fg_width: int = 16
     fg_levels: int = 3
     fg_blocks: int = 1
     backbone: str = ""
-    fg_threshold: float = 0.5
     # spatial propagation network
     spn_width: int = 16
     spn_depth: int = 3
@@ -78,18 +110,6 @@ class SpatialPropagationConfig(TrainConfig):
     degrade_radius: int = 3
     degrade_blur: int = 2
     degrade_noise: float = 0.1
-    # per-object fine-tuning on the first frame
-    finetune: str = "head"
-    finetune_steps: int = 50
-    finetune_lr: float = 1e-3
-    finetune_batch: int = 4
-    finetune_pool: int = 8
-    # post-processing
-    score_threshold: float = 0.5
-    region_min_fraction: float = 0.5
-    region_max_distance: float = 1.0
-    contest: str = "distance"
-    region_motion: bool = True
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "fast": {
@@ -111,22 +131,12 @@ class SpatialPropagationConfig(TrainConfig):
 
     def check(self) -> None:
         super().check()
-        for name in ("fg_width", "fg_levels", "fg_blocks", "spn_width", "spn_depth",
-                     "finetune_batch", "finetune_pool"):
+        for name in ("fg_width", "fg_levels", "fg_blocks", "spn_width", "spn_depth"):
             require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("degrade_shift", "degrade_radius", "degrade_blur", "finetune_steps"):
+        for name in ("degrade_shift", "degrade_radius", "degrade_blur"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("spn_weight", "degrade_noise", "region_min_fraction",
-                     "region_max_distance"):
+        for name in ("spn_weight", "degrade_noise"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        require(self.contest in ("distance", "score"),
-                f"contest must be 'distance' or 'score', got {self.contest!r}")
-        require(self.finetune in ("head", "all"),
-                f"finetune must be 'head' or 'all', got {self.finetune!r}")
-        require(self.finetune_lr > 0, f"finetune_lr must be > 0, got {self.finetune_lr}")
-        for name in ("fg_threshold", "score_threshold"):
-            require(0 < getattr(self, name) < 1,
-                    f"{name} must be in (0, 1), got {getattr(self, name)}")
 
 
 class PropagationModel(nn.Module):
@@ -159,6 +169,8 @@ class SpatialPropagation(Method):
     name = "spatial-propagation"
     config_cls = SpatialPropagationConfig
     temporal = False
+    needs_first_masks = True
+    demo_steps = 200
 
     def build_model(self) -> PropagationModel:
         return PropagationModel(self.config.in_channels, self.config)
@@ -222,7 +234,7 @@ class SpatialPropagation(Method):
             image = torch.from_numpy(array).to(device)[None]
             with torch.inference_mode():
                 scores = self._refined_scores(model, scorer, image)
-            labels = self._filter_and_assign(scores, memory, ids)
+            labels = filter_and_assign(scores, memory, ids, self.config)
             yield Window(t, labels[None], tracked=True)
 
     def _refined_scores(self, model: PropagationModel, scorer: Scorer, image: torch.Tensor
@@ -232,27 +244,6 @@ class SpatialPropagation(Method):
         foreground = torch.sigmoid(fg_logits) > self.config.fg_threshold
         coarse = torch.sigmoid(scorer(image, features)) * foreground
         return model.refine(coarse, image, features)[0].cpu().numpy()
-
-    def _filter_and_assign(self, scores: np.ndarray, memory: ObjectMemory, ids: np.ndarray
-                           ) -> np.ndarray:
-        """Region filter per object ``(K, Y, X)`` scores, then pixel assignment -> ``(Y, X)``.
-
-        A region that is some object's best match is not kept as a mere large
-        region of another, so look-alike objects do not swallow each other.
-        """
-        cfg = self.config
-        masks = scores >= cfg.score_threshold
-        references = [memory.reference(k, cfg.region_motion) for k in range(len(ids))]
-        best = np.stack([best_region(m, r) for m, r in zip(masks, references, strict=True)])
-        claims = best.sum(0)
-        for k in range(len(ids)):
-            keep = filter_regions(masks[k], references[k], cfg.region_min_fraction,
-                                  cfg.region_max_distance, claimed=claims - best[k] > 0)
-            scores[k][~keep] = 0.0
-        contest = np.stack(references) if cfg.contest == "distance" else None
-        labels = assign_pixels(scores, ids, cfg.score_threshold, contest)
-        memory.update(labels[None] == ids[:, None, None])
-        return labels
 
     def _instance_scorer(self, model: PropagationModel, frame: np.ndarray, first: np.ndarray,
                          ids: np.ndarray, device: torch.device) -> Scorer:

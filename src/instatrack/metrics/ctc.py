@@ -25,13 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from instatrack.data.ctc import GT_TRACK_FILE, SEG_RE, TRA_RE, numbered_files, read_mask
 from instatrack.errors import ConfigError, DataError
 from instatrack.metrics.ctc_files import (
-    SEG_PATTERN,
-    TRA_PATTERN,
     CTCCheck,
-    list_frames,
-    read_track_file,
+    read_tracks,
     resolve_gt_dir,
     validate_ctc_result,
 )
@@ -104,9 +102,7 @@ def match_frame(ref_path: str | Path, comp_path: str | Path) -> tuple[list, ...]
     of its pixels. Returns the library's five lists: reference labels, result
     labels, matched reference labels, their matched result labels, their IoU.
     """
-    import tifffile
-
-    overlap = overlap_matrix(tifffile.imread(ref_path), tifffile.imread(comp_path))
+    overlap = overlap_matrix(read_mask(ref_path), read_mask(comp_path))
     rows, cols = np.nonzero(2 * overlap.intersections > overlap.gt_sizes[:, None])
     ious = iou_from_overlap(overlap)[rows, cols]
     return (
@@ -132,8 +128,8 @@ def _match_masks(ref_masks: list[Path], comp_masks: list[Path], library: bool) -
 
 def _gt_tracks_and_masks(gt_dir: Path, need_seg: bool):
     tra_dir = gt_dir / "TRA"
-    ref_tracks = read_track_file(tra_dir / "man_track.txt")
-    tra_masks = list_frames(tra_dir, TRA_PATTERN)
+    ref_tracks = read_tracks(tra_dir / GT_TRACK_FILE)
+    tra_masks = numbered_files(tra_dir, TRA_RE)
     if not tra_masks:
         raise DataError(f"{tra_dir}: no man_trackTTT.tif files")
     seg_masks = {}
@@ -141,7 +137,7 @@ def _gt_tracks_and_masks(gt_dir: Path, need_seg: bool):
         seg_dir = gt_dir / "SEG"
         if not seg_dir.is_dir():
             raise DataError(f"{seg_dir}: missing, needed for the SEG measure")
-        seg_masks = list_frames(seg_dir, SEG_PATTERN)
+        seg_masks = numbered_files(seg_dir, SEG_RE)
         if not seg_masks:
             raise DataError(f"{seg_dir}: no man_segTTT.tif files")
         unknown = sorted(set(seg_masks) - set(tra_masks))

@@ -1,35 +1,36 @@
-"""Reading and checking Cell Tracking Challenge (CTC) folders before evaluation.
+"""Checking Cell Tracking Challenge (CTC) result folders before evaluation.
 
 py-ctcmetrics trusts its input: a missing frame becomes an ``AssertionError``,
-a blank line in ``res_track.txt`` a numpy shape error, an 8-bit mask silently
-wraps around when the library offsets its labels. The checks here turn each of
-those into a :class:`~instatrack.errors.DataError` whose one-line message names
-the file and the problem, and then ask the library's own validity check.
+an 8-bit mask silently wraps around when the library offsets its labels. The
+checks here turn each of those into a :class:`~instatrack.errors.DataError`
+whose one-line message names the file and the problem, and then ask the
+library's own validity check.
 
-Layout (``TTT`` = zero-padded frame number)::
-
-    NN_GT/TRA/man_trackTTT.tif + man_track.txt     NN_GT/SEG/man_segTTT.tif
-    NN_RES/maskTTT.tif + res_track.txt
-
-A track file has one line ``L B E P`` per track: label, first frame, last frame,
-parent label (0 = none).
+File names, the track-file parser and the mask reader are those of
+:mod:`instatrack.data.ctc`, the one owner of the format; here the track files
+are read with ``strict=True`` (lineage checked), as scoring needs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 import warnings
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
+from instatrack.data.ctc import (
+    MASK_PREFIX,
+    MASK_RE,
+    RES_TRACK_FILE,
+    TRA_RE,
+    file_name,
+    numbered_files,
+    read_mask,
+    read_track_table,
+)
+from instatrack.data.io import image_shape
 from instatrack.errors import DataError
-
-MASK_PATTERN = re.compile(r"^mask(\d+)\.tif$")
-TRA_PATTERN = re.compile(r"^man_track(\d+)\.tif$")
-SEG_PATTERN = re.compile(r"^man_seg(\d+)\.tif$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,72 +52,12 @@ class CTCCheck:
         return len(self.masks)
 
 
-def read_track_file(path: str | Path) -> np.ndarray:
-    """Parse a CTC track file into an ``(N, 4)`` int64 array of ``L B E P`` rows.
+def read_tracks(path: str | Path) -> np.ndarray:
+    """A CTC track file as an ``(N, 4)`` int64 array of ``L B E P`` rows, lineage checked.
 
-    Raises :class:`DataError` for a missing file, a line that is not four
-    non-negative integers, ``E < B``, label 0, a repeated label, an unknown
-    parent or a parent that does not end before its daughter begins.
+    See :func:`instatrack.data.ctc.read_track_table` (``strict=True``).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: track file not found")
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            raise DataError(f"{path}: line {number} is empty")
-        try:
-            values = [int(v) for v in fields]
-        except ValueError:
-            raise DataError(f"{path}: line {number} {line.strip()!r} is not integers") from None
-        if len(values) != 4 or min(values) < 0:
-            raise DataError(
-                f"{path}: line {number} {line.strip()!r} is not 'L B E P' (4 integers >= 0)"
-            )
-        if values[0] == 0 or values[2] < values[1]:
-            raise DataError(f"{path}: line {number} {line.strip()!r} has label 0 or end < begin")
-        rows.append(values)
-    tracks = np.array(rows, dtype=np.int64).reshape(-1, 4)
-    _check_lineage(path, tracks)
-    return tracks
-
-
-def _check_lineage(path: Path, tracks: np.ndarray) -> None:
-    labels, counts = np.unique(tracks[:, 0], return_counts=True)
-    if np.any(counts > 1):
-        raise DataError(f"{path}: track label {labels[counts > 1][0]} appears on several lines")
-    end_of = {int(label): int(end) for label, _, end, _ in tracks}
-    for label, begin, _, parent in tracks:
-        if parent == 0:
-            continue
-        if parent not in end_of:
-            raise DataError(f"{path}: track {label} has parent {parent}, which is not a track")
-        if end_of[parent] >= begin:
-            raise DataError(
-                f"{path}: track {label} begins at frame {begin} but its parent {parent} "
-                f"ends at frame {end_of[parent]} (must end before)"
-            )
-
-
-def list_frames(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
-    """Map frame number -> file for the files in ``folder`` matching ``pattern``.
-
-    The library sorts file names as text, so names must sort like their numbers
-    (zero-padded to one width); otherwise frames would be paired wrongly.
-    """
-    frames = {}
-    for path in folder.iterdir():
-        found = pattern.match(path.name)
-        if found:
-            frame = int(found.group(1))
-            if frame in frames:
-                raise DataError(f"{path}: frame {frame} also in {frames[frame].name}")
-            frames[frame] = path
-    by_name = sorted(frames.values(), key=lambda p: p.name)
-    if by_name != [frames[t] for t in sorted(frames)]:
-        raise DataError(f"{folder}: frame file names are not zero-padded to one width")
-    return dict(sorted(frames.items()))
+    return np.array(read_track_table(path, strict=True), dtype=np.int64).reshape(-1, 4)
 
 
 def resolve_gt_dir(gt: str | Path) -> Path:
@@ -130,19 +71,8 @@ def resolve_gt_dir(gt: str | Path) -> Path:
     raise DataError(f"{gt}: not a CTC ground-truth folder (no TRA subfolder, no {gt.name}_GT)")
 
 
-def _mask_shape(path: Path) -> tuple[int, ...]:
-    try:
-        with tifffile.TiffFile(path) as tif:
-            return tuple(tif.series[0].shape)
-    except (OSError, ValueError, tifffile.TiffFileError) as error:
-        raise DataError(f"{path}: cannot read TIFF ({error})") from None
-
-
 def _read_mask(path: Path) -> np.ndarray:
-    try:
-        mask = tifffile.imread(path)
-    except (OSError, ValueError, tifffile.TiffFileError) as error:
-        raise DataError(f"{path}: cannot read TIFF ({error})") from None
+    mask = read_mask(path)
     # The library adds an offset to the labels in place: 8-bit masks wrap around.
     if not np.issubdtype(mask.dtype, np.integer) or mask.dtype.itemsize < 2:
         raise DataError(f"{path}: dtype {mask.dtype}, CTC masks must be 16-bit integers (uint16)")
@@ -158,8 +88,8 @@ def _check_frames(res_dir: Path, masks: dict[int, Path], gt_frames: dict[int, Pa
     for frame in expected:
         if frame not in masks:
             origin = "the GT has" if gt_frames is not None else "the sequence needs"
-            width = len(next(iter(masks.values())).stem) - 4
-            name = f"mask{frame:0{width}d}.tif"
+            width = len(next(iter(masks.values())).stem) - len(MASK_PREFIX)
+            name = file_name(MASK_PREFIX, frame, width)
             raise DataError(f"{res_dir}: {name} missing ({origin} frame {frame})")
     extra = sorted(set(masks) - set(expected))
     if extra:
@@ -218,14 +148,14 @@ def validate_ctc_result(res_dir: str | Path, gt_dir: str | Path | None = None) -
     res_dir = Path(res_dir)
     if not res_dir.is_dir():
         raise DataError(f"{res_dir}: result folder does not exist")
-    track_file = res_dir / "res_track.txt"
+    track_file = res_dir / RES_TRACK_FILE
     if not track_file.is_file():
-        raise DataError(f"{track_file}: missing (every CTC result needs res_track.txt)")
-    tracks = read_track_file(track_file)
-    masks = list_frames(res_dir, MASK_PATTERN)
+        raise DataError(f"{track_file}: missing (every CTC result needs {RES_TRACK_FILE})")
+    tracks = read_tracks(track_file)
+    masks = numbered_files(res_dir, MASK_RE)
     gt_frames = None
     if gt_dir is not None:
-        gt_frames = list_frames(resolve_gt_dir(gt_dir) / "TRA", TRA_PATTERN)
+        gt_frames = numbered_files(resolve_gt_dir(gt_dir) / "TRA", TRA_RE)
     _check_frames(res_dir, masks, gt_frames)
     known = {int(row[0]): (int(row[1]), int(row[2])) for row in tracks}
     for label, (_, end) in known.items():
@@ -237,10 +167,10 @@ def validate_ctc_result(res_dir: str | Path, gt_dir: str | Path | None = None) -
     labels_per_frame = []
     for frame, path in masks.items():
         mask = _read_mask(path)
-        if gt_frames is not None and mask.shape != _mask_shape(gt_frames[frame]):
+        if gt_frames is not None and mask.shape != image_shape(gt_frames[frame]):
             raise DataError(
                 f"{path}: shape {mask.shape} differs from GT {gt_frames[frame].name} "
-                f"{_mask_shape(gt_frames[frame])}"
+                f"{image_shape(gt_frames[frame])}"
             )
         labels = np.unique(mask)
         labels = labels[labels > 0]

@@ -3,12 +3,15 @@
 The graph is the one built by :class:`~instatrack.track.link.Tracker`: integer
 nodes with attributes ``t``, ``label`` (track id), ``y``, ``x``, ``area``;
 edges join consecutive nodes of a track and a parent's last node to a child's
-first node (division or bridged gap).
+first node (division or bridged gap). Every export is derived from the graph,
+the single truth; file names and the track-file writer are those of
+:mod:`instatrack.data.ctc`.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,115 +19,154 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
+from instatrack.data.ctc import (
+    MASK_PREFIX,
+    RES_TRACK_FILE,
+    file_name,
+    frame_digits,
+    read_mask,
+    write_mask,
+    write_track_table,
+)
+
 Row = tuple[int, int, int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class CTCTrack:
+    """One row of ``res_track.txt`` and the graph track it comes from.
+
+    CTC requires a track to be present in every frame from ``begin`` to
+    ``end``. A graph track absent in some frames (tracked windows: an object
+    lost and found again) becomes several CTC tracks; the first keeps the
+    graph's ``label`` as ``ctc_id``, each later one gets a fresh id and the
+    previous piece as ``parent``.
+    """
+
+    ctc_id: int
+    label: int
+    begin: int
+    end: int
+    parent: int  # ctc id, 0 = none
+
+    @property
+    def row(self) -> Row:
+        return self.ctc_id, self.begin, self.end, self.parent
 
 
 def track_parents(graph: nx.DiGraph) -> dict[int, int]:
     """``{track id: parent track id or 0}`` for every track of ``graph``."""
-    first = _first_nodes(graph)
-    parents = {}
-    for label, node in first.items():
-        before = [graph.nodes[p]["label"] for p in graph.predecessors(node)]
-        before = [p for p in before if p != label]
-        parents[label] = int(before[0]) if before else 0
-    return parents
+    return {label: parent for label, (_, parent, _) in _track_starts(graph).items()}
+
+
+def ctc_tracks(graph: nx.DiGraph) -> list[CTCTrack]:
+    """The CTC tracks of ``graph``, sorted by ``ctc_id`` (see :class:`CTCTrack`)."""
+    times: dict[int, list[int]] = {}
+    for _, data in graph.nodes(data=True):
+        times.setdefault(int(data["label"]), []).append(int(data["t"]))
+    runs = {label: _runs(sorted(ts)) for label, ts in times.items()}
+    fresh = max(runs, default=0)
+    ids: dict[tuple[int, int], int] = {}  # (label, run begin) -> ctc id
+    for begin, label in sorted((b, label) for label, rs in runs.items() for b, _ in rs[1:]):
+        fresh += 1
+        ids[label, begin] = fresh
+    starts = _track_starts(graph)
+    tracks = []
+    for label, label_runs in runs.items():
+        for k, (begin, end) in enumerate(label_runs):
+            if k == 0:
+                ctc_id = label
+                _, parent_label, parent_t = starts[label]
+                parent = _run_id(runs, ids, parent_label, parent_t) if parent_label else 0
+            else:
+                ctc_id = ids[label, begin]
+                parent = ids.get((label, label_runs[k - 1][0]), label)
+            tracks.append(CTCTrack(ctc_id, label, begin, end, parent))
+    return sorted(tracks, key=lambda track: track.ctc_id)
 
 
 def graph_to_ctc_table(graph: nx.DiGraph) -> list[Row]:
-    """CTC ``res_track.txt`` rows ``(L, B, E, P)``, sorted by ``L``.
+    """CTC ``res_track.txt`` rows ``(L, B, E, P)`` of :func:`ctc_tracks`, sorted by ``L``."""
+    return [track.row for track in ctc_tracks(graph)]
 
-    ``L`` track id, ``B``/``E`` first/last frame, ``P`` parent track (0 = none).
-    A track must be present in every frame of ``[B, E]`` in the masks (the
-    :class:`~instatrack.track.link.Tracker` guarantees it for untracked windows).
-    """
-    spans: dict[int, list[int]] = {}
-    for _, data in graph.nodes(data=True):
-        label, t = int(data["label"]), int(data["t"])
-        span = spans.setdefault(label, [t, t])
-        span[0], span[1] = min(span[0], t), max(span[1], t)
-    parents = track_parents(graph)
-    return [(label, b, e, parents[label]) for label, (b, e) in sorted(spans.items())]
+
+def shift_frames(graph: nx.DiGraph, first_frame: int) -> nx.DiGraph:
+    """A copy of ``graph`` whose node times are frame numbers: stream index + ``first_frame``."""
+    shifted = graph.copy()
+    if first_frame:
+        for _, data in shifted.nodes(data=True):
+            data["t"] = int(data["t"]) + first_frame
+    return shifted
 
 
 class CTCWriter:
     """Stream a CTC result folder: ``write(t, labels)`` per frame, then ``finish(graph)``.
 
-    CTC requires a track to be present in every frame from its first to its
-    last. Tracked windows (an object lost in some frames and found again, as
-    in semi-supervised propagation) can break that; then each reappearance
-    becomes a new track whose parent is the previous piece and the masks are
-    relabelled on the fly. Labels of the Tracker's own (untracked) output
-    never have gaps and pass unchanged.
+    ``t`` is the frame number the mask is named by. ``last_frame``, when known,
+    fixes the width of the numbers (:func:`~instatrack.data.ctc.frame_digits`);
+    without it the masks written so far are renamed when a wider number comes.
+    Masks are written as they come, with the graph's track ids; ``finish``
+    derives the CTC tracks from the graph (:func:`ctc_tracks`), relabels the
+    frames of tracks that were split at a gap and writes ``res_track.txt``.
     """
 
-    def __init__(self, res_dir: str | Path, digits: int = 3):
+    def __init__(self, res_dir: str | Path, last_frame: int | None = None):
         self.res_dir = Path(res_dir)
         self.res_dir.mkdir(parents=True, exist_ok=True)
-        self.digits = digits
-        self._pieces: dict[int, list[list[int]]] = {}  # label -> [[ctc id, begin, end, parent]]
-        self._used: set[int] = set()
+        self.last_frame = last_frame
+        self.digits = frame_digits(last_frame if last_frame is not None else 0)
+        self.written: dict[int, Path] = {}  # frame number -> mask file
 
     def write(self, t: int, labels: np.ndarray) -> Path:
         """Write ``maskTTT.tif`` of frame ``t`` (labels ``(Y, X)``, track ids)."""
-        from instatrack.data.ctc import write_mask
+        if t < 0 or (self.last_frame is not None and t > self.last_frame):
+            raise ValueError(f"frame {t} is outside 0..{self.last_frame}, the frames this "
+                             f"CTCWriter was made for")
+        if t in self.written:
+            raise ValueError(f"frame {t} was already written")
+        if frame_digits(t) > self.digits:
+            self._widen(frame_digits(t))
+        self.written[t] = write_mask(self.res_dir, t, labels, digits=self.digits)
+        return self.written[t]
 
-        if t >= 10 ** self.digits:
-            raise ValueError(f"frame {t} does not fit in {self.digits} digits; pass digits=4")
-        labels = np.asarray(labels)
-        present = np.unique(labels[labels > 0])
-        lut = {}
-        for label in (int(v) for v in present):
-            pieces = self._pieces.setdefault(label, [])
-            if pieces and pieces[-1][2] == t - 1:
-                pieces[-1][2] = t
-            else:
-                parent = pieces[-1][0] if pieces else 0
-                ctc_id = label if label not in self._used else self._fresh_id()
-                self._used.add(ctc_id)
-                pieces.append([ctc_id, t, t, parent])
-            if pieces[-1][0] != label:
-                lut[label] = pieces[-1][0]
-        if lut:
-            table = np.arange(int(labels.max()) + 1)
-            for label, ctc_id in lut.items():
-                table[label] = ctc_id
-            labels = table[labels]
-        return write_mask(self.res_dir, t, labels, digits=self.digits)
+    def read(self, t: int) -> np.ndarray:
+        """The mask of frame ``t`` as written (after :meth:`finish`, with the CTC ids)."""
+        return read_mask(self.written[t])
 
     def finish(self, graph: nx.DiGraph) -> Path:
-        """Write ``res_track.txt``; parents of first pieces come from ``graph``."""
-        from instatrack.data.ctc import write_track_table
+        """Relabel split tracks in the masks and write ``res_track.txt``; returns its path."""
+        tracks = ctc_tracks(graph)
+        unwritten = sorted({int(d["t"]) for _, d in graph.nodes(data=True)} - set(self.written))
+        if unwritten:
+            raise ValueError(f"the graph has objects in frame {unwritten[0]}, which was not "
+                             f"written")
+        renamed: dict[int, dict[int, int]] = {}  # frame -> {graph label: ctc id}
+        for track in tracks:
+            if track.ctc_id != track.label:
+                for t in range(track.begin, track.end + 1):
+                    renamed.setdefault(t, {})[track.label] = track.ctc_id
+        for t, lut in sorted(renamed.items()):
+            mask = read_mask(self.written[t]).astype(np.int64)
+            table = np.arange(max(int(mask.max()), max(lut)) + 1)
+            table[list(lut)] = list(lut.values())
+            write_mask(self.res_dir, t, table[mask], digits=self.digits)
+        return write_track_table(self.res_dir / RES_TRACK_FILE, [t.row for t in tracks])
 
-        parents = track_parents(graph)
-        rows = []
-        for label, pieces in self._pieces.items():
-            for ctc_id, begin, end, parent in pieces:
-                if not parent and parents.get(label):
-                    parent = self._piece_before(parents[label], begin)
-                rows.append((ctc_id, begin, end, parent))
-        return write_track_table(self.res_dir / "res_track.txt", sorted(rows))
-
-    def _piece_before(self, label: int, t: int) -> int:
-        """CTC id of the last piece of track ``label`` that began before frame ``t``."""
-        before = [p for p in self._pieces.get(label, []) if p[1] < t]
-        return before[-1][0] if before else 0
-
-    def _fresh_id(self) -> int:
-        return max(max(self._used, default=0), max(self._pieces, default=0)) + 1
+    def _widen(self, digits: int) -> None:
+        for t, path in self.written.items():
+            self.written[t] = path.rename(path.with_name(file_name(MASK_PREFIX, t, digits)))
+        self.digits = digits
 
 
 def write_ctc_result(res_dir: str | Path, frames: Iterable[tuple[int, np.ndarray]],
-                     graph: nx.DiGraph, digits: int | None = None) -> Path:
+                     graph: nx.DiGraph, last_frame: int | None = None) -> Path:
     """Write ``maskTTT.tif`` (uint16) for each ``(t, labels (Y, X))`` and ``res_track.txt``.
 
-    ``frames`` is consumed lazily, one frame at a time. ``digits`` of the frame
-    numbers defaults to 3, or 4 when the graph reaches frame 1000. Tracks with
-    gaps are split as CTC requires (see :class:`CTCWriter`). Returns ``res_dir``.
+    ``frames`` is consumed lazily, one frame at a time; ``t`` is the frame
+    number. ``last_frame``: see :class:`CTCWriter`. Tracks with gaps are split
+    as CTC requires (see :class:`CTCTrack`). Returns ``res_dir``.
     """
-    if digits is None:
-        last = max((int(d["t"]) for _, d in graph.nodes(data=True)), default=0)
-        digits = 4 if last >= 1000 else 3
-    writer = CTCWriter(res_dir, digits)
+    writer = CTCWriter(res_dir, last_frame)
     for t, labels in frames:
         writer.write(t, labels)
     writer.finish(graph)
@@ -175,10 +217,40 @@ def write_tracks_csv(path: str | Path, graph: nx.DiGraph) -> Path:
     return path
 
 
-def _first_nodes(graph: nx.DiGraph) -> dict[int, int]:
+def _track_starts(graph: nx.DiGraph) -> dict[int, tuple[int, int, int]]:
+    """``{track id: (first node, parent track id or 0, parent node's t or -1)}``."""
     first: dict[int, tuple[int, int]] = {}
     for node, data in graph.nodes(data=True):
         label, t = int(data["label"]), int(data["t"])
         if label not in first or t < first[label][0]:
             first[label] = (t, node)
-    return {label: node for label, (_, node) in first.items()}
+    starts = {}
+    for label, (_, node) in first.items():
+        before = [p for p in graph.predecessors(node) if graph.nodes[p]["label"] != label]
+        if before:
+            parent = graph.nodes[before[0]]
+            starts[label] = (node, int(parent["label"]), int(parent["t"]))
+        else:
+            starts[label] = (node, 0, -1)
+    return starts
+
+
+def _runs(times: list[int]) -> list[tuple[int, int]]:
+    """``[(begin, end)]`` of the runs of consecutive frames in sorted ``times``."""
+    runs: list[list[int]] = []
+    for t in times:
+        if runs and t == runs[-1][1] + 1:
+            runs[-1][1] = t
+        elif not runs or t > runs[-1][1]:
+            runs.append([t, t])
+    return [(b, e) for b, e in runs]
+
+
+def _run_id(runs: dict[int, list[tuple[int, int]]], ids: dict[tuple[int, int], int],
+            label: int, t: int) -> int:
+    """CTC id of the piece of track ``label`` that holds frame ``t`` (or ends last before it)."""
+    before = [(b, e) for b, e in runs.get(label, []) if b <= t]
+    if not before:
+        return 0
+    begin = before[-1][0]
+    return label if begin == runs[label][0][0] else ids[label, begin]

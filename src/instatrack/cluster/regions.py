@@ -1,4 +1,5 @@
-"""Connected-region filter of Cheng et al. (2017) for mask propagation.
+"""Per-object score maps -> one label image: the connected-region filter of
+Cheng et al. (2017) for mask propagation.
 
 A refined per-object mask often contains, besides the object, spurious blobs
 on similar-looking objects elsewhere in the frame. The filter keeps the
@@ -7,12 +8,51 @@ connected region that best matches the object's mask in the previous frame
 to be a real part of the object (e.g. an object split by an occluder).
 :func:`assign_pixels` then gives each pixel to one object, and
 :class:`ObjectMemory` keeps each object's last mask and motion between frames.
+:func:`filter_and_assign` does all of it for one frame, as
+:class:`RegionSettings` say.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from scipy import ndimage as ndi
+
+from instatrack.settings import Settings, require
+
+
+@dataclasses.dataclass(frozen=True)
+class RegionSettings(Settings):
+    """How per-object score maps become labels (keys of the spatial-propagation config).
+
+    ``score_threshold``: refined score a pixel needs to belong to an object;
+    ``region_min_fraction`` and ``region_max_distance``: the extra regions kept
+    (:func:`filter_regions`; ``inf`` keeps every large region, as the paper);
+    ``contest``: who gets a pixel that several objects claim, ``"distance"``
+    (the object whose previous mask is nearest) or ``"score"`` (the highest
+    score, as the paper); ``region_motion``: shift each previous mask by the
+    object's last motion before comparing.
+    """
+
+    post_processing = True
+
+    score_threshold: float = 0.5
+    region_min_fraction: float = 0.5
+    region_max_distance: float = 1.0
+    contest: str = "distance"
+    region_motion: bool = True
+
+    def check(self) -> None:
+        super().check()
+        require(0 < self.score_threshold < 1,
+                f"score_threshold must be in (0, 1), got {self.score_threshold}")
+        require(self.region_min_fraction >= 0,
+                f"region_min_fraction must be >= 0, got {self.region_min_fraction}")
+        require(self.region_max_distance >= 0,
+                f"region_max_distance must be >= 0, got {self.region_max_distance}")
+        require(self.contest in ("distance", "score"),
+                f"contest must be 'distance' or 'score', got {self.contest!r}")
 
 
 def shift_mask(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -152,6 +192,29 @@ def assign_pixels(scores: np.ndarray, ids: np.ndarray, threshold: float = 0.5,
         best = np.where(contested, rank.argmin(0), best)
     labels = ids[best]
     labels[~above.any(0)] = 0
+    return labels
+
+
+def filter_and_assign(scores: np.ndarray, memory: ObjectMemory, ids: np.ndarray,
+                      settings: RegionSettings) -> np.ndarray:
+    """Region filter per object, then pixel assignment; updates ``memory``.
+
+    ``scores``: ``(K, Y, X)`` refined per-object scores (changed in place),
+    ``ids``: ``(K,)`` the objects' labels. A region that is some object's best
+    match is not kept as a mere large region of another, so look-alike objects
+    do not swallow each other. Returns ``(Y, X)`` int32 labels.
+    """
+    masks = scores >= settings.score_threshold
+    references = [memory.reference(k, settings.region_motion) for k in range(len(ids))]
+    best = np.stack([best_region(m, r) for m, r in zip(masks, references, strict=True)])
+    claims = best.sum(0)
+    for k in range(len(ids)):
+        keep = filter_regions(masks[k], references[k], settings.region_min_fraction,
+                              settings.region_max_distance, claimed=claims - best[k] > 0)
+        scores[k][~keep] = 0.0
+    contest = np.stack(references) if settings.contest == "distance" else None
+    labels = assign_pixels(scores, ids, settings.score_threshold, contest)
+    memory.update(labels[None] == ids[:, None, None])
     return labels
 
 

@@ -1,0 +1,42 @@
+"""Settings of the optimisation that the training loop (:mod:`instatrack.train`) runs.
+
+Kept apart from the loop itself so that configs can be built and checked
+without importing torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from instatrack.settings import Settings, require
+
+OPTIMIZERS = ("adam", "nadam", "adamw")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimSettings(Settings):
+    """Steps, batch, optimiser and learning-rate schedule, precision, random seed.
+
+    The learning rate decays exponentially from ``lr`` at the first step to
+    ``lr_final`` at the last; ``grad_clip`` > 0 clips the gradient norm; ``amp``
+    (bfloat16 autocast) and ``compile`` (``torch.compile``) apply on CUDA only.
+    """
+
+    steps: int = 1000
+    batch_size: int = 2
+    lr: float = 1e-4
+    lr_final: float = 1e-5
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0
+    amp: bool = True
+    compile: bool = False
+    seed: int = 0
+
+    def check(self) -> None:
+        super().check()
+        for name in ("steps", "batch_size"):
+            require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+        require(self.lr > 0 and self.lr_final > 0, "lr and lr_final must be > 0")
+        require(self.optimizer in OPTIMIZERS,
+                f"optimizer must be adam, nadam or adamw, got {self.optimizer!r}")

@@ -1,0 +1,108 @@
+"""Object size: resize factors, label resampling, and the predictor's resize round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from instatrack.api import Predictor
+from instatrack.config import TrainConfig
+from instatrack.data.rescale import (
+    diameter,
+    estimate_diameter,
+    parse_object_size,
+    resize_image,
+    resize_labels,
+    scale_for,
+)
+from instatrack.errors import ConfigError, DataError
+from instatrack.methods.base import Window
+
+
+def test_scale_for_keeps_close_sizes_and_limits_far_ones():
+    assert scale_for(30, 32) == 1.0
+    assert scale_for(64, 32) == pytest.approx(0.5)
+    assert scale_for(1000, 32) == pytest.approx(0.25)
+    with pytest.raises(ConfigError):
+        scale_for(0, 32)
+
+
+def test_estimate_diameter_of_disks():
+    yy, xx = np.mgrid[:100, :100]
+    labels = np.zeros((100, 100), np.int32)
+    for i, (y, x) in enumerate([(25, 25), (25, 75), (75, 50)], 1):
+        labels[(yy - y) ** 2 + (xx - x) ** 2 <= 10 ** 2] = i
+    assert estimate_diameter(labels) == pytest.approx(20, rel=0.05)
+    assert estimate_diameter(np.zeros((5, 5), np.int32)) is None
+    assert diameter(np.pi * 25) == pytest.approx(10)
+
+
+def test_resize_round_trip_keeps_labels():
+    labels = np.zeros((1, 60, 80), np.int32)
+    labels[0, 10:30, 20:50] = 3
+    small = resize_labels(labels, (30, 40))
+    assert small.shape == (1, 30, 40) and set(np.unique(small)) == {0, 3}
+    back = resize_labels(small, (60, 80))
+    assert np.mean(back == labels) > 0.99
+    assert resize_image(np.ones((2, 60, 80), np.float32), 0.5).shape == (2, 30, 40)
+
+
+def test_parse_object_size():
+    assert parse_object_size(None) is None and parse_object_size("auto") == "auto"
+    assert parse_object_size("12.5") == 12.5
+    for bad in ("-3", "big"):
+        with pytest.raises(ConfigError, match="--object-size"):
+            parse_object_size(bad)
+
+
+class SizeSelectiveMethod:
+    """Finds bright blobs, but only those near the size it was 'trained' on (area 300-500)."""
+
+    def __init__(self):
+        self.config = TrainConfig(instance_area=(300.0, 400.0), norm_low=0.0, norm_high=100.0)
+        self.seen = []
+
+    def predict(self, model, frames, device="cpu", first_masks=None):
+        for t, frame in enumerate(frames):
+            self.seen.append(frame.shape)
+            labels, n = ndimage.label(frame[0] > 0.5)
+            areas = np.bincount(labels.ravel())
+            keep = (areas > 100) & (areas < 800)
+            keep[0] = False
+            labels = np.where(keep[labels], labels, 0).astype(np.int32)
+            yield Window(t, labels[None])
+
+
+def _disks(radius: float) -> np.ndarray:
+    yy, xx = np.mgrid[:256, :256]
+    image = np.zeros((256, 256), np.float32)
+    for y, x in [(64, 64), (64, 190), (190, 128)]:
+        image[(yy - y) ** 2 + (xx - x) ** 2 <= radius ** 2] = 1.0
+    return image
+
+
+def test_predictor_resizes_large_objects_and_returns_full_size_labels():
+    image = _disks(22.6)  # area ~1600, four times the training area
+    plain = Predictor(SizeSelectiveMethod(), None, "cpu")
+    assert plain.segment(image).max() == 0  # too large for the 'model'
+    for size in (45.0, "auto"):
+        method = SizeSelectiveMethod()
+        predictor = Predictor(method, None, "cpu", object_size=size)
+        labels = predictor.segment(image)
+        assert labels.shape == image.shape and len(np.unique(labels)) - 1 == 3
+        assert method.seen[-1] == (1, 128, 128)
+
+
+def test_auto_keeps_the_size_when_objects_already_match():
+    method = SizeSelectiveMethod()
+    predictor = Predictor(method, None, "cpu", object_size="auto")
+    result = predictor.track([_disks(11.3)] * 3)
+    assert result.labels.shape == (3, 256, 256) and method.seen[-1] == (1, 256, 256)
+
+
+def test_object_size_needs_a_recorded_training_size():
+    method = SizeSelectiveMethod()
+    method.config = method.config.replace(instance_area=(0.0, 0.0))
+    with pytest.raises(DataError, match="object-size"):
+        Predictor(method, None, "cpu", object_size=20.0).segment(_disks(10))
