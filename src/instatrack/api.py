@@ -49,6 +49,24 @@ class TrackResult:
                              last_frame=len(self.labels) - 1)
         return Path(res_dir)
 
+    def to_geff(self, path: str | Path, masks: bool = True, calibration=None,
+                overwrite: bool = False) -> Path:
+        """Write the graph as GEFF in ``path/tracks`` (+ ``path/masks``); needs ``[geff]``.
+
+        ``calibration``: a :class:`instatrack.data.geff.Calibration` (pixel size,
+        frame interval and their units). As with :meth:`to_ctc`, the folder appears
+        (or replaces an existing one, with ``overwrite``) only once it is complete;
+        an existing non-empty ``path`` is refused without ``overwrite``. Returns the
+        GEFF group's path.
+        """
+        from instatrack.data.geff import GEFF_GROUP, write_geff
+        from instatrack.data.output import Outputs
+
+        with Outputs(overwrite) as outputs:
+            write_geff(outputs.folder(path), self.graph, self.labels if masks else None,
+                       calibration=calibration)
+        return Path(path) / GEFF_GROUP
+
 
 class TrackStream:
     """Iterator of ``(t, labels)`` tracked frames; ``graph`` is complete once exhausted."""

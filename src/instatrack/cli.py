@@ -71,18 +71,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("segment", help="segment still images with a trained run")
     _model_io_args(p)
+    _scale_args(p)
     p.add_argument("--pictures", action="store_true", help="also write overlay PNGs")
+    p.add_argument("--format", choices=("tif", "ome-zarr"), default="tif",
+                   help="tif: one label TIFF per image; ome-zarr: a labels image of the input "
+                        "(needs instatrack[zarr])")
 
     p = sub.add_parser("track", help="segment and track a sequence with a trained run")
     _model_io_args(p)
+    _scale_args(p)
     p.add_argument("--method", choices=METHODS, help="check that RUN was trained with this method")
     p.add_argument("--first-masks", help="label image of frame 0 (semi-supervised methods)")
-    p.add_argument("--format", choices=("ctc", "davis"), default="ctc", help="result layout")
+    p.add_argument("--format", choices=("ctc", "davis", "geff", "ome-zarr"), default="ctc",
+                   help="result layout: CTC folder, DAVIS PNGs, GEFF graph + masks "
+                        "(instatrack[geff]) or labels of an OME-Zarr image (instatrack[zarr])")
     p.add_argument("--movie", help="also write an overlay movie (.gif, or .mp4 with "
                                    "imageio-ffmpeg installed)")
     p.add_argument("--lineage", help="also write a lineage-tree picture (.png, .pdf or .svg)")
     p.add_argument("--tables", action="store_true",
                    help="also write tracks.csv and napari tracks (tracks.npy, graph.json)")
+
+    p = sub.add_parser("export", help="write a trained run's network in another format")
+    p.add_argument("--model", required=True, metavar="MODEL",
+                   help="run folder from train, or the name of a shipped model")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="file format")
+    p.add_argument("--weights", default="weights.pt", help="weights.pt (default) or last.pt")
+    p.add_argument("out", help="file to write, e.g. RUN/model.onnx (where --backend "
+                               "onnxruntime looks by default)")
 
     p = sub.add_parser("evaluate", help="score results against ground truth")
     p.add_argument("--gt", required=True, help="ground truth (CTC NN_GT, label folder, DAVIS)")
@@ -102,7 +117,7 @@ def _model_io_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="MODEL",
                    help="run folder from train, or the name of a shipped model "
                         "(instatrack models); an existing folder wins over a name")
-    p.add_argument("--input", required=True, help="folder of frames / images")
+    p.add_argument("--input", required=True, help="folder of frames / images, or an OME-Zarr image")
     p.add_argument("--output", required=True,
                    help="folder to write results to (new, or empty unless --overwrite)")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
@@ -121,6 +136,27 @@ def _model_io_args(p: argparse.ArgumentParser) -> None:
 def _overwrite_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing results (only once this run has succeeded)")
+
+
+def _scale_args(p: argparse.ArgumentParser) -> None:
+    """Large images, other runtimes, many sequences (see docs/scale.md)."""
+    g = p.add_argument_group("scale")
+    g.add_argument("--tile", type=int, metavar="SIZE",
+                   help="run the network on tiles of SIZE x SIZE pixels and stitch the "
+                        "instances (memory bounded by the tile, not the frame)")
+    g.add_argument("--overlap", type=int, metavar="PX",
+                   help="tile overlap in pixels (default: twice the network's reach, which "
+                        "gives the untiled result)")
+    g.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="run the network with torch (default) or onnxruntime")
+    g.add_argument("--onnx", metavar="FILE",
+                   help="ONNX file from 'instatrack export' (default: RUN/model.onnx)")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="process sequences / frames in parallel on a local Dask cluster "
+                        "of N worker processes")
+    g.add_argument("--dask", metavar="ADDRESS",
+                   help="process on the Dask scheduler at ADDRESS (e.g. tcp://host:8786; "
+                        "a dask-jobqueue SLURM/PBS cluster's scheduler address)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -144,35 +144,55 @@ def models(args) -> int:
 
 
 def segment(args) -> int:
+    _resolve_model(args)
+    if args.workers is not None or args.dask:
+        return _distributed(args)
     from tqdm.auto import tqdm
 
     from instatrack.api import load
     from instatrack.data import open_images
     from instatrack.data.io import write_labels
     from instatrack.data.output import Outputs
-    from instatrack.pretrained import locate
 
-    model = locate(args.model)
     with _warnings_in_one_line("segment"), \
-            Outputs(args.overwrite, inputs=(args.input, model)) as outputs:
-        out = outputs.folder(args.output)
-        predictor = load(model, device=args.device, overrides=args.overrides,
+            Outputs(args.overwrite, inputs=(args.input, args.model)) as outputs:
+        out = _output_folder(outputs, args)
+        predictor = load(args.model, device=args.device, overrides=args.overrides,
                          weights=args.weights, object_size=args.object_size)
+        predictor = _scaled(predictor, args)
         images = open_images(args.input)
         stems = _output_stems(images)
         _check_channels(images, predictor.config.in_channels, args.model)
+        zarr_labels = None
+        if args.format == "ome-zarr":
+            zarr_labels = _OmeZarrLabels(out, images, args.overwrite)
         for t in tqdm(range(len(images)), desc="segment", unit="image", disable=args.quiet):
             image = images.image(t)
             labels = predictor.segment(image)
-            write_labels(out / f"{stems[t]}.tif", labels)
+            if zarr_labels is None:
+                write_labels(out / f"{stems[t]}.tif", labels)
+            else:
+                zarr_labels.write(images.times[t], labels)
             if args.pictures:
                 _write_overlay(out / f"{stems[t]}_overlay.png", image, labels)
     print(f"segmented {len(images)} image(s) into {args.output}")
     return 0
 
 
+def _resolve_model(args) -> None:
+    """``--model``: a run folder, or the folder of the shipped model of that name."""
+    from instatrack.pretrained import locate
+
+    args.model = str(locate(args.model))
+
+
 def _output_stems(images) -> list[str]:
-    """The output name of each image: its stem, which must be unique in the folder."""
+    """The output name of each image: its stem, which must be unique in the folder.
+
+    The frames of an OME-Zarr image are not files: ``frameTTTT``.
+    """
+    if images.paths is None:
+        return [f"frame{t:04d}" for t in range(len(images))]
     seen: dict[str, Path] = {}
     for t in range(len(images)):
         path = images.frame_path(t)
@@ -215,26 +235,28 @@ def _write_overlay(path: Path, image, labels) -> None:
 
 
 def track(args) -> int:
+    _resolve_model(args)
+    if args.workers is not None or args.dask:
+        return _distributed(args)
     from tqdm.auto import tqdm
 
     from instatrack import plot
     from instatrack.api import load
     from instatrack.data import open_images
     from instatrack.data.output import Outputs
-    from instatrack.pretrained import locate
     from instatrack.track.export import shift_frames
 
-    model = locate(args.model)
     with _warnings_in_one_line("track"), \
-            Outputs(args.overwrite, inputs=(args.input, model, args.first_masks)) as outputs:
-        out = outputs.folder(args.output)
+            Outputs(args.overwrite, inputs=(args.input, args.model, args.first_masks)) as outputs:
+        out = _output_folder(outputs, args)
         movie = lineage = None
         if args.movie:
             movie = outputs.file(plot.check_movie_path(args.movie), plot.MOVIE_SUFFIXES)
         if args.lineage:
             lineage = outputs.file(args.lineage, plot.PICTURE_SUFFIXES)
-        predictor = load(model, device=args.device, overrides=args.overrides,
+        predictor = load(args.model, device=args.device, overrides=args.overrides,
                          weights=args.weights, object_size=args.object_size)
+        predictor = _scaled(predictor, args)
         if args.method and args.method != predictor.method.name:
             raise ConfigError(f"{args.model} was trained with {predictor.method.name}, "
                               f"not {args.method}")
@@ -245,13 +267,12 @@ def track(args) -> int:
             images = (frames.image(t) for t in range(len(frames)))
             stream = predictor.stream(images, first_masks=first,
                                       progress=lambda n: bar.update(1))
-            writer = _result_writer(args.format, out, frames.times)
+            writer = _result_writer(args.format, out, frames, args.overwrite)
             for t, labels in stream:
                 writer.write(frames.times[t], labels)
         graph = shift_frames(stream.graph, frames.times[0])  # node times = frame numbers
-        if args.format == "ctc":
-            writer.finish(graph)
-        _finish_tracks(args, out, graph, stream.graph, frames, writer.written, movie, lineage)
+        writer.finish(graph)
+        _finish_tracks(args, out, graph, stream.graph, frames, writer, movie, lineage)
     tracks = len({d["label"] for _, d in graph.nodes(data=True)})
     print(f"tracked {len(frames)} frame(s), {tracks} track(s) -> {args.output}")
     return 0
@@ -272,12 +293,42 @@ def _read_first_masks(path: str | None, frames):
     return masks.astype("int32")
 
 
-def _result_writer(fmt: str, out: Path, times: list[int]):
-    """An object with ``write(t, labels)`` and ``written`` (frame number -> file)."""
+def _output_folder(outputs, args) -> Path:
+    """The folder ``segment``/``track`` write into: ``--output`` staged by ``outputs``.
+
+    The exception is ``--format ome-zarr`` with ``--output`` the input OME-Zarr
+    image: the labels are added to it in place (refused up front when it already
+    holds them, unless ``--overwrite``), since the input cannot be staged.
+    """
+    from instatrack.data.omezarr import check_labels_in_place, is_omezarr
+
+    target = Path(args.output)
+    if (args.format == "ome-zarr" and is_omezarr(args.input)
+            and target.resolve() == Path(args.input).resolve()):
+        check_labels_in_place(target, args.overwrite)
+        return target
+    return outputs.folder(target)
+
+
+def _result_writer(fmt: str, out: Path, frames, overwrite: bool):
+    """A writer of ``fmt`` into ``out``, for ``frames`` (from :func:`~instatrack.data.open_images`).
+
+    It has ``write(t, labels)`` and ``read(t)`` (``t`` the frame number; ``read``
+    gives the labels as written, for the movie) and ``finish(graph)`` (graph with
+    frame numbers).
+    """
     if fmt == "ctc":
         from instatrack.track.export import CTCWriter
 
-        return CTCWriter(out, last_frame=times[-1])
+        return CTCWriter(out, last_frame=frames.times[-1])
+    if fmt == "geff":
+        from instatrack.data.geff import GeffWriter
+        from instatrack.data.omezarr import OmeZarrImage
+
+        calibration = frames.calibration() if isinstance(frames, OmeZarrImage) else None
+        return GeffWriter(out, frames.times[-1] + 1, calibration=calibration)
+    if fmt == "ome-zarr":
+        return _OmeZarrLabels(out, frames, overwrite)
     return _DavisWriter(out)
 
 
@@ -293,8 +344,39 @@ class _DavisWriter:
 
         self.written[t] = write_annotation(self.out / f"{t:05d}.png", labels)
 
+    def read(self, t: int):
+        from instatrack.data.io import read_image
 
-def _finish_tracks(args, out: Path, graph, stream_graph, frames, written: dict[int, Path],
+        return read_image(self.written[t])
+
+    def finish(self, graph) -> None:
+        """DAVIS has no track file: the ids in the PNGs are the tracks."""
+
+
+class _OmeZarrLabels:
+    """The labels image of an OME-Zarr: ``out`` is the input image itself, or a new image
+    holding a copy of the frames. Addressed by frame number like the other writers (the
+    OME-Zarr arrays count frames from 0)."""
+
+    def __init__(self, out: Path, frames, overwrite: bool):
+        from instatrack.data.omezarr import OmeZarrImage, OmeZarrLabelsWriter
+
+        image = frames if isinstance(frames, OmeZarrImage) else None
+        self.writer = OmeZarrLabelsWriter(out, len(frames), image=image, frame_of=frames.image,
+                                          overwrite=overwrite)
+        self.index = {t: i for i, t in enumerate(frames.times)}
+
+    def write(self, t: int, labels) -> None:
+        self.writer.write(self.index[t], labels)
+
+    def read(self, t: int):
+        return self.writer.read(self.index[t])
+
+    def finish(self, graph) -> None:
+        """The graph is not stored in OME-Zarr (``--tables`` or ``--format geff`` keep it)."""
+
+
+def _finish_tracks(args, out: Path, graph, stream_graph, frames, writer,
                    movie: Path | None, lineage: Path | None) -> None:
     """Tables, movie and lineage; ``graph`` has frame numbers, ``stream_graph`` indices."""
     from instatrack.track import export
@@ -306,8 +388,9 @@ def _finish_tracks(args, out: Path, graph, stream_graph, frames, written: dict[i
         from instatrack import plot
 
         if movie:
-            plot.overlay_movie_from_files(frames.paths, [written[t] for t in frames.times],
-                                          stream_graph, movie)
+            images = (frames.image(t) for t in range(len(frames)))
+            labels = (writer.read(t) for t in frames.times)
+            plot.overlay_movie(images, labels, stream_graph, movie)
         if lineage:
             plot.lineage_tree(graph, lineage)
 
@@ -332,4 +415,35 @@ def demo(args) -> int:
     report = run_demo(args.out, method=args.method, steps=args.steps, frames=args.frames,
                       size=tuple(args.size))
     sys.stdout.write(report)
+    return 0
+
+
+# -- scale: tiles, ONNX, Dask (docs/scale.md) ----------------------------------
+def _scaled(predictor, args):
+    """The predictor that ``--backend`` and ``--tile`` ask for (else ``predictor`` itself)."""
+    if args.backend == "onnxruntime":
+        from instatrack.onnx import onnx_predictor
+
+        predictor = onnx_predictor(predictor, args.onnx or Path(args.model) / "model.onnx")
+    if args.tile is not None:
+        from instatrack.tiling import TiledPredictor
+
+        predictor = TiledPredictor(predictor, args.tile, args.overlap)
+    elif args.overlap is not None:
+        raise ConfigError("--overlap needs --tile")
+    return predictor
+
+
+def _distributed(args) -> int:
+    """``--workers``/``--dask``: the same command on a Dask cluster."""
+    from instatrack.distributed import run_command
+
+    return run_command(args)
+
+
+def export(args) -> int:
+    from instatrack.onnx import export_onnx
+
+    out = export_onnx(args.model, args.out, weights=args.weights)
+    print(f"wrote {out}")
     return 0

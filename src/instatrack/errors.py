@@ -25,3 +25,18 @@ class DataWarning(UserWarning):
 
     The CLI prints it as one line ``instatrack COMMAND: warning: ...``.
     """
+
+
+class MissingExtraError(InstatrackError, ImportError):
+    """An optional dependency is not installed; the message names the pip extra to install."""
+
+
+def require(module: str, extra: str):
+    """Import ``module``, or raise :class:`MissingExtraError` naming ``instatrack[extra]``."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(f"this needs the optional package {module.split('.')[0]!r}: "
+                                f"pip install \"instatrack[{extra}]\"") from None

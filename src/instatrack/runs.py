@@ -224,8 +224,9 @@ class Run:
 
 def load_model(run_dir: str | Path, device: Any = "cpu", weights: str = WEIGHTS,
                overrides: Sequence[str] = ()):
-    """``(method, model)`` of the run in ``run_dir``: ``Run.open(run_dir).load_model(...)``."""
-    return Run.open(run_dir).load_model(device, weights, overrides)
+    """``(method, model)`` of the run in ``run_dir`` (or of the shipped model of that name):
+    ``Run.resolve(run_dir).load_model(...)``."""
+    return Run.resolve(run_dir).load_model(device, weights, overrides)
 
 
 def data_record(data: str | Path | Sequence[str | Path] | None) -> str | list[str] | None:

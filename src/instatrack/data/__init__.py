@@ -4,7 +4,8 @@
 a CVPPP ``A1`` folder, a DAVIS folder or a plain ``images/`` + ``masks/``
 folder and returns its sequences (see :class:`instatrack.data.types.Sequence`).
 :func:`open_images` finds the images to segment or the frames to track in one
-folder, in the same layouts, read through the same conversion as training.
+folder, in the same layouts, read through the same conversion as training, or
+in an OME-Zarr image.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def open_datasets(paths: str | Path | Iterable[str | Path]) -> list[Sequence]:
 def open_images(path: str | Path, video: bool = False) -> Sequence:
     """The images to segment (``video=False``) or the frames to track in the folder ``path``.
 
-    Recognises the layouts training reads: a CTC sequence folder (``tTTT.tif``;
+    An OME-Zarr image (:class:`~instatrack.data.omezarr.OmeZarrImage`, read one
+    frame at a time; needs the ``[zarr]`` extra) gives its frames. Otherwise it
+    recognises the layouts training reads: a CTC sequence folder (``tTTT.tif``;
     a missing frame is refused, other images are ignored with a warning), a
     CVPPP folder (``plantNNN_rgb.png``; the label images are not inputs), a
     folder with ``images/``, a DAVIS root holding one video; any other folder
@@ -82,13 +85,15 @@ def open_images(path: str | Path, video: bool = False) -> Sequence:
     numbers frames, else its position). ``video=True`` also checks that the
     frames share one shape and do not skip a number.
     """
-    from instatrack.data import ctc, cvppp, davis, folder
+    from instatrack.data import ctc, cvppp, davis, folder, omezarr
 
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: input folder not found")
     if not path.is_dir():
         raise DataError(f"{path}: expected a folder of images, got a file")
+    if omezarr.is_omezarr(path):
+        return omezarr.OmeZarrImage(path)
     if ctc.is_sequence_dir(path):
         return ctc.CTCSequence(path)
     if cvppp.holds_images(path):

@@ -4,8 +4,9 @@ Layouts (detected in this order by :func:`detect_layout`):
 
 ``ctc``
     ``gt`` is a CTC ``NN_GT`` folder (has ``TRA/``) or the sequence folder ``NN``
-    next to ``NN_GT``; ``res`` holds ``maskTTT.tif`` + ``res_track.txt``.
-    Keys: ``SEG``, ``TRA``, ``DET``.
+    next to ``NN_GT``; ``res`` holds ``maskTTT.tif`` + ``res_track.txt``, or is
+    a GEFF with masks (:mod:`instatrack.data.geff`, converted to CTC in a
+    temporary folder). Keys: ``SEG``, ``TRA``, ``DET``.
 ``cvppp``
     ``gt`` holds CVPPP ``plantNNN_label.png``; ``res`` a label image per plant
     named by the plant stem (``plantNNN.png``, ``plantNNN_label.png``, ``.tif``...).
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instatrack.data.geff import is_geff
 from instatrack.errors import ConfigError, DataError
 from instatrack.metrics._io import list_label_files, read_label_image
 
@@ -150,6 +152,24 @@ def _read_pair(gt_path: Path, res_path: Path) -> tuple[np.ndarray, np.ndarray]:
     return gt, pred
 
 
+def _evaluate_geff(gt: Path, res: Path) -> dict[str, float]:
+    """SEG / TRA / DET of a GEFF result (graph + masks), through a CTC folder in a temp dir.
+
+    The masks are converted from the ground truth's first frame on: a sequence
+    tracked from frame ``k`` keeps its frame numbers, its masks are empty before ``k``.
+    """
+    import tempfile
+
+    from instatrack.data.ctc import TRA_RE, numbered_files
+    from instatrack.data.geff import geff_to_ctc
+    from instatrack.metrics.ctc import evaluate_ctc
+    from instatrack.metrics.ctc_files import resolve_gt_dir
+
+    first = min(numbered_files(resolve_gt_dir(gt) / "TRA", TRA_RE), default=0)
+    with tempfile.TemporaryDirectory(prefix="instatrack_geff_") as tmp:
+        return evaluate_ctc(gt, geff_to_ctc(res, Path(tmp) / "RES", first_frame=first))
+
+
 def evaluate(gt: str | Path, res: str | Path, layout: str = "auto") -> dict[str, float]:
     """Score ``res`` against ``gt``; the measures depend on the layout.
 
@@ -162,6 +182,8 @@ def evaluate(gt: str | Path, res: str | Path, layout: str = "auto") -> dict[str,
         ``{measure: value}`` with the keys listed in the module docstring.
     """
     gt, res = _davis_video(Path(gt)), Path(res)
+    if layout in ("auto", "ctc") and _is_ctc_gt(gt) and is_geff(res):  # interop (issue 20)
+        return _evaluate_geff(gt, res)
     if layout == "auto":
         layout = detect_layout(gt, res)
     elif layout not in LAYOUTS:

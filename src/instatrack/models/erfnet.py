@@ -173,13 +173,21 @@ class BranchedERFNet(nn.Module):
             small = [max(1, round(n * self.input_scale)) for n in shape]
             image = F.interpolate(image, size=small, mode="bilinear", align_corners=False)
         padded, inner = pad_to_multiple(image, STRIDE)
-        features = self.encoder(padded)
-        raw = crop_to(self.embedding_decoder(features), inner)
-        seed = crop_to(self.seed_decoder(features), inner)
+        raw, seed = self.decode(padded)
+        raw, seed = crop_to(raw, inner), crop_to(seed, inner)
         if self.input_scale != 1.0:
             raw, seed = (F.interpolate(v, size=shape, mode="bilinear", align_corners=False)
                          for v in (raw, seed))
         return self.outputs(torch.tanh(raw[:, :2]), raw[:, 2:], torch.sigmoid(seed))
+
+    def decode(self, padded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw offsets + log-sigma ``(B, 2 + S, Y, X)`` and seed logits ``(B, K, Y, X)``.
+
+        ``padded`` ``(B, C, Y, X)`` has sides that are multiples of ``STRIDE``; this
+        is the whole learned network (exported alone to ONNX, :mod:`instatrack.onnx`).
+        """
+        features = self.encoder(padded)
+        return self.embedding_decoder(features), self.seed_decoder(features)
 
     def outputs(self, offsets: torch.Tensor, log_sigma: torch.Tensor, seed: torch.Tensor
                 ) -> dict[str, torch.Tensor]:

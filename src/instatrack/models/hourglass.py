@@ -150,6 +150,17 @@ class StackedHourglass(nn.Module):
             raise ValueError(f"expected a frame (B, C, {'Z, ' if self.dims == 3 else ''}Y, X), "
                              f"got shape {tuple(frame.shape)}")
         image, shape = pad_to_multiple(frame, self.multiple)
+        outputs, new_state = self.step_padded(image, state)
+        return [crop_to(embedding, shape) for embedding in outputs], new_state
+
+    def step_padded(self, image: torch.Tensor, state: State | None = None
+                    ) -> tuple[list[torch.Tensor], State]:
+        """:meth:`step` of a frame whose sides are multiples of ``self.multiple``.
+
+        The embeddings keep the padded size. This is the whole learned network of
+        a step (exported alone to ONNX, with the state as explicit inputs and
+        outputs, :mod:`instatrack.onnx`).
+        """
         state = state if state is not None else [None] * self.stacks
         outputs: list[torch.Tensor] = []
         new_state: State = []
@@ -157,7 +168,7 @@ class StackedHourglass(nn.Module):
         for stack in range(self.stacks):
             features, stack_state = self.hourglasses[stack](x, state[stack])
             embedding = F.normalize(self.heads[stack](features), dim=1, eps=1e-8)
-            outputs.append(crop_to(embedding, shape))
+            outputs.append(embedding)
             new_state.append(stack_state)
             x = torch.cat([image, embedding], 1)
         return outputs, new_state

@@ -129,6 +129,10 @@ class CTCWriter:
         self.written[t] = write_mask(self.res_dir, t, labels, digits=self.digits)
         return self.written[t]
 
+    def read(self, t: int) -> np.ndarray:
+        """The mask of frame ``t`` as written (after :meth:`finish`, with the CTC ids)."""
+        return read_mask(self.written[t])
+
     def finish(self, graph: nx.DiGraph) -> Path:
         """Relabel split tracks in the masks and write ``res_track.txt``; returns its path."""
         tracks = ctc_tracks(graph)
