@@ -103,7 +103,9 @@ def test_track_and_segment_by_name(shipped, tmp_path, capsys):
 
 def test_load_by_name_and_an_existing_folder_wins(shipped, tmp_path, monkeypatch):
     import instatrack
+    from instatrack.runs import load_model
 
+    assert load_model("tiny-nuclei")[0].name == "spatial-embedding"  # e.g. export --model NAME
     predictor = instatrack.load("tiny-nuclei", device="cpu", object_size="auto")
     assert predictor.method.name == "spatial-embedding" and predictor.config.width == 0.1
     assert predictor.segment(np.zeros((32, 40), np.uint16)).shape == (32, 40)
