@@ -12,7 +12,11 @@ scores SEG / TRA / DET on:
     ``docs/robustness.md``);
 ``NAME``
     the test frames of another sequence (``--other SEQ:FIRST``, e.g. train on
-    SIM+ 01 and test on GOWT1 01), nothing tuned on it.
+    SIM+ 01 and test on GOWT1 01), nothing tuned on it;
+``synthetic``
+    with ``--synthetic``, a synthetic sequence (``instatrack synth``) of nuclei
+    about as large as SIM+'s, with a dim phase (frames 10-19, fluorescence ÷6)
+    and a dense phase (from frame 15 on, twice the cells): :data:`SYNTHETIC`.
 
     python benchmarks/robustness.py ../shared/data/Fluo-N2DH-SIM+/01 --split 39 45 \\
         --method spatial-embedding --run runs/sim-se --tune seed_threshold=0.5,0.7 \\
@@ -34,6 +38,10 @@ from scipy import ndimage as ndi
 
 #: pixels around annotated objects left out of the background estimate
 BACKGROUND_MARGIN = 10
+#: the ``--synthetic`` sequence: nuclei of SIM+'s size, a dim phase and a dense phase
+SYNTHETIC = {"frames": 30, "size": (512, 512), "seed": 11, "radius": (18.0, 26.0),
+             "density": 1.0, "noise": 0.15, "dim_phases": [(10, 20, 6.0)],
+             "dense_phases": [(15, 30, 2.0)]}
 
 
 def background_stats(image: np.ndarray, objects: np.ndarray) -> tuple[float, float]:
@@ -128,6 +136,8 @@ def main() -> None:
     parser.add_argument("--dim", default="2,4,8", help="contrast divisors, comma separated")
     parser.add_argument("--other", action="append", default=[], metavar="SEQ:FIRST",
                         help="another sequence and its first test frame")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="also score a synthetic sequence with a dim and a dense phase")
     parser.add_argument("--label", default=None, help="row name in the table")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
@@ -150,6 +160,11 @@ def main() -> None:
             path, _, first = item.rpartition(":")
             other = CTCSequence(path)
             conditions.append((Path(path).parent.name, other, int(first)))
+        if args.synthetic:
+            from instatrack.data.synth import write_ctc_synthetic
+
+            write_ctc_synthetic(tmp / "synthetic", **SYNTHETIC)
+            conditions.append(("synthetic", CTCSequence(tmp / "synthetic" / "01"), 0))
         for name, data, first in conditions:
             rows.append(score(args, data, first, settings, tmp, name.replace("÷", "div")))
             rows[-1]["condition"] = name
