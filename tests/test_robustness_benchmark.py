@@ -17,13 +17,13 @@ def test_dim_frame_divides_contrast_and_keeps_the_noise():
     rng = np.random.default_rng(0)
     objects = np.zeros((200, 200), bool)
     objects[60:120, 60:120] = True
-    clean = 100 + 80 * objects + rng.normal(0, 5, objects.shape)
+    clean = 1000 + 800 * objects + rng.normal(0, 50, objects.shape)
     image = np.round(clean).astype(np.uint16)
-    assert background_stats(image, objects) == pytest.approx((100, 5), abs=0.3)
+    assert background_stats(image, objects) == pytest.approx((1000, 50), rel=0.03)
     for factor in (2, 4, 8):
         dim = dim_frame(image, objects, factor, np.random.default_rng(1))
         assert dim.dtype == np.uint16
         level, noise = background_stats(dim, objects)
-        assert level == pytest.approx(100, abs=0.5) and noise == pytest.approx(5, rel=0.1)
+        assert level == pytest.approx(1000, abs=2) and noise == pytest.approx(50, rel=0.05)
         contrast = dim[objects].mean() - level
-        assert contrast == pytest.approx(80 / factor, rel=0.1)
+        assert contrast == pytest.approx(800 / factor, rel=0.05)
