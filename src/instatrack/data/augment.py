@@ -50,8 +50,8 @@ class AcquisitionSettings(Settings):
     augmentation before these existed.
     """
 
-    aug_dim_p: float = 0.5
-    aug_dim_max: float = 10.0
+    aug_dim_p: float = 0.6
+    aug_dim_max: float = 20.0
     aug_shot_noise: float = 1.0
     aug_gradient: float = 0.1
     aug_drift: float = 0.1
