@@ -95,7 +95,8 @@ def track_test_frames(args, seq, b: int, res: Path, stop: int | None = None,
 
         first = np.maximum(seq.labels(b), 0) if seq.labels(b) is not None else None
         predictor = instatrack.load(args.run, overrides=[*args.infer_set, *settings],
-                                    weights=args.weights)
+                                    weights=args.weights,
+                                    object_size=getattr(args, "object_size", None))
         result = predictor.track(frames, first_masks=first)
         labels, graph = result.labels, result.graph
     seconds = (time.perf_counter() - clock) / len(frames)

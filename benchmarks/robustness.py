@@ -138,6 +138,8 @@ def main() -> None:
                         help="another sequence and its first test frame")
     parser.add_argument("--synthetic", action="store_true",
                         help="also score a synthetic sequence with a dim and a dense phase")
+    parser.add_argument("--object-size", default=None,
+                        help="diameter of the objects in pixels, or auto (see --object-size)")
     parser.add_argument("--label", default=None, help="row name in the table")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
