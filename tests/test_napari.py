@@ -28,6 +28,9 @@ napari = pytest.importorskip("napari")
 npe2 = pytest.importorskip("npe2")
 pytest.importorskip("geff")
 pytest.importorskip("ome_zarr")
+# a Qt binding that cannot load its system libraries (e.g. no libGL.so.1 on a bare CI
+# machine) raises ImportError here: skip rather than fail in a fixture
+pytest.importorskip("qtpy.QtWidgets", reason="no usable Qt binding")
 
 import instatrack.napari  # noqa: E402
 from instatrack.cli import main  # noqa: E402
