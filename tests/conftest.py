@@ -28,6 +28,21 @@ def shared_dataset(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_cosine_run(tmp_path_factory) -> Path:
+    """A folder holding ``data`` (a synthetic CTC sequence, 4 frames of 48 x 56) and ``run``
+    (a tiny cosine-hourglass trained two steps on it), for tests of what reads a run."""
+    from instatrack.cli import main
+    from instatrack.data.synth import write_ctc_synthetic
+
+    root = tmp_path_factory.mktemp("tiny_cosine_run")
+    write_ctc_synthetic(root / "data", frames=4, size=(48, 56), seed=0)
+    assert main(["train", "--data", str(root / "data"), "--out", str(root / "run"),
+                 "--set", "crop=48,48", "--set", "levels=3", "--set", "filters=8",
+                 "--set", "clip_len=2", "--steps", "2", "--quiet"]) == 0
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     """Keep torch to the machine's cores so parallel CI workers do not oversubscribe."""

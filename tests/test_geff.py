@@ -22,7 +22,7 @@ from instatrack.data.geff import (  # noqa: E402
     read_geff,
     tracklets,
 )
-from instatrack.data.synth import generate_cells, write_ctc_synthetic  # noqa: E402
+from instatrack.data.synth import generate_cells  # noqa: E402
 from instatrack.methods.base import Window  # noqa: E402
 from instatrack.metrics.ctc import evaluate_ctc  # noqa: E402
 from instatrack.metrics.evaluate import evaluate  # noqa: E402
@@ -187,14 +187,8 @@ def test_tracklet_rules_on_a_division_and_a_bridged_gap():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A tiny cosine-hourglass run trained two steps on a synthetic CTC sequence ``data``."""
-    root = tmp_path_factory.mktemp("geff_run")
-    write_ctc_synthetic(root / "data", frames=4, size=(48, 56), seed=0)
-    assert main(["train", "--data", str(root / "data"), "--out", str(root / "run"),
-                 "--set", "crop=48,48", "--set", "levels=3", "--set", "filters=8",
-                 "--set", "clip_len=2", "--steps", "2", "--quiet"]) == 0
-    return root
+def run(tiny_cosine_run):
+    return tiny_cosine_run
 
 
 def track_geff(run, frames, out, *more) -> int:

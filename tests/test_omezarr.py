@@ -142,13 +142,8 @@ def test_frames_of_another_shape_are_refused(seq, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("omezarr_run")
-    write_ctc_synthetic(root / "data", frames=4, size=(48, 56), seed=0)
-    assert main(["train", "--data", str(root / "data"), "--out", str(root / "run"),
-                 "--set", "crop=48,48", "--set", "levels=3", "--set", "filters=8",
-                 "--set", "clip_len=2", "--steps", "2", "--quiet"]) == 0
-    return root
+def run(tiny_cosine_run):
+    return tiny_cosine_run
 
 
 def test_cli_track_omezarr_in_place_and_to_a_new_store(run, tmp_path):
