@@ -132,7 +132,7 @@ class Predictor:
         larger than it knows); the pass whose objects come closest to the
         training size decides, corrected by the ratio that remains.
         """
-        from instatrack.data.rescale import estimate_diameter, resize_image, scale_for
+        from instatrack.data.rescale import LIMIT, estimate_diameter, resize_image, scale_for
 
         if self.object_size is None:
             return 1.0
@@ -148,7 +148,8 @@ class Predictor:
             size = estimate_diameter(np.concatenate(found)) if found else None
             if size is not None and abs(np.log(size / self.trained_size)) < miss:
                 miss = abs(np.log(size / self.trained_size))
-                best = float(np.clip(factor * scale_for(size, self.trained_size), 0.25, 4.0))
+                best = float(np.clip(factor * scale_for(size, self.trained_size),
+                                     1 / LIMIT, LIMIT))
         return best
 
     def _windows(self, prepared: Iterable[np.ndarray], first_masks: np.ndarray | None):

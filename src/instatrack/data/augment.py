@@ -182,7 +182,7 @@ def background_and_noise(frame: np.ndarray, labels: np.ndarray | None = None
     the same pixels, divided by sqrt 2 (smooth objects barely change it);
     both over every other row.
     """
-    # every other pixel of every other row: the medians cost a quarter and barely move
+    # every other row: the medians cost half and barely move
     frame = frame[..., ::2, :]
     labels = None if labels is None else labels[::2, :]
     mask = None
