@@ -16,7 +16,7 @@ from instatrack import pretrained  # noqa: E402
 def _tiny(name):
     recipe = train_shipped.RECIPES[name]
     return dataclasses.replace(
-        recipe, synthetic=train_shipped.Synthetic(sequences=2, frames=4, size=(48, 48), seed=0),
+        recipe, synthetic=(train_shipped.Synthetic(sequences=2, frames=4, size=(48, 48), seed=0),),
         overrides=(*recipe.overrides, "width=0.1", "stage1_blocks=1", "crop=32,32",
                    "batch_size=1", "steps=2", "log_every=1", "val_every=2"))
 
@@ -27,7 +27,7 @@ def test_a_recipe_trains_on_the_real_data_that_is_there(tmp_path, capsys):
                                      tmp_path / "no-data", quiet=True)
     err = capsys.readouterr().err
     assert "skipping Fluo-N2DH-SIM+ 01" in err and "skipping Fluo-N2DH-GOWT1 01" in err
-    assert Path(pretrained_run_data(run)).name == recipe.synthetic.folder_name
+    assert Path(pretrained_run_data(run)).name == recipe.synthetic[0].folder_name
     # running the recipe again finds the run finished and the synthetic data made
     assert train_shipped.train_recipe("nuclei-se", recipe, run, tmp_path / "work",
                                       tmp_path / "no-data", quiet=True) == run
@@ -50,7 +50,7 @@ def test_a_trained_recipe_installs_as_a_shipped_model(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, "ROOT", tmp_path / "dest")
     assert pretrained.names() == ["nuclei-se-synthetic"]
     assert set(model.scores) == {"validation SEG", "SIM+ 01 t45-64 SEG"}
-    assert model.training_data == (f"synthetic: {recipe.synthetic.command}",)
+    assert model.training_data == (f"synthetic: {recipe.synthetic[0].command}",)
     assert "Cell Tracking" not in model.terms
     card = (model.path / pretrained.CARD).read_text()
     for text in ("## Training data", "train_shipped.py nuclei-se-synthetic --install",

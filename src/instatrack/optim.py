@@ -19,7 +19,8 @@ class OptimSettings(Settings):
 
     The learning rate decays exponentially from ``lr`` at the first step to
     ``lr_final`` at the last; ``grad_clip`` > 0 clips the gradient norm; ``amp``
-    (bfloat16 autocast) and ``compile`` (``torch.compile``) apply on CUDA only.
+    trains under bfloat16 autocast on CUDA and on CPUs with bfloat16 kernels (AVX-512,
+    AMX), float32 elsewhere; ``compile`` (``torch.compile``) applies on CUDA only.
     """
 
     steps: int = 1000

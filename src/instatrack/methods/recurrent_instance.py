@@ -158,7 +158,8 @@ class RecurrentInstance(PerFrameMethod):
         steps = [min(n + self.config.extra_steps, cap) for n in counts]
         mask_logits, confidence_logits = model(images, max(steps), logits=True)
         criterion = HungarianIoULoss(self.config.loss_lambda, self.config.ordered_matching)
-        loss, parts = criterion(mask_logits, confidence_logits, labels, steps)
+        with torch.autocast(images.device.type, enabled=False):
+            loss, parts = criterion(mask_logits.float(), confidence_logits.float(), labels, steps)
         parts["step_cap"] = float(cap)
         return loss, parts
 

@@ -118,7 +118,9 @@ class SpatialEmbedding(PerFrameMethod):
         """``batch["image"] (B, T, C, Y, X)``, ``batch["labels"] (B, T, Y, X)``; T folds into B."""
         image = batch["image"]
         outputs = model(image.reshape(-1, *image.shape[2:]))
-        return self.criterion(outputs, batch["labels"])
+        # offsets and sigmas in float32 whatever the network ran in (bfloat16 autocast)
+        with torch.autocast(image.device.type, enabled=False):
+            return self.criterion({k: v.float() for k, v in outputs.items()}, batch["labels"])
 
     def segment_frame(self, net: BranchedERFNet, image: torch.Tensor) -> np.ndarray:
         """``(Y, X)`` int32 labels of one ``(1, C, Y, X)`` image on the model's device."""
