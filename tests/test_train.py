@@ -92,3 +92,18 @@ def test_cli_reports_bad_config_in_one_line(cells, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "colour" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_bfloat16_on_cpu_only_where_it_pays():
+    import torch
+
+    from instatrack.methods import get_method
+    from instatrack.train import cpu_has_bf16, uses_amp
+
+    cpu = torch.device("cpu")
+    cosine = get_method("cosine-hourglass").config_cls.build("fast")
+    propagation = get_method("spatial-propagation").config_cls.build("fast")
+    assert uses_amp(cosine, cpu) == cpu_has_bf16()
+    assert not uses_amp(cosine.replace(amp=False), cpu)
+    assert not uses_amp(propagation, cpu)  # slower in bfloat16 on a CPU
+    assert uses_amp(propagation, torch.device("cuda"))

@@ -104,10 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--res", required=True, help="results in the matching layout")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub.add_parser("demo", help="synthesise, train, track, evaluate and draw, in minutes")
+    p = sub.add_parser("demo", help="synthesise, track with a shipped model, fine-tune, "
+                                    "evaluate and draw, in minutes")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD)
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: preset)")
+    p.add_argument("--model", default=None, metavar="MODEL",
+                   help="shipped model (instatrack models) or run folder to start from "
+                        "(default: nuclei-ch); 'none' trains --method from scratch")
+    p.add_argument("--method", choices=METHODS, default=None,
+                   help=f"train this method from scratch instead (default with --model none: "
+                        f"{DEFAULT_METHOD})")
+    p.add_argument("--steps", type=int, default=None,
+                   help="fine-tuning steps (default 150), or training steps from scratch "
+                        "(default: the method's demo steps)")
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
     return parser

@@ -410,10 +410,16 @@ def evaluate(args) -> int:
 
 
 def demo(args) -> int:
-    from instatrack.demo import run_demo
+    from instatrack.demo import DEMO_MODEL, run_demo
+    from instatrack.methods import DEFAULT_METHOD
 
-    report = run_demo(args.out, method=args.method, steps=args.steps, frames=args.frames,
-                      size=tuple(args.size))
+    if args.model is not None and args.method is not None and args.model != "none":
+        raise ConfigError("demo: --method trains from scratch, --model starts from a model; "
+                          "give one of them")
+    model = None if args.model == "none" or (args.model is None and args.method) else \
+        args.model or DEMO_MODEL
+    report = run_demo(args.out, model=model, method=args.method or DEFAULT_METHOD,
+                      steps=args.steps, frames=args.frames, size=tuple(args.size))
     sys.stdout.write(report)
     return 0
 

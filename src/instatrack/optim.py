@@ -7,6 +7,7 @@ without importing torch.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from instatrack.settings import Settings, require
 
@@ -33,6 +34,9 @@ class OptimSettings(Settings):
     amp: bool = True
     compile: bool = False
     seed: int = 0
+    #: whether ``amp`` also applies on a CPU: a method whose steps run slower in bfloat16
+    #: there sets it False (docs/benchmarks.md, training throughput)
+    cpu_amp: ClassVar[bool] = True
 
     def check(self) -> None:
         super().check()

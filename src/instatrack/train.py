@@ -105,10 +105,12 @@ def resume(run: str | Path | runs.Run, steps: int | None = None, data: Data | No
     return _fit(run, sequences, sampler, checkpoint, progress, device)
 
 
-def train_or_resume(method: str, data: Data, out: str | Path,
+def train_or_resume(method: str | None, data: Data, out: str | Path,
                     config: TrainConfig | None = None, steps: int | None = None,
-                    progress: bool | Progress = True) -> Path:
-    """Continue the run ``out`` if it has started, else start it.
+                    progress: bool | Progress = True,
+                    init: str | Path | runs.Run | None = None) -> Path:
+    """Continue the run ``out`` if it has started, else start it (from ``init``, see
+    :func:`train`).
 
     For commands that pick up where they were stopped (the demo, the benchmark
     scripts): a new run uses ``config``; a started one keeps its saved config
@@ -117,14 +119,17 @@ def train_or_resume(method: str, data: Data, out: str | Path,
     """
     run = runs.Run.find(out)
     if run is not None and run.is_started:
-        if run.method != method:
+        if method is not None and run.method != method:
             raise ConfigError(f"{out} was trained with {run.method}, not {method}")
         if not run.has_checkpoint:
             return run.path
         return resume(run, steps=steps, data=data, progress=progress)
-    if steps:
+    if steps and init is None:
         config = (config or get_method(method).config_cls.build("fast")).replace(steps=steps)
-    return train(method, data, out, config=config, progress=progress)
+    elif steps:
+        start = init if isinstance(init, runs.Run) else runs.Run.resolve(init)
+        config = (config or finetune.init_config(start)).replace(steps=steps)
+    return train(method, data, out, config=config, progress=progress, init=init)
 
 
 def _resolved(data: Data) -> Path | list[Path]:
@@ -260,7 +265,7 @@ def uses_amp(config: TrainConfig, device: torch.device) -> bool:
         return False
     if device.type == "cuda":
         return True
-    return device.type == "cpu" and cpu_has_bf16()
+    return device.type == "cpu" and config.cpu_amp and cpu_has_bf16()
 
 
 def cpu_has_bf16() -> bool:

@@ -96,6 +96,9 @@ class FirstFrameTuning(Settings):
 class SpatialPropagationConfig(TrainConfig, FirstFrameTuning, RegionSettings):
     """Foreground net, SPN and training degradations; fine-tuning and filtering in the bases."""
 
+    # the propagation's many small steps ran 2x slower under bfloat16 autocast on a CPU
+    cpu_amp: ClassVar[bool] = False
+
     # foreground network
     fg_width: int = 16
     fg_levels: int = 3
