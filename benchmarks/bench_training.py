@@ -48,7 +48,8 @@ class Trainer:
     """One method, preset and precision: model, optimiser and a batch source, as in training."""
 
     def __init__(self, name: str, preset: str, amp: bool, data: bool, device: torch.device):
-        from instatrack.train import _optimiser, uses_amp
+        from instatrack.methods.base import uses_amp
+        from instatrack.train import _optimiser
 
         method_cls = get_method(name)
         self.config = method_cls.config_cls.build(preset).replace(amp=amp)

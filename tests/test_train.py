@@ -98,7 +98,7 @@ def test_bfloat16_on_cpu_only_where_it_pays():
     import torch
 
     from instatrack.methods import get_method
-    from instatrack.train import cpu_has_bf16, uses_amp
+    from instatrack.methods.base import cpu_has_bf16, uses_amp
 
     cpu = torch.device("cpu")
     cosine = get_method("cosine-hourglass").config_cls.build("fast")

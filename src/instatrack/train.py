@@ -31,7 +31,7 @@ from instatrack import finetune, runs
 from instatrack.config import TrainConfig, parse_slice
 from instatrack.errors import ConfigError, DataError, InstatrackError
 from instatrack.methods import get_method
-from instatrack.methods.base import Method
+from instatrack.methods.base import Method, uses_amp
 
 #: at most this many held-out frames are segmented for each validation score
 VAL_MAX_FRAMES = 12
@@ -255,24 +255,6 @@ def _decay(config: TrainConfig) -> Callable[[int], float]:
     """Exponential decay from ``lr`` at step 0 to ``lr_final`` at the last step."""
     ratio = config.lr_final / config.lr
     return lambda step: ratio ** min(step / config.steps, 1.0)
-
-
-def uses_amp(config: TrainConfig, device: torch.device) -> bool:
-    """Whether training steps run under bfloat16 autocast: ``amp`` on CUDA, or on a CPU
-    whose oneDNN has bfloat16 kernels (AVX-512 or AMX; 1.5-2x faster steps, see
-    docs/benchmarks.md); plain float32 elsewhere."""
-    if not config.amp:
-        return False
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and config.cpu_amp and cpu_has_bf16()
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def _compiled(model: torch.nn.Module, config: TrainConfig, device: torch.device):

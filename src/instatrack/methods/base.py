@@ -151,3 +151,24 @@ class PerFrameMethod(Method):
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The plain model behind a ``torch.compile`` wrapper (the model itself otherwise)."""
     return getattr(model, "_orig_mod", model)
+
+
+def uses_amp(config, device: torch.device) -> bool:
+    """Whether the network runs under bfloat16 autocast (``config.amp``): on CUDA, or on a
+    CPU whose oneDNN has bfloat16 kernels (AVX-512 or AMX) unless the method opts out
+    (``cpu_amp``); plain float32 elsewhere. Training steps use it, and inference of
+    methods whose output tolerates it (docs/benchmarks.md)."""
+    if not config.amp:
+        return False
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and config.cpu_amp and cpu_has_bf16()
+
+
+def cpu_has_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
