@@ -106,3 +106,36 @@ def test_object_size_needs_a_recorded_training_size():
     method.config = method.config.replace(instance_area=(0.0, 0.0))
     with pytest.raises(DataError, match="object-size"):
         Predictor(method, None, "cpu", object_size=20.0).segment(_disks(10))
+
+
+def test_rescaled_sequence_resizes_frames_and_labels(tmp_path):
+    from instatrack.data import open_datasets
+    from instatrack.data.rescale import data_object_size, rescaled
+    from instatrack.data.synth import write_ctc_synthetic
+
+    seq = open_datasets(write_ctc_synthetic(tmp_path / "d", frames=2, size=(40, 48)))[0]
+    big = rescaled([seq], 2.0)[0]
+    assert big.image(0).shape == (80, 96) and big.labels(1).shape == (80, 96)
+    assert big.name == seq.name and big.is_video and len(big) == 2
+    assert data_object_size([big]) == pytest.approx(2 * data_object_size([seq]), rel=0.1)
+    assert rescaled([seq], 1.0)[0] is seq
+
+
+def test_fine_tuning_trains_at_the_init_models_object_size(tmp_path, tiny_cosine_run):
+    """--init rescales the data to the init model's objects and inference repeats it."""
+    import instatrack
+    from instatrack.data.synth import write_ctc_synthetic
+    from instatrack.finetune import init_config
+    from instatrack.runs import Run
+    from instatrack.train import resume, train
+
+    init = Run.open(tiny_cosine_run / "run")
+    small = write_ctc_synthetic(tmp_path / "small", frames=4, size=(48, 56), seed=1,
+                                radius=(2.5, 3.5))
+    config = init_config(init, overrides=["steps=2"])
+    run = Run.open(train(None, small, tmp_path / "ft", init=init, progress=False, config=config))
+    assert run.config.rescale > 1.3
+    assert run.config.instance_area[1] == pytest.approx(init.config.instance_area[1], rel=0.5)
+    assert instatrack.load(run.path).input_scale(np.zeros((1, 48, 56))) == run.config.rescale
+    resume(run.path, steps=3, progress=False)  # the saved factor, not a new measurement
+    assert Run.open(run.path).config.rescale == run.config.rescale

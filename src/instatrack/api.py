@@ -134,8 +134,8 @@ class Predictor:
         """
         from instatrack.data.rescale import LIMIT, estimate_diameter, resize_image, scale_for
 
-        if self.object_size is None:
-            return 1.0
+        if self.object_size is None:  # as in training (a fine-tuned run may rescale)
+            return self.config.rescale or 1.0
         if self.trained_size <= 0:
             raise DataError("this run does not record the size of its training objects, so "
                             "--object-size cannot be used with it")

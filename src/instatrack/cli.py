@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"train this method from scratch instead (default with --model none: "
                         f"{DEFAULT_METHOD})")
     p.add_argument("--steps", type=int, default=None,
-                   help="fine-tuning steps (default 150), or training steps from scratch "
+                   help="fine-tuning steps (default 300), or training steps from scratch "
                         "(default: the method's demo steps)")
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))

@@ -69,6 +69,11 @@ class TrainConfig(OptimSettings, TrackSettings, AcquisitionSettings):
     # (10th percentile, median) of the instance areas in pixels; post-processing may
     # size itself from it (see instatrack.cluster.hdbscan.cluster_sizes)
     instance_area: tuple[float, float] = (0.0, 0.0)
+    # factor the training frames are resized by; 0 = chosen when training starts: with
+    # an init model (--init) its object size over the data's (fine-tuning where its
+    # weights know the objects), else 1. New frames are resized by it at inference
+    # unless --object-size says otherwise.
+    rescale: float = 0.0
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {"fast": {}, "paper": {}}
 
@@ -86,6 +91,8 @@ class TrainConfig(OptimSettings, TrackSettings, AcquisitionSettings):
                 f"instance_area must be two areas >= 0, got {self.instance_area}")
         for name in ("train_frames", "val_frames"):
             parse_slice(getattr(self, name), name)
+        require(self.rescale == 0 or 0.25 <= self.rescale <= 4,
+                f"rescale must be 0 (automatic) or in [0.25, 4], got {self.rescale}")
 
     # -- construction -----------------------------------------------------
     @classmethod

@@ -18,9 +18,9 @@ from instatrack.data.augment import AcquisitionSettings
 from instatrack.methods import DEFAULT_METHOD
 
 #: the shipped model the demo starts from (``instatrack models``)
-DEMO_MODEL = "nuclei-ch"
-#: fine-tuning steps of the demo: the shipped model's learning rate, lowered
-FINETUNE = {"steps": 150, "lr": 2e-4, "lr_final": 2e-5}
+DEMO_MODEL = "nuclei-se"
+#: the demo's fine-tuning: 300 steps from half the fast preset's learning rate (docs/results.md)
+FINETUNE = {"steps": 300, "lr": 5e-4, "lr_final": 5e-5}
 
 
 def run_demo(out: str | Path, model: str | Path | None = DEMO_MODEL,
@@ -44,8 +44,9 @@ def run_demo(out: str | Path, model: str | Path | None = DEMO_MODEL,
     results: dict[str, dict] = {}
     if model is not None:
         clock = time.perf_counter()
-        results["shipped model, as it comes"], drawn = _track_and_score(model, test_data,
-                                                                         "01_RES_shipped")
+        # the shipped model's objects are larger than the demo's: --object-size auto
+        results["shipped model, as it comes"], drawn = _track_and_score(
+            model, test_data, "01_RES_shipped", object_size="auto")
         timings["track (shipped model)"] = time.perf_counter() - clock
         clock = time.perf_counter()
         run, config = _finetune(model, train_data, out / "run", steps, frames, progress)
@@ -70,14 +71,14 @@ def run_demo(out: str | Path, model: str | Path | None = DEMO_MODEL,
     return report
 
 
-def _track_and_score(model, test_data: Path, res_name: str):
+def _track_and_score(model, test_data: Path, res_name: str, object_size=None):
     """CTC scores of ``model`` on the test sequence, and (images, result) to draw."""
     from instatrack.api import load
     from instatrack.data.ctc import CTCSequence
     from instatrack.metrics.ctc import evaluate_ctc
 
     sequence = CTCSequence(test_data / "01")
-    predictor = load(model)
+    predictor = load(model, object_size=object_size)
     images = [sequence.image(t) for t in range(len(sequence))]
     first = sequence.labels(0) if predictor.method.needs_first_masks else None
     result = predictor.track(images, first_masks=first)

@@ -24,7 +24,7 @@ from instatrack.errors import ConfigError, DataError
 #: TrainConfig keys that describe the network's input: an init model fixes them
 INPUT_KEYS = ("in_channels", "norm_low", "norm_high")
 #: TrainConfig keys that describe the init model's own training data: reset for the new data
-DATA_KEYS = ("train_frames", "val_frames", "instance_area")
+DATA_KEYS = ("train_frames", "val_frames", "instance_area", "rescale")
 
 
 def tunable_keys(config_cls: type[TrainConfig]) -> list[str]:

@@ -29,6 +29,7 @@ import torch
 
 from instatrack import finetune, runs
 from instatrack.config import TrainConfig, parse_slice
+from instatrack.data.rescale import rescaled
 from instatrack.errors import ConfigError, DataError, InstatrackError
 from instatrack.methods import get_method
 from instatrack.methods.base import Method, uses_amp
@@ -73,6 +74,8 @@ def train(method: str | None, data: Data, out: str | Path, config: TrainConfig |
     runs.check_new(Path(out))
     sequences = open_datasets(data)
     config = config if config is not None else method_cls.config_cls.build("fast")
+    config = config.replace(rescale=_rescale(config, sequences, start))
+    sequences = rescaled(sequences, config.rescale)
     config, sampler = _fit_to_data(method_cls, config, sequences)
     weights = None
     if start is not None:
@@ -98,8 +101,8 @@ def resume(run: str | Path | runs.Run, steps: int | None = None, data: Data | No
     if not data:
         raise ConfigError(f"{run.file(runs.CONFIG)}: does not say which data the run was "
                           f"trained on; pass --data")
-    sequences = open_datasets(data)
     config = run.config if steps is None else run.config.replace(steps=steps)
+    sequences = rescaled(open_datasets(data), config.rescale or 1.0)
     config, sampler = _fit_to_data(run.method_cls, config, sequences)
     run.save_config(config, data=_resolved(data))
     return _fit(run, sequences, sampler, checkpoint, progress, device)
@@ -232,6 +235,18 @@ def _fit_to_data(method_cls: type[Method], config: TrainConfig, sequences):
     if max(config.instance_area) <= 0:
         config = config.replace(instance_area=sampler.instance_areas())
     return config, sampler
+
+
+def _rescale(config: TrainConfig, sequences, start: runs.Run | None) -> float:
+    """The ``rescale`` of a new run: the config's, else the init model's object size over
+    the data's (1 when either is unknown or they agree within rescale.TOLERANCE)."""
+    from instatrack.data.rescale import data_object_size, diameter, scale_for
+
+    if config.rescale > 0:
+        return config.rescale
+    trained = diameter(start.config.instance_area[1]) if start is not None else 0.0
+    size = data_object_size(sequences) if trained > 0 else None
+    return 1.0 if size is None else scale_for(size, trained)
 
 
 def _fit_config_to_data(method_cls: type[Method], config: TrainConfig, sequences) -> TrainConfig:

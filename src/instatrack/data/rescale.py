@@ -84,3 +84,57 @@ def parse_object_size(value: str | float | None) -> float | str | None:
     if not size > 0:
         raise ConfigError(f"--object-size must be > 0 pixels, got {value!r}")
     return size
+
+
+class RescaledSequence:
+    """A :class:`~instatrack.data.types.Sequence` whose frames and labels are resized by
+    ``factor`` (linear for images, nearest for labels), for training at another object size."""
+
+    def __init__(self, seq, factor: float):
+        self.seq, self.factor = seq, float(factor)
+        self.name, self.is_video, self.channels = seq.name, seq.is_video, seq.channels
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def image(self, t: int) -> np.ndarray:
+        raw = np.asarray(self.seq.image(t), np.float32)
+        planes = raw[None] if raw.ndim == 2 else np.moveaxis(raw, -1, 0)
+        out = resize_image(planes, self.factor)
+        return out[0] if raw.ndim == 2 else np.moveaxis(out, 0, -1)
+
+    def labels(self, t: int) -> np.ndarray | None:
+        labels = self.seq.labels(t)
+        if labels is None:
+            return None
+        shape = tuple(max(1, round(n * self.factor)) for n in labels.shape[-2:])
+        return resize_labels(labels, shape)
+
+    def frame_path(self, t: int):
+        return self.seq.frame_path(t)
+
+
+def rescaled(sequences, factor: float) -> list:
+    """``sequences`` resized by ``factor`` (themselves when it is 1)."""
+    if factor == 1:
+        return list(sequences)
+    return [RescaledSequence(seq, factor) for seq in sequences]
+
+
+def data_object_size(sequences, frames_per_sequence: int = 5) -> float | None:
+    """Median object diameter over the first annotated frames of every sequence (None
+    without annotations)."""
+    diameters = []
+    for seq in sequences:
+        found = 0
+        for t in range(len(seq)):
+            labels = seq.labels(t)
+            if labels is None:
+                continue
+            size = estimate_diameter(np.where(labels > 0, labels, 0))
+            if size is not None:
+                diameters.append(size)
+            found += 1
+            if found == frames_per_sequence:
+                break
+    return float(np.median(diameters)) if diameters else None
