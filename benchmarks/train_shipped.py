@@ -95,12 +95,13 @@ NUCLEI_LIMITS = (
 
 LEAVES_LIMITS = (
     "Top-view RGB photographs of single rosette plants (Arabidopsis, as in CVPPP A1: "
-    "530x500 px, leaves of roughly 10-60 px across on soil). Trained on 50 plants of one "
-    "lab's set-up, so other species, cameras, backgrounds, side views, trays of many plants "
-    "or much larger/smaller leaves (use `--object-size`) are untested. Small, young leaves in "
-    "the centre and touching leaves are where it errs: objects under 200 px are dropped, and "
-    "some leaves come split in two. Still images; a time-lapse is linked by overlap only. "
-    "Non-commercial use only (the CVPPP terms, above).")
+    "530x500 px, leaves about 15-90 px across, median 48 px, on soil in a pot). Trained on "
+    "50 plants of one lab's set-up, so other species, cameras, backgrounds, side views, trays "
+    "of many plants or much larger/smaller leaves (try `--object-size`) are untested. Errors "
+    "are mostly counting ones: objects under 200 px are dropped (5% of the training leaves "
+    "are that small: the youngest, in the centre), and some leaves come split in two (more "
+    "leaves found than there are, on average). Still images; a time-lapse is linked by "
+    "overlap only. Non-commercial use only (the CVPPP terms, above).")
 
 RECIPES: dict[str, Recipe] = {
     # the synthetic frames train; frames 0-29 of each real sequence train and 30-35
