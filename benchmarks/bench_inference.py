@@ -1,25 +1,51 @@
-"""End-to-end tracking speed (frames/s): network + clustering + linking.
+"""Inference speed on the CPU (or a device): seconds per frame.
 
-Tracks synthetic fluorescence frames of the given size with a trained run
-(``--run``; clustering time depends on what the network predicts, so a
-trained model gives the honest number) and reports the median seconds per
-frame over the sequence after the first frame, plus frames/s.
+Two measurements:
+
+``--run RUN``: end-to-end tracking (network + clustering + linking) of synthetic
+fluorescence frames of ``--size`` with a trained run, the median seconds per frame
+over the sequence after the first frame, plus frames/s (clustering time depends on
+what the network predicts, so a trained model gives the honest number)::
 
     python benchmarks/bench_inference.py --run runs/sim-se --size 512 512 --frames 8
+
+``--models NAME_OR_RUN ...``: segmenting one still frame (``instatrack segment``:
+normalisation, network, clustering) with each shipped model or run folder at each
+square ``--sizes``, the median over ``--repeats`` rounds. The learning-free
+pipeline of ``benchmarks/classical_baseline.py`` is timed on the same frames in
+the same process, and every model's time is also given as a multiple of it (the
+ratio is what survives a busy machine). The rounds interleave the models, so a
+change of load hits all of them alike. One-channel models get synthetic
+fluorescence frames (4 cells per 100x100 px), three-channel models tiles of
+synthetic leaf rosettes (leaves of CVPPP size)::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_inference.py \\
+        --models nuclei-se nuclei-se-synthetic leaves-se --sizes 512 1024 --repeats 5
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
+import sys
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import instatrack
-from instatrack.data.synth import generate_cells
+from instatrack.data.synth import generate_cells, generate_leaves
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from classical_baseline import ClassicalSettings, segment_classical  # noqa: E402
+
+#: side of one synthetic rosette in a leaf frame: its leaves then have a median area
+#: of ~1,700 px, as CVPPP A1's (1,800 px on the training plants)
+ROSETTE = 320
 
 
 def seconds_per_frame(predictor, frames: list[np.ndarray]) -> float:
@@ -31,20 +57,104 @@ def seconds_per_frame(predictor, frames: list[np.ndarray]) -> float:
     return float(statistics.median(gaps)) if len(gaps) else float("nan")
 
 
+def test_frame(channels: int, size: int, seed: int = 0) -> np.ndarray:
+    """A synthetic ``(Y, X)`` fluorescence frame (1 channel) or ``(Y, X, 3)`` RGB frame
+    tiled with leaf rosettes (3 channels) of ``size`` x ``size`` pixels."""
+    if channels == 1:
+        return generate_cells(frames=1, size=(size, size), seed=seed, density=4.0).images[0]
+    if channels != 3:
+        raise SystemExit(f"bench_inference: no test frames for {channels}-channel models")
+    per_side = -(-size // ROSETTE)
+    tiles = generate_leaves(per_side ** 2, (ROSETTE, ROSETTE), seed=seed).images
+    rows = [np.concatenate(list(tiles[i * per_side:(i + 1) * per_side]), axis=1)
+            for i in range(per_side)]
+    return np.ascontiguousarray(np.concatenate(rows, axis=0)[:size, :size])
+
+
+def time_segmenters(segmenters: dict[str, tuple[int, object]], sizes: list[int],
+                    repeats: int) -> list[dict]:
+    """Median seconds per frame of every ``name -> (channels, segment)`` at every size.
+
+    ``segment`` maps one raw frame to labels. Each is called once untimed, then
+    ``repeats`` times, the rounds going through all of them in turn.
+    """
+    rows = []
+    for size in sizes:
+        frames = {c: test_frame(c, size) for c in {c for c, _ in segmenters.values()}}
+        times: dict[str, list[float]] = {name: [] for name in segmenters}
+        for round_ in range(repeats + 1):
+            for name, (channels, segment) in segmenters.items():
+                clock = time.perf_counter()
+                labels = segment(frames[channels])
+                if round_:
+                    times[name].append(time.perf_counter() - clock)
+                if round_ == repeats:
+                    objects = len(np.unique(labels)) - 1
+                    rows.append({"model": name, "size": size, "channels": channels,
+                                 "seconds": statistics.median(times[name]),
+                                 "objects": objects})
+    return rows
+
+
+def speed_table(models: list[str], sizes: list[int], repeats: int, device=None) -> list[dict]:
+    """Rows of :func:`time_segmenters` for the models and the classical pipeline on each
+    kind of frame they get, each with ``ratio``: its time over the classical one's."""
+    segmenters = {}
+    for model in models:
+        predictor = instatrack.load(model, device=device)
+        segmenters[model] = (predictor.config.in_channels, predictor.segment)
+    classical = ClassicalSettings()
+    for channels in sorted({c for c, _ in segmenters.values()}):
+        segmenters[f"classical ({channels} ch)"] = (
+            channels, lambda frame: segment_classical(frame, classical))
+    rows = time_segmenters(segmenters, sizes, repeats)
+    reference = {(r["size"], r["channels"]): r["seconds"] for r in rows
+                 if r["model"].startswith("classical")}
+    return [{**r, "ratio": r["seconds"] / reference[r["size"], r["channels"]]} for r in rows]
+
+
+def machine() -> str:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+            f"{torch.__version__}, {torch.get_num_threads()} torch thread(s), load average "
+            f"{load}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| model | frame | input | s/frame | frames/s | x classical | objects |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        kind = "fluorescence" if r["channels"] == 1 else "RGB leaves"
+        print(f"| {r['model']} | {r['size']}x{r['size']} | {kind} | {r['seconds']:.3f} | "
+              f"{1 / r['seconds']:.2f} | {r['ratio']:.1f} | {r['objects']} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", required=True, help="trained run folder")
-    parser.add_argument("--size", type=int, nargs=2, default=(512, 512))
-    parser.add_argument("--frames", type=int, default=8)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", help="trained run folder: time end-to-end tracking")
+    what.add_argument("--models", nargs="+", metavar="NAME_OR_RUN",
+                      help="shipped models or run folders: time segmenting a still frame")
+    parser.add_argument("--size", type=int, nargs=2, default=(512, 512),
+                        help="with --run: frame size Y X")
+    parser.add_argument("--frames", type=int, default=8, help="with --run: frames tracked")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024],
+                        help="with --models: sides of the square frames")
+    parser.add_argument("--repeats", type=int, default=5, help="with --models: timed rounds")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.models:
+        rows = speed_table(args.models, args.sizes, args.repeats, args.device)
+        print(f"# {machine()}; median of {args.repeats} rounds")
+        print_table(rows)
+        return
     predictor = instatrack.load(args.run, device=args.device)
-    density = 4.0
     frames = list(generate_cells(frames=args.frames, size=tuple(args.size), seed=0,
-                                 density=density).images)
+                                 density=4.0).images)
     seconds = seconds_per_frame(predictor, frames)
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, device {predictor.device}")
+    print(f"# {machine()}, device {predictor.device}")
     print(f"{predictor.method.name}: {args.size[0]}x{args.size[1]}, {args.frames} frames: "
           f"{seconds:.3f} s/frame = {1 / seconds:.2f} frames/s")
 

@@ -13,8 +13,9 @@ into ``src/instatrack/pretrained/NAME/`` (config, best weights, ``model.json``,
 ``MODEL_CARD.md`` with the run's validation score filled in); ``--score`` adds
 test scores, ``--set`` post-processing values chosen on validation frames.
 
-Real frames used: 0-29 train, 30-35 validate (best weights); the later frames are
-never seen and remain the test frames of docs/results.md. See docs/models.md.
+Real frames used: 0-29 train, 30-35 validate (best weights) for the nuclei models,
+plants 0-49 train, 50-55 validate for leaves-se; the later frames (plants) are never
+seen and remain the test frames of docs/results.md. See docs/models.md.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ CTC_TERMS = ("Cell Tracking Challenge training data (celltrackingchallenge.net):
              "al., Nat. Methods 2017 (doi:10.1038/nmeth.4473) and acknowledge the CTC; public "
              "non-CTC scientific use needs the data provider's permission, commercial use the "
              "explicit permission of the organisers and data providers")
+CVPPP_TERMS = ("CVPPP 2017 Leaf Segmentation Challenge A1 (Plant Phenotyping Datasets, "
+               "plant-phenotyping.org/datasets-terms-and-conditions): copyright stays with the "
+               "dataset owners (Minervini, Scharr, Tsaftaris); academic use for developing and "
+               "evaluating algorithms only, NO commercial use; cite Minervini et al., Pattern "
+               "Recognition Letters 2016 and Scharr et al., Machine Vision and Applications 2016; "
+               "the data and annotations themselves may not be redistributed (they are not in "
+               "this package)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +82,8 @@ class Recipe:
     preset: str = "fast"
     overrides: tuple[str, ...] = ()
     limits: str = ""
+    #: the terms that the real training data carries into the weights
+    terms: str = CTC_TERMS
 
 
 NUCLEI_LIMITS = (
@@ -82,6 +92,16 @@ NUCLEI_LIMITS = (
     "it); far larger or smaller objects need `--object-size PIXELS|auto`. Not for phase "
     "contrast, brightfield, spread or elongated cells (MSC-like) or 3D stacks. A per-frame "
     "method: tracking links instances by overlap, divisions by the tracker's rules.")
+
+LEAVES_LIMITS = (
+    "Top-view RGB photographs of single rosette plants (Arabidopsis, as in CVPPP A1: "
+    "530x500 px, leaves about 15-90 px across, median 48 px, on soil in a pot). Trained on "
+    "50 plants of one lab's set-up, so other species, cameras, backgrounds, side views, trays "
+    "of many plants or much larger/smaller leaves (try `--object-size`) are untested. Errors "
+    "are mostly counting ones: objects under 200 px are dropped (5% of the training leaves "
+    "are that small: the youngest, in the centre), and some leaves come split in two (more "
+    "leaves found than there are, on average). Still images; a time-lapse is linked by "
+    "overlap only. Non-commercial use only (the CVPPP terms, above).")
 
 RECIPES: dict[str, Recipe] = {
     # the synthetic frames train; frames 0-29 of each real sequence train and 30-35
@@ -116,6 +136,21 @@ RECIPES: dict[str, Recipe] = {
                                      "overlap, divisions by the tracker's rules.",
                                      "Embeddings of consecutive frames are clustered together, "
                                      "so instances come matched across each frame pair.")),
+    # plants 0-49 of the CVPPP A1 folder here train, 50-55 validate (best weights); 56-65
+    # stay the test plants of docs/results.md. 200 px drops the fragments (chosen there on
+    # validation plants; the training validation uses it too)
+    "leaves-se": Recipe(
+        method="spatial-embedding",
+        purpose="leaves of rosette plants in top-view RGB images (CVPPP-style)",
+        synthetic=(),
+        real=(("CVPPP2017_LSC_A1", "A1"),),
+        split="plants 0-49 (file order) of the 66 A1 plants here train; plants 50-55 validate "
+              "(the best weights are kept); plants 56-65 were never seen (the test plants of "
+              "docs/results.md)",
+        overrides=("train_frames=:50", "val_frames=50:56", "min_instance_area=200",
+                   "seed_threshold=0.5", "steps=6000"),
+        limits=LEAVES_LIMITS,
+        terms=CVPPP_TERMS),
     # the same synthetic data alone: frames 0-2 of each sequence train, frame 3 validates
     "nuclei-se-synthetic": Recipe(
         method="spatial-embedding",
@@ -211,7 +246,8 @@ def install(name: str, recipe: Recipe, run_dir: Path, dest: Path, scores: dict[s
     run.config = run.config.with_post_processing(post_processing)
     data = _training_data(run.data, recipe)
     real = [d for d in data if not d.startswith("synthetic")]
-    terms = "; ".join([SYNTH_TERMS] + ([CTC_TERMS] if real else []))
+    terms = "; ".join(([SYNTH_TERMS] if recipe.synthetic else [])
+                      + ([recipe.terms] if real else []))
     card = model_card(name, recipe, run, data, terms, scores, post_processing)
     return pretrained.write_model(run, dest / name, purpose=recipe.purpose, scores=scores,
                                   training_data=data, terms=terms, card=card)

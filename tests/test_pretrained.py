@@ -157,5 +157,7 @@ def test_every_installed_model_loads_and_segments(monkeypatch):
     for model in found:
         assert (model.path / pretrained.CARD).is_file(), model.name
         predictor = instatrack.load(model.name, device="cpu")
-        image = np.random.default_rng(0).integers(0, 255, (64, 64)).astype(np.uint8)
-        assert predictor.segment(image).shape == (64, 64)
+        channels = predictor.config.in_channels
+        shape = (64, 64) if channels == 1 else (64, 64, channels)  # grey or RGB(A)
+        image = np.random.default_rng(0).integers(0, 255, shape).astype(np.uint8)
+        assert predictor.segment(image).shape == (64, 64), model.name

@@ -57,3 +57,20 @@ def test_a_trained_recipe_installs_as_a_shipped_model(tmp_path, monkeypatch):
                  "| 0.500 |", "seed_threshold=0.8", "## Intended use"):
         assert text in card
     assert instatrack.load("nuclei-se-synthetic", device="cpu").config.seed_threshold == 0.8
+
+
+def test_a_recipe_of_real_data_only_carries_that_datas_terms(tmp_path):
+    from instatrack.data.synth import write_cvppp_synthetic
+
+    # a stand-in for the CVPPP folder: four synthetic plants where the recipe looks
+    write_cvppp_synthetic(tmp_path / "data" / "CVPPP2017_LSC_A1", n=4, size=(48, 48), seed=0)
+    recipe = _tiny("leaves-se")
+    recipe = dataclasses.replace(recipe, synthetic=(),
+                                 overrides=(*recipe.overrides, "train_frames=:3",
+                                            "val_frames=3:4"))
+    run = train_shipped.train_recipe("leaves-se", recipe, tmp_path / "run", tmp_path / "work",
+                                     tmp_path / "data", quiet=True)
+    model = train_shipped.install("leaves-se", recipe, run, tmp_path / "dest", {}, [])
+    assert model.training_data == ("CVPPP2017_LSC_A1 A1",)
+    assert model.terms == train_shipped.CVPPP_TERMS
+    assert "NO commercial use" in (model.path / pretrained.CARD).read_text()
