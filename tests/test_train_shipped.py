@@ -57,3 +57,24 @@ def test_a_trained_recipe_installs_as_a_shipped_model(tmp_path, monkeypatch):
                  "| 0.500 |", "seed_threshold=0.8", "## Intended use"):
         assert text in card
     assert instatrack.load("nuclei-se-synthetic", device="cpu").config.seed_threshold == 0.8
+
+
+def test_a_video_recipe_makes_synthetic_videos_and_installs(tmp_path, monkeypatch):
+    import instatrack
+
+    recipe = dataclasses.replace(
+        train_shipped.RECIPES["objects-spn"],
+        synthetic=(train_shipped.Synthetic(sequences=2, frames=4, size=(48, 64), seed=0,
+                                           randomise=False, kind="video"),),
+        overrides=("train_frames=:3", "val_frames=3:4", "fg_width=4", "fg_levels=2",
+                   "spn_width=4", "spn_depth=1", "crop=32,32", "batch_size=1", "steps=2",
+                   "log_every=1", "val_every=2", "finetune_steps=1"))
+    run = train_shipped.train_recipe("objects-spn", recipe, tmp_path / "run", tmp_path / "work",
+                                     tmp_path / "no-data", quiet=True)
+    folder = Path(pretrained_run_data(run))
+    assert folder.name.startswith("synthetic-video-") and (folder / "JPEGImages").is_dir()
+    model = train_shipped.install("objects-spn", recipe, run, tmp_path / "dest", {}, [])
+    assert model.training_data == (f"synthetic: {recipe.synthetic[0].command}",)
+    assert "--kind video" in model.training_data[0]
+    monkeypatch.setattr(pretrained, "ROOT", tmp_path / "dest")
+    assert instatrack.load("objects-spn", device="cpu").config.in_channels == 3
