@@ -1,17 +1,25 @@
-"""DAVIS J&F of semi-supervised propagation on one video, given its first frame's masks.
+"""DAVIS J&F of semi-supervised propagation on a video, given its first frame's masks.
 
 Only the first frame's annotation is used for learning: the foreground network
 and the SPN train on frames ``--train-frames`` (default ``0:1``, the given
 frame, heavily augmented), the per-object heads are fine-tuned on it at
 inference, and every later frame is judged against its ground truth with the
 DAVIS region similarity J and contour accuracy F (first and last frame left
-out, as in DAVIS). Prints one JSON line.
+out, as in DAVIS). Prints one JSON line per video (and their mean when there are
+several, e.g. held-out synthetic videos from ``instatrack synth --kind video``).
 
     python benchmarks/propagation_accuracy.py ../shared/data/DAVIS2016_sample \\
         --steps 1500 --run runs/davis-spn
 
 ``--infer-set KEY=VALUE`` changes post-processing at inference (e.g.
 ``score_threshold``, ``finetune_steps``); ``--out`` writes the DAVIS-layout masks.
+
+``--model`` judges a network that never saw the video instead (a run folder or a
+shipped model, e.g. one pretrained on synthetic videos): nothing is trained, only
+the per-object heads are fine-tuned on the first frame at inference, as always.
+
+    python benchmarks/propagation_accuracy.py ../shared/data/DAVIS2016_sample \\
+        --model objects-spn
 """
 
 from __future__ import annotations
@@ -27,7 +35,9 @@ import numpy as np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", type=Path, help="DAVIS root (JPEGImages/, Annotations/)")
-    parser.add_argument("--run", required=True, help="run folder (trained when missing)")
+    parser.add_argument("--run", help="run folder (trained on the video when missing)")
+    parser.add_argument("--model", help="run folder or shipped model to judge as it is "
+                                        "(trained elsewhere; --run and training flags unused)")
     parser.add_argument("--train-frames", default="0:1")
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--steps", type=int, default=None)
@@ -41,30 +51,52 @@ def main() -> None:
 
     import instatrack
     from instatrack.data import open_dataset
+    if (args.run is None) == (args.model is None):
+        parser.error("give one of --run (train on the video) or --model (judge as it is)")
+    if args.model is not None:
+        run, trained_on = args.model, "elsewhere"
+    else:
+        run = ensure_trained("spatial-propagation", args.dataset, Path(args.run), args.preset,
+                             [f"train_frames={args.train_frames}", "val_frames=", *args.set],
+                             args.steps, args.quiet)
+        trained_on = args.train_frames
+    predictor = instatrack.load(run, overrides=args.infer_set)
+    sequences = open_dataset(args.dataset)
+    rows = []
+    for seq in sequences:
+        out = None if args.out is None else \
+            args.out / seq.name if len(sequences) > 1 else args.out
+        scores = judge(predictor, seq, out)
+        rows.append(scores)
+        print(json.dumps({"dataset": str(args.dataset), "sequence": seq.name,
+                          "model": str(run), "train_frames": trained_on,
+                          "infer_set": args.infer_set, **scores}), flush=True)
+    if len(rows) > 1:
+        print(json.dumps({"dataset": str(args.dataset), "sequence": f"mean of {len(rows)}",
+                          "model": str(run), "train_frames": trained_on,
+                          "infer_set": args.infer_set,
+                          **{k: round(float(np.mean([r[k] for r in rows])), 4)
+                             for k in rows[0]}}))
+
+
+def judge(predictor, seq, out: Path | None) -> dict[str, float]:
+    """Propagate ``seq``'s first annotated masks through it; its DAVIS scores and speed."""
     from instatrack.metrics.davis import evaluate_davis
 
-    run = ensure_trained("spatial-propagation", args.dataset, Path(args.run), args.preset,
-                         [f"train_frames={args.train_frames}", "val_frames=", *args.set],
-                         args.steps, args.quiet)
-    (seq,) = open_dataset(args.dataset)
     frames = [seq.image(t) for t in range(len(seq))]
     gts = [np.maximum(seq.labels(t), 0) for t in range(len(seq))]
-    predictor = instatrack.load(run, overrides=args.infer_set)
     clock = time.perf_counter()
     result = predictor.track(frames, first_masks=gts[0])
     seconds = (time.perf_counter() - clock) / max(len(frames) - 1, 1)
-    if args.out is not None:
+    if out is not None:
         from instatrack.data.davis import write_annotation
 
-        args.out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         for t, labels in enumerate(result.labels):
-            write_annotation(args.out / f"{t:05d}.png", labels)
+            write_annotation(out / f"{t:05d}.png", labels)
     scores = evaluate_davis(gts, list(result.labels))
-    print(json.dumps({"dataset": str(args.dataset), "sequence": seq.name,
-                      "train_frames": args.train_frames,
-                      **{k: round(float(v), 4) for k, v in scores.items()},
-                      "seconds_per_frame": round(seconds, 3)}))
-
+    return {**{k: round(float(v), 4) for k, v in scores.items()},
+            "seconds_per_frame": round(seconds, 3)}
 
 if __name__ == "__main__":
     main()

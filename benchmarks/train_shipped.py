@@ -49,23 +49,28 @@ CVPPP_TERMS = ("CVPPP 2017 Leaf Segmentation Challenge A1 (Plant Phenotyping Dat
 @dataclasses.dataclass(frozen=True)
 class Synthetic:
     """``instatrack synth DIR [--randomise] --sequences N --frames F --size H W --seed S``:
-    randomised looks, or (``randomise=False``) the look of the demo's sequences."""
+    randomised looks, or (``randomise=False``) the look of the demo's sequences;
+    ``kind="video"``: DAVIS-layout colour videos (``--kind video``)."""
 
     sequences: int = 24
     frames: int = 4
     size: tuple[int, int] = (320, 320)
     seed: int = 16
     randomise: bool = True
+    kind: str = "cells"
 
     @property
     def folder_name(self) -> str:
         kind = "synthetic" if self.randomise else "synthetic-demo"
+        kind = "synthetic-video" if self.kind == "video" else kind
         return f"{kind}-{self.sequences}x{self.frames}-{self.size[0]}x{self.size[1]}-" \
                f"seed{self.seed}"
 
     @property
     def command(self) -> str:
-        return (f"instatrack synth DIR{' --randomise' if self.randomise else ''} --sequences "
+        flag = " --kind video" if self.kind == "video" else \
+            " --randomise" if self.randomise else ""
+        return (f"instatrack synth DIR{flag} --sequences "
                 f"{self.sequences} --frames {self.frames} --size {self.size[0]} {self.size[1]} "
                 f"--seed {self.seed}")
 
@@ -160,6 +165,22 @@ RECIPES: dict[str, Recipe] = {
         split="frames 0-2 of each synthetic sequence train, frame 3 validates",
         overrides=("train_frames=:3", "val_frames=3:4", "crop_object_bias=0.7", "steps=6000"),
         limits=NUCLEI_LIMITS + " Never saw a real image: see its scores on real data."),
+    # the parent network of spatial propagation, from synthetic videos only: frames 0-6 of
+    # each video train, the propagation of frames 7-9 validates (docs/propagation_pretraining.md)
+    "objects-spn": Recipe(
+        method="spatial-propagation",
+        purpose="following objects in colour videos from their first-frame masks, trained "
+                "on synthetic videos only (no data terms)",
+        synthetic=(Synthetic(sequences=60, frames=10, size=(240, 432), seed=31,
+                             randomise=False, kind="video"),),
+        real=(),
+        split="frames 0-6 of each synthetic video train, frames 7-9 validate (propagated "
+              "from frame 7's masks)",
+        overrides=("train_frames=:7", "val_frames=7:10", "val_every=500", "fg_width=16",
+                   "fg_levels=4", "spn_width=16", "crop=96,96", "steps=4000"),
+        limits="Colour videos (RGB); semi-supervised: the first frame's masks are needed. "
+               "Never saw a real image: the foreground net knows synthetic objects only, "
+               "so the per-object fine-tuning on frame 0 does most of the work."),
 }
 
 
@@ -181,9 +202,15 @@ def build_data(recipe: Recipe, work: Path, data_root: Path) -> list[Path]:
         folder = work / synth.folder_name
         if not (folder / RECORD).is_file():
             with Outputs(overwrite=True) as outputs:
-                write_ctc_sequences(outputs.folder(folder), sequences=synth.sequences,
-                                    frames=synth.frames, size=synth.size, seed=synth.seed,
-                                    randomise=synth.randomise)
+                if synth.kind == "video":
+                    from instatrack.data.synth_video import write_davis_videos
+
+                    write_davis_videos(outputs.folder(folder), videos=synth.sequences,
+                                       frames=synth.frames, size=synth.size, seed=synth.seed)
+                else:
+                    write_ctc_sequences(outputs.folder(folder), sequences=synth.sequences,
+                                        frames=synth.frames, size=synth.size, seed=synth.seed,
+                                        randomise=synth.randomise)
         folders.append(folder)
     return folders
 

@@ -8,9 +8,13 @@ import pytest
 import torch
 
 from instatrack.errors import ConfigError, DataError
-from instatrack.losses.propagation import degrade_masks, pick_instances
+from instatrack.losses.propagation import balance_weights, degrade_masks, pick_instances
 from instatrack.methods import get_method
-from instatrack.methods.spatial_propagation import SpatialPropagation, SpatialPropagationConfig
+from instatrack.methods.spatial_propagation import (
+    SpatialPropagation,
+    SpatialPropagationConfig,
+    object_windows,
+)
 
 SIZE = 48
 CENTRES = np.array([[14.0, 14.0], [14.0, 34.0], [34.0, 22.0]])
@@ -77,7 +81,7 @@ def test_registered_and_presets_validate():
 @pytest.mark.parametrize("override, key", [
     ("finetune=everything", "finetune"), ("score_threshold=1.5", "score_threshold"),
     ("fg_width=0", "fg_width"), ("region_min_fraction=-1", "region_min_fraction"),
-    ("contest=random", "contest"),
+    ("contest=random", "contest"), ("finetune_object_bias=2", "finetune_object_bias"),
 ])
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
@@ -118,6 +122,24 @@ def test_pick_instances_and_degrade_masks():
     assert coarse.min() >= 0 and coarse.max() <= 1
     inside = coarse[0, 0][masks[0] > 0].mean()
     assert inside > coarse[0, 0][masks[0] == 0].mean() + 0.3
+
+
+def test_balance_weights_count_the_pixels_of_every_mask_given():
+    masks = torch.zeros(2, 1, 10, 10)
+    masks[0, 0, :5] = 1  # half of the first window, none of the second: a quarter in all
+    background, obj = balance_weights(masks)[0, 0].tolist()
+    assert obj == pytest.approx(2.0) and background == pytest.approx(0.5 / 0.75)
+
+
+def test_fine_tuning_windows_see_the_object_and_the_far_background():
+    masks = torch.zeros(1, 1, 200, 200)
+    masks[0, 0, 10:20, 10:20] = 1
+    rng = np.random.default_rng(0)
+    on_object = object_windows(masks, (32, 32), 50, rng, object_bias=1.0)
+    assert all(masks[i, 0, r, c].any() for i, r, c in on_object)
+    mixed = object_windows(masks, (32, 32), 50, rng, object_bias=0.5)
+    away = sum(not masks[i, 0, r, c].any() for i, r, c in mixed)
+    assert 10 <= away <= 40
 
 
 # -- prediction -----------------------------------------------------------------------------------

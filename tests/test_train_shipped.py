@@ -74,3 +74,24 @@ def test_a_recipe_of_real_data_only_carries_that_datas_terms(tmp_path):
     assert model.training_data == ("CVPPP2017_LSC_A1 A1",)
     assert model.terms == train_shipped.CVPPP_TERMS
     assert "NO commercial use" in (model.path / pretrained.CARD).read_text()
+
+
+def test_a_video_recipe_makes_synthetic_videos_and_installs(tmp_path, monkeypatch):
+    import instatrack
+
+    recipe = dataclasses.replace(
+        train_shipped.RECIPES["objects-spn"],
+        synthetic=(train_shipped.Synthetic(sequences=2, frames=4, size=(48, 64), seed=0,
+                                           randomise=False, kind="video"),),
+        overrides=("train_frames=:3", "val_frames=3:4", "fg_width=4", "fg_levels=2",
+                   "spn_width=4", "spn_depth=1", "crop=32,32", "batch_size=1", "steps=2",
+                   "log_every=1", "val_every=2", "finetune_steps=1"))
+    run = train_shipped.train_recipe("objects-spn", recipe, tmp_path / "run", tmp_path / "work",
+                                     tmp_path / "no-data", quiet=True)
+    folder = Path(pretrained_run_data(run))
+    assert folder.name.startswith("synthetic-video-") and (folder / "JPEGImages").is_dir()
+    model = train_shipped.install("objects-spn", recipe, run, tmp_path / "dest", {}, [])
+    assert model.training_data == (f"synthetic: {recipe.synthetic[0].command}",)
+    assert "--kind video" in model.training_data[0]
+    monkeypatch.setattr(pretrained, "ROOT", tmp_path / "dest")
+    assert instatrack.load("objects-spn", device="cpu").config.in_channels == 3

@@ -25,9 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write a synthetic dataset with exact ground truth")
     p.add_argument("out", help="output folder (new, or empty unless --overwrite)")
-    p.add_argument("--kind", choices=("cells", "leaves"), default="cells",
-                   help="cells: CTC time-lapse; leaves: CVPPP-style still images")
-    p.add_argument("--frames", type=int, default=30, help="frames (cells) or images (leaves)")
+    p.add_argument("--kind", choices=("cells", "leaves", "video"), default="cells",
+                   help="cells: CTC time-lapse; leaves: CVPPP-style still images; video: "
+                        "DAVIS-layout colour videos of moving objects over moving clutter")
+    p.add_argument("--frames", type=int, default=30,
+                   help="frames (cells, video) or images (leaves)")
     p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--density", type=float, default=None, help="cells per 100x100 pixels")
@@ -40,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dense-phase", action="append", metavar="START:STOP:FACTOR",
                    help="frames START..STOP-1 with FACTOR times as many cells (repeatable)")
     p.add_argument("--sequences", type=int, default=1, metavar="N",
-                   help="cells: write N sequences 01..NN into one dataset folder")
+                   help="cells: write N sequences 01..NN into one dataset folder; video: N "
+                        "videos synth-000 ...")
     p.add_argument("--randomise", action="store_true",
                    help="cells: each sequence draws its look (size, shape, texture, density, "
                         "contrast, noise, blur, background) from broad ranges; knobs given "

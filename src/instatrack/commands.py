@@ -36,21 +36,32 @@ def synth(args) -> int:
             knobs[key + "s"] = [synthetic.parse_phase(text, flag) for text in phases]
     if args.frames < 1:
         raise ConfigError(f"--frames must be >= 1, got {args.frames}")
-    if args.kind != "cells" and (knobs or args.randomise or args.sequences != 1):
+    if args.kind != "cells" and (knobs or args.randomise):
         raise ConfigError("--density/--noise/--division-rate/--dim-phase/--dense-phase/"
-                          "--sequences/--randomise apply to --kind cells only")
-    if not 1 <= args.sequences <= 99:
-        raise ConfigError(f"--sequences must be in 1..99, got {args.sequences}")
+                          "--randomise apply to --kind cells only")
+    if args.kind == "leaves" and args.sequences != 1:
+        raise ConfigError("--sequences applies to --kind cells and video only")
+    most = 999 if args.kind == "video" else 99
+    if not 1 <= args.sequences <= most:
+        raise ConfigError(f"--sequences must be in 1..{most}, got {args.sequences}")
     with Outputs(args.overwrite) as outputs:
         out = outputs.folder(args.out)
         if args.kind == "cells":
             write_ctc_sequences(out, sequences=args.sequences, frames=args.frames,
                                 size=tuple(args.size), seed=args.seed,
                                 randomise=args.randomise, **knobs)
+        elif args.kind == "video":
+            from instatrack.data.synth_video import write_davis_videos
+
+            write_davis_videos(out, videos=args.sequences, frames=args.frames,
+                               size=tuple(args.size), seed=args.seed)
         else:
             synthetic.write_cvppp_synthetic(out, n=args.frames, size=tuple(args.size),
                                             seed=args.seed)
-    if args.kind == "cells":
+    if args.kind == "video":
+        print(f"wrote {args.sequences} synthetic DAVIS video(s) of {args.frames} frames to "
+              f"{args.out}")
+    elif args.kind == "cells":
         what = "randomised " if args.randomise else ""
         print(f"wrote {args.sequences} {what}synthetic CTC sequence(s) of {args.frames} frames "
               f"to {args.out}")

@@ -19,12 +19,15 @@ _EPS = 1e-4
 
 
 def balance_weights(masks: torch.Tensor) -> torch.Tensor:
-    """Per-object ``(1, K, 2)`` weights (background, object) from ``(1, K, Y, X)`` masks.
+    """Per-object ``(1, K, 2)`` weights (background, object) from ``(N, K, Y, X)`` masks.
 
-    They balance the two classes: objects are small in large frames, and
-    without balancing a head learns to say background everywhere.
+    They balance the two classes over the pixels of all ``N`` masks: objects are
+    small in large frames, and without balancing a head learns to say background
+    everywhere. Compute them over the pixels the loss sees: windows centred on
+    the object hold far more object than the whole frame, and weights from the
+    frame then teach a head to say object everywhere.
     """
-    fraction = masks.float().mean((2, 3)).clamp(_EPS, 1 - _EPS)
+    fraction = masks.float().mean((0, 2, 3))[None].clamp(_EPS, 1 - _EPS)
     return torch.stack([0.5 / (1 - fraction), 0.5 / fraction], -1)
 
 

@@ -67,7 +67,9 @@ class FirstFrameTuning(Settings):
     Both happen on the sequence being tracked, never in training, so a trained
     run may change them. ``finetune``: ``"head"`` (a light head per object on
     frozen features) or ``"all"`` (a copy of the whole network, as the paper);
-    ``finetune_pool``: augmented copies of frame 0 the heads train on.
+    ``finetune_pool``: augmented copies of frame 0 the heads train on;
+    ``finetune_object_bias``: fraction of the training windows centred on the
+    object, the others anywhere in the frame (so the far background is seen too).
     """
 
     post_processing = True
@@ -78,9 +80,12 @@ class FirstFrameTuning(Settings):
     finetune_lr: float = 1e-3
     finetune_batch: int = 4
     finetune_pool: int = 8
+    finetune_object_bias: float = 0.5
 
     def check(self) -> None:
         super().check()
+        require(0 <= self.finetune_object_bias <= 1,
+                f"finetune_object_bias must be in [0, 1], got {self.finetune_object_bias}")
         require(0 < self.fg_threshold < 1,
                 f"fg_threshold must be in (0, 1), got {self.fg_threshold}")
         require(self.finetune in ("head", "all"),
@@ -273,13 +278,14 @@ def finetune_heads(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, ids:
         features = torch.cat([fg.forward_features(chunk)[0]
                               for chunk in images.split(cfg.finetune_batch)])
     heads = replicate_head(fg.head, len(ids))
-    weights = balance_weights(targets[:1])
     optimiser = torch.optim.Adam(heads.parameters(), lr=cfg.finetune_lr)
     for _ in range(cfg.finetune_steps):
-        windows = object_windows(targets, cfg.crop, cfg.finetune_batch, rng)
+        windows = object_windows(targets, cfg.crop, cfg.finetune_batch, rng,
+                                 cfg.finetune_object_bias)
         logits = heads(gather_windows(features, windows))
-        loss = weighted_bce_with_logits(logits, gather_windows(targets, windows),
-                                        gather_windows(valid, windows), weights)
+        window_targets = gather_windows(targets, windows)
+        loss = weighted_bce_with_logits(logits, window_targets, gather_windows(valid, windows),
+                                        balance_weights(window_targets))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -300,13 +306,13 @@ def finetune_networks(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, i
     rng = np.random.default_rng(cfg.seed)
     nets = [copy.deepcopy(fg).train() for _ in ids]
     optimisers = [torch.optim.Adam(net.parameters(), lr=cfg.finetune_lr) for net in nets]
-    weights = None
     for _ in range(cfg.finetune_steps):
         images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_batch, rng,
                                                   device)
-        weights = balance_weights(targets[:1]) if weights is None else weights
-        windows = object_windows(targets, cfg.crop, cfg.finetune_batch, rng)
+        windows = object_windows(targets, cfg.crop, cfg.finetune_batch, rng,
+                                 cfg.finetune_object_bias)
         images, targets, valid = (gather_windows(x, windows) for x in (images, targets, valid))
+        weights = balance_weights(targets)
         for k, (net, optimiser) in enumerate(zip(nets, optimisers, strict=True)):
             loss = weighted_bce_with_logits(net(images), targets[:, k:k + 1], valid,
                                             weights[:, k:k + 1])
@@ -344,18 +350,21 @@ def augmented_copies(frame: np.ndarray, first: np.ndarray, ids: np.ndarray, coun
 
 
 def object_windows(masks: torch.Tensor, size: tuple[int, int], count: int,
-                   rng: np.random.Generator) -> list[tuple[int, slice, slice]]:
+                   rng: np.random.Generator, object_bias: float = 1.0
+                   ) -> list[tuple[int, slice, slice]]:
     """``count`` windows ``(sample, rows, columns)`` of ``size`` (at most the frame) in
-    ``(N, K, Y, X)`` masks, each around a random pixel of a random object of a
-    random sample (jittered by up to a quarter window), so that every object's
-    model sees its object.
+    ``(N, K, Y, X)`` masks of a random sample each. With probability ``object_bias``
+    a window is around a random pixel of a random object (jittered by up to a
+    quarter window), so that every object's model sees its object; otherwise
+    anywhere, so that it also sees the background far from the object.
     """
     n, k, Y, X = masks.shape
     h, w = min(size[0], Y), min(size[1], X)
     windows = []
     for _ in range(count):
         i, obj = int(rng.integers(n)), int(rng.integers(k))
-        pixels = torch.nonzero(masks[i, obj] > 0.5)
+        on_object = rng.random() < object_bias
+        pixels = torch.nonzero(masks[i, obj] > 0.5) if on_object else []
         if len(pixels):
             cy, cx = pixels[int(rng.integers(len(pixels)))].tolist()
         else:

@@ -1,0 +1,369 @@
+"""Synthetic colour videos of moving, deforming objects over moving, cluttered backgrounds.
+
+For pretraining the semi-supervised video methods (spatial propagation) without
+real videos. Each video draws, from its own seed:
+
+* a background: a world larger than the frame, painted with a colour gradient,
+  multi-scale colour noise and textured clutter shapes (never annotated), seen
+  through a camera that pans, rotates and zooms a little from frame to frame;
+* one to ``max_objects`` objects: one to three star-shaped blobs (parts) of random
+  outline and elongation, each with its own texture (colour noise, stripes) and shading,
+  moving with their own translation, rotation and scale change and a smooth
+  non-rigid warp; they overlap and occlude one another in a fixed depth order;
+* which objects are annotated: at least one, the others are distractors that
+  occlude like objects but are background in the annotation (as in DAVIS,
+  where one object of the scene is the target);
+* acquisition: blur, noise, brightness and contrast, JPEG compression on writing.
+
+:func:`generate_video` returns the frames and labels; :func:`write_davis_videos`
+writes videos in the DAVIS layout the reader understands
+(``JPEGImages/480p/NAME/00000.jpg``, ``Annotations/480p/NAME/00000.png``) with
+``synth.json`` recording each video's seed. Everything depends only on the seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from instatrack.errors import ConfigError
+from instatrack.settings import Settings, require
+
+#: the file in the dataset folder recording the settings and each video's seed
+RECORD = "synth.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoSettings(Settings):
+    """What the synthetic videos draw from (each video draws its own values).
+
+    Sizes are fractions of the frame's smaller side; speeds are per frame.
+    ``distractor_rate``: probability that an object besides the first
+    annotated one is not annotated.
+    """
+
+    max_objects: int = 3
+    distractor_rate: float = 0.3
+    radius: tuple[float, float] = (0.1, 0.32)
+    speed: float = 0.025
+    spin: float = 0.06
+    zoom: float = 0.02
+    warp: float = 0.12
+    camera_speed: float = 0.02
+    clutter: int = 12
+    noise: tuple[float, float] = (0.0, 0.06)
+    blur: tuple[float, float] = (0.0, 1.2)
+
+    def check(self) -> None:
+        super().check()
+        require(self.max_objects >= 1, f"max_objects must be >= 1, got {self.max_objects}")
+        require(0 <= self.distractor_rate <= 1,
+                f"distractor_rate must be in [0, 1], got {self.distractor_rate}")
+        require(0 < self.radius[0] <= self.radius[1] <= 1,
+                f"radius must be 0 < low <= high <= 1, got {self.radius}")
+        for name in ("speed", "spin", "zoom", "warp", "camera_speed"):
+            require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        require(self.clutter >= 0, f"clutter must be >= 0, got {self.clutter}")
+        for name in ("noise", "blur"):
+            low, high = getattr(self, name)
+            require(0 <= low <= high, f"{name} must be 0 <= low <= high, got {(low, high)}")
+
+
+# -- textures -------------------------------------------------------------------------------------
+def colour_noise(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
+    """``(Y, X, 3)`` colour texture in ``[0, 1]``: a base colour, a second colour mixed
+    in by multi-scale noise (features of about ``scale`` pixels and finer), optional stripes."""
+    base, other = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
+    mix = np.zeros(shape, np.float32)
+    sigma, weight = max(scale, 1.0), 1.0
+    while sigma >= 0.7:
+        mix += weight * _smooth_noise(rng, shape, sigma)
+        sigma, weight = sigma / 2, weight * rng.uniform(0.4, 1.0)
+    mix = (mix - mix.min()) / max(float(np.ptp(mix)), 1e-6)
+    if rng.random() < 0.3:
+        yy, xx = np.indices(shape, dtype=np.float32)
+        angle, period = rng.uniform(0, np.pi), rng.uniform(4, 4 + scale)
+        stripes = 0.5 + 0.5 * np.sin(2 * np.pi * (yy * np.cos(angle) + xx * np.sin(angle))
+                                     / period)
+        mix = 0.5 * mix + 0.5 * stripes
+    contrast = rng.uniform(0.2, 1.0)
+    texture = base + contrast * mix[..., None] * (other - base)
+    return np.clip(texture, 0, 1).astype(np.float32)
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Zero-mean noise of unit spread, smooth over ``sigma`` pixels (made at low resolution)."""
+    step = max(int(sigma // 2), 1)
+    small = (shape[0] // step + 2, shape[1] // step + 2)
+    noise = ndi.gaussian_filter(rng.standard_normal(small).astype(np.float32), sigma / step)
+    noise = ndi.zoom(noise, step, order=1)[:shape[0], :shape[1]]
+    return (noise - noise.mean()) / max(float(noise.std()), 1e-6)
+
+
+def gradient(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """``(Y, X, 3)`` linear blend between two random colours along a random direction."""
+    yy, xx = np.indices(shape, dtype=np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = yy * np.sin(angle) + xx * np.cos(angle)
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1.0)
+    a, b = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
+    return (a + ramp[..., None] * (b - a)).astype(np.float32)
+
+
+# -- shapes ---------------------------------------------------------------------------------------
+def star_radius(theta: np.ndarray, harmonics: np.ndarray) -> np.ndarray:
+    """Relative outline radius at angles ``theta``: ``1 + sum_k a_k cos(k theta + p_k)``.
+
+    ``harmonics``: ``(K, 3)`` rows ``(k, a_k, p_k)``.
+    """
+    r = np.ones_like(theta)
+    for k, amplitude, phase in harmonics:
+        r = r + amplitude * np.cos(k * theta + phase)
+    return r
+
+
+def random_harmonics(rng: np.random.Generator, roughness: float) -> np.ndarray:
+    """Outline harmonics 2..6 whose amplitudes fall as ``1 / k`` and sum below 0.8."""
+    ks = np.arange(2, 7, dtype=np.float64)
+    amplitudes = roughness * rng.uniform(0, 1, len(ks)) / ks
+    amplitudes *= min(1.0, 0.8 / max(amplitudes.sum(), 1e-9))
+    return np.stack([ks, amplitudes, rng.uniform(0, 2 * np.pi, len(ks))], 1)
+
+
+@dataclasses.dataclass
+class _Part:
+    """A blob of an object: offset from the object's centre, outline and texture."""
+
+    offset: np.ndarray           # (2,) in object coordinates
+    radius: float
+    aspect: float
+    harmonics: np.ndarray
+    texture: np.ndarray          # (S, S, 3), part coordinates centred at S / 2
+    shading: float
+
+
+@dataclasses.dataclass
+class _Object:
+    """One object's parts (real objects have parts of other colours: a rider and a bike)
+    and its motion state (centre in frame pixels)."""
+
+    radius: float
+    parts: list[_Part]
+    centre: np.ndarray           # (2,) y, x
+    velocity: np.ndarray         # (2,)
+    angle: float
+    spin: float
+    scale: float
+    growth: float
+    warp: np.ndarray             # (2, 4): per axis, frequency y, frequency x, phase, speed
+    warp_amplitude: float
+
+
+def _new_part(rng: np.random.Generator, radius: float, offset: np.ndarray) -> _Part:
+    size = int(2 * radius * 2.2) + 4
+    return _Part(offset=offset, radius=radius, aspect=rng.uniform(1.0, 2.2),
+                 harmonics=random_harmonics(rng, rng.uniform(0.2, 1.5)),
+                 texture=colour_noise(rng, (size, size),
+                                      rng.uniform(1.5, max(1.5, 0.4 * radius))),
+                 shading=rng.uniform(0.0, 0.5))
+
+
+def _new_object(rng: np.random.Generator, shape: tuple[int, int], s: VideoSettings
+                ) -> _Object:
+    side = min(shape)
+    radius = side * rng.uniform(*s.radius)
+    parts = [_new_part(rng, radius, np.zeros(2))]
+    for _ in range(int(rng.integers(0, 3))):
+        direction = rng.uniform(0, 2 * np.pi)
+        offset = radius * rng.uniform(0.5, 1.0) * np.array([np.sin(direction),
+                                                            np.cos(direction)])
+        parts.append(_new_part(rng, radius * rng.uniform(0.3, 0.7), offset))
+    margin = np.array(shape) * 0.15
+    centre = rng.uniform(margin, np.array(shape) - margin)
+    direction = rng.uniform(0, 2 * np.pi)
+    speed = side * s.speed * rng.uniform(0.2, 1.0)
+    return _Object(
+        radius=radius, parts=parts, centre=centre,
+        velocity=speed * np.array([np.sin(direction), np.cos(direction)]),
+        angle=rng.uniform(0, 2 * np.pi), spin=rng.uniform(-s.spin, s.spin),
+        scale=1.0, growth=rng.uniform(-s.zoom, s.zoom),
+        warp=np.concatenate([rng.uniform(0.5, 2.5, (2, 2)), rng.uniform(0, 2 * np.pi, (2, 1)),
+                             rng.uniform(0.1, 0.5, (2, 1))], 1),
+        warp_amplitude=rng.uniform(0, s.warp))
+
+
+def _move(obj: _Object, rng: np.random.Generator, shape: tuple[int, int]) -> None:
+    """One frame of motion: drifting velocity that turns back near the frame's border."""
+    obj.velocity = obj.velocity + rng.normal(0, 0.1 * (np.linalg.norm(obj.velocity) + 0.5), 2)
+    obj.centre = obj.centre + obj.velocity
+    for axis in range(2):
+        low, high = 0.1 * shape[axis], 0.9 * shape[axis]
+        if not low <= obj.centre[axis] <= high:
+            obj.velocity[axis] = np.sign(0.5 * shape[axis] - obj.centre[axis]) * \
+                abs(obj.velocity[axis])
+    obj.angle += obj.spin
+    obj.scale = float(np.clip(obj.scale * (1 + obj.growth), 0.6, 1.6))
+    if not 0.6 < obj.scale < 1.6:
+        obj.growth = -obj.growth
+
+
+def _render_object(obj: _Object, t: int, shape: tuple[int, int]
+                   ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
+    """The object's window in the frame, its mask and colours ``(h, w, 3)`` there."""
+    reach = obj.radius * obj.scale * 2.2 * 2.0 + 2
+    y0, y1 = (int(max(obj.centre[0] - reach, 0)), int(min(obj.centre[0] + reach, shape[0])))
+    x0, x1 = (int(max(obj.centre[1] - reach, 0)), int(min(obj.centre[1] + reach, shape[1])))
+    if y1 <= y0 or x1 <= x0:
+        return None
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    dy, dx = (yy - obj.centre[0]) / obj.scale, (xx - obj.centre[1]) / obj.scale
+    cos, sin = np.cos(obj.angle), np.sin(obj.angle)
+    u, v = cos * dy + sin * dx, -sin * dy + cos * dx
+    # smooth non-rigid warp of the object's own coordinates, changing over time
+    amplitude = obj.warp_amplitude * obj.radius
+    fy, fx, phase, speed = obj.warp[0]
+    u = u + amplitude * np.sin((fy * u + fx * v) / obj.radius + phase + speed * t)
+    fy, fx, phase, speed = obj.warp[1]
+    v = v + amplitude * np.sin((fy * u + fx * v) / obj.radius + phase + speed * t)
+    mask = np.zeros(u.shape, bool)
+    colour = np.zeros((*u.shape, 3), np.float32)
+    for part in obj.parts:
+        pu, pv = u - part.offset[0], (v - part.offset[1]) / part.aspect
+        rho = np.hypot(pu, pv)
+        outline = part.radius * star_radius(np.arctan2(pu, pv), part.harmonics)
+        inside = (rho < outline) & ~mask
+        if not inside.any():
+            continue
+        half = part.texture.shape[0] / 2
+        coords = [np.clip(pu[inside] + half, 0, 2 * half - 1),
+                  np.clip(pv[inside] + half, 0, 2 * half - 1)]
+        shade = 1 - part.shading * np.clip(rho[inside] / np.maximum(outline[inside], 1e-3),
+                                           0, 1) ** 2
+        colour[inside] = np.stack([ndi.map_coordinates(part.texture[..., c], coords, order=1)
+                                   for c in range(3)], -1) * shade[:, None]
+        mask |= inside
+    if not mask.any():
+        return None
+    return (slice(y0, y1), slice(x0, x1)), mask, colour
+
+
+# -- background -----------------------------------------------------------------------------------
+def _world(rng: np.random.Generator, shape: tuple[int, int], s: VideoSettings) -> np.ndarray:
+    """``(Y, X, 3)`` background world: gradient, colour noise and textured clutter shapes."""
+    world = 0.5 * gradient(rng, shape) + 0.5 * colour_noise(rng, shape, rng.uniform(4, 40))
+    side = min(shape)
+    for _ in range(int(rng.integers(0, s.clutter + 1))):
+        radius = side * rng.uniform(0.02, 0.12)
+        cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+        reach = int(radius * 2.5) + 2
+        y0, y1 = max(int(cy) - reach, 0), min(int(cy) + reach, shape[0])
+        x0, x1 = max(int(cx) - reach, 0), min(int(cx) + reach, shape[1])
+        if y1 <= y0 or x1 <= x0:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        aspect, angle = rng.uniform(1, 3), rng.uniform(0, np.pi)
+        u = (yy - cy) * np.cos(angle) + (xx - cx) * np.sin(angle)
+        v = ((xx - cx) * np.cos(angle) - (yy - cy) * np.sin(angle)) / aspect
+        outline = radius * star_radius(np.arctan2(u, v), random_harmonics(rng, 0.8))
+        mask = np.hypot(u, v) < outline
+        world[y0:y1, x0:x1][mask] = colour_noise(rng, mask.shape, rng.uniform(1, 8))[mask]
+    return world
+
+
+def _camera_view(world: np.ndarray, shape: tuple[int, int], pose: np.ndarray) -> np.ndarray:
+    """The ``shape`` frame a camera at ``pose`` (centre y, x, angle, zoom) sees of ``world``."""
+    cy, cx, angle, zoom = pose
+    yy, xx = np.indices(shape, dtype=np.float32)
+    dy, dx = (yy - shape[0] / 2) / zoom, (xx - shape[1] / 2) / zoom
+    cos, sin = np.cos(angle), np.sin(angle)
+    coords = [cy + cos * dy - sin * dx, cx + sin * dy + cos * dx]
+    return np.stack([ndi.map_coordinates(world[..., c], coords, order=1, mode="mirror")
+                     for c in range(3)], -1)
+
+
+# -- the video ------------------------------------------------------------------------------------
+def generate_video(frames: int = 10, size: tuple[int, int] = (240, 432), seed: int = 0,
+                   settings: VideoSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic video: ``(T, Y, X, 3)`` uint8 frames and ``(T, Y, X)`` int32 labels.
+
+    Annotated objects have ids ``1..K`` (the same over the video); distractors,
+    clutter and background are 0. An object may leave the frame or be hidden.
+    """
+    s = settings or VideoSettings()
+    if frames < 1 or len(size) != 2 or min(size) < 16:
+        raise ConfigError(f"need frames >= 1 and a size of at least 16 x 16, got {frames}, "
+                          f"{size}")
+    rng = np.random.default_rng(seed)
+    shape = (int(size[0]), int(size[1]))
+    margin = int(0.5 * max(shape))
+    world = _world(rng, (shape[0] + 2 * margin, shape[1] + 2 * margin), s)
+    side = min(shape)
+    pose = np.array([margin + shape[0] / 2, margin + shape[1] / 2, 0.0, 1.0])
+    camera_velocity = np.array([*rng.normal(0, s.camera_speed * side, 2),
+                                rng.normal(0, 0.01), rng.normal(0, 0.005)])
+    objects = [_new_object(rng, shape, s) for _ in range(int(rng.integers(1, s.max_objects + 1)))]
+    annotated = rng.random(len(objects)) >= s.distractor_rate
+    annotated[rng.integers(len(objects))] = True
+    ids = np.where(annotated, np.cumsum(annotated), 0)
+    noise, blur = rng.uniform(*s.noise), rng.uniform(*s.blur)
+    gain, offset = rng.uniform(0.7, 1.2), rng.uniform(-0.1, 0.1)
+    images = np.empty((frames, *shape, 3), np.uint8)
+    labels = np.zeros((frames, *shape), np.int32)
+    for t in range(frames):
+        if t:
+            pose = pose + camera_velocity
+            pose[3] = np.clip(pose[3], 0.8, 1.25)
+            for obj in objects:
+                _move(obj, rng, shape)
+        frame = _camera_view(world, shape, pose)
+        for obj, label in zip(objects, ids, strict=True):
+            drawn = _render_object(obj, t, shape)
+            if drawn is None:
+                continue
+            window, mask, colour = drawn
+            frame[window][mask] = colour[mask]
+            labels[t][window][mask] = label
+        if blur > 0.3:
+            frame = ndi.gaussian_filter(frame, (blur, blur, 0))
+        frame = gain * frame + offset + noise * rng.standard_normal(frame.shape)
+        images[t] = np.clip(frame * 255 + 0.5, 0, 255).astype(np.uint8)
+    return images, labels
+
+
+def write_davis_videos(out_dir: str | Path, videos: int = 1, frames: int = 10,
+                       size: tuple[int, int] = (240, 432), seed: int = 0,
+                       settings: VideoSettings | None = None) -> Path:
+    """Write ``videos`` synthetic videos ``synth-000`` ... into the DAVIS folder ``out_dir``.
+
+    Video ``i`` uses the seed ``[seed, i]``; ``synth.json`` records the settings.
+    JPEG quality is drawn per video (75-95), as real videos differ in compression.
+    """
+    from PIL import Image
+
+    from instatrack.data.davis import write_annotation
+
+    if not 1 <= videos <= 999:
+        raise ConfigError(f"videos must be in 1..999, got {videos}")
+    s = settings or VideoSettings()
+    out = Path(out_dir)
+    names = []
+    for index in range(videos):
+        name = f"synth-{index:03d}"
+        video_seed = int(np.random.default_rng([seed, index]).integers(2**31))
+        images, labels = generate_video(frames, size, video_seed, s)
+        quality = int(np.random.default_rng(video_seed).integers(75, 96))
+        image_dir = out / "JPEGImages" / "480p" / name
+        image_dir.mkdir(parents=True, exist_ok=True)
+        for t, (image, label) in enumerate(zip(images, labels, strict=True)):
+            Image.fromarray(image).save(image_dir / f"{t:05d}.jpg", quality=quality)
+            write_annotation(out / "Annotations" / "480p" / name / f"{t:05d}.png", label)
+        names.append({"video": name, "seed": video_seed, "jpeg_quality": quality})
+    record = {"kind": "video", "frames": frames, "size": list(size), "seed": seed,
+              "settings": s.to_dict() if hasattr(s, "to_dict") else dataclasses.asdict(s),
+              "videos": names}
+    (out / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    return out
