@@ -6,7 +6,8 @@ size) and trains ``--steps`` steps, the other starts from random weights and tra
 ``--ratio`` times as many. Every ``--every`` steps each run scores its validation
 frames (SEG, the number that picks ``weights.pt``); the table lists both curves and
 the step at which the fine-tune first reaches the best from-scratch score. With
-``--test SEQ`` both final models also track an unseen sequence (CTC SEG / TRA).
+``--test SEQ[:FIRST]`` both final models also track an unseen sequence, or its frames
+from FIRST on (CTC SEG / TRA).
 
     OMP_NUM_THREADS=1 python benchmarks/finetune_curve.py --synthetic --init nuclei-se \\
         --steps 300 --ratio 3 --every 50 --out runs/curve-demo
@@ -30,18 +31,23 @@ def curve(run: Path) -> dict[int, float]:
     return {int(r["step"]): float(r["val_seg"]) for r in rows if "val_seg" in r}
 
 
-def test_scores(run: Path, test: Path) -> dict[str, float]:
+def test_scores(run: Path, test: str) -> dict[str, float]:
+    """CTC SEG / TRA of ``run`` on ``SEQ[:FIRST]``: frames FIRST.. of the sequence, their
+    ground truth clipped to them (ctc_accuracy.subset_ground_truth)."""
     import tempfile
+
+    from ctc_accuracy import subset_ground_truth
 
     from instatrack.api import load
     from instatrack.data.ctc import CTCSequence
     from instatrack.metrics.ctc import evaluate_ctc
 
-    seq = CTCSequence(test)
-    result = load(run).track([seq.image(t) for t in range(len(seq))])
+    path, _, first = str(test).partition(":")
+    seq, first = CTCSequence(path), int(first or 0)
+    result = load(run).track([seq.image(t) for t in range(first, len(seq))])
     with tempfile.TemporaryDirectory() as tmp:
-        res = result.to_ctc(Path(tmp) / "RES")
-        return evaluate_ctc(test.parent / f"{test.name}_GT", res, ("SEG", "TRA"))
+        gt = subset_ground_truth(seq.gt_dir, first, len(seq), Path(tmp) / "GT")
+        return evaluate_ctc(gt, result.to_ctc(Path(tmp) / "RES"), ("SEG", "TRA"))
 
 
 def main() -> None:
@@ -60,7 +66,8 @@ def main() -> None:
                         help="for both runs, e.g. val_frames=18: (default: the last quarter)")
     parser.add_argument("--finetune-set", action="append", default=["lr=5e-4", "lr_final=5e-5"],
                         metavar="KEY=VALUE", help="for the fine-tune only (default: the demo's)")
-    parser.add_argument("--test", type=Path, help="CTC sequence both final models track")
+    parser.add_argument("--test", metavar="SEQ[:FIRST]",
+                        help="CTC sequence (from frame FIRST) both final models track")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if args.synthetic:
@@ -69,7 +76,7 @@ def main() -> None:
         if not (args.out / "data" / "01").is_dir():
             write_ctc_synthetic(args.out / "data", frames=24, size=(128, 128), seed=1)
             write_ctc_synthetic(args.out / "test", frames=24, size=(128, 128), seed=2)
-        args.data, args.test = args.out / "data", args.test or args.out / "test" / "01"
+        args.data, args.test = args.out / "data", args.test or str(args.out / "test" / "01")
     if args.data is None:
         parser.error("give a dataset folder or --synthetic")
     common = [f"val_every={args.every}", "ckpt_every=50", *args.set]
