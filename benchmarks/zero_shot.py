@@ -1,0 +1,78 @@
+"""A model on data it never saw: CTC SEG / TRA / DET of a sequence's frames from FIRST on,
+or DSB2018-style AP of label images, as ``instatrack.load(MODEL, object_size=...)``
+gives them (no training, no tuning).
+
+    python benchmarks/zero_shot.py nuclei-se --ctc ../shared/data/Fluo-C2DL-MSC/02:36 \\
+        --object-size none auto
+    python benchmarks/zero_shot.py nuclei-se-synthetic \\
+        --image ../shared/data/DSB2018_stardist_sample/img2d.tif:mask2d.tif
+
+Prints one JSON line per model, data and object size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+
+def ctc_scores(predictor, spec: str) -> dict[str, float]:
+    from ctc_accuracy import subset_ground_truth
+
+    from instatrack.data.ctc import CTCSequence
+    from instatrack.metrics.ctc import evaluate_ctc
+
+    path, _, first = spec.partition(":")
+    seq, first = CTCSequence(path), int(first or 0)
+    clock = time.perf_counter()
+    result = predictor.track([seq.image(t) for t in range(first, len(seq))])
+    seconds = (time.perf_counter() - clock) / max(1, len(seq) - first)
+    with tempfile.TemporaryDirectory() as tmp:
+        gt = subset_ground_truth(seq.gt_dir, first, len(seq), Path(tmp) / "GT")
+        scores = evaluate_ctc(gt, result.to_ctc(Path(tmp) / "RES"), ("SEG", "TRA", "DET"))
+    return {**scores, "s_per_frame": seconds}
+
+
+def image_scores(predictor, spec: str) -> dict[str, float]:
+    import numpy as np
+
+    from instatrack.data.io import read_image
+    from instatrack.metrics.ap import average_precision
+
+    image_path, _, mask_name = spec.partition(":")
+    image_path = Path(image_path)
+    labels = predictor.segment(read_image(image_path))
+    truth = read_image(image_path.parent / mask_name).astype(np.int32)
+    return {**average_precision([truth], [labels]), "objects": int(len(np.unique(labels)) - 1),
+            "true objects": int(len(np.unique(truth)) - 1)}
+
+
+def main() -> None:
+    import instatrack
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", help="shipped model names or run folders")
+    parser.add_argument("--ctc", action="append", default=[], metavar="SEQ[:FIRST]")
+    parser.add_argument("--image", action="append", default=[], metavar="IMAGE:MASK_NAME",
+                        help="an image and its label image (a name in the same folder)")
+    parser.add_argument("--object-size", nargs="+", default=["none"],
+                        help="none, auto or diameters in pixels")
+    args = parser.parse_args()
+    for model in args.models:
+        for size in args.object_size:
+            predictor = instatrack.load(model, device="cpu",
+                                        object_size=None if size == "none" else size)
+            for kind, specs, score in (("ctc", args.ctc, ctc_scores),
+                                       ("image", args.image, image_scores)):
+                for spec in specs:
+                    scores = score(predictor, spec)
+                    print(json.dumps({"model": model, kind: spec, "object_size": size,
+                                      **{k: round(v, 4) for k, v in scores.items()}}),
+                          flush=True)
+
+
+if __name__ == "__main__":
+    main()
