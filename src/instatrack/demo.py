@@ -45,7 +45,7 @@ def run_demo(out: str | Path, model: str | Path | None = DEMO_MODEL,
     if model is not None:
         clock = time.perf_counter()
         # the shipped model's objects are larger than the demo's: --object-size auto
-        results["shipped model, as it comes"], drawn = _track_and_score(
+        results["shipped model as it comes, `--object-size auto`"], drawn = _track_and_score(
             model, test_data, "01_RES_shipped", object_size="auto")
         timings["track (shipped model)"] = time.perf_counter() - clock
         clock = time.perf_counter()
