@@ -332,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the synthetic training data")
     parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
     parser.add_argument("--steps", type=int, help="change the recipe's number of steps")
+    parser.add_argument("--leave-out", action="append", default=[], metavar="DATASET",
+                        help="train without this real dataset of the recipe (leave-one-"
+                             "dataset-out: score the run on it); repeatable")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--install", type=Path, metavar="RUN",
                         help="copy the finished RUN into the package as NAME")
@@ -343,6 +346,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --install: a post-processing value (repeatable)")
     args = parser.parse_args(argv)
     recipe = RECIPES[args.name]
+    if args.leave_out and args.install:
+        parser.error("--leave-out trains a run for measurement; it is not installed")
+    if args.leave_out:
+        unknown = set(args.leave_out) - {dataset for dataset, _ in recipe.real}
+        if unknown:
+            parser.error(f"--leave-out {', '.join(sorted(unknown))}: not in the {args.name} "
+                         f"recipe ({', '.join(d for d, _ in recipe.real) or 'no real data'})")
+        recipe = dataclasses.replace(recipe, real=tuple(
+            (d, s) for d, s in recipe.real if d not in args.leave_out))
     if args.install:
         scores = {}
         for item in args.score:

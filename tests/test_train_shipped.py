@@ -6,6 +6,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import train_shipped  # noqa: E402
@@ -95,3 +97,11 @@ def test_a_video_recipe_makes_synthetic_videos_and_installs(tmp_path, monkeypatc
     assert "--kind video" in model.training_data[0]
     monkeypatch.setattr(pretrained, "ROOT", tmp_path / "dest")
     assert instatrack.load("objects-spn", device="cpu").config.in_channels == 3
+
+
+def test_leave_out_names_a_dataset_of_the_recipe(capsys):
+    with pytest.raises(SystemExit):
+        train_shipped.main(["nuclei-se", "--leave-out", "Fluo-C2DL-MSC"])
+    assert "not in the nuclei-se recipe" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_shipped.main(["nuclei-se", "--leave-out", "Fluo-N2DH-GOWT1", "--install", "x"])
