@@ -60,16 +60,19 @@ def main() -> None:
                         help="an image and its label image (a name in the same folder)")
     parser.add_argument("--object-size", nargs="+", default=["none"],
                         help="none, auto or diameters in pixels")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a post-processing setting (chosen elsewhere, not on these data)")
     args = parser.parse_args()
     for model in args.models:
         for size in args.object_size:
-            predictor = instatrack.load(model, device="cpu",
+            predictor = instatrack.load(model, device="cpu", overrides=args.set,
                                         object_size=None if size == "none" else size)
             for kind, specs, score in (("ctc", args.ctc, ctc_scores),
                                        ("image", args.image, image_scores)):
                 for spec in specs:
                     scores = score(predictor, spec)
                     print(json.dumps({"model": model, kind: spec, "object_size": size,
+                                      "settings": args.set,
                                       **{k: round(v, 4) for k, v in scores.items()}}),
                           flush=True)
 
