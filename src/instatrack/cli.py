@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from instatrack.demo import DEMO_MODEL, FINETUNE
 from instatrack.methods import DEFAULT_METHOD, REGISTRY
 
 METHODS = tuple(REGISTRY)
@@ -111,14 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
                                     "evaluate and draw, in minutes")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--model", default=None, metavar="MODEL",
-                   help="shipped model (instatrack models) or run folder to start from "
-                        "(default: nuclei-ch); 'none' trains --method from scratch")
+                   help=f"shipped model (instatrack models) or run folder to start from "
+                        f"(default: {DEMO_MODEL}); 'none' trains --method from scratch")
     p.add_argument("--method", choices=METHODS, default=None,
                    help=f"train this method from scratch instead (default with --model none: "
                         f"{DEFAULT_METHOD})")
     p.add_argument("--steps", type=int, default=None,
-                   help="fine-tuning steps (default 300), or training steps from scratch "
-                        "(default: the method's demo steps)")
+                   help=f"fine-tuning steps (default {FINETUNE['steps']}), or training steps "
+                        "from scratch (default: the method's demo steps)")
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
     return parser
