@@ -48,17 +48,15 @@ class Trainer:
     """One method, preset and precision: model, optimiser and a batch source, as in training."""
 
     def __init__(self, name: str, preset: str, amp: bool, data: bool, device: torch.device):
-        from instatrack.methods.base import uses_amp
+        from instatrack.methods.base import with_precision
         from instatrack.train import _optimiser
 
         method_cls = get_method(name)
         self.config = method_cls.config_cls.build(preset).replace(amp=amp)
         self.method = method_cls(self.config)
         torch.manual_seed(0)
-        self.model = self.method.build_model().to(device).train()
-        self.amp = uses_amp(self.config, device)
-        if self.amp and device.type == "cpu":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model, self.amp = with_precision(self.method.build_model().to(device).train(),
+                                              self.config, device)
         self.optimiser = _optimiser(self.model, self.config)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimiser, lambda _: 1.0)
         self.device = device

@@ -32,7 +32,7 @@ from instatrack.config import TrainConfig, parse_slice
 from instatrack.data.rescale import rescaled
 from instatrack.errors import ConfigError, DataError, InstatrackError
 from instatrack.methods import get_method
-from instatrack.methods.base import Method, uses_amp
+from instatrack.methods.base import Method, uses_amp, with_precision
 
 #: at most this many held-out frames are segmented for each validation score
 VAL_MAX_FRAMES = 12
@@ -396,10 +396,7 @@ class _Session:
             _load_init(model, init_weights, run.init)
         elif checkpoint is None:
             self.algo.initialise(model)
-        self.model = model.to(device)
-        if device.type == "cpu" and uses_amp(config, device):
-            # oneDNN's bfloat16 convolutions are fastest on NHWC tensors
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model, _ = with_precision(model.to(device), config, device)
         self.optimiser = _optimiser(self.model, config)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimiser, _decay(config))
         self.state = _LoopState()

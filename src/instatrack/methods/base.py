@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, ClassVar
 
@@ -165,7 +166,22 @@ def uses_amp(config, device: torch.device) -> bool:
     return device.type == "cpu" and config.cpu_amp and cpu_has_bf16()
 
 
+def with_precision(model: torch.nn.Module, config, device: torch.device
+                   ) -> tuple[torch.nn.Module, bool]:
+    """``(model, whether it runs under bfloat16 autocast)`` (:func:`uses_amp`); on a CPU
+    that does, the weights go channels-last, the layout oneDNN's bfloat16 convolutions
+    are fastest on."""
+    import torch
+
+    amp = uses_amp(config, device)
+    if amp and device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    return model, amp
+
+
+@functools.cache
 def cpu_has_bf16() -> bool:
+    """Whether this CPU's oneDNN has bfloat16 kernels (asked once per process)."""
     import torch
 
     try:

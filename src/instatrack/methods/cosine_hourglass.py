@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from instatrack.cluster.hdbscan import ClusterParams, cluster_embeddings
 from instatrack.config import TrainConfig, require
 from instatrack.losses.cosine import background_direction, cosine_embedding_loss
-from instatrack.methods.base import Method, Window, uses_amp
+from instatrack.methods.base import Method, Window, with_precision
 from instatrack.models.hourglass import StackedHourglass
 
 
@@ -123,9 +123,7 @@ class CosineHourglass(Method):
         device = torch.device(device)
         # bfloat16 where it has kernels: embeddings within 3e-4 of float32 in cosine, and
         # 1.8x faster on a CPU (docs/benchmarks.md); clustering runs in float32
-        fast = uses_amp(self.config, device)
-        if fast and device.type == "cpu":
-            model = model.to(memory_format=torch.channels_last)
+        model, fast = with_precision(model, self.config, device)
         background = model.background.detach().cpu().numpy().astype(np.float32)
         reference = background if np.linalg.norm(background) > 0 else None
         state = None
