@@ -32,22 +32,13 @@ def curve(run: Path) -> dict[int, float]:
 
 
 def test_scores(run: Path, test: str) -> dict[str, float]:
-    """CTC SEG / TRA of ``run`` on ``SEQ[:FIRST]``: frames FIRST.. of the sequence, their
-    ground truth clipped to them (ctc_accuracy.subset_ground_truth)."""
-    import tempfile
-
-    from ctc_accuracy import subset_ground_truth
+    """CTC SEG / TRA of ``run`` on ``SEQ[:FIRST]`` (zero_shot.ctc_scores)."""
+    from zero_shot import ctc_scores
 
     from instatrack.api import load
-    from instatrack.data.ctc import CTCSequence
-    from instatrack.metrics.ctc import evaluate_ctc
 
-    path, _, first = str(test).partition(":")
-    seq, first = CTCSequence(path), int(first or 0)
-    result = load(run).track([seq.image(t) for t in range(first, len(seq))])
-    with tempfile.TemporaryDirectory() as tmp:
-        gt = subset_ground_truth(seq.gt_dir, first, len(seq), Path(tmp) / "GT")
-        return evaluate_ctc(gt, result.to_ctc(Path(tmp) / "RES"), ("SEG", "TRA"))
+    scores = ctc_scores(load(run), str(test))
+    return {k: scores[k] for k in ("SEG", "TRA")}
 
 
 def main() -> None:
