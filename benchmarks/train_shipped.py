@@ -327,7 +327,8 @@ def model_card(name: str, recipe: Recipe, run, data: list[str], terms: str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=sorted(RECIPES), help="the model to train or install")
-    parser.add_argument("--out", type=Path, help="run folder (default: runs/shipped/NAME)")
+    parser.add_argument("--out", type=Path, help="run folder (default: runs/shipped/NAME, with "
+                        "--leave-out runs/shipped/NAME-without-DATASET)")
     parser.add_argument("--work", type=Path, default=Path("runs/shipped/data"),
                         help="folder for the synthetic training data")
     parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
@@ -366,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"installed": str(model.path), "size_mb": model.size_mb,
                           "scores": model.scores}))
         return 0
-    out = args.out or Path("runs/shipped") / args.name
+    # a leave-one-out run must not continue (or become) the recipe's own run
+    name = "-without-".join([args.name, *sorted(args.leave_out)])
+    out = args.out or Path("runs/shipped") / name
     run = train_recipe(args.name, recipe, out, args.work, args.data_root, args.steps, args.quiet)
     print(f"trained {args.name} into {run}; install it with: python benchmarks/train_shipped.py "
           f"{args.name} --install {run}")
