@@ -139,3 +139,36 @@ def test_fine_tuning_trains_at_the_init_models_object_size(tmp_path, tiny_cosine
     assert instatrack.load(run.path).input_scale(np.zeros((1, 48, 56))) == run.config.rescale
     resume(run.path, steps=3, progress=False)  # the saved factor, not a new measurement
     assert Run.open(run.path).config.rescale == run.config.rescale
+
+
+def test_object_size_trains_every_sequence_at_one_size_and_inference_follows(tmp_path):
+    """object_size resizes each training sequence by its own factor; the run then
+    estimates the size of new frames by default."""
+    import instatrack
+    from instatrack.data import open_datasets
+    from instatrack.data.rescale import data_object_size, to_object_size
+    from instatrack.data.synth import write_ctc_synthetic
+    from instatrack.methods import get_method
+    from instatrack.runs import Run
+    from instatrack.train import resume, train
+
+    small = write_ctc_synthetic(tmp_path / "small", frames=3, size=(48, 56), seed=1,
+                                radius=(2.5, 3.5))
+    large = write_ctc_synthetic(tmp_path / "large", frames=3, size=(96, 112), seed=2,
+                                radius=(5.0, 7.0))
+    sequences = open_datasets([small, large])
+    resized = to_object_size(sequences, 9.0)
+    sizes = [data_object_size([seq]) for seq in resized]
+    assert sizes == pytest.approx([9.0, 9.0], rel=0.25)
+    assert to_object_size(resized, 9.0)[0] is resized[0]  # already there: left alone
+
+    config = get_method("cosine-hourglass").config_cls.build(
+        "fast", overrides=["steps=2", "crop=32,32", "levels=2", "filters=4", "clip_len=2",
+                           "object_size=9", "val_every=100"])
+    run = Run.open(train("cosine-hourglass", [small, large], tmp_path / "run", config=config,
+                         progress=False))
+    assert run.config.rescale == 1.0
+    assert instatrack.load(run.path).trained_size == pytest.approx(9.0, rel=0.3)
+    resume(run.path, steps=3, progress=False)
+    with pytest.raises(ConfigError, match="not both"):
+        config.replace(rescale=0.5).check()

@@ -130,17 +130,21 @@ class Predictor:
         :attr:`object_size` is ``"auto"``: the model segments it at each of
         :data:`AUTO_SIZE_FACTORS` (a model may find nothing in objects far
         larger than it knows); the pass whose objects come closest to the
-        training size decides, corrected by the ratio that remains.
+        training size decides, corrected by the ratio that remains. A run trained with
+        ``object_size`` (every dataset resized to one object size) estimates by default.
         """
         from instatrack.data.rescale import LIMIT, estimate_diameter, resize_image, scale_for
 
-        if self.object_size is None:  # as in training (a fine-tuned run may rescale)
+        requested = self.object_size
+        if requested is None and self.config.object_size > 0:
+            requested = "auto"  # trained with every dataset resized to one object size
+        if requested is None:  # as in training (a fine-tuned run may rescale)
             return self.config.rescale or 1.0
         if self.trained_size <= 0:
             raise DataError("this run does not record the size of its training objects, so "
                             "--object-size cannot be used with it")
-        if self.object_size != "auto":
-            return scale_for(float(self.object_size), self.trained_size)
+        if requested != "auto":
+            return scale_for(float(requested), self.trained_size)
         best, miss = 1.0, np.inf
         for factor in AUTO_SIZE_FACTORS:
             frame = resize_image(first, factor)

@@ -74,6 +74,10 @@ class TrainConfig(OptimSettings, TrackSettings, AcquisitionSettings):
     # weights know the objects), else 1. New frames are resized by it at inference
     # unless --object-size says otherwise.
     rescale: float = 0.0
+    # diameter in pixels every training sequence is resized to, each by its own factor
+    # (0 = not used): datasets of other magnifications then show the network objects of
+    # one size. New frames are resized to it too (--object-size auto unless given).
+    object_size: float = 0.0
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {"fast": {}, "paper": {}}
 
@@ -93,6 +97,11 @@ class TrainConfig(OptimSettings, TrackSettings, AcquisitionSettings):
             parse_slice(getattr(self, name), name)
         require(self.rescale == 0 or 0.25 <= self.rescale <= 4,
                 f"rescale must be 0 (automatic) or in [0.25, 4], got {self.rescale}")
+        require(self.object_size == 0 or 4 <= self.object_size <= 1000,
+                f"object_size must be 0 (off) or a diameter in [4, 1000] pixels, got "
+                f"{self.object_size}")
+        require(self.object_size == 0 or self.rescale in (0, 1),
+                f"set rescale ({self.rescale}) or object_size ({self.object_size}), not both")
 
     # -- construction -----------------------------------------------------
     @classmethod

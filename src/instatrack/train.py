@@ -29,7 +29,7 @@ import torch
 
 from instatrack import finetune, runs
 from instatrack.config import TrainConfig, parse_slice
-from instatrack.data.rescale import rescaled
+from instatrack.data.rescale import rescaled, to_object_size
 from instatrack.errors import ConfigError, DataError, InstatrackError
 from instatrack.methods import get_method
 from instatrack.methods.base import Method, uses_amp, with_precision
@@ -75,7 +75,7 @@ def train(method: str | None, data: Data, out: str | Path, config: TrainConfig |
     sequences = open_datasets(data)
     config = config if config is not None else method_cls.config_cls.build("fast")
     config = config.replace(rescale=_rescale(config, sequences, start))
-    sequences = rescaled(sequences, config.rescale)
+    sequences = _resized(config, sequences)
     config, sampler = _fit_to_data(method_cls, config, sequences)
     weights = None
     if start is not None:
@@ -102,7 +102,7 @@ def resume(run: str | Path | runs.Run, steps: int | None = None, data: Data | No
         raise ConfigError(f"{run.file(runs.CONFIG)}: does not say which data the run was "
                           f"trained on; pass --data")
     config = run.config if steps is None else run.config.replace(steps=steps)
-    sequences = rescaled(open_datasets(data), config.rescale or 1.0)
+    sequences = _resized(config, open_datasets(data))
     config, sampler = _fit_to_data(run.method_cls, config, sequences)
     run.save_config(config, data=_resolved(data))
     return _fit(run, sequences, sampler, checkpoint, progress, device)
@@ -239,14 +239,25 @@ def _fit_to_data(method_cls: type[Method], config: TrainConfig, sequences):
 
 def _rescale(config: TrainConfig, sequences, start: runs.Run | None) -> float:
     """The ``rescale`` of a new run: the config's, else the init model's object size over
-    the data's (1 when either is unknown or they agree within rescale.TOLERANCE)."""
+    the data's (1 when either is unknown or they agree within rescale.TOLERANCE, or when
+    ``object_size`` resizes each sequence by itself)."""
     from instatrack.data.rescale import data_object_size, diameter, scale_for
 
     if config.rescale > 0:
         return config.rescale
+    if config.object_size > 0:
+        return 1.0
     trained = diameter(start.config.instance_area[1]) if start is not None else 0.0
     size = data_object_size(sequences) if trained > 0 else None
     return 1.0 if size is None else scale_for(size, trained)
+
+
+def _resized(config: TrainConfig, sequences) -> list:
+    """The training sequences at the run's object size (``object_size``, per sequence)
+    or resized by its ``rescale``."""
+    if config.object_size > 0:
+        return to_object_size(sequences, config.object_size)
+    return rescaled(sequences, config.rescale or 1.0)
 
 
 def _fit_config_to_data(method_cls: type[Method], config: TrainConfig, sequences) -> TrainConfig:

@@ -138,3 +138,14 @@ def data_object_size(sequences, frames_per_sequence: int = 5) -> float | None:
             if found == frames_per_sequence:
                 break
     return float(np.median(diameters)) if diameters else None
+
+
+def to_object_size(sequences, size: float) -> list:
+    """Each sequence resized so that its median object diameter (:func:`data_object_size`)
+    becomes ``size``; one without annotations, or already within :data:`TOLERANCE`, stays."""
+    out = []
+    for seq in sequences:
+        found = data_object_size([seq])
+        factor = 1.0 if found is None else scale_for(found, size)
+        out.append(seq if factor == 1 else RescaledSequence(seq, factor))
+    return out
