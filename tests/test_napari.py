@@ -36,6 +36,7 @@ import instatrack.napari  # noqa: E402
 from instatrack.cli import main  # noqa: E402
 from instatrack.data.synth import generate_cells, write_ctc_synthetic  # noqa: E402
 from instatrack.napari._reader import get_reader  # noqa: E402
+from instatrack.napari._widget import RUN_FOLDER  # noqa: E402
 from instatrack.napari._writer import write_ctc, write_geff  # noqa: E402
 from instatrack.napari.layers import graph_from_labels, parents_from_tracks_graph  # noqa: E402
 
@@ -194,7 +195,11 @@ def _widget(viewer, run_dir, image: str = "synthetic cells"):
         from instatrack.napari._widget import TrackWidget
 
         widget = TrackWidget(viewer)
-    widget.run_dir.value = run_dir
+    if run_dir in widget.model.choices:
+        widget.model.value = run_dir
+    else:
+        widget.model.value = RUN_FOLDER
+        widget.run_dir.value = run_dir
     widget.reset_choices()
     widget.image.value = viewer.layers[image]
     return widget
@@ -253,3 +258,20 @@ def test_widget_asks_for_a_run_folder(viewer, tmp_path):
     widget = _widget(viewer, tmp_path)
     widget.start.clicked.emit()
     assert widget.worker is None and "run folder" in widget.status.value
+
+
+def test_widget_runs_a_shipped_model_at_an_object_size(viewer):
+    """The model list starts with the shipped models; "auto" estimates the object size."""
+    viewer.open_sample(PLUGIN, "synthetic_cells")
+    widget = _widget(viewer, "nuclei-se")
+    assert widget.model.choices[-1] == RUN_FOLDER and "nuclei-se" in widget.model.choices
+    widget.object_size.value = "big"
+    widget.start.clicked.emit()
+    assert widget.worker is None and "object size" in widget.status.value
+    widget.mode.value = "segment"
+    widget.object_size.value = "auto"
+    widget.start.clicked.emit()
+    wait_for(lambda: widget.worker is None, timeout=600)
+    segmented = viewer.layers["synthetic cells segmented"]
+    assert segmented.data.max() > 0 and "done" in widget.status.value
+

@@ -1,4 +1,4 @@
-"""napari dock widget: segment or track an image layer with a trained run.
+"""napari dock widget: segment or track an image layer with a shipped model or a trained run.
 
 The work runs in a napari ``thread_worker`` over :func:`segment_frames` /
 :func:`track_frames`, generators that yield the number of frames done (for
@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+)
 
 from instatrack.napari.layers import result_layers
 
@@ -52,23 +60,40 @@ def track_frames(predictor, frames) -> Generator[int, None, tuple[np.ndarray, ob
     return out, stream.graph
 
 
+#: the model choice that uses the run folder field instead of a shipped model
+RUN_FOLDER = "run folder ..."
+
+
+def model_choices() -> list[str]:
+    """The shipped models' names, then :data:`RUN_FOLDER`."""
+    from instatrack import pretrained
+
+    return [*pretrained.names(), RUN_FOLDER]
+
+
 class TrackWidget(Container):
-    """Pick a run folder and an image layer; Run segments or tracks it, Cancel stops it."""
+    """Pick a model (shipped, or a run folder) and an image layer; Run segments or
+    tracks it, Cancel stops it. ``object size``: the objects' diameter in pixels,
+    ``auto``, or empty for the size the model was trained at."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         import napari
 
         self.viewer = viewer
         self._layer_type = napari.layers.Image
+        choices = model_choices()
+        self.model = ComboBox(label="model", choices=choices, value=choices[0])
         self.run_dir = FileEdit(mode="d", label="run folder")
+        self.object_size = LineEdit(label="object size (px)", value="")
         self.image = ComboBox(label="image", choices=self._image_layers)
         self.mode = ComboBox(label="mode", choices=["track", "segment"], value="track")
         self.start = PushButton(text="Run")
         self.cancel = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(min=0, max=1, value=0, label="progress")
         self.status = Label(value="")
-        super().__init__(widgets=[self.run_dir, self.image, self.mode, self.start, self.cancel,
-                                  self.progress, self.status])
+        super().__init__(widgets=[self.model, self.run_dir, self.object_size, self.image,
+                                  self.mode, self.start, self.cancel, self.progress,
+                                  self.status])
         self.start.changed.connect(self.run)
         self.cancel.changed.connect(self.stop)
         self.worker = None
@@ -83,10 +108,23 @@ class TrackWidget(Container):
         """Start segmenting / tracking the chosen layer in a worker thread."""
         from napari.qt.threading import thread_worker
 
+        from instatrack.data.rescale import parse_object_size
+        from instatrack.errors import ConfigError
+
         layer = self.image.value
-        run_dir = Path(self.run_dir.value)
-        if layer is None or not (run_dir / "config.json").is_file():
-            self.status.value = "choose a run folder (with config.json) and an image layer"
+        model = self.model.value
+        if model == RUN_FOLDER:
+            model = Path(self.run_dir.value)
+            if not (model / "config.json").is_file():
+                self.status.value = "choose a run folder (with config.json)"
+                return
+        if layer is None:
+            self.status.value = "choose an image layer"
+            return
+        try:
+            size = parse_object_size(self.object_size.value.strip() or None)
+        except ConfigError as err:
+            self.status.value = str(err).replace("--object-size", "object size")
             return
         frames = image_frames(layer.data, rgb=layer.rgb)
         self.progress.max, self.progress.value = len(frames), 0
@@ -96,7 +134,7 @@ class TrackWidget(Container):
         def job():
             from instatrack.api import load
 
-            predictor = load(run_dir)
+            predictor = load(model, object_size=size)
             return (yield from work(predictor, frames))
 
         self.worker = thread_worker(job, start_thread=False)()
