@@ -172,3 +172,29 @@ def test_object_size_trains_every_sequence_at_one_size_and_inference_follows(tmp
     resume(run.path, steps=3, progress=False)
     with pytest.raises(ConfigError, match="not both"):
         config.replace(rescale=0.5).check()
+
+
+class FragmentingMethod(SizeSelectiveMethod):
+    """Like a real model on objects far larger than it knows: cuts them into pieces of
+    about its own size (20 x 20 px) instead of missing them."""
+
+    def predict(self, model, frames, device="cpu", first_masks=None):
+        for t, frame in enumerate(frames):
+            self.seen.append(frame.shape)
+            blobs, _ = ndimage.label(frame[0] > 0.5)
+            yy, xx = np.mgrid[:frame.shape[1], :frame.shape[2]]
+            pieces = blobs * 10000 + (yy // 20) * 100 + xx // 20
+            areas = np.bincount(blobs.ravel())
+            labels = np.where(areas[blobs] >= 800, pieces, blobs * 10000) * (blobs > 0)
+            _, labels = np.unique(labels, return_inverse=True)
+            yield Window(t, labels.reshape(blobs.shape).astype(np.int32)[None])
+
+
+def test_auto_is_not_fooled_by_pieces_of_the_trained_size():
+    """At its own scale the model finds pieces of its training size in large objects;
+    the estimate takes the largest size found and refines it."""
+    method = FragmentingMethod()
+    image = _disks(45.0)  # diameter 90 px, training diameter ~22.6 px
+    predictor = Predictor(method, None, "cpu", object_size="auto")
+    factor = predictor.input_scale(predictor.prepare(image))
+    assert factor == pytest.approx(22.6 / 90, rel=0.25)

@@ -26,6 +26,8 @@ from instatrack.errors import DataError
 ProgressFn = Callable[[int], None]
 #: sizes the first frame is tried at when the object size is estimated
 AUTO_SIZE_FACTORS = (1.0, 0.5, 0.25, 2.0)
+#: a pass of the size estimate must find at least this many objects to count
+AUTO_MIN_OBJECTS = 3
 
 
 @dataclasses.dataclass
@@ -128,10 +130,13 @@ class Predictor:
 
         ``first`` is the first prepared ``(C, Y, X)`` frame, used when
         :attr:`object_size` is ``"auto"``: the model segments it at each of
-        :data:`AUTO_SIZE_FACTORS` (a model may find nothing in objects far
-        larger than it knows); the pass whose objects come closest to the
-        training size decides, corrected by the ratio that remains. A run trained with
-        ``object_size`` (every dataset resized to one object size) estimates by default.
+        :data:`AUTO_SIZE_FACTORS`. A model cuts objects far larger than it knows
+        into pieces of its own size, so the pass that comes closest to the training
+        size may be wrong; pieces make objects look smaller, never larger, so the
+        largest size found (in the frame's pixels, by a pass with at least
+        :data:`AUTO_MIN_OBJECTS` objects) is taken, and one more pass at the factor it
+        gives corrects it. A run trained with ``object_size`` (every dataset resized
+        to one object size) estimates by default.
         """
         from instatrack.data.rescale import LIMIT, estimate_diameter, resize_image, scale_for
 
@@ -145,16 +150,27 @@ class Predictor:
                             "--object-size cannot be used with it")
         if requested != "auto":
             return scale_for(float(requested), self.trained_size)
-        best, miss = 1.0, np.inf
-        for factor in AUTO_SIZE_FACTORS:
+
+        def found_size(factor: float) -> float | None:
+            """Median diameter, in the frame's own pixels, found at ``factor``."""
             frame = resize_image(first, factor)
             found = [w.labels for w in self.method.predict(self.model, [frame], self.device)]
-            size = estimate_diameter(np.concatenate(found)) if found else None
-            if size is not None and abs(np.log(size / self.trained_size)) < miss:
-                miss = abs(np.log(size / self.trained_size))
-                best = float(np.clip(factor * scale_for(size, self.trained_size),
-                                     1 / LIMIT, LIMIT))
-        return best
+            labels = np.concatenate(found) if found else np.zeros((1, 1), np.int32)
+            if len(np.unique(labels[labels > 0])) < AUTO_MIN_OBJECTS:
+                return None
+            return estimate_diameter(labels) / factor
+
+        def factor_for(size: float) -> float:
+            return float(np.clip(self.trained_size / size, 1 / LIMIT, LIMIT))
+
+        sizes = [size for factor in AUTO_SIZE_FACTORS if (size := found_size(factor))]
+        if not sizes:
+            return 1.0
+        factor = factor_for(max(sizes))
+        size = found_size(factor)
+        if size is None:
+            return factor
+        return scale_for(size, self.trained_size)
 
     def _windows(self, prepared: Iterable[np.ndarray], first_masks: np.ndarray | None):
         """The method's windows over ``prepared`` frames, resized for :attr:`object_size`."""
