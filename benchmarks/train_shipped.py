@@ -126,7 +126,10 @@ RECIPES: dict[str, Recipe] = {
     # and randomised looks, with divisions); the real frames 0-29 train, 30-35 validate.
     # Every sequence is resized so its nuclei are 28 px across (object_size): the first
     # run (session 7), which mixed 8-65 px objects as they came, scored validation SEG
-    # 0.17 / 0.16 / 0.13 after 500 / 1000 / 1500 steps, ~200 fragments per SIM+ frame
+    # 0.17 / 0.16 / 0.13 after 500 / 1000 / 1500 steps, ~200 fragments per SIM+ frame;
+    # at one size 0.64 / 0.70 / 0.69 ... 0.77 at 5000 (session 8, shipped).
+    # cluster_background_cos=0.15 at install: the best of 0.15 / 0.3 / 0.5 on the
+    # validation frames of both real sequences
     "nuclei-ch": Recipe(
         method="cosine-hourglass",
         purpose="segmenting and tracking fluorescent nuclei and cells in 2D time-lapses",
@@ -138,10 +141,19 @@ RECIPES: dict[str, Recipe] = {
               "frames were never seen (the test frames of docs/results.md)",
         overrides=("train_frames=:30", "val_frames=30:36", "crop_object_bias=0.7",
                    "object_size=28", "steps=5000", "val_every=500"),
-        limits=NUCLEI_LIMITS.replace("A per-frame method: tracking links instances by "
-                                     "overlap, divisions by the tracker's rules.",
-                                     "Embeddings of consecutive frames are clustered together, "
-                                     "so instances come matched across each frame pair.")),
+        limits=NUCLEI_LIMITS.replace(
+            "Trained at a median object diameter recorded in config.json (`instatrack models` "
+            "shows it); far larger or smaller objects need `--object-size PIXELS|auto`.",
+            "Every training dataset was resized to nuclei of 28 px, so new frames are resized "
+            "by an estimate of their objects' size (`--object-size auto`, the default for this "
+            "model); state the diameter with `--object-size PIXELS` when you know it (the "
+            "estimate can be 20 % off).").replace(
+            "A per-frame method: tracking links instances by overlap, divisions by the "
+            "tracker's rules.",
+            "Embeddings of consecutive frames are clustered together, so instances come "
+            "matched across each frame pair. Its masks are looser than `nuclei-se`'s (SEG "
+            "below it and below a tuned classical pipeline on SIM+ and GOWT1); its strength "
+            "is tracking. Runs at half size on SIM+/GOWT1-like data, so it is fast.")),
     # plants 0-49 of the CVPPP A1 folder here train, 50-55 validate (best weights); 56-65
     # stay the test plants of docs/results.md. 200 px drops the fragments (chosen there on
     # validation plants; the training validation uses it too)
