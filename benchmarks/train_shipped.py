@@ -183,6 +183,12 @@ RECIPES: dict[str, Recipe] = {
                "Never saw a real image: the foreground net knows synthetic objects only, "
                "so the per-object fine-tuning on frame 0 does most of the work."),
 }
+# the same, the foreground net conditioned on the object's previous mask
+RECIPES["objects-spn-mask"] = dataclasses.replace(
+    RECIPES["objects-spn"],
+    purpose=RECIPES["objects-spn"].purpose + "; the net reads the object's previous mask "
+            "(MaskTrack conditioning, docs/propagation_pretraining.md)",
+    overrides=(*RECIPES["objects-spn"].overrides, "previous_mask=true"))
 
 
 def build_data(recipe: Recipe, work: Path, data_root: Path) -> list[Path]:
