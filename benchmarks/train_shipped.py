@@ -50,7 +50,9 @@ CVPPP_TERMS = ("CVPPP 2017 Leaf Segmentation Challenge A1 (Plant Phenotyping Dat
 class Synthetic:
     """``instatrack synth DIR [--randomise] --sequences N --frames F --size H W --seed S``:
     randomised looks, or (``randomise=False``) the look of the demo's sequences;
-    ``kind="video"``: DAVIS-layout colour videos (``--kind video``)."""
+    ``kind="video"``: DAVIS-layout colour videos (``--kind video``), drawn with the
+    ``video`` changes of :class:`~instatrack.data.synth_video.VideoSettings`
+    (``--video-set``)."""
 
     sequences: int = 24
     frames: int = 4
@@ -58,13 +60,15 @@ class Synthetic:
     seed: int = 16
     randomise: bool = True
     kind: str = "cells"
+    video: tuple[str, ...] = ()
 
     @property
     def folder_name(self) -> str:
         kind = "synthetic" if self.randomise else "synthetic-demo"
         kind = "synthetic-video" if self.kind == "video" else kind
+        changed = "".join(f"-{item.replace('=', '').replace(',', '-')}" for item in self.video)
         return f"{kind}-{self.sequences}x{self.frames}-{self.size[0]}x{self.size[1]}-" \
-               f"seed{self.seed}"
+               f"seed{self.seed}{changed}"
 
     @property
     def command(self) -> str:
@@ -72,7 +76,7 @@ class Synthetic:
             " --randomise" if self.randomise else ""
         return (f"instatrack synth DIR{flag} --sequences "
                 f"{self.sequences} --frames {self.frames} --size {self.size[0]} {self.size[1]} "
-                f"--seed {self.seed}")
+                f"--seed {self.seed}" + "".join(f" --video-set {item}" for item in self.video))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +199,17 @@ RECIPES: dict[str, Recipe] = {
                "Never saw a real image: the foreground net knows synthetic objects only, "
                "so the per-object fine-tuning on frame 0 does most of the work."),
 }
+# the same, the foreground net conditioned on the object's previous mask
+RECIPES["objects-spn-mask"] = dataclasses.replace(
+    RECIPES["objects-spn"],
+    purpose=RECIPES["objects-spn"].purpose + "; the net reads the object's previous mask "
+            "(MaskTrack conditioning, docs/propagation_pretraining.md)",
+    overrides=(*RECIPES["objects-spn"].overrides, "previous_mask=true"))
+# and trained on approaching and receding objects (up to +-10 % size a frame, 0.3-3x)
+RECIPES["objects-spn-zoom"] = dataclasses.replace(
+    RECIPES["objects-spn-mask"],
+    synthetic=(Synthetic(sequences=60, frames=10, size=(240, 432), seed=31, randomise=False,
+                         kind="video", video=("zoom=0.1", "scale_range=0.3,3")),))
 
 
 def build_data(recipe: Recipe, work: Path, data_root: Path) -> list[Path]:
@@ -216,10 +231,13 @@ def build_data(recipe: Recipe, work: Path, data_root: Path) -> list[Path]:
         if not (folder / RECORD).is_file():
             with Outputs(overwrite=True) as outputs:
                 if synth.kind == "video":
-                    from instatrack.data.synth_video import write_davis_videos
+                    from instatrack.data.synth_video import VideoSettings, write_davis_videos
+                    from instatrack.settings import parse_overrides
 
+                    settings = VideoSettings.from_dict(parse_overrides(synth.video))
                     write_davis_videos(outputs.folder(folder), videos=synth.sequences,
-                                       frames=synth.frames, size=synth.size, seed=synth.seed)
+                                       frames=synth.frames, size=synth.size, seed=synth.seed,
+                                       settings=settings)
                 else:
                     write_ctc_sequences(outputs.folder(folder), sequences=synth.sequences,
                                         frames=synth.frames, size=synth.size, seed=synth.seed,

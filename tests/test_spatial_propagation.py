@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from instatrack.errors import ConfigError, DataError
-from instatrack.losses.propagation import balance_weights, degrade_masks, pick_instances
+from instatrack.losses.propagation import (
+    balance_weights,
+    degrade_masks,
+    jitter_masks,
+    pick_instances,
+)
 from instatrack.methods import get_method
 from instatrack.methods.spatial_propagation import (
     SpatialPropagation,
@@ -43,11 +48,10 @@ def small_method(*overrides: str) -> SpatialPropagation:
     return SpatialPropagation(SpatialPropagationConfig.build("fast", overrides=list(overrides)))
 
 
-@pytest.fixture(scope="module")
-def trained():
+def train_on_discs(*overrides: str):
     """A fast-preset model trained for 60 steps on random disc pairs (a few seconds)."""
     torch.manual_seed(0)
-    method = small_method("finetune_steps=30")
+    method = small_method("finetune_steps=30", *overrides)
     model = method.build_model()
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(60):
@@ -59,6 +63,16 @@ def trained():
         loss.backward()
         optimiser.step()
     return method, model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return train_on_discs()
+
+
+@pytest.fixture(scope="module")
+def trained_on_previous_mask():
+    return train_on_discs("previous_mask=true")
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -142,6 +156,44 @@ def test_fine_tuning_windows_see_the_object_and_the_far_background():
     assert 10 <= away <= 40
 
 
+def test_jitter_masks_move_and_resize_but_keep_the_object():
+    masks = torch.zeros(3, 1, 40, 50)
+    masks[0, 0, 10:30, 15:35] = 1
+    masks[1, 0, 5:13, 5:13] = 1
+    still = jitter_masks(masks, 0.0, 0.0, 0.0, 0, 0.0)
+    assert torch.equal(still, masks)  # no jitter: the mask itself; empty stays empty
+    draws = [jitter_masks(masks, 0.15, 0.3, 15.0, 3, 0.5,
+                          generator=torch.Generator().manual_seed(seed)) for seed in range(20)]
+    assert torch.equal(draws[0], jitter_masks(masks, 0.15, 0.3, 15.0, 3, 0.5,
+                                              generator=torch.Generator().manual_seed(0)))
+    for out in draws:
+        assert set(out.unique().tolist()) <= {0.0, 1.0} and out[2].sum() == 0
+        for i in (0, 1):
+            overlap = (out[i] * masks[i]).sum() / min(out[i].sum(), masks[i].sum())
+            assert out[i].sum() > 0 and overlap > 0.3
+    areas = torch.stack([out[0].sum() for out in draws])
+    assert areas.min() < 0.8 * 400 and areas.max() > 1.2 * 400  # scale and thickness vary
+    assert any(not torch.equal(out[0], draws[0][0]) for out in draws[1:])
+
+
+def test_previous_mask_adds_an_input_channel_and_old_configs_go_without():
+    old = SpatialPropagationConfig.from_dict({"in_channels": 3, "fg_width": 8})
+    assert not old.previous_mask  # runs saved before the key: unconditioned, as trained
+    assert SpatialPropagation(old).build_model().fg.stem[0].in_channels == 3
+    method = small_method("in_channels=3", "previous_mask=true")
+    model = method.build_model()
+    assert model.fg.stem[0].in_channels == 4
+    image = torch.randn(2, 1, 3, 32, 32)
+    labels = torch.zeros((2, 1, 32, 32), dtype=torch.long)
+    labels[:, :, 4:12, 4:12] = 1
+    labels[:, :, 20:28, 18:30] = 2
+    loss, parts = method.loss(model, {"image": image, "labels": labels})
+    loss.backward()
+    assert torch.isfinite(loss) and parts["fg"] > 0 and parts["spn"] > 0
+    assert model.fg.stem[0].weight.grad[:, 3].abs().sum() > 0  # the mask channel is used
+    assert model(image[:, 0]).shape == (2, 1, 32, 32)  # no previous mask: an empty one
+
+
 # -- prediction -----------------------------------------------------------------------------------
 
 
@@ -213,6 +265,39 @@ def test_predict_under_no_grad_and_leaves_the_model_unchanged(trained):
     assert torch.is_grad_enabled()
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key])
+
+
+def test_previous_mask_follows_the_discs(trained_on_previous_mask):
+    method, model = trained_on_previous_mask
+    ids = (3, 8, 20)
+    images, labels = moving_discs(10, seed=1, ids=ids)
+    fed = []
+    refine = method._refined_scores
+
+    def spy(model, scorer, image, previous=None):
+        fed.append(previous.clone())
+        return refine(model, scorer, image, previous)
+
+    method._refined_scores = spy
+    windows = list(method.predict(model, list(images), "cpu", first_masks=labels[0]))
+    predicted = np.concatenate([w.labels for w in windows])
+    scores = [jaccard(predicted[t] == k, labels[t] == k) for t in range(1, 10) for k in ids]
+    assert min(scores) > 0.7 and np.mean(scores) > 0.85
+    # frame t reads, per object, the mask the method gave it in frame t - 1
+    assert len(fed) == 9 and fed[0].shape == (3, 1, SIZE, SIZE)
+    for t, previous in enumerate(fed, start=1):
+        for k, label in enumerate(ids):
+            assert np.array_equal(previous[k, 0].numpy() > 0.5, predicted[t - 1] == label)
+
+
+def test_previous_mask_with_full_network_fine_tuning(trained_on_previous_mask):
+    _, model = trained_on_previous_mask
+    method = small_method("finetune=all", "finetune_steps=3", "finetune_batch=2",
+                          "previous_mask=true")
+    images, labels = moving_discs(3, seed=2)
+    windows = list(method.predict(model, list(images), "cpu", first_masks=labels[0]))
+    assert len(windows) == 3
+    assert set(np.unique(windows[-1].labels)) <= {0, 1, 2, 3}
 
 
 @pytest.mark.realdata

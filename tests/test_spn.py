@@ -152,6 +152,16 @@ def test_replicated_head_copies_start_equal_and_train_independently():
     assert grad[1].abs().sum() > 0 and grad[0].abs().sum() == 0 and grad[2].abs().sum() == 0
 
 
+def test_replicated_heads_with_own_inputs_read_their_own_channel_group():
+    head = ForegroundNet(1, width=4, levels=1).head
+    heads = replicate_head(head, 3, own_inputs=True)
+    features = torch.randn(2, 3, 4, 9, 11)  # (B, copies, C_in, Y, X)
+    out = heads(features.flatten(1, 2))
+    assert out.shape == (2, 3, 9, 11)
+    for k in range(3):
+        assert torch.allclose(out[:, k:k + 1], head(features[:, k]), atol=1e-5)
+
+
 # -- connected-region filter ----------------------------------------------------------------------
 
 

@@ -86,3 +86,29 @@ def test_cli_writes_videos(tmp_path, capsys):
     assert "2 synthetic DAVIS video(s)" in capsys.readouterr().out
     assert len(open_dataset(out)) == 2
     assert main(["synth", str(tmp_path / "x"), "--kind", "video", "--randomise"]) == 2
+
+
+def test_a_wide_scale_range_draws_approaching_and_receding_objects():
+    with pytest.raises(ConfigError, match="scale_range"):
+        VideoSettings(scale_range=(1.2, 2.0))
+    wide = VideoSettings(zoom=0.15, scale_range=(0.3, 3.0), max_objects=1, speed=0.0)
+
+    def area_change(settings):
+        changes = []
+        for seed in range(6):
+            labels = generate_video(12, (96, 96), seed, settings)[1] > 0
+            areas = labels.sum((1, 2))
+            changes.append(areas.max() / max(areas.min(), 1))
+        return max(changes)
+
+    assert area_change(wide) > 2.5 > area_change(VideoSettings(max_objects=1, speed=0.0))
+
+
+def test_cli_changes_video_settings(tmp_path):
+    out = tmp_path / "videos"
+    assert main(["synth", str(out), "--kind", "video", "--frames", "2", "--size", "32", "48",
+                 "--video-set", "zoom=0.1", "--video-set", "scale_range=0.5,2"]) == 0
+    settings = json.loads((out / RECORD).read_text())["settings"]
+    assert settings["zoom"] == 0.1 and settings["scale_range"] == [0.5, 2.0]
+    assert main(["synth", str(tmp_path / "x"), "--video-set", "zoom=0.1"]) == 2
+    assert main(["synth", str(tmp_path / "y"), "--kind", "video", "--video-set", "zoomm=1"]) == 2

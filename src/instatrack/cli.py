@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequences", type=int, default=1, metavar="N",
                    help="cells: write N sequences 01..NN into one dataset folder; video: N "
                         "videos synth-000 ...")
+    p.add_argument("--video-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="video: a field of VideoSettings (e.g. zoom=0.1, "
+                        "scale_range=0.3,3 for approaching objects; repeatable)")
     p.add_argument("--randomise", action="store_true",
                    help="cells: each sequence draws its look (size, shape, texture, density, "
                         "contrast, noise, blur, background) from broad ranges; knobs given "

@@ -39,6 +39,9 @@ def synth(args) -> int:
     if args.kind != "cells" and (knobs or args.randomise):
         raise ConfigError("--density/--noise/--division-rate/--dim-phase/--dense-phase/"
                           "--randomise apply to --kind cells only")
+    video_set = getattr(args, "video_set", None) or []
+    if args.kind != "video" and video_set:
+        raise ConfigError("--video-set applies to --kind video only")
     if args.kind == "leaves" and args.sequences != 1:
         raise ConfigError("--sequences applies to --kind cells and video only")
     most = 999 if args.kind == "video" else 99
@@ -51,10 +54,12 @@ def synth(args) -> int:
                                 size=tuple(args.size), seed=args.seed,
                                 randomise=args.randomise, **knobs)
         elif args.kind == "video":
-            from instatrack.data.synth_video import write_davis_videos
+            from instatrack.data.synth_video import VideoSettings, write_davis_videos
+            from instatrack.settings import parse_overrides
 
+            settings = VideoSettings.from_dict(parse_overrides(video_set), where="--video-set")
             write_davis_videos(out, videos=args.sequences, frames=args.frames,
-                               size=tuple(args.size), seed=args.seed)
+                               size=tuple(args.size), seed=args.seed, settings=settings)
         else:
             synthetic.write_cvppp_synthetic(out, n=args.frames, size=tuple(args.size),
                                             seed=args.seed)

@@ -52,6 +52,9 @@ class VideoSettings(Settings):
     speed: float = 0.025
     spin: float = 0.06
     zoom: float = 0.02
+    # the scale an object's zoom stays within (relative to its first frame); it turns
+    # back at the limits. Wide limits with a large zoom: approaching objects
+    scale_range: tuple[float, float] = (0.6, 1.6)
     warp: float = 0.12
     camera_speed: float = 0.02
     clutter: int = 12
@@ -65,6 +68,8 @@ class VideoSettings(Settings):
                 f"distractor_rate must be in [0, 1], got {self.distractor_rate}")
         require(0 < self.radius[0] <= self.radius[1] <= 1,
                 f"radius must be 0 < low <= high <= 1, got {self.radius}")
+        require(0 < self.scale_range[0] < 1 < self.scale_range[1],
+                f"scale_range must be 0 < low < 1 < high, got {self.scale_range}")
         for name in ("speed", "spin", "zoom", "warp", "camera_speed"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         require(self.clutter >= 0, f"clutter must be >= 0, got {self.clutter}")
@@ -196,7 +201,8 @@ def _new_object(rng: np.random.Generator, shape: tuple[int, int], s: VideoSettin
         warp_amplitude=rng.uniform(0, s.warp))
 
 
-def _move(obj: _Object, rng: np.random.Generator, shape: tuple[int, int]) -> None:
+def _move(obj: _Object, rng: np.random.Generator, shape: tuple[int, int],
+          scale_range: tuple[float, float] = (0.6, 1.6)) -> None:
     """One frame of motion: drifting velocity that turns back near the frame's border."""
     obj.velocity = obj.velocity + rng.normal(0, 0.1 * (np.linalg.norm(obj.velocity) + 0.5), 2)
     obj.centre = obj.centre + obj.velocity
@@ -206,8 +212,9 @@ def _move(obj: _Object, rng: np.random.Generator, shape: tuple[int, int]) -> Non
             obj.velocity[axis] = np.sign(0.5 * shape[axis] - obj.centre[axis]) * \
                 abs(obj.velocity[axis])
     obj.angle += obj.spin
-    obj.scale = float(np.clip(obj.scale * (1 + obj.growth), 0.6, 1.6))
-    if not 0.6 < obj.scale < 1.6:
+    low, high = scale_range
+    obj.scale = float(np.clip(obj.scale * (1 + obj.growth), low, high))
+    if not low < obj.scale < high:
         obj.growth = -obj.growth
 
 
@@ -318,7 +325,7 @@ def generate_video(frames: int = 10, size: tuple[int, int] = (240, 432), seed: i
             pose = pose + camera_velocity
             pose[3] = np.clip(pose[3], 0.8, 1.25)
             for obj in objects:
-                _move(obj, rng, shape)
+                _move(obj, rng, shape, s.scale_range)
         frame = _camera_view(world, shape, pose)
         for obj, label in zip(objects, ids, strict=True):
             drawn = _render_object(obj, t, shape)

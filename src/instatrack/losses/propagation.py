@@ -5,7 +5,11 @@
 * the SPN's training pairs: one ground-truth instance per image
   (:func:`pick_instances`) degraded into the kind of coarse map a per-object
   head produces (:func:`degrade_masks`), to be refined back into the mask
-  under :func:`binary_cross_entropy`.
+  under :func:`binary_cross_entropy`;
+* the previous-frame mask a network conditioned on it reads
+  (``previous_mask``): the ground-truth mask moved, scaled, turned, thickened or
+  thinned and partly cut away (:func:`jitter_masks`), the errors of the mask
+  the method produced one frame earlier.
 """
 
 from __future__ import annotations
@@ -71,6 +75,62 @@ def degrade_masks(masks: torch.Tensor, shift: int, radius: int, blur: int, noise
     if width > 1:
         out = F.avg_pool2d(out, width, 1, width // 2, count_include_pad=False)
     return (out + noise * torch.randn_like(out)).clamp(0, 1)
+
+
+def jitter_masks(masks: torch.Tensor, shift: float, scale: float, rotation: float,
+                 radius: int, drop: float, generator: torch.Generator | None = None
+                 ) -> torch.Tensor:
+    """Stand-ins for the previous frame's mask of ``(N, 1, Y, X)`` masks, binary float.
+
+    Each mask moves by up to ``shift`` times its size (the square root of its
+    area) along each axis, scales about its centroid by a factor in
+    ``[exp(-scale), exp(scale)]``, turns by up to ``rotation`` degrees, is
+    dilated or eroded by up to ``radius`` pixels (at most a quarter of its size)
+    and, with probability ``drop``, loses a disc of 15-40 % of its size around
+    one of its pixels: where the object was one frame ago, with the errors of a
+    predicted mask. Empty masks stay empty. ``generator``: of the random draws
+    (default: torch's global one).
+    """
+    n, _, Y, X = masks.shape
+    device = masks.device
+    masks = masks.float()
+    yy, xx = torch.meshgrid(torch.arange(Y, device=device, dtype=torch.float32),
+                            torch.arange(X, device=device, dtype=torch.float32), indexing="ij")
+    area = masks.sum((1, 2, 3))
+    weight = area.clamp(min=1.0)
+    cy = (masks[:, 0] * yy).sum((1, 2)) / weight
+    cx = (masks[:, 0] * xx).sum((1, 2)) / weight
+    size = torch.sqrt(area)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator).to(device)
+
+    def uniform(*shape: int) -> torch.Tensor:
+        return rand(*shape) * 2 - 1
+
+    factor = torch.exp(scale * uniform(n))
+    angle = math.radians(rotation) * uniform(n)
+    ty, tx = (shift * size[:, None] * uniform(n, 2)).unbind(1)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # output pixel p = c + t + factor * R (q - c); sample the input at q
+    dy = yy[None] - (cy + ty)[:, None, None]
+    dx = xx[None] - (cx + tx)[:, None, None]
+    f, cos, sin = factor[:, None, None], cos[:, None, None], sin[:, None, None]
+    qy = cy[:, None, None] + (cos * dy + sin * dx) / f
+    qx = cx[:, None, None] + (-sin * dy + cos * dx) / f
+    grid = torch.stack([2 * qx / max(X - 1, 1) - 1, 2 * qy / max(Y - 1, 1) - 1], -1)
+    out = F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    out = (out > 0.5).float()
+    radii = torch.clamp(size / 4, max=float(radius)).floor()
+    chosen = torch.floor(rand(n) * (2 * radii + 1)) - radii
+    out = torch.cat([morph(out[i:i + 1], int(r)) for i, r in enumerate(chosen.tolist())])
+    for i in torch.nonzero(rand(n) < drop)[:, 0].tolist():
+        pixels = torch.nonzero(out[i, 0] > 0.5)
+        if len(pixels):
+            py, px = pixels[int(rand(1) * len(pixels))].tolist()
+            r = float(size[i]) * (0.15 + 0.25 * float(rand(1)))
+            out[i, 0] *= ((yy - py) ** 2 + (xx - px) ** 2 > r * r).float()
+    return out
 
 
 def morph(x: torch.Tensor, radius: int) -> torch.Tensor:

@@ -25,6 +25,16 @@ is nearest (``contest="distance"``). The ``paper`` preset turns both off
 
 Training teaches the foreground net (BCE against ``label > 0``) and the SPN
 (refine a degraded ground-truth instance mask back into the mask).
+
+With ``previous_mask`` (MaskTrack, Perazzi et al. 2017) the foreground net
+reads one more input channel, the object's mask in the previous frame, and
+predicts that object rather than all foreground: in training the channel is
+one ground-truth instance jittered into the errors of a previous frame's
+prediction (:func:`~instatrack.losses.propagation.jitter_masks`: moved,
+scaled, turned, thickened or thinned, partly cut away) and the target is that
+instance; at inference each object runs with the mask the method gave it one
+frame earlier (frame 1: the first-frame mask), and its head, fine-tuned on
+frame 0 with jittered first masks as the channel, reads those features.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ from instatrack.losses.propagation import (
     balance_weights,
     binary_cross_entropy,
     degrade_masks,
+    jitter_masks,
     masked_mean,
     pick_instances,
     weighted_bce_with_logits,
@@ -56,8 +67,10 @@ from instatrack.models.foreground import ForegroundNet, replicate_head
 from instatrack.models.spn import SpatialPropagationNetwork
 from instatrack.settings import Settings, require
 
-#: (image (1, C, Y, X), features (1, W, Y, X)) -> per-object logits (1, K, Y, X)
-Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: (image (1, C, Y, X), features, previous masks) -> per-object logits (1, K, Y, X);
+#: features (1, W, Y, X) and previous None, or with ``previous_mask`` per object:
+#: features (K, W, Y, X) of the image with each object's previous mask (K, 1, Y, X)
+Scorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +131,18 @@ class SpatialPropagationConfig(TrainConfig, FirstFrameTuning, RegionSettings):
     degrade_radius: int = 3
     degrade_blur: int = 2
     degrade_noise: float = 0.1
+    # condition the foreground net on the object's mask in the previous frame (one more
+    # input channel, MaskTrack); the net then predicts that object, not all foreground.
+    # Off for runs saved before the key existed.
+    previous_mask: bool = False
+    # jitter of the ground-truth mask into a previous-frame mask (training and the
+    # fine-tuning on frame 0): shift and scale (log) in object sizes, turn in degrees,
+    # dilation/erosion in pixels, probability of cutting a part away
+    previous_shift: float = 0.15
+    previous_scale: float = 0.3
+    previous_rotation: float = 15.0
+    previous_radius: int = 4
+    previous_drop: float = 0.3
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "fast": {
@@ -143,22 +168,43 @@ class SpatialPropagationConfig(TrainConfig, FirstFrameTuning, RegionSettings):
             require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("degrade_shift", "degrade_radius", "degrade_blur"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("spn_weight", "degrade_noise"):
+        for name in ("spn_weight", "degrade_noise", "previous_shift", "previous_scale",
+                     "previous_rotation", "previous_radius"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        require(0 <= self.previous_drop <= 1,
+                f"previous_drop must be in [0, 1], got {self.previous_drop}")
 
 
 class PropagationModel(nn.Module):
-    """Foreground net + SPN whose guidance sees the image and the foreground features."""
+    """Foreground net + SPN whose guidance sees the image and the foreground features.
+
+    With ``config.previous_mask`` the foreground net reads the image and one more
+    channel, an object's previous mask (:meth:`inputs`).
+    """
 
     def __init__(self, in_channels: int, config: SpatialPropagationConfig):
         super().__init__()
-        self.fg = ForegroundNet(in_channels, config.fg_width, config.fg_levels, config.fg_blocks)
+        self.previous_mask = config.previous_mask
+        self.fg = ForegroundNet(in_channels + int(config.previous_mask), config.fg_width,
+                                config.fg_levels, config.fg_blocks)
         self.spn = SpatialPropagationNetwork(in_channels + config.fg_width,
                                              config.spn_width, config.spn_depth)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """``(B, C, Y, X)`` -> foreground logits ``(B, 1, Y, X)``."""
-        return self.fg(image)
+    def inputs(self, image: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """The foreground net's input: ``image`` ``(B, C, Y, X)``, with ``previous``
+        ``(B, 1, Y, X)`` (an object's previous mask; none: empty) appended when the
+        net is conditioned on it."""
+        if not self.previous_mask:
+            return image
+        if previous is None:
+            previous = torch.zeros_like(image[:, :1])
+        return torch.cat([image, previous.to(image.dtype)], 1)
+
+    def forward(self, image: torch.Tensor, previous: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """``(B, C, Y, X)`` -> foreground logits ``(B, 1, Y, X)`` (of the object whose
+        previous mask is ``previous``, when conditioned on it)."""
+        return self.fg(self.inputs(image, previous))
 
     def refine(self, coarse: torch.Tensor, image: torch.Tensor, features: torch.Tensor
                ) -> torch.Tensor:
@@ -195,12 +241,20 @@ class SpatialPropagation(Method):
         image, labels = batch["image"], batch["labels"]
         x = image.flatten(0, 1)
         labels = labels.flatten(0, 1)
-        features, logits = model.fg.forward_features(x)
         valid = labels >= 0
-        fg_loss = masked_mean(F.binary_cross_entropy_with_logits(
-            logits[:, 0].float(), (labels > 0).float(), reduction="none"), valid)
-
         target, has_instance = pick_instances(labels)
+        if cfg.previous_mask:
+            # follow one object from a jittered copy of its mask; none: nothing to follow
+            previous = jitter_masks(target[:, None], cfg.previous_shift, cfg.previous_scale,
+                                    cfg.previous_rotation, cfg.previous_radius,
+                                    cfg.previous_drop)
+            fg_target = target
+        else:
+            previous, fg_target = None, (labels > 0).float()
+        features, logits = model.fg.forward_features(model.inputs(x, previous))
+        fg_loss = masked_mean(F.binary_cross_entropy_with_logits(
+            logits[:, 0].float(), fg_target, reduction="none"), valid)
+
         coarse = degrade_masks(target[:, None], cfg.degrade_shift, cfg.degrade_radius,
                                cfg.degrade_blur, cfg.degrade_noise)
         # half of the maps are also cut to the predicted foreground, as at inference
@@ -237,21 +291,37 @@ class SpatialPropagation(Method):
                                        first, ids, device)
         yield Window(0, first.astype(np.int32)[None], tracked=True)
         memory = ObjectMemory(first[None] == ids[:, None, None])
+        previous = None
+        if cfg.previous_mask:
+            previous = object_masks(first, ids, device)
         for t, frame in enumerate(iterator, start=1):
             array = frame_array(frame, first.shape, cfg.in_channels, t)
             image = torch.from_numpy(array).to(device)[None]
             with torch.inference_mode():
-                scores = self._refined_scores(model, scorer, image)
+                scores = self._refined_scores(model, scorer, image, previous)
             labels = filter_and_assign(scores, memory, ids, self.config)
+            if previous is not None:
+                # an object lost in this frame keeps the last mask it had
+                current = object_masks(labels, ids, device)
+                found = current.flatten(1).any(1)[:, None, None, None]
+                previous = torch.where(found, current, previous)
             yield Window(t, labels[None], tracked=True)
 
-    def _refined_scores(self, model: PropagationModel, scorer: Scorer, image: torch.Tensor
-                        ) -> np.ndarray:
-        """Refined per-object probabilities ``(K, Y, X)`` for one frame ``(1, C, Y, X)``."""
-        features, fg_logits = model.fg.forward_features(image)
+    def _refined_scores(self, model: PropagationModel, scorer: Scorer, image: torch.Tensor,
+                        previous: torch.Tensor | None = None) -> np.ndarray:
+        """Refined per-object probabilities ``(K, Y, X)`` for one frame ``(1, C, Y, X)``;
+        ``previous`` ``(K, 1, Y, X)``: the objects' masks in the previous frame, with
+        ``previous_mask`` (the net then runs once per object)."""
+        if previous is None:
+            features, fg_logits = model.fg.forward_features(image)
+            foreground = torch.sigmoid(fg_logits) > self.config.fg_threshold
+            coarse = torch.sigmoid(scorer(image, features, None)) * foreground
+            return model.refine(coarse, image, features)[0].cpu().numpy()
+        images = image.expand(len(previous), -1, -1, -1)
+        features, fg_logits = model.fg.forward_features(model.inputs(images, previous))
         foreground = torch.sigmoid(fg_logits) > self.config.fg_threshold
-        coarse = torch.sigmoid(scorer(image, features)) * foreground
-        return model.refine(coarse, image, features)[0].cpu().numpy()
+        coarse = torch.sigmoid(scorer(image, features, previous))[0][:, None] * foreground
+        return model.refine(coarse, images, features)[:, 0].cpu().numpy()
 
     def _instance_scorer(self, model: PropagationModel, frame: np.ndarray, first: np.ndarray,
                          ids: np.ndarray, device: torch.device) -> Scorer:
@@ -275,9 +345,18 @@ def finetune_heads(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, ids:
     rng = np.random.default_rng(cfg.seed)
     images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_pool, rng, device)
     with torch.no_grad():
+        if cfg.previous_mask:
+            # every copy once per object, with that object's jittered mask as the channel
+            n, k, Y, X = targets.shape
+            previous = previous_masks(targets.reshape(n * k, 1, Y, X), cfg, rng)
+            inputs = torch.cat([images.repeat_interleave(k, 0), previous], 1)
+        else:
+            inputs = images
         features = torch.cat([fg.forward_features(chunk)[0]
-                              for chunk in images.split(cfg.finetune_batch)])
-    heads = replicate_head(fg.head, len(ids))
+                              for chunk in inputs.split(cfg.finetune_batch)])
+        if cfg.previous_mask:
+            features = features.reshape(n, k * features.shape[1], Y, X)
+    heads = replicate_head(fg.head, len(ids), own_inputs=cfg.previous_mask)
     optimiser = torch.optim.Adam(heads.parameters(), lr=cfg.finetune_lr)
     for _ in range(cfg.finetune_steps):
         windows = object_windows(targets, cfg.crop, cfg.finetune_batch, rng,
@@ -291,7 +370,10 @@ def finetune_heads(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, ids:
         optimiser.step()
     heads.eval()
 
-    def score(image: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
+    def score(image: torch.Tensor, image_features: torch.Tensor,
+              previous: torch.Tensor | None) -> torch.Tensor:
+        if previous is not None:  # (K, W, Y, X): object k's features to head k
+            image_features = image_features.reshape(1, -1, *image_features.shape[2:])
         return heads(image_features)
 
     return score
@@ -314,7 +396,11 @@ def finetune_networks(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, i
         images, targets, valid = (gather_windows(x, windows) for x in (images, targets, valid))
         weights = balance_weights(targets)
         for k, (net, optimiser) in enumerate(zip(nets, optimisers, strict=True)):
-            loss = weighted_bce_with_logits(net(images), targets[:, k:k + 1], valid,
+            inputs = images
+            if cfg.previous_mask:
+                previous = previous_masks(targets[:, k:k + 1], cfg, rng)
+                inputs = torch.cat([images, previous], 1)
+            loss = weighted_bce_with_logits(net(inputs), targets[:, k:k + 1], valid,
                                             weights[:, k:k + 1])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -322,10 +408,28 @@ def finetune_networks(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, i
     for net in nets:
         net.eval()
 
-    def score(image: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
-        return torch.cat([net(image) for net in nets], 1)
+    def score(image: torch.Tensor, image_features: torch.Tensor,
+              previous: torch.Tensor | None) -> torch.Tensor:
+        if previous is None:
+            return torch.cat([net(image) for net in nets], 1)
+        return torch.cat([net(torch.cat([image, previous[k:k + 1]], 1))
+                          for k, net in enumerate(nets)], 1)
 
     return score
+
+
+def previous_masks(masks: torch.Tensor, cfg: SpatialPropagationConfig,
+                   rng: np.random.Generator) -> torch.Tensor:
+    """``(N, 1, Y, X)`` masks jittered as the training jitters previous-frame masks,
+    drawn from ``rng`` (fine-tuning on frame 0 is deterministic per ``seed``)."""
+    generator = torch.Generator().manual_seed(int(rng.integers(2 ** 31)))
+    return jitter_masks(masks, cfg.previous_shift, cfg.previous_scale, cfg.previous_rotation,
+                        cfg.previous_radius, cfg.previous_drop, generator=generator)
+
+
+def object_masks(labels: np.ndarray, ids: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The masks of objects ``ids`` ``(K,)`` in ``(Y, X)`` labels, ``(K, 1, Y, X)`` float."""
+    return torch.from_numpy(labels[None] == ids[:, None, None]).float()[:, None].to(device)
 
 
 def augmented_copies(frame: np.ndarray, first: np.ndarray, ids: np.ndarray, count: int,

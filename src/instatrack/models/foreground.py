@@ -147,13 +147,17 @@ def _unwrap_state(state: object) -> dict[str, torch.Tensor] | None:
     return dict(state)
 
 
-def replicate_head(head: nn.Sequential, copies: int) -> nn.Sequential:
+def replicate_head(head: nn.Sequential, copies: int, own_inputs: bool = False
+                   ) -> nn.Sequential:
     """``copies`` independent copies of ``head`` evaluated as one network.
 
     Input: the head's input ``(B, C_in, Y, X)``; output ``(B, copies * C_out, Y, X)``
     where channel group ``k`` is copy ``k``. All copies read the same input, so
     the first convolution is one ordinary convolution with the copies' filters
-    stacked; later convolutions are grouped, one group per copy. Every copy
+    stacked; later convolutions are grouped, one group per copy. With
+    ``own_inputs`` each copy reads its own input instead: the input is
+    ``(B, copies * C_in, Y, X)``, group ``k`` for copy ``k``, and the first
+    convolution is grouped too. Every copy
     starts from ``head``'s weights and has its own parameters, so training them
     on a summed loss is the same as training each separately (per-object
     instance models, one forward pass).
@@ -162,8 +166,9 @@ def replicate_head(head: nn.Sequential, copies: int) -> nn.Sequential:
     first = True
     for layer in head:
         if isinstance(layer, nn.Conv2d):
-            groups = layer.groups if first else copies * layer.groups
-            in_channels = layer.in_channels if first else layer.in_channels * copies
+            shared = first and not own_inputs
+            groups = layer.groups if shared else copies * layer.groups
+            in_channels = layer.in_channels if shared else layer.in_channels * copies
             grouped = nn.Conv2d(
                 in_channels, layer.out_channels * copies, layer.kernel_size, layer.stride,
                 layer.padding, layer.dilation, groups=groups, bias=layer.bias is not None,
