@@ -96,12 +96,14 @@ def time_segmenters(segmenters: dict[str, tuple[int, object]], sizes: list[int],
     return rows
 
 
-def speed_table(models: list[str], sizes: list[int], repeats: int, device=None) -> list[dict]:
+def speed_table(models: list[str], sizes: list[int], repeats: int, device=None,
+                object_size=None) -> list[dict]:
     """Rows of :func:`time_segmenters` for the models and the classical pipeline on each
-    kind of frame they get, each with ``ratio``: its time over the classical one's."""
+    kind of frame they get, each with ``ratio``: its time over the classical one's.
+    ``object_size``: as ``instatrack.load``'s, for every model (None: each its default)."""
     segmenters = {}
     for model in models:
-        predictor = instatrack.load(model, device=device)
+        predictor = instatrack.load(model, device=device, object_size=object_size)
         segmenters[model] = (predictor.config.in_channels, predictor.segment)
     classical = ClassicalSettings()
     for channels in sorted({c for c, _ in segmenters.values()}):
@@ -143,10 +145,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="with --models: timed rounds")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--object-size", default=None,
+                        help="with --models: the objects' diameter in pixels (the synthetic "
+                             "fluorescence frames' nuclei are ~12 px) or auto; default: each "
+                             "model's own default")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.models:
-        rows = speed_table(args.models, args.sizes, args.repeats, args.device)
+        rows = speed_table(args.models, args.sizes, args.repeats, args.device,
+                           args.object_size)
         print(f"# {machine()}; median of {args.repeats} rounds")
         print_table(rows)
         return
