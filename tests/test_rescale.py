@@ -198,3 +198,12 @@ def test_auto_is_not_fooled_by_pieces_of_the_trained_size():
     predictor = Predictor(method, None, "cpu", object_size="auto")
     factor = predictor.input_scale(predictor.prepare(image))
     assert factor == pytest.approx(22.6 / 90, rel=0.25)
+
+
+def test_auto_takes_the_median_over_the_first_frames():
+    """One odd first frame does not set the factor of the whole sequence."""
+    method = FragmentingMethod()
+    predictor = Predictor(method, None, "cpu", object_size="auto")
+    odd, usual = (predictor.prepare(_disks(r)) for r in (11.3, 45.0))
+    assert predictor.input_scale(odd) == 1.0
+    assert predictor.input_scale(odd, usual, usual) == pytest.approx(22.6 / 90, rel=0.25)

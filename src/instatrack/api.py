@@ -28,6 +28,8 @@ ProgressFn = Callable[[int], None]
 AUTO_SIZE_FACTORS = (1.0, 0.5, 0.25, 2.0)
 #: a pass of the size estimate must find at least this many objects to count
 AUTO_MIN_OBJECTS = 3
+#: a sequence's object size is estimated on (up to) this many of its first frames
+AUTO_SIZE_FRAMES = 3
 
 
 @dataclasses.dataclass
@@ -125,11 +127,13 @@ class Predictor:
 
         return diameter(self.config.instance_area[1])
 
-    def input_scale(self, first: np.ndarray) -> float:
+    def input_scale(self, first: np.ndarray, *more: np.ndarray) -> float:
         """Factor the frames are resized by so objects match the training size.
 
-        ``first`` is the first prepared ``(C, Y, X)`` frame, used when
-        :attr:`object_size` is ``"auto"``: the model segments it at each of
+        ``first`` (and ``more``) are the first prepared ``(C, Y, X)`` frames, used when
+        :attr:`object_size` is ``"auto"``: the median of each frame's estimate counts,
+        so one noisy frame does not set the factor of a whole sequence. The model
+        segments a frame at each of
         :data:`AUTO_SIZE_FACTORS`. A model cuts objects far larger than it knows
         into pieces of its own size, so the pass that comes closest to the training
         size may be wrong; pieces make objects look smaller, never larger, so the
@@ -151,41 +155,42 @@ class Predictor:
         if requested != "auto":
             return scale_for(float(requested), self.trained_size)
 
-        def found_size(factor: float) -> float | None:
+        def found_size(image: np.ndarray, factor: float) -> float | None:
             """Median diameter, in the frame's own pixels, found at ``factor``."""
-            frame = resize_image(first, factor)
+            frame = resize_image(image, factor)
             found = [w.labels for w in self.method.predict(self.model, [frame], self.device)]
             labels = np.concatenate(found) if found else np.zeros((1, 1), np.int32)
             if len(np.unique(labels[labels > 0])) < AUTO_MIN_OBJECTS:
                 return None
             return estimate_diameter(labels) / factor
 
-        def factor_for(size: float) -> float:
-            return float(np.clip(self.trained_size / size, 1 / LIMIT, LIMIT))
+        def estimate(image: np.ndarray) -> float | None:
+            """The object diameter in ``image``'s pixels, or None when nothing is found."""
+            sizes = [size for f in AUTO_SIZE_FACTORS if (size := found_size(image, f))]
+            if not sizes:
+                return None
+            factor = float(np.clip(self.trained_size / max(sizes), 1 / LIMIT, LIMIT))
+            return found_size(image, factor) or max(sizes)
 
-        sizes = [size for factor in AUTO_SIZE_FACTORS if (size := found_size(factor))]
+        sizes = [size for image in (first, *more) if (size := estimate(image))]
         if not sizes:
             return 1.0
-        factor = factor_for(max(sizes))
-        size = found_size(factor)
-        if size is None:
-            return factor
-        return scale_for(size, self.trained_size)
+        return scale_for(float(np.median(sizes)), self.trained_size)
 
     def _windows(self, prepared: Iterable[np.ndarray], first_masks: np.ndarray | None):
         """The method's windows over ``prepared`` frames, resized for :attr:`object_size`."""
         from instatrack.data.rescale import resize_image, resize_labels
 
         frames = iter(prepared)
-        first = next(frames, None)
-        if first is None:
+        head = list(itertools.islice(frames, AUTO_SIZE_FRAMES))
+        if not head:
             return iter(())
-        factor = self.input_scale(first)
+        factor = self.input_scale(*head)
         if factor == 1:
-            return self.method.predict(self.model, itertools.chain([first], frames), self.device,
+            return self.method.predict(self.model, itertools.chain(head, frames), self.device,
                                        first_masks=first_masks)
-        shape = first.shape[-2:]
-        scaled = (resize_image(frame, factor) for frame in itertools.chain([first], frames))
+        shape = head[0].shape[-2:]
+        scaled = (resize_image(frame, factor) for frame in itertools.chain(head, frames))
         if first_masks is not None:
             inner = tuple(max(1, round(n * factor)) for n in shape)
             first_masks = resize_labels(np.asarray(first_masks), inner)
