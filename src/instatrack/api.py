@@ -127,6 +127,14 @@ class Predictor:
 
         return diameter(self.config.instance_area[1])
 
+    @property
+    def requested_size(self) -> float | str | None:
+        """:attr:`object_size`, or ``"auto"`` when it is None and the run was trained with
+        every dataset resized to one object size (``object_size`` in its config)."""
+        if self.object_size is None and self.config.object_size > 0:
+            return "auto"
+        return self.object_size
+
     def input_scale(self, first: np.ndarray, *more: np.ndarray) -> float:
         """Factor the frames are resized by so objects match the training size.
 
@@ -144,9 +152,7 @@ class Predictor:
         """
         from instatrack.data.rescale import LIMIT, estimate_diameter, resize_image, scale_for
 
-        requested = self.object_size
-        if requested is None and self.config.object_size > 0:
-            requested = "auto"  # trained with every dataset resized to one object size
+        requested = self.requested_size
         if requested is None:  # as in training (a fine-tuned run may rescale)
             return self.config.rescale or 1.0
         if self.trained_size <= 0:
@@ -182,7 +188,9 @@ class Predictor:
         from instatrack.data.rescale import resize_image, resize_labels
 
         frames = iter(prepared)
-        head = list(itertools.islice(frames, AUTO_SIZE_FRAMES))
+        # only an estimate reads frames ahead (a live stream waits for nothing else)
+        ahead = AUTO_SIZE_FRAMES if self.requested_size == "auto" else 1
+        head = list(itertools.islice(frames, ahead))
         if not head:
             return iter(())
         factor = self.input_scale(*head)
