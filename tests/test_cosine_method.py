@@ -90,8 +90,8 @@ def fake_clustering(monkeypatch):
 
     calls = []
 
-    def fake(embeddings, params, background=None, instance_area=(0.0, 0.0)):
-        calls.append((embeddings.shape, params, background))
+    def fake(embeddings, params, background=None, foreground=None, instance_area=(0.0, 0.0)):
+        calls.append((embeddings.shape, params, background, foreground))
         return (embeddings[:, 0] > 0).astype(np.int64)
 
     monkeypatch.setattr(cosine, "cluster_embeddings", fake)
@@ -113,8 +113,9 @@ def test_predict_yields_overlapping_pair_windows(fake_clustering):
     assert [w.start for w in windows] == [0, 1, 2]
     assert all(isinstance(w, Window) and w.labels.shape == (2, 21, 30) for w in windows)
     assert all(w.labels.dtype == np.int32 and not w.tracked for w in windows)
-    shape, params, background = fake_clustering[0]
+    shape, params, background, foreground = fake_clustering[0]
     assert shape == (2, 4, 21, 30) and background is None  # untrained: no background yet
+    assert foreground is None  # no foreground output: the background cosine decides
     assert (params.cluster_min_cluster_size, params.min_instance_area) == (33, 7)
 
 
@@ -136,6 +137,29 @@ def test_predict_single_frame_and_empty_sequence(fake_clustering):
     assert len(windows) == 1 and windows[0].start == 0 and windows[0].labels.shape == (1, 21, 30)
     np.testing.assert_array_equal(fake_clustering[0][2], [0.0, 1.0, 0.0, 0.0])
     assert list(method.predict(model, [], "cpu")) == []
+
+
+def test_foreground_head_is_trained_and_decides_the_foreground(fake_clustering):
+    method = _method("foreground_head=true", "cluster_foreground_prob=0.3")
+    model = method.build_model()
+    clip = torch.from_numpy(np.stack(_frames(3)))[None]
+    assert [o.shape[2] for o in model(clip)] == [4, 5]  # the last stack adds a logit
+    labels = torch.zeros((1, 3, 21, 30), dtype=torch.int64)
+    labels[:, :, 3:9, 4:12] = 1
+    labels[:, :, 12:18, 15:25] = 2
+    labels[:, :, 0, :] = -1  # unannotated pixels take no part in either loss
+    loss, parts = method.loss(model.train(), {"image": clip, "labels": labels})
+    assert torch.isfinite(loss) and parts["foreground"] > 0
+    loss.backward()
+    assert model.heads[-1].weight.grad[-1].abs().sum() > 0
+    model.eval()
+    windows = list(method.predict(model, _frames(2), "cpu"))
+    shape, params, _, foreground = fake_clustering[0]
+    assert shape == (2, 4, 21, 30) and len(windows) == 1
+    with torch.no_grad():
+        logit = model(clip[:, :2])[-1][0, :, -1]
+    expected = torch.sigmoid(logit) > 0.3
+    assert foreground.dtype == bool and (foreground == expected.numpy()).mean() > 0.999
 
 
 def test_predict_rejects_bad_frames(fake_clustering):

@@ -73,7 +73,9 @@ class ClusterParams(Settings):
     clustered samples; ``cluster_grow_cos`` is the cosine a leftover pixel
     needs with a neighbouring cluster's mean to join it; ``cluster_selection``
     is HDBSCAN's cluster selection (``eom`` or ``leaf``). Pieces smaller than
-    ``min_instance_area`` are removed.
+    ``min_instance_area`` are removed. ``cluster_foreground_prob``: for a network
+    with a foreground output, the probability at which a pixel is foreground (it
+    then replaces the background-cosine test).
     """
 
     post_processing = True
@@ -87,6 +89,7 @@ class ClusterParams(Settings):
     cluster_assign_radius: int = 2
     cluster_grow_cos: float = 0.4
     cluster_selection: str = "eom"
+    cluster_foreground_prob: float = 0.5
     min_instance_area: int = 20
 
     def check(self) -> None:
@@ -107,6 +110,8 @@ class ClusterParams(Settings):
                 f"cluster_assign_radius must be >= 1, got {self.cluster_assign_radius}")
         require(self.cluster_selection in ("eom", "leaf"),
                 f"cluster_selection must be 'eom' or 'leaf', got {self.cluster_selection!r}")
+        require(0 < self.cluster_foreground_prob < 1,
+                f"cluster_foreground_prob must be in (0, 1), got {self.cluster_foreground_prob}")
         require(self.min_instance_area >= 0,
                 f"min_instance_area must be >= 0, got {self.min_instance_area}")
 

@@ -15,6 +15,7 @@ the pair; the tracker links the overlapping pair windows into tracks.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
@@ -26,7 +27,7 @@ from instatrack.cluster.hdbscan import ClusterParams, cluster_embeddings
 from instatrack.config import TrainConfig, require
 from instatrack.losses.cosine import background_direction, cosine_embedding_loss
 from instatrack.methods.base import Method, Window, with_precision
-from instatrack.models.hourglass import StackedHourglass
+from instatrack.models.hourglass import StackedHourglass, split_foreground
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,10 @@ class CosineHourglassConfig(TrainConfig, ClusterParams):
     those of :class:`~instatrack.cluster.hdbscan.ClusterParams`.
 
     Defaults are the paper's network; ``neighbour_radius`` is ``r_N`` in pixels.
+    ``foreground_head`` adds a per-pixel foreground output to the last stack, trained
+    with binary cross-entropy (times ``foreground_weight``) beside the cosine loss;
+    clustering then takes its foreground from it (``cluster_foreground_prob``)
+    instead of from the cosine with the background direction.
     """
 
     clip_len: int = 10
@@ -45,9 +50,11 @@ class CosineHourglassConfig(TrainConfig, ClusterParams):
     embedding_dim: int = 16
     recurrent: bool = True
     upsample: str = "nearest"
+    foreground_head: bool = False
     # loss
     neighbour_radius: float = 51.2
     background_momentum: float = 0.99
+    foreground_weight: float = 1.0
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # ~0.65 s of CPU time a step on one core (measured), so 3000 steps take ~20-30 min
@@ -75,6 +82,8 @@ class CosineHourglassConfig(TrainConfig, ClusterParams):
                 f"upsample must be 'nearest' or 'bilinear', got {self.upsample!r}")
         require(self.neighbour_radius > 0,
                 f"neighbour_radius must be > 0 pixels, got {self.neighbour_radius}")
+        require(self.foreground_weight >= 0,
+                f"foreground_weight must be >= 0, got {self.foreground_weight}")
         require(0 <= self.background_momentum < 1,
                 f"background_momentum must be in [0, 1), got {self.background_momentum}")
 
@@ -90,18 +99,30 @@ class CosineHourglass(Method):
         c = self.config
         return StackedHourglass(in_channels=c.in_channels, stacks=c.stacks, levels=c.levels,
                                 filters=c.filters, embedding_dim=c.embedding_dim,
-                                recurrent=c.recurrent, upsample=c.upsample)
+                                recurrent=c.recurrent, upsample=c.upsample,
+                                foreground=c.foreground_head)
 
     # -- training ---------------------------------------------------------
     def loss(self, model: StackedHourglass, batch: dict[str, torch.Tensor]
              ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Cosine embedding loss over all stacks; also updates ``model.background``."""
+        """Cosine embedding loss over all stacks (plus the foreground output's
+        cross-entropy); also updates ``model.background``."""
         outputs = model(batch["image"])
         labels = batch["labels"]
         # cosines of nearly parallel unit vectors need more than bfloat16's 8 bits
         with torch.autocast(labels.device.type, enabled=False):
             outputs = [o.float() for o in outputs]
+            outputs[-1], logit = split_foreground(outputs[-1], self.config.embedding_dim, 2)
             loss, parts = cosine_embedding_loss(outputs, labels, self.config.neighbour_radius)
+            if logit is not None:
+                annotated = labels >= 0
+                if bool(annotated.any()):
+                    foreground = F.binary_cross_entropy_with_logits(
+                        logit[annotated], (labels[annotated] > 0).float())
+                else:
+                    foreground = logit.sum() * 0.0
+                loss = loss + self.config.foreground_weight * foreground
+                parts["foreground"] = float(foreground.detach())
         if model.training:
             with torch.no_grad():
                 update_background(model.background, outputs[-1].detach(), labels,
@@ -127,31 +148,45 @@ class CosineHourglass(Method):
         background = model.background.detach().cpu().numpy().astype(np.float32)
         reference = background if np.linalg.norm(background) > 0 else None
         state = None
-        previous: np.ndarray | None = None
+        previous: tuple[np.ndarray, np.ndarray | None] | None = None
         t = -1
         for t, frame in enumerate(frames):
-            current, state = _embed(model, self.frame_tensor(frame, t, device), state, fast)
+            current, state = _embed(model, self.frame_tensor(frame, t, device), state, fast,
+                                    self.config.embedding_dim, params.cluster_foreground_prob)
             if previous is not None:
-                labels = cluster_embeddings(np.stack([previous, current]), params, reference,
-                                            instance_area=sizes)
-                yield Window(t - 1, np.asarray(labels, dtype=np.int32))
+                labels = _cluster([previous, current], params, reference, sizes)
+                yield Window(t - 1, labels)
             previous = current
         if t == 0:
-            labels = cluster_embeddings(previous[None], params, reference, instance_area=sizes)
-            yield Window(0, np.asarray(labels, dtype=np.int32))
+            yield Window(0, _cluster([previous], params, reference, sizes))
+
+
+def _cluster(frames: list[tuple[np.ndarray, np.ndarray | None]], params: ClusterParams,
+             reference: np.ndarray | None, sizes: tuple[float, float]) -> np.ndarray:
+    """Joint labels ``(T, Y, X)`` int32 of frames given as (embeddings, foreground or None)."""
+    foreground = None if frames[0][1] is None else np.stack([f for _, f in frames])
+    labels = cluster_embeddings(np.stack([e for e, _ in frames]), params, reference,
+                                foreground=foreground, instance_area=sizes)
+    return np.asarray(labels, dtype=np.int32)
 
 
 
 @torch.inference_mode()
-def _embed(model: StackedHourglass, image: torch.Tensor, state, bfloat16: bool = False):
-    """Last stack's embeddings ``(d, Y, X)`` (numpy) of one frame ``(1, C, Y, X)`` and new state.
+def _embed(model: StackedHourglass, image: torch.Tensor, state, bfloat16: bool,
+           embedding_dim: int, foreground_prob: float):
+    """Last stack's ``(embeddings (d, Y, X), foreground (Y, X) bool or None)`` (numpy) of
+    one frame ``(1, C, Y, X)``, and the new state.
 
     Grad mode is switched off here, per frame, rather than around the generator
     in :meth:`CosineHourglass.predict`, whose caller runs between the yields.
     """
     with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=bfloat16):
         outputs, state = model.step(image, state)
-    return outputs[-1][0].float().cpu().numpy(), state
+    embeddings, logit = split_foreground(outputs[-1][0].float(), embedding_dim, 0)
+    # sigmoid(logit) > p  <=>  logit > log(p / (1 - p))
+    foreground = (None if logit is None else
+                  (logit > math.log(foreground_prob / (1 - foreground_prob))).cpu().numpy())
+    return (embeddings.cpu().numpy(), foreground), state
 
 
 def update_background(background: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor,

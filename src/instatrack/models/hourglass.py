@@ -14,6 +14,12 @@ concatenated with the (normalised) embeddings of the previous one, so it can
 refine them. Each stack's embeddings are returned, because the loss supervises
 all of them.
 
+With ``foreground=True`` the last stack's 1x1 convolution has one more output
+channel, a per-pixel foreground logit, returned after the normalised embedding
+channels (not normalised itself). Clustering then takes its foreground from this
+output instead of from the cosine with the background direction, which leaves a
+rim of boundary pixels in every mask (docs/results.md, session 9).
+
 The network is causal in time, so a clip can be processed either at once
 (:meth:`StackedHourglass.forward`) or one frame at a time at constant memory
 (:meth:`StackedHourglass.step`); both give the same result.
@@ -106,11 +112,14 @@ class StackedHourglass(nn.Module):
     The buffer ``background`` ``(d,)`` holds the running direction of the
     background embedding seen in training (all zeros until the first update);
     clustering uses it to tell foreground from background.
+
+    ``foreground``: the last stack's output has ``d + 1`` channels, the last one a
+    foreground logit (see :func:`split_foreground`).
     """
 
     def __init__(self, in_channels: int = 1, stacks: int = 2, levels: int = 7, filters: int = 64,
                  embedding_dim: int = 16, recurrent: bool = True, dims: int = 2,
-                 upsample: str = "nearest"):
+                 upsample: str = "nearest", foreground: bool = False):
         super().__init__()
         if dims not in (2, 3):
             raise ValueError(f"dims must be 2 or 3, got {dims}")
@@ -125,7 +134,10 @@ class StackedHourglass(nn.Module):
             Hourglass(in_channels + (embedding_dim if s > 0 else 0), filters, levels, recurrent,
                       dims, upsample)
             for s in range(stacks))
-        self.heads = nn.ModuleList(conv_nd(dims, filters, embedding_dim, 1) for _ in range(stacks))
+        self.foreground = foreground
+        self.heads = nn.ModuleList(
+            conv_nd(dims, filters, embedding_dim + (foreground and s == stacks - 1), 1)
+            for s in range(stacks))
         self.register_buffer("background", torch.zeros(embedding_dim))
         self._init_weights()
 
@@ -167,8 +179,13 @@ class StackedHourglass(nn.Module):
         x = image
         for stack in range(self.stacks):
             features, stack_state = self.hourglasses[stack](x, state[stack])
-            embedding = F.normalize(self.heads[stack](features), dim=1, eps=1e-8)
-            outputs.append(embedding)
+            raw = self.heads[stack](features)
+            if self.foreground and stack == self.stacks - 1:
+                embedding = F.normalize(raw[:, :-1], dim=1, eps=1e-8)
+                outputs.append(torch.cat([embedding, raw[:, -1:]], 1))
+            else:
+                embedding = F.normalize(raw, dim=1, eps=1e-8)
+                outputs.append(embedding)
             new_state.append(stack_state)
             x = torch.cat([image, embedding], 1)
         return outputs, new_state
@@ -187,3 +204,17 @@ class StackedHourglass(nn.Module):
             outputs, state = self.step(clip[:, t], state)
             per_frame.append(outputs)
         return [torch.stack([frame[s] for frame in per_frame], 1) for s in range(self.stacks)]
+
+
+
+def split_foreground(output: torch.Tensor, embedding_dim: int, axis: int
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A stack's output -> its embeddings and its foreground logit (None without one).
+
+    ``axis`` is the channel axis of ``output`` (e.g. 2 for ``(B, T, C, *S)``); it has
+    ``embedding_dim`` channels, or one more when the last is a foreground logit,
+    which is returned with that axis removed.
+    """
+    if output.shape[axis] == embedding_dim:
+        return output, None
+    return output.narrow(axis, 0, embedding_dim), output.select(axis, embedding_dim)
