@@ -16,11 +16,13 @@ pytest.importorskip("onnxruntime")
 from instatrack.onnx import export_onnx, onnx_predictor  # noqa: E402
 
 METHODS = ("spatial-embedding", "cosine-hourglass")
+#: the networks exported: each method, and the cosine-hourglass with its foreground output
+NETWORKS = (*((m, ()) for m in METHODS), ("cosine-hourglass", ("foreground_head=true",)))
 
 
-@pytest.fixture(scope="module", params=METHODS)
+@pytest.fixture(scope="module", params=NETWORKS, ids=lambda p: "-".join((p[0], *p[1])))
 def exported(request, tmp_path_factory):
-    run = random_run(tmp_path_factory.mktemp("run"), request.param)
+    run = random_run(tmp_path_factory.mktemp("run"), *request.param)
     path = export_onnx(run, run / "model.onnx")
     torch_predictor = instatrack.load(run, device="cpu")
     # ONNX runs in float32; torch would run cosine-hourglass in bfloat16 on a CPU with its

@@ -290,10 +290,10 @@ class SpatialPropagation(Method):
         scorer = self._instance_scorer(model, frame_array(frame, first.shape, cfg.in_channels, 0),
                                        first, ids, device)
         yield Window(0, first.astype(np.int32)[None], tracked=True)
-        memory = ObjectMemory(first[None] == ids[:, None, None])
-        previous = None
-        if cfg.previous_mask:
-            previous = object_masks(first, ids, device)
+        masks = first[None] == ids[:, None, None]
+        memory = ObjectMemory(masks)
+        previous = (torch.from_numpy(masks).float()[:, None].to(device)
+                    if cfg.previous_mask else None)
         for t, frame in enumerate(iterator, start=1):
             array = frame_array(frame, first.shape, cfg.in_channels, t)
             image = torch.from_numpy(array).to(device)[None]
