@@ -184,10 +184,13 @@ class Predictor:
         return scale_for(float(np.median(sizes)), self.trained_size)
 
     def _windows(self, prepared: Iterable[np.ndarray], first_masks: np.ndarray | None):
-        """The method's windows over ``prepared`` frames, resized for :attr:`object_size`."""
+        """The method's windows over ``prepared`` frames, resized for :attr:`object_size`,
+        their outlines refined when the config asks (:mod:`instatrack.cluster.boundaries`)."""
         from instatrack.data.rescale import resize_image, resize_labels
 
-        frames = iter(prepared)
+        refine = self.config.refine_boundaries > 0
+        seen: dict[int, np.ndarray] = {}
+        frames = iter(_recorded(prepared, seen) if refine else prepared)
         # only an estimate reads frames ahead (a live stream waits for nothing else)
         ahead = AUTO_SIZE_FRAMES if self.requested_size == "auto" else 1
         head = list(itertools.islice(frames, ahead))
@@ -195,15 +198,18 @@ class Predictor:
             return iter(())
         factor = self.input_scale(*head)
         if factor == 1:
-            return self.method.predict(self.model, itertools.chain(head, frames), self.device,
-                                       first_masks=first_masks)
-        shape = head[0].shape[-2:]
-        scaled = (resize_image(frame, factor) for frame in itertools.chain(head, frames))
-        if first_masks is not None:
-            inner = tuple(max(1, round(n * factor)) for n in shape)
-            first_masks = resize_labels(np.asarray(first_masks), inner)
-        windows = self.method.predict(self.model, scaled, self.device, first_masks=first_masks)
-        return (dataclasses.replace(w, labels=resize_labels(w.labels, shape)) for w in windows)
+            windows = self.method.predict(self.model, itertools.chain(head, frames), self.device,
+                                          first_masks=first_masks)
+        else:
+            shape = head[0].shape[-2:]
+            scaled = (resize_image(frame, factor) for frame in itertools.chain(head, frames))
+            if first_masks is not None:
+                inner = tuple(max(1, round(n * factor)) for n in shape)
+                first_masks = resize_labels(np.asarray(first_masks), inner)
+            windows = (dataclasses.replace(w, labels=resize_labels(w.labels, shape))
+                       for w in self.method.predict(self.model, scaled, self.device,
+                                                    first_masks=first_masks))
+        return _refined(windows, seen, self.config) if refine else windows
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         """Instance labels ``(Y, X)`` int32 of one still image."""
@@ -234,6 +240,27 @@ class Predictor:
             raise DataError("no frames to track")
         labels = np.stack([tracked[t] for t in sorted(tracked)])
         return TrackResult(labels=labels, graph=stream.graph)
+
+
+def _recorded(frames: Iterable[np.ndarray], seen: dict[int, np.ndarray]
+              ) -> Iterator[np.ndarray]:
+    """``frames`` passed through, each also kept in ``seen`` under its index."""
+    for t, frame in enumerate(frames):
+        seen[t] = frame
+        yield frame
+
+
+def _refined(windows: Iterable, seen: dict[int, np.ndarray], settings) -> Iterator:
+    """``windows`` with every frame's outlines refined on the frame it came from; frames
+    before a window are dropped from ``seen`` (windows come in order)."""
+    from instatrack.cluster.boundaries import refine_boundaries
+
+    for window in windows:
+        for t in [t for t in seen if t < window.start]:
+            del seen[t]
+        labels = np.stack([refine_boundaries(frame, seen[window.start + i], settings)
+                           for i, frame in enumerate(window.labels)])
+        yield dataclasses.replace(window, labels=labels)
 
 
 def load(model: str | Path, device=None, overrides: Sequence[str] = (),

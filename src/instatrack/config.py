@@ -2,8 +2,9 @@
 
 :class:`TrainConfig` composes the settings of the stages that every method
 runs (see :mod:`instatrack.settings`): the optimisation of the training loop
-(:class:`~instatrack.optim.OptimSettings`) and the tracker
-(:class:`~instatrack.track.rules.TrackSettings`), plus the data and sampling
+(:class:`~instatrack.optim.OptimSettings`), the tracker
+(:class:`~instatrack.track.rules.TrackSettings`) and the outline refinement of its
+instances (:class:`~instatrack.cluster.boundaries.BoundarySettings`), plus the data and sampling
 fields declared here. Each method's config derives from it and from the
 settings of its own stages (clustering, loss weights, ...), and adds its
 network's fields. A config is built from a preset, an optional JSON file and
@@ -22,6 +23,7 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from instatrack.cluster.boundaries import BoundarySettings
 from instatrack.data.augment import AcquisitionSettings
 from instatrack.errors import ConfigError
 from instatrack.optim import OptimSettings
@@ -42,7 +44,7 @@ C = TypeVar("C", bound="TrainConfig")
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(OptimSettings, TrackSettings, AcquisitionSettings):
+class TrainConfig(OptimSettings, TrackSettings, BoundarySettings, AcquisitionSettings):
     """Fields every method shares: the stages in the bases, data and sampling below.
 
     To give every method a new stage, add its settings class to the bases.
