@@ -375,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--score", action="append", default=[], metavar="MEASURE=VALUE",
                         help="with --install: a test score for the card (repeatable)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="with --install: a post-processing value (repeatable)")
+                        help="a config value added to the recipe's when training; with "
+                             "--install, a post-processing value (repeatable)")
     args = parser.parse_args(argv)
     recipe = RECIPES[args.name]
     if args.leave_out and args.install:
@@ -398,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"installed": str(model.path), "size_mb": model.size_mb,
                           "scores": model.scores}))
         return 0
+    if args.set:  # training keys too: a measurement run changes the recipe this way
+        recipe = dataclasses.replace(recipe, overrides=(*recipe.overrides, *args.set))
     # a leave-one-out run must not continue (or become) the recipe's own run
     name = "-without-".join([args.name, *sorted(args.leave_out)])
     out = args.out or Path("runs/shipped") / name

@@ -227,6 +227,30 @@ def test_dimming_lowers_contrast_over_noise_and_renormalises():
     assert max(snrs) < clean and min(snrs) < clean / 3
 
 
+def test_object_dimming_dims_some_objects_by_their_own_factor_in_every_frame():
+    from instatrack.data.augment import AcquisitionSettings
+
+    rng = np.random.default_rng(1)
+    labels = np.zeros((2, 96, 96), np.int64)
+    for k in range(8):  # eight equally bright squares, in both frames
+        y, x = 8 + 44 * (k // 4), 4 + 23 * (k % 4)
+        labels[:, y:y + 16, x:x + 16] = k + 1
+    image = (0.05 + 0.9 * (labels > 0) + rng.normal(0, 0.02, labels.shape))[:, None]
+    settings = AcquisitionSettings(aug_object_dim_p=1.0, aug_object_dim_max=10.0)
+    aug = Augmenter(np.random.default_rng(5), flips=False, rot90=False, affine=False,
+                    elastic=False, acquisition=settings)
+    out = aug._object_contrast(image.astype(np.float32), labels)
+    assert out.shape == image.shape and out.dtype == np.float32
+    means = np.array([[out[t, 0][labels[t] == k + 1].mean() for k in range(8)] for t in (0, 1)])
+    background = out[0, 0][labels[0] == 0]
+    assert means.max() / means.min() > 2  # some objects dim beside bright ones
+    np.testing.assert_allclose(means[0], means[1], atol=0.05)  # one factor per object
+    assert background.std() > 0.5 * 0.02 / 0.95  # the noise is kept (renormalised)
+    unchanged = Augmenter(np.random.default_rng(5), flips=False, rot90=False, affine=False,
+                          elastic=False, acquisition=AcquisitionSettings())
+    assert unchanged._object_contrast(image, labels) is image  # off by default
+
+
 def test_acquisition_off_reproduces_the_old_augmentation(cells):
     from instatrack.data.augment import AcquisitionSettings
 

@@ -46,8 +46,12 @@ class AcquisitionSettings(Settings):
     to the normalised range before dimming; ``aug_drift``: largest
     frame-to-frame brightness change within a clip (relative);
     ``aug_blur_max``: largest Gaussian blur sigma in pixels; ``aug_gamma``:
-    largest ``|log gamma|``. ``AcquisitionSettings.off()`` reproduces the
-    augmentation before these existed.
+    largest ``|log gamma|``. ``aug_object_dim_p``: probability that a clip has
+    its objects dimmed one by one (each, with probability one half, by its own
+    factor drawn log-uniformly from ``[1, aug_object_dim_max]``, the same in every
+    frame, the noise kept), so that dim objects stand beside bright ones, as in
+    GOWT1. ``AcquisitionSettings.off()`` reproduces the augmentation before these
+    existed.
     """
 
     aug_dim_p: float = 0.6
@@ -57,6 +61,8 @@ class AcquisitionSettings(Settings):
     aug_drift: float = 0.1
     aug_blur_max: float = 1.5
     aug_gamma: float = 0.3
+    aug_object_dim_p: float = 0.0
+    aug_object_dim_max: float = 10.0
 
     def check(self) -> None:
         super().check()
@@ -66,6 +72,10 @@ class AcquisitionSettings(Settings):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         require(0 <= self.aug_drift < 1, f"aug_drift must be in [0, 1), got {self.aug_drift}")
         require(0 <= self.aug_gamma <= 2, f"aug_gamma must be in [0, 2], got {self.aug_gamma}")
+        require(0 <= self.aug_object_dim_p <= 1,
+                f"aug_object_dim_p must be in [0, 1], got {self.aug_object_dim_p}")
+        require(self.aug_object_dim_max >= 1,
+                f"aug_object_dim_max must be >= 1, got {self.aug_object_dim_max}")
 
     @classmethod
     def off(cls) -> AcquisitionSettings:
@@ -102,6 +112,7 @@ class Augmenter:
         image, labels = self._turn(image, labels)
         image, labels = self._warp(image, labels)
         if self.intensity:
+            image = self._object_contrast(image, labels)
             image = self._acquisition(image, labels)
             image = self._intensity(image)
         return np.ascontiguousarray(image, np.float32), np.ascontiguousarray(labels)
@@ -155,6 +166,32 @@ class Augmenter:
             extra = extra + shot * noise[:, None, None] * np.maximum(signal, 0.0)
             frame = level[:, None, None] + signal + rng.normal(0.0, 1.0, signal.shape) \
                 * np.sqrt(extra)
+            out[t] = _renormalise(frame, self.norm)
+        return out
+
+    def _object_contrast(self, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Some objects dimmed, each by its own factor (the same in every frame); renormalised."""
+        settings, rng = self.acquisition, self.rng
+        if settings.aug_object_dim_p <= 0 or rng.random() >= settings.aug_object_dim_p:
+            return image
+        ids = np.unique(labels[labels > 0])
+        if len(ids) == 0:
+            return image
+        factors = np.exp(rng.uniform(0.0, np.log(settings.aug_object_dim_max), len(ids)))
+        factors[rng.random(len(ids)) < 0.5] = 1.0
+        # attenuation 1 - 1/f on each object's pixels, spread one pixel and softened so
+        # the object's blurred rim is dimmed with it
+        attenuation = np.zeros(int(ids.max()) + 1, np.float32)
+        attenuation[ids] = 1.0 - 1.0 / factors
+        out = np.empty(image.shape, np.float32)
+        for t in range(len(image)):
+            lost = attenuation[np.maximum(labels[t], 0)]
+            lost = ndi.gaussian_filter(ndi.grey_dilation(lost, size=3), 1.0)
+            keep = 1.0 - lost
+            level, noise = background_and_noise(image[t], labels[t])
+            signal = (image[t] - level[:, None, None]) * keep
+            extra = noise[:, None, None] * np.sqrt(np.maximum(1.0 - keep ** 2, 0.0))
+            frame = level[:, None, None] + signal + rng.normal(0.0, 1.0, signal.shape) * extra
             out[t] = _renormalise(frame, self.norm)
         return out
 
