@@ -247,8 +247,8 @@ def test_object_dimming_dims_some_objects_by_their_own_factor_in_every_frame():
     np.testing.assert_allclose(means[0], means[1], atol=0.05)  # one factor per object
     assert background.std() > 0.5 * 0.02 / 0.95  # the noise is kept (renormalised)
     unchanged = Augmenter(np.random.default_rng(5), flips=False, rot90=False, affine=False,
-                          elastic=False, acquisition=AcquisitionSettings())
-    assert unchanged._object_contrast(image, labels) is image  # off by default
+                          elastic=False, acquisition=AcquisitionSettings.off())
+    assert unchanged._object_contrast(image, labels) is image
 
 
 def test_acquisition_off_reproduces_the_old_augmentation(cells):
@@ -257,7 +257,8 @@ def test_acquisition_off_reproduces_the_old_augmentation(cells):
     a = ClipSampler([cells], clip_len=2, crop=(32, 32), seed=3,
                     acquisition=AcquisitionSettings.off())
     b = ClipSampler([cells], clip_len=2, crop=(32, 32), seed=3,
-                    acquisition=AcquisitionSettings(aug_dim_p=0.0, aug_blur_max=1.0))
+                    acquisition=AcquisitionSettings(aug_dim_p=0.0, aug_blur_max=1.0,
+                                                    aug_object_dim_p=0.0))
     for _ in range(3):
         np.testing.assert_array_equal(a.sample()["image"], b.sample()["image"])
 

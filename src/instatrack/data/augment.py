@@ -50,8 +50,9 @@ class AcquisitionSettings(Settings):
     its objects dimmed one by one (each, with probability one half, by its own
     factor drawn log-uniformly from ``[1, aug_object_dim_max]``, the same in every
     frame, the noise kept), so that dim objects stand beside bright ones, as in
-    GOWT1. ``AcquisitionSettings.off()`` reproduces the augmentation before these
-    existed.
+    GOWT1 (0 here; spatial-embedding's presets set 0.5, measured in session 9:
+    docs/robustness.md).
+    ``AcquisitionSettings.off()`` reproduces the augmentation before these existed.
     """
 
     aug_dim_p: float = 0.6
@@ -80,7 +81,7 @@ class AcquisitionSettings(Settings):
     @classmethod
     def off(cls) -> AcquisitionSettings:
         return cls(aug_dim_p=0.0, aug_shot_noise=0.0, aug_gradient=0.0, aug_drift=0.0,
-                   aug_blur_max=1.0)
+                   aug_blur_max=1.0, aug_object_dim_p=0.0)
 
 
 class Augmenter:
