@@ -126,6 +126,22 @@ def test_tiled_segmentation_equals_the_untiled_one_for_random_weights(predictor)
     assert agreement["identical"] == agreement["reference"] == agreement["labels"]
 
 
+def test_tiles_are_refined_one_by_one_when_the_config_asks(tmp_path):
+    from instatrack.cluster.boundaries import refine_boundaries
+
+    run = random_run(tmp_path / "run")
+    plain = TiledPredictor(instatrack.load(run, device="cpu"), tile=160)
+    refined = TiledPredictor(instatrack.load(run, device="cpu", overrides=[
+        "refine_boundaries=0.3", "refine_band=2"]), tile=160)
+    crop = normalize(cells_image((96, 128), seed=5)[0])
+    before = plain.predict_tile(crop)
+    assert before.max() > 0
+    expected = refine_boundaries(before[0], crop, refined.config)
+    assert np.array_equal(refined.predict_tile(crop)[0], expected)
+    assert not np.array_equal(expected, before[0])
+    assert refined.segment(cells_image((256, 320), seed=2)[0]).max() > 100
+
+
 def test_tiled_tracking_keeps_ids_consistent_over_time(predictor):
     frames = cells_image((160, 200), seed=4, frames=3)
     whole = predictor.track(frames)

@@ -273,8 +273,13 @@ class TiledPredictor(Predictor):
         return tile_grid(shape, self.tile, self.overlap, self.align)
 
     def predict_tile(self, crop: np.ndarray) -> np.ndarray:
-        """Labels ``(1, y, x)`` of one normalised ``(C, y, x)`` tile, by the method itself."""
-        return next(iter(self.method.predict(self.model, [crop], self.device))).labels
+        """Labels ``(1, y, x)`` of one normalised ``(C, y, x)`` tile, by the method itself,
+        their outlines refined on the tile when the config asks (never the whole image:
+        it may not fit in memory)."""
+        from instatrack.cluster.boundaries import refine_boundaries
+
+        labels = next(iter(self.method.predict(self.model, [crop], self.device))).labels
+        return refine_boundaries(labels[0], crop, self.config)[None]
 
     def stream(self, frames: Iterable[np.ndarray], first_masks: np.ndarray | None = None,
                progress: ProgressFn | None = None) -> TrackStream:
