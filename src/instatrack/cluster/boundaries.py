@@ -98,12 +98,12 @@ def _refined(labels: np.ndarray, image: np.ndarray, label: int, band: int, alpha
     mask = labels == label
     core = ndi.binary_erosion(mask, iterations=band)
     grown = ndi.binary_dilation(mask, iterations=band)
-    ring = ndi.binary_dilation(mask, iterations=2 * band) & ~grown & (labels == 0)
+    ring = ndi.binary_dilation(grown, iterations=band) & ~grown & (labels == 0)
     if core.sum() < MIN_PIXELS or ring.sum() < MIN_PIXELS:
         return None
     inside, outside = float(np.median(image[core])), float(np.median(image[ring]))
     noise = 1.4826 * float(np.median(np.abs(image[ring] - outside)))
-    if inside - outside <= MIN_CONTRAST * noise or inside <= outside:
+    if inside - outside <= MIN_CONTRAST * noise:  # noise >= 0: not brighter is caught too
         return None
     free = grown & ((labels == 0) | mask)
     candidate = (free & (image > outside + alpha * (inside - outside))) | core

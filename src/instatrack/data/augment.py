@@ -163,10 +163,8 @@ class Augmenter:
             level, noise = background_and_noise(image[t], labels[t])
             scale = gains[t] / factor
             signal = (image[t] - level[:, None, None] + ramp) * scale
-            extra = noise[:, None, None] ** 2 * max(1.0 - scale ** 2, 0.0)
-            extra = extra + shot * noise[:, None, None] * np.maximum(signal, 0.0)
-            frame = level[:, None, None] + signal + rng.normal(0.0, 1.0, signal.shape) \
-                * np.sqrt(extra)
+            shot_variance = shot * noise[:, None, None] * np.maximum(signal, 0.0)
+            frame = _noise_kept(level, signal, noise, scale, rng, shot_variance)
             out[t] = _renormalise(frame, self.norm)
         return out
 
@@ -191,9 +189,7 @@ class Augmenter:
             keep = 1.0 - lost
             level, noise = background_and_noise(image[t], labels[t])
             signal = (image[t] - level[:, None, None]) * keep
-            extra = noise[:, None, None] * np.sqrt(np.maximum(1.0 - keep ** 2, 0.0))
-            frame = level[:, None, None] + signal + rng.normal(0.0, 1.0, signal.shape) * extra
-            out[t] = _renormalise(frame, self.norm)
+            out[t] = _renormalise(_noise_kept(level, signal, noise, keep, rng), self.norm)
         return out
 
     def _intensity(self, image: np.ndarray) -> np.ndarray:
@@ -236,6 +232,17 @@ def background_and_noise(frame: np.ndarray, labels: np.ndarray | None = None
         levels.append(np.median(values))
         noises.append(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / np.sqrt(2))
     return np.asarray(levels, np.float32), np.asarray(noises, np.float32)
+
+
+def _noise_kept(level: np.ndarray, signal: np.ndarray, noise: np.ndarray, scale,
+                rng: np.random.Generator, extra_variance=0.0) -> np.ndarray:
+    """A ``(C, Y, X)`` frame: background ``level`` ``(C,)`` plus ``signal`` (already
+    multiplied by ``scale``, a number or a ``(Y, X)`` map <= 1), plus fresh noise that
+    brings the scaled noise std ``noise * scale`` back up to ``noise`` (``(C,)``), and
+    ``extra_variance`` (e.g. shot noise) on top."""
+    variance = noise[:, None, None] ** 2 * np.maximum(1.0 - np.square(scale), 0.0)
+    return level[:, None, None] + signal + rng.normal(0.0, 1.0, signal.shape) \
+        * np.sqrt(variance + extra_variance)
 
 
 def _ramp(size: tuple[int, int], slope: np.ndarray) -> np.ndarray:
