@@ -20,6 +20,7 @@ def test_unknown_key_is_named():
 @pytest.mark.parametrize("item, message", [
     ("steps=many", "steps"), ("steps=0", "steps"), ("crop=4,4", "crop"), ("amp=maybe", "amp"),
     ("optimizer=sgd", "optimizer"), ("train_frames=1-4", "train_frames"), ("steps", "key=value"),
+    ("norm_mode=zscore", "norm_mode must be one of percentile, noise"),
 ])
 def test_bad_values_are_named(item, message):
     with pytest.raises(ConfigError, match=message):

@@ -97,3 +97,46 @@ def test_normalize_channels_constant_and_nan():
         normalize(bad, name="frame7")
     with pytest.raises(DataError, match="shape"):
         normalize(np.zeros((2, 3, 4, 5)))
+
+
+def _nucleus_frame(contrast: float, noise: float = 4.0, seed: int = 0) -> np.ndarray:
+    """uint16 frame: background 100, a 40 px square ``contrast`` above it, Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    frame = np.full((128, 128), 100.0)
+    frame[40:80, 40:80] += contrast
+    return np.clip(np.round(frame + rng.normal(0, noise, frame.shape)), 0, None).astype(np.uint16)
+
+
+def test_noise_mode_keeps_noise_one_size_and_a_dim_frame_dim():
+    from instatrack.data.normalize import NOISE_UNITS, noise_std
+
+    assert noise_std(_nucleus_frame(60.0).astype(np.float32)) == pytest.approx(4.0, rel=0.1)
+    clean = normalize(_nucleus_frame(60.0), mode="noise")[0]
+    dim = normalize(_nucleus_frame(60.0 / 8, seed=1), mode="noise")[0]
+    for out in (clean, dim):  # the background's noise: 1 / NOISE_UNITS in both frames
+        assert out[:30, :30].std() == pytest.approx(1 / NOISE_UNITS, rel=0.15)
+    step = lambda out: out[45:75, 45:75].mean() - out[:30, :30].mean()  # noqa: E731
+    assert step(dim) == pytest.approx(step(clean) / 8, rel=0.15)
+    # the percentile stretch instead brings the dim square up near the clean one's level
+    stretched = normalize(_nucleus_frame(60.0 / 8, seed=1))[0]
+    assert step(stretched) > 0.3 and step(dim) < 0.1
+
+
+def test_noise_mode_without_noise_and_bad_mode():
+    flat = np.zeros((64, 64), np.uint8)
+    flat[20:40, 20:40] = 200
+    out = normalize(flat, mode="noise")
+    assert np.isfinite(out).all() and out.max() <= 4.0 + 1e-6
+    with pytest.raises(DataError, match="frame3: normalisation mode must be one of"):
+        normalize(flat, name="frame3", mode="zscore")
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_noise_mode_ranges_of_the_whole_image_match_normalize(dtype):
+    from instatrack.data.normalize import input_ranges, normalize_crop
+
+    image = _nucleus_frame(30.0).astype(dtype)
+    whole = normalize(image, mode="noise")
+    ranges = input_ranges(image, mode="noise")
+    assert np.allclose(normalize_crop(image[10:70, 5:90], ranges), whole[:, 10:70, 5:90],
+                       atol=1e-6)

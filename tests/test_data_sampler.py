@@ -227,6 +227,27 @@ def test_dimming_lowers_contrast_over_noise_and_renormalises():
     assert max(snrs) < clean and min(snrs) < clean / 3
 
 
+def test_dimming_in_noise_mode_keeps_the_noise_and_lowers_the_objects():
+    from instatrack.data.augment import AcquisitionSettings
+    from instatrack.data.normalize import NOISE_UNITS, Norm
+
+    rng = np.random.default_rng(1)
+    labels = np.zeros((1, 96, 96), np.int64)
+    labels[0, 30:60, 30:60] = 1
+    image = (0.05 + 0.9 * (labels > 0) + rng.normal(0, 0.02, labels.shape))[:, None]
+    settings = AcquisitionSettings(aug_dim_p=1.0, aug_dim_max=8.0, aug_gradient=0.0, aug_drift=0.0)
+    aug = Augmenter(np.random.default_rng(2), flips=False, rot90=False, affine=False,
+                    elastic=False, acquisition=settings, norm=Norm(mode="noise"))
+    steps = []
+    for _ in range(20):
+        out = aug._acquisition(image.astype(np.float32), labels)[0, 0]
+        inside, outside = out[labels[0] > 0], out[labels[0] == 0]
+        assert outside.std() == pytest.approx(1 / NOISE_UNITS, rel=0.25)
+        steps.append(inside.mean() - outside.mean())
+    clean = 0.9 / (NOISE_UNITS * 0.02)  # the undimmed square's step in noise units
+    assert max(steps) < 1.05 * clean and min(steps) < clean / 3
+
+
 def test_object_dimming_dims_some_objects_by_their_own_factor_in_every_frame():
     from instatrack.data.augment import AcquisitionSettings
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import instatrack
-from instatrack.data.normalize import normalize, normalize_crop, percentile_ranges
+from instatrack.data.normalize import input_ranges, normalize, normalize_crop
 from instatrack.errors import ConfigError
 from instatrack.tiling import (
     Tile,
@@ -97,7 +97,7 @@ def test_instances_reaching_an_inner_tile_edge_are_counted_as_cut():
 def test_tile_normalisation_equals_whole_image_normalisation(dtype):
     rng = np.random.default_rng(1)
     image = (rng.gamma(2.0, 300.0, (61, 47, 2)) % 250).astype(dtype)
-    ranges = percentile_ranges(image)
+    ranges = input_ranges(image)
     for c in range(2):
         assert np.array_equal(ranges[c], np.percentile(image[..., c].astype(np.float32),
                                                        (1.0, 99.8)))

@@ -108,13 +108,13 @@ class Predictor:
 
     def prepare(self, image: np.ndarray, name: str = "image") -> np.ndarray:
         """Raw ``(Y, X)`` / ``(Y, X, C)`` image -> normalised ``(C, Y, X)`` network input."""
-        from instatrack.data.normalize import normalize
+        from instatrack.data.normalize import Norm
 
         image = np.asarray(image)
         if image.ndim not in (2, 3):
             raise DataError(f"{name}: expected a 2D image (Y, X) or (Y, X, C), got shape "
                             f"{image.shape}")
-        prepared = normalize(image, self.config.norm_low, self.config.norm_high)
+        prepared = Norm.of(self.config)(image, name)
         if prepared.shape[0] != self.config.in_channels:
             raise DataError(f"{name}: has {prepared.shape[0]} channel(s), the model was trained "
                             f"on {self.config.in_channels}")

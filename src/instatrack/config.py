@@ -25,6 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 from instatrack.cluster.boundaries import BoundarySettings
 from instatrack.data.augment import AcquisitionSettings
+from instatrack.data.normalize import NORM_MODES
 from instatrack.errors import ConfigError
 from instatrack.optim import OptimSettings
 from instatrack.settings import (
@@ -61,6 +62,10 @@ class TrainConfig(OptimSettings, TrackSettings, BoundarySettings, AcquisitionSet
     crops_reach_border: bool = False
     norm_low: float = 1.0
     norm_high: float = 99.8
+    # how raw intensities become network input: "percentile" (each frame's norm_low /
+    # norm_high percentiles -> 0 / 1) or "noise" (norm_low percentile -> 0, noise kept
+    # at one size so dim frames stay dim; data/normalize.py)
+    norm_mode: str = "percentile"
     augment: bool = True
     train_frames: str = ":"
     val_frames: str = ""
@@ -93,6 +98,8 @@ class TrainConfig(OptimSettings, TrackSettings, BoundarySettings, AcquisitionSet
                 f"crop must be two sizes >= 8, got {self.crop}")
         require(0 <= self.norm_low < self.norm_high <= 100,
                 f"need 0 <= norm_low < norm_high <= 100, got {self.norm_low}, {self.norm_high}")
+        require(self.norm_mode in NORM_MODES,
+                f"norm_mode must be one of {', '.join(NORM_MODES)}, got {self.norm_mode!r}")
         require(len(self.instance_area) == 2 and min(self.instance_area) >= 0,
                 f"instance_area must be two areas >= 0, got {self.instance_area}")
         for name in ("train_frames", "val_frames"):

@@ -325,10 +325,9 @@ def _segment_image(spec: RunSpec, image: _Image, target: str) -> None:
 
 
 def _ranges(spec: RunSpec, image: _Image) -> np.ndarray:
-    from instatrack.data.normalize import percentile_ranges
+    from instatrack.data.normalize import Norm
 
-    config = spec.predictor().config
-    return percentile_ranges(image.read(), config.norm_low, config.norm_high)
+    return Norm.of(spec.predictor().config).ranges(image.read())
 
 
 def _tile_count(spec: RunSpec, image: _Image) -> int:

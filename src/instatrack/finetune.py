@@ -22,7 +22,7 @@ from instatrack.config import TrainConfig
 from instatrack.errors import ConfigError, DataError
 
 #: TrainConfig keys that describe the network's input: an init model fixes them
-INPUT_KEYS = ("in_channels", "norm_low", "norm_high")
+INPUT_KEYS = ("in_channels", "norm_low", "norm_high", "norm_mode")
 #: TrainConfig keys that describe the init model's own training data: reset for the new data
 DATA_KEYS = ("train_frames", "val_frames", "instance_area", "rescale")
 

@@ -15,7 +15,7 @@ duplicate and dropped).
 Only one tile's float network outputs exist at a time: memory is bounded by
 the tile size; the frame's int32 label image and its raw pixels are the only
 full-size arrays. Normalisation uses the percentiles of the whole frame
-(:func:`~instatrack.data.normalize.percentile_ranges`), so a tile gets the
+(:func:`~instatrack.data.normalize.input_ranges`), so a tile gets the
 same input values as in an untiled pass. Tile origins sit on multiples of the
 network's stride, so the tiles see the same pixel grid as the whole frame.
 
@@ -249,7 +249,7 @@ class TiledPredictor(Predictor):
 
     def segment(self, image, name: str = "image") -> np.ndarray:
         """Instance labels ``(Y, X)`` int32 of one raw ``(Y, X)`` / ``(Y, X, C)`` image."""
-        from instatrack.data.normalize import percentile_ranges
+        from instatrack.data.normalize import Norm
 
         shape = tuple(image.shape)
         if len(shape) not in (2, 3):
@@ -259,7 +259,7 @@ class TiledPredictor(Predictor):
         if channels != self.config.in_channels:
             raise DataError(f"{name}: has {channels} channel(s), the model was trained on "
                             f"{self.config.in_channels}")
-        ranges = percentile_ranges(image, self.config.norm_low, self.config.norm_high, name)
+        ranges = Norm.of(self.config).ranges(image, name)
         labels, cut = segment_tiled(self.predict_tile, image, ranges, self.tiles(shape[:2]))
         if cut and not self.cut:
             warnings.warn(f"{name}: {cut} instance(s) reach the edge of their tile and may be "

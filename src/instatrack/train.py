@@ -223,12 +223,13 @@ class _StopRequest:
 def _fit_to_data(method_cls: type[Method], config: TrainConfig, sequences):
     """``(config, sampler)``: the config completed from the data, and the clip sampler."""
     from instatrack.data.augment import AcquisitionSettings
+    from instatrack.data.normalize import Norm
     from instatrack.data.sampler import ClipSampler
 
     config = _fit_config_to_data(method_cls, config, sequences)
     sampler = ClipSampler(sequences, clip_len=config.clip_len, crop=config.crop,
                           frames=parse_slice(config.train_frames), augment=config.augment,
-                          norm=(config.norm_low, config.norm_high), seed=config.seed,
+                          norm=Norm.of(config), seed=config.seed,
                           object_bias=config.crop_object_bias,
                           reach_border=config.crops_reach_border,
                           acquisition=AcquisitionSettings.of(config))
@@ -362,7 +363,7 @@ class _Validator:
                                      or step == self.config.steps)
 
     def __call__(self, model: torch.nn.Module) -> dict[str, float]:
-        from instatrack.data.normalize import normalize
+        from instatrack.data.normalize import Norm
         from instatrack.metrics.ctc import seg_frame
 
         total, count = 0.0, 0
@@ -373,8 +374,7 @@ class _Validator:
             budget -= sum(len(c) for c in clips)
             for clip in clips:
                 clip = list(range(clip[0], clip[-1] + 1))
-                images = (normalize(seq.image(t), self.config.norm_low, self.config.norm_high)
-                          for t in clip)
+                images = (Norm.of(self.config)(seq.image(t)) for t in clip)
                 first = np.maximum(seq.labels(clip[0]), 0)
                 done: set[int] = set()
                 for window in self.algo.predict(model, images, self.device, first_masks=first):

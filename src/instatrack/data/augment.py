@@ -9,7 +9,7 @@ outside the clip are -1. Intensity changes touch the image only.
 session on the already normalised clip: contrast over the background divided
 by a large factor with the noise kept at the frame's own level (plus
 signal-dependent shot noise), a slow background gradient, brightness drifting
-from frame to frame; each frame is then normalised again by percentiles, as
+from frame to frame; each frame is then normalised again (data/normalize.py), as
 inference would see the dimmer frame. Without them a network never meets a dim
 frame: on the shared SIM+ sequence nuclei stand 22-58 grey levels over a
 background with noise 4.5 (SNR 5-13), on its other sequence 4-15 over 3.5.
@@ -22,6 +22,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage as ndi
 
+from instatrack.data.normalize import PERCENTILES, Norm, channel_range
 from instatrack.settings import Settings, require
 
 #: probabilities of the optional transforms
@@ -91,13 +92,13 @@ class Augmenter:
     ``(T, Y, X)`` integers returns the transformed pair with the same shapes
     and dtypes (90 degree turns only when ``Y == X``). ``acquisition`` sets the
     intensity changes (the default is the robust recipe); ``norm`` are the
-    percentiles a dimmed frame is normalised by again, as at inference.
+    normalisation a dimmed frame gets again, as at inference.
     """
 
     def __init__(self, rng: np.random.Generator, flips: bool = True, rot90: bool = True,
                  affine: bool = True, elastic: bool = True, intensity: bool = True,
                  acquisition: AcquisitionSettings | None = None,
-                 norm: tuple[float, float] = (1.0, 99.8)):
+                 norm: Norm = PERCENTILES):
         self.rng = rng
         self.flips, self.rot90, self.affine = flips, rot90, affine
         self.elastic, self.intensity = elastic, intensity
@@ -252,11 +253,11 @@ def _ramp(size: tuple[int, int], slope: np.ndarray) -> np.ndarray:
     return (slope[0] * yy + slope[1] * xx).astype(np.float32)
 
 
-def _renormalise(frame: np.ndarray, norm: tuple[float, float]) -> np.ndarray:
-    """Map each channel's ``norm`` percentiles of a ``(C, Y, X)`` frame to 0 and 1 again."""
+def _renormalise(frame: np.ndarray, norm: Norm) -> np.ndarray:
+    """Normalise each channel of a ``(C, Y, X)`` frame again, as ``norm`` does at inference."""
     out = np.empty(frame.shape, np.float32)
     for c, channel in enumerate(frame):
-        lo, hi = np.percentile(channel, norm)
+        lo, hi = channel_range(channel, norm.low, norm.high, norm.mode)
         out[c] = (channel - lo) / (hi - lo if hi - lo > 1e-6 else 1.0)
     return out
 

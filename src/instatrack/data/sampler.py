@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from instatrack.data.augment import AcquisitionSettings, Augmenter
-from instatrack.data.normalize import normalize
+from instatrack.data.normalize import PERCENTILES, Norm
 from instatrack.data.types import Sequence
 from instatrack.errors import DataError
 
@@ -39,7 +39,7 @@ class ClipSampler:
 
     def __init__(self, sequences: Seq[Sequence], clip_len: int = 1,
                  crop: tuple[int, int] = (128, 128), frames: slice | None = None,
-                 augment: bool = True, norm: tuple[float, float] = (1.0, 99.8), seed: int = 0,
+                 augment: bool = True, norm: Norm = PERCENTILES, seed: int = 0,
                  object_bias: float = OBJECT_BIAS, reach_border: bool = False,
                  acquisition: AcquisitionSettings | None = None):
         if clip_len < 1 or len(crop) != 2 or min(crop) < 1:
@@ -119,7 +119,7 @@ class ClipSampler:
         key = (s, t)
         if key not in self._images:
             seq = self.sequences[s]
-            self._images[key] = normalize(seq.image(t), *self.norm, name=str(seq.frame_path(t)))
+            self._images[key] = self.norm(seq.image(t), name=str(seq.frame_path(t)))
         return self._images[key]
 
     def _object_centres(self, s: int, t: int) -> np.ndarray:
