@@ -23,6 +23,7 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from instatrack.calibrate import CalibrationSettings
 from instatrack.cluster.boundaries import BoundarySettings
 from instatrack.data.augment import AcquisitionSettings
 from instatrack.data.normalize import NORM_MODES
@@ -45,7 +46,8 @@ C = TypeVar("C", bound="TrainConfig")
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(OptimSettings, TrackSettings, BoundarySettings, AcquisitionSettings):
+class TrainConfig(OptimSettings, TrackSettings, BoundarySettings, AcquisitionSettings,
+                  CalibrationSettings):
     """Fields every method shares: the stages in the bases, data and sampling below.
 
     To give every method a new stage, add its settings class to the bases.

@@ -48,6 +48,9 @@ class Settings:
     #: ...): its settings may change when a trained run is loaded. The settings of the
     #: other stages built or trained the network, so they are fixed in its weights.
     post_processing: ClassVar[bool] = False
+    #: a post-processing stage's values worth trying on validation frames after training,
+    #: ``{key: (value, ...)}`` (:mod:`instatrack.calibrate`)
+    calibration: ClassVar[dict[str, tuple]] = {}
 
     def __post_init__(self) -> None:
         hints = _type_hints(type(self))

@@ -168,7 +168,39 @@ def _fit(run: runs.Run, sequences, sampler, checkpoint: dict[str, Any] | None,
         if bar is not None:
             bar.close()
     session.finish()
+    if run.config.calibrate and session.validator.items:
+        _calibrate(run, device, progress)
+    elif run.config.calibrate and progress is True:
+        print("no validation frames (val_frames): post-processing keeps the config's values; "
+              "give some to have them chosen on data (instatrack.calibrate)", file=sys.stderr)
     return run.path
+
+
+def _calibrate(run: runs.Run, device: torch.device, progress: bool | Progress) -> None:
+    """Post-processing chosen on the validation frames (:mod:`instatrack.calibrate`),
+    with a bar and a one-line summary when ``progress`` is True."""
+    from instatrack.calibrate import CALIBRATION_FILE, calibrate
+
+    bars = []
+
+    def advance(done: int, total: int) -> None:
+        if progress is True and not bars:
+            from tqdm.auto import tqdm
+
+            bars.append(tqdm(total=total, unit="setting", dynamic_ncols=True, desc="calibrate"))
+        for bar in bars:
+            bar.update(done - bar.n)
+
+    try:
+        record = calibrate(run, device=device, progress=advance)
+    finally:
+        for bar in bars:
+            bar.close()
+    if record is not None and progress is True:
+        chosen = ", ".join(f"{k}={v}" for k, v in record["chosen"].items())
+        print(f"post-processing chosen on {record['frames']} validation frame(s): {chosen} "
+              f"(SEG+DET score {record['before']['score']:.3f} -> {record['after']['score']:.3f}; "
+              f"{run.file(CALIBRATION_FILE)})", file=sys.stderr)
 
 
 def _stopped_at_once(run: runs.Run, state: _LoopState) -> str:

@@ -48,6 +48,7 @@ class BoundarySettings(Settings):
     """
 
     post_processing = True
+    calibration = {"refine_boundaries": (0.0, 0.3)}
 
     refine_boundaries: float = 0.0
     refine_band: int = 3

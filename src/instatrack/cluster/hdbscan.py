@@ -79,6 +79,7 @@ class ClusterParams(Settings):
     """
 
     post_processing = True
+    calibration = {"cluster_background_cos": (0.15, 0.3, 0.5)}
 
     cluster_min_cluster_size: int = 0
     cluster_min_samples: int = 0

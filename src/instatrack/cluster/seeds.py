@@ -37,6 +37,7 @@ class SeedClustering(Settings):
     """
 
     post_processing = True
+    calibration = {"seed_threshold": (0.5, 0.7, 0.9)}
 
     seed_threshold: float = 0.5
     fg_threshold: float = 0.5

@@ -1,0 +1,191 @@
+"""Post-processing chosen on the validation frames when training ends (calibration).
+
+A trained network does not say which thresholds turn its outputs into the
+objects a dataset counts. The defaults fit some data and not other: a
+spatial-embedding net trained on GOWT1 finds 143 objects per frame at the
+default seed threshold (0.5), where 24 nuclei are annotated; at 0.9 it finds
+the annotated ones (docs/robustness.md). Benchmarks chose such values on
+validation frames by hand (``--tune``); users of ``instatrack train`` got the
+defaults. StarDist users run ``optimize_thresholds`` for this; here training
+does it by itself:
+
+- every post-processing stage lists the values worth trying in its class
+  attribute ``calibration`` (e.g. ``SeedClustering``: the seed threshold);
+- when the run has validation frames and ``calibrate`` is on, every
+  combination runs through the :class:`~instatrack.api.Predictor` with the
+  kept weights (resizing, refinement and linking as at inference) on the
+  validation frames at their original size, and is scored by
+  ``(SEG + DET) / 2`` (:func:`frame_scores`; the Cell Tracking Challenge ranks
+  segmentation by the same mean);
+- the best combination is written into the run's ``config.json`` (on a tie the
+  run's own values win, so nothing changes without a reason) and every score
+  into ``calibration.json``.
+
+The values tried are a few per key, so the cost is a few validation passes:
+seconds for the spatial-embedding nets, a minute or two for the cosine-hourglass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instatrack.settings import Settings
+
+#: file of the run folder that records every combination tried and its scores
+CALIBRATION_FILE = "calibration.json"
+#: error weights of the Cell Tracking Challenge's DET measure (AOGM-D)
+FN_WEIGHT, FP_WEIGHT, SPLIT_WEIGHT = 10.0, 1.0, 5.0
+#: validation frames scored per combination, at most
+MAX_FRAMES = 12
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationSettings(Settings):
+    """``calibrate``: choose the post-processing values on the validation frames after
+    training (:mod:`instatrack.calibrate`); off, the config's values stay."""
+
+    calibrate: bool = True
+
+
+def candidates(config) -> list[dict[str, Any]]:
+    """Every combination of the values the config's post-processing stages list, the
+    config's own values first in each key (so they win ties)."""
+    values: dict[str, list[Any]] = {}
+    for stage in type(config).__mro__:
+        for key, options in vars(stage).get("calibration", {}).items():
+            if key in values or not hasattr(config, key):
+                continue
+            own = getattr(config, key)
+            values[key] = [own, *(v for v in options if v != own)]
+    keys = list(values)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values.values())]
+
+
+def detection_errors(gt: np.ndarray, labels: np.ndarray) -> tuple[int, int, int, int]:
+    """``(objects, missed, false, merged)`` of one frame against its ground truth.
+
+    ``gt``: ``(Y, X)`` with ids > 0, 0 background and -1 unannotated (a nucleus
+    marked but not outlined). A found object *matches* a true one it covers more
+    than half of (the CTC rule). *missed*: true objects nobody matches; *merged*:
+    extra true objects matched by one found object; *false*: found objects that
+    match none and touch no unannotated pixel (those may be the unoutlined ones).
+    """
+    objects = np.unique(gt[gt > 0])
+    both = (gt > 0) & (labels > 0)
+    pairs, overlap = np.unique(np.stack([gt[both], labels[both]]), axis=1, return_counts=True)
+    ids, areas = np.unique(gt[gt > 0], return_counts=True)
+    area = dict(zip(ids.tolist(), areas.tolist(), strict=True))
+    matches: dict[int, int] = {}  # found id -> true objects it matches
+    matched: set[int] = set()
+    for (true, found), count in zip(pairs.T.tolist(), overlap.tolist(), strict=True):
+        if count > area[true] / 2:
+            matched.add(true)
+            matches[found] = matches.get(found, 0) + 1
+    found_ids = set(np.unique(labels[labels > 0]).tolist())
+    unannotated = set(np.unique(labels[(gt < 0) & (labels > 0)]).tolist())
+    false = len(found_ids - set(matches) - unannotated)
+    merged = sum(n - 1 for n in matches.values())
+    return len(objects), len(objects) - len(matched), false, merged
+
+
+def frame_scores(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """``seg``, ``det`` and their mean ``score`` over ``(gt, labels)`` frame pairs.
+
+    SEG: mean Jaccard of the true objects (0 for a missed one). DET: one minus the
+    weighted errors (10 a missed object, 1 a false one, 5 a merge) over 10 per
+    true object, at least 0, as the CTC's DET on these frames.
+    """
+    from instatrack.metrics.ctc import seg_frame
+
+    jaccard = count = 0.0
+    objects = errors = 0.0
+    for gt, labels in pairs:
+        total, n = seg_frame(gt, labels)
+        jaccard, count = jaccard + total, count + n
+        n_true, missed, false, merged = detection_errors(gt, labels)
+        objects += n_true
+        errors += FN_WEIGHT * missed + FP_WEIGHT * false + SPLIT_WEIGHT * merged
+    seg = jaccard / count if count else 0.0
+    det = 1.0 - min(errors, FN_WEIGHT * objects) / (FN_WEIGHT * objects) if objects else 0.0
+    return {"seg": seg, "det": det, "score": (seg + det) / 2}
+
+
+def validation_frames(config, sequences) -> list[tuple[Any, list[int]]]:
+    """``(sequence, frames)`` with labels in the config's validation window, at most
+    :data:`MAX_FRAMES` in all (a video's frames stay consecutive)."""
+    from instatrack.config import parse_slice
+
+    window = parse_slice(config.val_frames)
+    if window is None:
+        return []
+    chosen, budget = [], MAX_FRAMES
+    for seq in sequences:
+        frames = [t for t in range(len(seq))[window] if seq.labels(t) is not None][:budget]
+        if frames:
+            chosen.append((seq, frames))
+            budget -= len(frames)
+        if budget <= 0:
+            break
+    return chosen
+
+
+def _labelled(predictor, seq, frames: list[int]) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """``(gt, labels)`` of ``frames``: a video tracked from its first chosen frame to its
+    last (the first one's masks given, for methods that start from them), stills one by one."""
+    if not seq.is_video:
+        for t in frames:
+            yield np.asarray(seq.labels(t)), predictor.segment(seq.image(t))
+        return
+    span = range(frames[0], frames[-1] + 1)
+    first = np.maximum(seq.labels(frames[0]), 0)
+    result = predictor.track((seq.image(t) for t in span), first_masks=first)
+    for t in frames:
+        yield np.asarray(seq.labels(t)), result.labels[t - frames[0]]
+
+
+def calibrate(run, data=None, device=None,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, Any] | None:
+    """Choose ``run``'s post-processing on its validation frames and write it into its config.
+
+    ``run``: a :class:`~instatrack.runs.Run`; ``data``: the datasets (default: those it
+    was trained on). Returns the record written to ``calibration.json``, or None when
+    there is nothing to choose (no validation frames, or no stage lists values).
+    ``progress(done, total)`` is called before the first combination and after each.
+    """
+    import torch
+
+    from instatrack.api import Predictor
+    from instatrack.data import open_datasets
+    from instatrack.runs import WEIGHTS
+
+    config = run.config
+    options = candidates(config)
+    items = validation_frames(config, open_datasets(data or run.data))
+    if len(options) < 2 or not items:
+        return None
+    device = torch.device(device or "cpu")
+    method, net = run.load_model(device, weights=WEIGHTS)
+    tried = []
+    if progress is not None:
+        progress(0, len(options))
+    for done, combo in enumerate(options, start=1):
+        predictor = Predictor(run.method_cls(config.replace(**combo)), net, device)
+        pairs = itertools.chain.from_iterable(_labelled(predictor, seq, frames)
+                                              for seq, frames in items)
+        tried.append({"settings": combo, **{k: round(v, 4) for k, v in
+                                           frame_scores(pairs).items()}})
+        if progress is not None:
+            progress(done, len(options))
+    best = max(tried, key=lambda row: row["score"])  # the first (own values) on a tie
+    record = {"chosen": best["settings"], "before": tried[0], "after": best,
+              "frames": sum(len(f) for _, f in items), "tried": tried}
+    run.save_config(config.replace(**best["settings"]))
+    Path(run.file(CALIBRATION_FILE)).write_text(json.dumps(record, indent=1) + "\n")
+    return record

@@ -1,0 +1,86 @@
+"""Post-processing chosen on validation frames after training (instatrack.calibrate)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from instatrack import runs
+from instatrack.calibrate import (
+    CALIBRATION_FILE,
+    candidates,
+    detection_errors,
+    frame_scores,
+)
+from instatrack.methods import REGISTRY, get_method
+from instatrack.train import train
+
+
+def _frame():
+    gt = np.zeros((40, 60), np.int32)
+    gt[2:12, 2:12] = 1
+    gt[2:12, 20:30] = 2
+    gt[20:30, 2:12] = 3
+    gt[20:30, 20:30] = 4
+    gt[30:36, 50:56] = -1  # a marked nucleus nobody outlined
+    return gt
+
+
+def test_detection_errors_count_misses_false_objects_and_merges():
+    gt = _frame()
+    found = np.zeros_like(gt)
+    found[2:12, 2:30] = 1          # covers objects 1 and 2: one merge
+    found[20:30, 2:8] = 2          # 60 % of object 3: a match
+    found[21:24, 20:23] = 3        # 9 % of object 4: object 4 missed, this one false
+    found[0:2, 40:50] = 4          # background: false
+    found[31:35, 51:55] = 5        # on the unannotated nucleus: not counted
+    assert detection_errors(gt, found) == (4, 1, 2, 1)
+    assert detection_errors(gt, np.where(gt > 0, gt, 0)) == (4, 0, 0, 0)
+
+
+def test_frame_scores_of_a_perfect_and_of_a_noisy_result():
+    gt = _frame()
+    perfect = frame_scores([(gt, np.where(gt > 0, gt, 0))])
+    assert perfect == {"seg": 1.0, "det": 1.0, "score": 1.0}
+    noisy = np.where(gt > 0, gt, 0)
+    noisy[38:40, ::4] = np.arange(10, 25)  # 15 specks on the background
+    scores = frame_scores([(gt, noisy)])
+    assert scores["seg"] == 1.0 and scores["det"] == pytest.approx(1 - 15 / 40)
+
+
+def test_candidates_try_the_configs_own_values_first():
+    config = get_method("spatial-embedding").config_cls.build("fast").replace(seed_threshold=0.7)
+    options = candidates(config)
+    assert options[0] == {"refine_boundaries": 0.0, "seed_threshold": 0.7}
+    assert len(options) == 6 and len({tuple(o.items()) for o in options}) == 6
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    monkeypatch.setitem(REGISTRY, "toy", "toy_method:ToyMethod")
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory):
+    from instatrack.data.synth import write_ctc_synthetic
+
+    return write_ctc_synthetic(tmp_path_factory.mktemp("synth"), frames=10, size=(64, 64), seed=3)
+
+
+def test_training_writes_the_chosen_settings_into_the_run(toy, cells, tmp_path):
+    from toy_method import ToyConfig
+
+    config = ToyConfig.build("fast", overrides=["val_frames=7:", "steps=12"])
+    run = train("toy", cells, tmp_path / "run", config=config, progress=False)
+    record = json.loads((run / CALIBRATION_FILE).read_text())
+    assert record["frames"] == 3 and len(record["tried"]) == 2
+    assert record["before"]["settings"] == {"refine_boundaries": 0.0}
+    assert record["after"]["score"] >= record["before"]["score"]
+    saved = runs.Run.open(run).config
+    assert saved.refine_boundaries == record["chosen"]["refine_boundaries"]
+
+    off = train("toy", cells, tmp_path / "off", config=config.replace(calibrate=False),
+                progress=False)
+    assert not (off / CALIBRATION_FILE).exists()
