@@ -1,11 +1,14 @@
 """A model on data it never saw: CTC SEG / TRA / DET of a sequence's frames from FIRST on,
 or DSB2018-style AP of label images, as ``instatrack.load(MODEL, object_size=...)``
-gives them (no training, no tuning).
+gives them (no training, no tuning), or after ``--calibrate SEQ:A:B``: post-processing
+chosen on frames [A, B) of SEQ as ``instatrack calibrate`` does (no training).
 
     python benchmarks/zero_shot.py nuclei-se --ctc ../shared/data/Fluo-C2DL-MSC/02:36 \\
         --object-size none auto
     python benchmarks/zero_shot.py nuclei-se-synthetic \\
         --image ../shared/data/DSB2018_stardist_sample/img2d.tif:mask2d.tif
+    python benchmarks/zero_shot.py nuclei-se-synthetic --ctc ../shared/data/Fluo-N2DH-GOWT1/01:36 \
+        --calibrate ../shared/data/Fluo-N2DH-GOWT1/01:30:36
 
 Prints one JSON line per model, data and object size.
 """
@@ -62,19 +65,44 @@ def main() -> None:
                         help="none, auto or diameters in pixels")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a post-processing setting (chosen elsewhere, not on these data)")
+    parser.add_argument("--calibrate", metavar="SEQ:A:B",
+                        help="first choose the post-processing on frames [A, B) of SEQ "
+                             "(instatrack calibrate; a temporary copy of the model)")
     args = parser.parse_args()
     for model in args.models:
         for size in args.object_size:
-            predictor = instatrack.load(model, device="cpu", overrides=args.set,
-                                        object_size=None if size == "none" else size)
-            for kind, specs, score in (("ctc", args.ctc, ctc_scores),
-                                       ("image", args.image, image_scores)):
-                for spec in specs:
-                    scores = score(predictor, spec)
-                    print(json.dumps({"model": model, kind: spec, "object_size": size,
-                                      "settings": args.set,
-                                      **{k: round(v, 4) for k, v in scores.items()}}),
-                          flush=True)
+            size = None if size == "none" else size
+            with tempfile.TemporaryDirectory() as tmp:
+                chosen = calibrated(model, args.calibrate, Path(tmp) / "run", size) \
+                    if args.calibrate else None
+                predictor = instatrack.load(chosen["run"] if chosen else model, device="cpu",
+                                            overrides=args.set, object_size=size)
+                report(args, model, size or "none", predictor, chosen)
+
+
+def calibrated(model: str, spec: str, out: Path, size) -> dict:
+    """A copy of ``model`` in ``out`` with its post-processing chosen on ``SEQ:A:B``."""
+    from instatrack.calibrate import calibrate
+    from instatrack.runs import Run
+
+    path, a, b = spec.rsplit(":", 2)
+    start = Run.resolve(model)
+    run = Run.create(out, start.method_cls, start.config.replace(val_frames=f"{a}:{b}"),
+                     data=path, init=start.reference)
+    run.save_weights(start.load_weights())
+    record = calibrate(run, data=path, object_size=size)
+    return {"run": out, "calibrated_on": spec, "chosen": record["chosen"] if record else {}}
+
+
+def report(args, model: str, size: str, predictor, chosen: dict | None) -> None:
+    """One JSON line per dataset of ``args``."""
+    extra = {k: v for k, v in (chosen or {}).items() if k != "run"}
+    for kind, specs, score in (("ctc", args.ctc, ctc_scores), ("image", args.image, image_scores)):
+        for spec in specs:
+            scores = score(predictor, spec)
+            print(json.dumps({"model": model, kind: spec, "object_size": size,
+                              "settings": args.set, **extra,
+                              **{k: round(v, 4) for k, v in scores.items()}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,23 @@ def test_training_writes_the_chosen_settings_into_the_run(toy, cells, tmp_path):
     off = train("toy", cells, tmp_path / "off", config=config.replace(calibrate=False),
                 progress=False)
     assert not (off / CALIBRATION_FILE).exists()
+
+
+def test_cli_calibrates_a_copy_of_a_shipped_model(cells, tmp_path, capsys):
+    from instatrack.cli import main
+
+    out = tmp_path / "mine"
+    assert main(["calibrate", "--model", "nuclei-se", "--data", str(cells), "--frames", "0:2",
+                 "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("chose ") and "on 2 frame(s)" in said
+    record = json.loads((out / CALIBRATION_FILE).read_text())
+    config = runs.Run.open(out).config
+    assert config.seed_threshold == record["chosen"]["seed_threshold"]
+    assert config.val_frames == "0:2"
+    # a shipped model is never changed in place; an existing run is not overwritten
+    assert main(["calibrate", "--model", "nuclei-se", "--data", str(cells)]) == 2
+    assert main(["calibrate", "--model", "nuclei-se", "--data", str(cells),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "give --out" in err and "already holds a run" in err

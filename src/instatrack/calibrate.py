@@ -151,18 +151,22 @@ def _labelled(predictor, seq, frames: list[int]) -> Iterable[tuple[np.ndarray, n
 
 
 def calibrate(run, data=None, device=None,
-              progress: Callable[[int, int], None] | None = None) -> dict[str, Any] | None:
+              progress: Callable[[int, int], None] | None = None,
+              object_size: float | str | None = None) -> dict[str, Any] | None:
     """Choose ``run``'s post-processing on its validation frames and write it into its config.
 
     ``run``: a :class:`~instatrack.runs.Run`; ``data``: the datasets (default: those it
     was trained on). Returns the record written to ``calibration.json``, or None when
     there is nothing to choose (no validation frames, or no stage lists values).
     ``progress(done, total)`` is called before the first combination and after each.
+    ``object_size``: as in :func:`instatrack.load`, for frames whose objects are not
+    the training size.
     """
     import torch
 
     from instatrack.api import Predictor
     from instatrack.data import open_datasets
+    from instatrack.data.rescale import parse_object_size
     from instatrack.runs import WEIGHTS
 
     config = run.config
@@ -176,7 +180,8 @@ def calibrate(run, data=None, device=None,
     if progress is not None:
         progress(0, len(options))
     for done, combo in enumerate(options, start=1):
-        predictor = Predictor(run.method_cls(config.replace(**combo)), net, device)
+        predictor = Predictor(run.method_cls(config.replace(**combo)), net, device,
+                              object_size=parse_object_size(object_size))
         pairs = itertools.chain.from_iterable(_labelled(predictor, seq, frames)
                                               for seq, frames in items)
         tried.append({"settings": combo, **{k: round(v, 4) for k, v in

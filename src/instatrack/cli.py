@@ -98,6 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", action="store_true",
                    help="also write tracks.csv and napari tracks (tracks.npy, graph.json)")
 
+    p = sub.add_parser("calibrate", help="choose a model's post-processing thresholds on "
+                                         "annotated frames (no training)")
+    p.add_argument("--model", required=True, metavar="MODEL",
+                   help="run folder (changed in place unless --out) or shipped model name")
+    p.add_argument("--data", action="append", metavar="FOLDER",
+                   help="annotated dataset(s) to choose on (default: the run's training data)")
+    p.add_argument("--frames", metavar="A:B",
+                   help="frames to choose on (default: all labelled ones of --data, at most "
+                        "12; without --data the run's validation frames)")
+    p.add_argument("--out", help="write a calibrated copy here instead (needed for a shipped "
+                                 "model)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cpu)")
+
     p = sub.add_parser("export", help="write a trained run's network in another format")
     p.add_argument("--model", required=True, metavar="MODEL",
                    help="run folder from train, or the name of a shipped model")

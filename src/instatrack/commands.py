@@ -463,6 +463,48 @@ def _distributed(args) -> int:
     return run_command(args)
 
 
+def calibrate(args) -> int:
+    """Choose a trained run's (or a shipped model's) post-processing on annotated frames."""
+    from instatrack.calibrate import CALIBRATION_FILE
+    from instatrack.calibrate import calibrate as choose
+    from instatrack.config import parse_slice
+    from instatrack.runs import Run
+
+    start = Run.resolve(args.model)
+    if args.out is None and start.read_only:
+        raise ConfigError(f"{args.model} is a shipped model: give --out, the run folder to "
+                          f"write its calibrated copy to")
+    data = args.data or start.data
+    if not data:
+        raise ConfigError(f"{start.path}: does not say which data it was trained on; pass --data")
+    frames = args.frames or (":" if args.data else start.config.val_frames)
+    if not frames:
+        raise ConfigError(f"{start.path} has no validation frames; pass --frames A:B")
+    parse_slice(frames, "--frames")
+    config = start.config.replace(val_frames=frames)
+    if args.out is None:
+        run = start
+        run.save_config(config)
+    elif Run.find(args.out) is not None:
+        raise ConfigError(f"{args.out} already holds a run; choose another --out, or "
+                          f"calibrate that run in place with --model {args.out}")
+    else:
+        run = Run.create(args.out, start.method_cls, config, data=data, init=start.reference)
+        run.save_weights(start.load_weights())
+    with _warnings_in_one_line("calibrate"):
+        record = choose(run, data=data, device=args.device)
+    if record is None:
+        print(f"{run.path}: nothing to choose (no labelled frames in {frames}, or no "
+              f"post-processing values to try)")
+        return 0
+    chosen = ", ".join(f"{k}={v}" for k, v in record["chosen"].items())
+    print(f"chose {chosen} on {record['frames']} frame(s): SEG {record['before']['seg']:.3f} -> "
+          f"{record['after']['seg']:.3f}, DET {record['before']['det']:.3f} -> "
+          f"{record['after']['det']:.3f}; written to {run.file('config.json')} "
+          f"({run.file(CALIBRATION_FILE)} has every score)")
+    return 0
+
+
 def export(args) -> int:
     from instatrack.onnx import export_onnx
 
