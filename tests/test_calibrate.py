@@ -104,3 +104,16 @@ def test_cli_calibrates_a_copy_of_a_shipped_model(cells, tmp_path, capsys):
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "give --out" in err and "already holds a run" in err
+
+
+@pytest.mark.parametrize("method, tiny", [
+    ("cosine-hourglass", ["stacks=1", "levels=2", "filters=4", "embedding_dim=4",
+                          "crop=32,32", "clip_len=2"]),
+    ("recurrent-instance", ["crop=32,32"]),
+])
+def test_every_kind_of_method_calibrates(cells, tmp_path, method, tiny):
+    config = get_method(method).config_cls.build("fast", overrides=[
+        *tiny, "steps=2", "log_every=1", "val_every=2", "train_frames=:7", "val_frames=7:9"])
+    run = train(method, cells, tmp_path / "run", config=config, progress=False)
+    record = json.loads((run / CALIBRATION_FILE).read_text())
+    assert record["frames"] == 2 and len(record["tried"]) == len(candidates(config))
