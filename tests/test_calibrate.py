@@ -53,8 +53,8 @@ def test_frame_scores_of_a_perfect_and_of_a_noisy_result():
 def test_candidates_try_the_configs_own_values_first():
     config = get_method("spatial-embedding").config_cls.build("fast").replace(seed_threshold=0.7)
     options = candidates(config)
-    assert options[0] == {"refine_boundaries": 0.0, "seed_threshold": 0.7}
-    assert len(options) == 6 and len({tuple(o.items()) for o in options}) == 6
+    assert options[0] == {"refine_boundaries": 0.0, "merge_fragments": 0.0, "seed_threshold": 0.7}
+    assert len(options) == 12 and len({tuple(o.items()) for o in options}) == 12
 
 
 @pytest.fixture
@@ -75,8 +75,8 @@ def test_training_writes_the_chosen_settings_into_the_run(toy, cells, tmp_path):
     config = ToyConfig.build("fast", overrides=["val_frames=7:", "steps=12"])
     run = train("toy", cells, tmp_path / "run", config=config, progress=False)
     record = json.loads((run / CALIBRATION_FILE).read_text())
-    assert record["frames"] == 3 and len(record["tried"]) == 2
-    assert record["before"]["settings"] == {"refine_boundaries": 0.0}
+    assert record["frames"] == 3 and len(record["tried"]) == 4
+    assert record["before"]["settings"] == {"refine_boundaries": 0.0, "merge_fragments": 0.0}
     assert record["after"]["score"] >= record["before"]["score"]
     saved = runs.Run.open(run).config
     assert saved.refine_boundaries == record["chosen"]["refine_boundaries"]

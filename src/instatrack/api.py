@@ -185,7 +185,9 @@ class Predictor:
 
     def _windows(self, prepared: Iterable[np.ndarray], first_masks: np.ndarray | None):
         """The method's windows over ``prepared`` frames, resized for :attr:`object_size`,
-        their outlines refined when the config asks (:mod:`instatrack.cluster.boundaries`)."""
+        small pieces merged into the objects they touch and outlines refined when the config
+        asks (:mod:`instatrack.cluster.fragments`, :mod:`instatrack.cluster.boundaries`)."""
+        from instatrack.cluster.fragments import merged
         from instatrack.data.rescale import resize_image, resize_labels
 
         refine = self.config.refine_boundaries > 0
@@ -197,9 +199,11 @@ class Predictor:
         if not head:
             return iter(())
         factor = self.input_scale(*head)
+        sizes = self.config.instance_area  # pieces are merged at the network's scale
         if factor == 1:
-            windows = self.method.predict(self.model, itertools.chain(head, frames), self.device,
-                                          first_masks=first_masks)
+            windows = merged(self.method.predict(self.model, itertools.chain(head, frames),
+                                                 self.device, first_masks=first_masks),
+                             self.config, sizes)
         else:
             shape = head[0].shape[-2:]
             scaled = (resize_image(frame, factor) for frame in itertools.chain(head, frames))
@@ -207,8 +211,9 @@ class Predictor:
                 inner = tuple(max(1, round(n * factor)) for n in shape)
                 first_masks = resize_labels(np.asarray(first_masks), inner)
             windows = (dataclasses.replace(w, labels=resize_labels(w.labels, shape))
-                       for w in self.method.predict(self.model, scaled, self.device,
-                                                    first_masks=first_masks))
+                       for w in merged(self.method.predict(self.model, scaled, self.device,
+                                                           first_masks=first_masks),
+                                       self.config, sizes))
         return _refined(windows, seen, self.config) if refine else windows
 
     def segment(self, image: np.ndarray) -> np.ndarray:

@@ -274,11 +274,13 @@ class TiledPredictor(Predictor):
 
     def predict_tile(self, crop: np.ndarray) -> np.ndarray:
         """Labels ``(1, y, x)`` of one normalised ``(C, y, x)`` tile, by the method itself,
-        their outlines refined on the tile when the config asks (never the whole image:
-        it may not fit in memory)."""
+        small pieces merged and outlines refined on the tile when the config asks (never
+        the whole image: it may not fit in memory)."""
         from instatrack.cluster.boundaries import refine_boundaries
+        from instatrack.cluster.fragments import merged
 
-        labels = next(iter(self.method.predict(self.model, [crop], self.device))).labels
+        windows = self.method.predict(self.model, [crop], self.device)
+        labels = next(iter(merged(windows, self.config, self.config.instance_area))).labels
         return refine_boundaries(labels[0], crop, self.config)[None]
 
     def stream(self, frames: Iterable[np.ndarray], first_masks: np.ndarray | None = None,

@@ -1,0 +1,51 @@
+"""Small pieces merged into the object they touch (instatrack.cluster.fragments)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instatrack.cluster.fragments import FragmentSettings, merge_fragments, merged
+from instatrack.errors import ConfigError
+from instatrack.methods.base import Window
+
+
+def _scene():
+    labels = np.zeros((60, 80), np.int32)
+    labels[10:40, 10:40] = 1          # a nucleus, 900 px
+    labels[10:40, 40:45] = 2          # a rim cut off it, 150 px, touching along 30 px
+    labels[50:55, 70:75] = 3          # a small object alone, 25 px
+    labels[10:30, 55:65] = 4          # two daughters, 200 px each, side by side
+    labels[30:50, 55:65] = 5
+    return labels
+
+
+def test_a_piece_joins_the_object_it_touches_and_nothing_else_changes():
+    labels = _scene()
+    out = merge_fragments(labels, limit=0.25 * 900)
+    assert (out[labels == 2] == 1).all()
+    for kept in (1, 3, 4, 5):
+        assert (out[labels == kept] == kept).all()
+    assert merge_fragments(labels, limit=0) is labels
+
+
+def test_a_chain_of_pieces_ends_in_the_big_object_and_a_thin_touch_is_not_enough():
+    labels = _scene()
+    labels[10:40, 45:47] = 6  # a second piece beside the first one only
+    out = merge_fragments(labels, limit=225)
+    assert set(np.unique(out[(labels == 2) | (labels == 6)])) == {1}
+    corner = np.zeros((20, 20), np.int32)
+    corner[0:10, 0:10] = 1
+    corner[10:13, 10:13] = 2  # touches object 1 at one corner only
+    assert (merge_fragments(corner, limit=50) == corner).all()
+
+
+def test_windows_are_merged_frame_by_frame_with_the_training_size():
+    labels = np.stack([_scene(), _scene()])
+    windows = [Window(0, labels)]
+    same = merged(windows, FragmentSettings(), (100.0, 900.0))
+    assert same is windows
+    out = list(merged(windows, FragmentSettings(merge_fragments=0.25), (100.0, 900.0)))
+    assert out[0].start == 0 and (out[0].labels[:, labels[0] == 2] == 1).all()
+    with pytest.raises(ConfigError, match="merge_fragments must be in"):
+        FragmentSettings(merge_fragments=1.5)
