@@ -117,3 +117,19 @@ def test_every_kind_of_method_calibrates(cells, tmp_path, method, tiny):
     run = train(method, cells, tmp_path / "run", config=config, progress=False)
     record = json.loads((run / CALIBRATION_FILE).read_text())
     assert record["frames"] == 2 and len(record["tried"]) == len(candidates(config))
+
+
+def test_resuming_a_finished_calibrated_run_does_not_calibrate_again(toy, cells, tmp_path,
+                                                                    monkeypatch):
+    from instatrack import calibrate as module
+    from instatrack.train import resume
+    from toy_method import ToyConfig
+
+    config = ToyConfig.build("fast", overrides=["val_frames=7:", "steps=6"])
+    run = train("toy", cells, tmp_path / "run", config=config, progress=False)
+    calls = []
+    monkeypatch.setattr(module, "calibrate", lambda *a, **k: calls.append(a))
+    resume(run, progress=False)            # nothing left to train
+    assert calls == []
+    resume(run, steps=8, progress=False)   # two more steps: new weights, chosen again
+    assert len(calls) == 1

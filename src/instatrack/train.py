@@ -147,6 +147,7 @@ def _fit(run: runs.Run, sequences, sampler, checkpoint: dict[str, Any] | None,
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     session = _Session(run, sequences, sampler, checkpoint, device, init_weights)
     total = run.config.steps
+    trained = session.state.step < total  # else a finished run resumed: it was calibrated
     bar = _progress_bar(progress, session.state.step, total)
     try:
         with _StopRequest() as stop:
@@ -168,12 +169,19 @@ def _fit(run: runs.Run, sequences, sampler, checkpoint: dict[str, Any] | None,
         if bar is not None:
             bar.close()
     session.finish()
-    if run.config.calibrate and session.validator.items:
+    if run.config.calibrate and session.validator.items and (trained or not calibrated(run)):
         _calibrate(run, device, progress)
     elif run.config.calibrate and progress is True:
         print("no validation frames (val_frames): post-processing keeps the config's values; "
               "give some to have them chosen on data (instatrack.calibrate)", file=sys.stderr)
     return run.path
+
+
+def calibrated(run: runs.Run) -> bool:
+    """Whether ``run`` holds the record of a calibration (:mod:`instatrack.calibrate`)."""
+    from instatrack.calibrate import CALIBRATION_FILE
+
+    return run.file(CALIBRATION_FILE).is_file()
 
 
 def _calibrate(run: runs.Run, device: torch.device, progress: bool | Progress) -> None:
