@@ -206,8 +206,11 @@ def test_background_and_noise_measures_a_known_frame():
     assert abs(level[0] - 0.2) < 0.01 and abs(noise[0] - 0.05) < 0.005
 
 
-def test_dimming_lowers_contrast_over_noise_and_renormalises():
+def _square_dimming(**norm):
+    """A one-frame clip with a bright square (labels, image) and an augmenter that dims
+    every clip by up to 8 (no gradient, no drift), renormalising with ``norm``."""
     from instatrack.data.augment import AcquisitionSettings
+    from instatrack.data.normalize import Norm
 
     rng = np.random.default_rng(1)
     labels = np.zeros((1, 96, 96), np.int64)
@@ -215,7 +218,12 @@ def test_dimming_lowers_contrast_over_noise_and_renormalises():
     image = (0.05 + 0.9 * (labels > 0) + rng.normal(0, 0.02, labels.shape))[:, None]
     settings = AcquisitionSettings(aug_dim_p=1.0, aug_dim_max=8.0, aug_gradient=0.0, aug_drift=0.0)
     aug = Augmenter(np.random.default_rng(2), flips=False, rot90=False, affine=False,
-                    elastic=False, acquisition=settings)
+                    elastic=False, acquisition=settings, norm=Norm(**norm))
+    return labels, image, aug
+
+
+def test_dimming_lowers_contrast_over_noise_and_renormalises():
+    labels, image, aug = _square_dimming()
     snrs = []
     for _ in range(20):
         out = aug._acquisition(image.astype(np.float32), labels)
@@ -228,16 +236,9 @@ def test_dimming_lowers_contrast_over_noise_and_renormalises():
 
 
 def test_dimming_in_noise_mode_keeps_the_noise_and_lowers_the_objects():
-    from instatrack.data.augment import AcquisitionSettings
-    from instatrack.data.normalize import NOISE_UNITS, Norm
+    from instatrack.data.normalize import NOISE_UNITS
 
-    rng = np.random.default_rng(1)
-    labels = np.zeros((1, 96, 96), np.int64)
-    labels[0, 30:60, 30:60] = 1
-    image = (0.05 + 0.9 * (labels > 0) + rng.normal(0, 0.02, labels.shape))[:, None]
-    settings = AcquisitionSettings(aug_dim_p=1.0, aug_dim_max=8.0, aug_gradient=0.0, aug_drift=0.0)
-    aug = Augmenter(np.random.default_rng(2), flips=False, rot90=False, affine=False,
-                    elastic=False, acquisition=settings, norm=Norm(mode="noise"))
+    labels, image, aug = _square_dimming(mode="noise")
     steps = []
     for _ in range(20):
         out = aug._acquisition(image.astype(np.float32), labels)[0, 0]
