@@ -42,7 +42,8 @@ from instatrack.settings import Settings
 CALIBRATION_FILE = "calibration.json"
 #: error weights of the Cell Tracking Challenge's DET measure (AOGM-D)
 FN_WEIGHT, FP_WEIGHT, SPLIT_WEIGHT = 10.0, 1.0, 5.0
-#: validation frames scored per combination, at most
+#: validation frames scored, at most: by each validation during training and by each
+#: combination here (:func:`validation_frames` chooses them for both)
 MAX_FRAMES = 12
 
 

@@ -34,9 +34,6 @@ from instatrack.errors import ConfigError, DataError, InstatrackError
 from instatrack.methods import get_method
 from instatrack.methods.base import Method, uses_amp, with_precision
 
-#: at most this many held-out frames are segmented for each validation score
-VAL_MAX_FRAMES = 12
-
 Progress = Callable[[int, int, dict[str, float]], None]
 #: one dataset folder or several
 Data = str | Path | Sequence[str | Path]
@@ -388,15 +385,10 @@ class _Validator:
     with the CTC SEG measure (mean Jaccard of matched ground-truth objects)."""
 
     def __init__(self, algo: Method, sequences, config: TrainConfig, device: torch.device):
+        from instatrack.calibrate import validation_frames
+
         self.algo, self.config, self.device = algo, config, device
-        window = parse_slice(config.val_frames)
-        self.items: list[tuple[Any, list[int]]] = []
-        if window is None:
-            return
-        for seq in sequences:
-            frames = [t for t in range(len(seq))[window] if seq.labels(t) is not None]
-            if frames:
-                self.items.append((seq, frames))
+        self.items: list[tuple[Any, list[int]]] = validation_frames(config, sequences)
 
     def due(self, step: int) -> bool:
         return bool(self.items) and (step % self.config.val_every == 0
@@ -407,11 +399,9 @@ class _Validator:
         from instatrack.metrics.ctc import seg_frame
 
         total, count = 0.0, 0
-        budget = VAL_MAX_FRAMES
         model.eval()
         for seq, frames in self.items:
-            clips = [frames[:budget]] if seq.is_video else [[t] for t in frames[:budget]]
-            budget -= sum(len(c) for c in clips)
+            clips = [frames] if seq.is_video else [[t] for t in frames]
             for clip in clips:
                 clip = list(range(clip[0], clip[-1] + 1))
                 images = (Norm.of(self.config)(seq.image(t)) for t in clip)
@@ -426,8 +416,6 @@ class _Validator:
                         done.add(t)
                         jaccard, n = seg_frame(gt, labels)
                         total, count = total + jaccard, count + n
-            if budget <= 0:
-                break
         model.train()
         return {"val_seg": total / max(count, 1)}
 
