@@ -82,14 +82,11 @@ def main() -> None:
 
 def calibrated(model: str, spec: str, out: Path, size) -> dict:
     """A copy of ``model`` in ``out`` with its post-processing chosen on ``SEQ:A:B``."""
-    from instatrack.calibrate import calibrate
+    from instatrack.calibrate import calibrate, copy_to_calibrate
     from instatrack.runs import Run
 
     path, a, b = spec.rsplit(":", 2)
-    start = Run.resolve(model)
-    run = Run.create(out, start.method_cls, start.config.replace(val_frames=f"{a}:{b}"),
-                     data=path, init=start.reference)
-    run.save_weights(start.load_weights())
+    run = copy_to_calibrate(Run.resolve(model), out, f"{a}:{b}", path)
     record = calibrate(run, data=path, object_size=size)
     return {"run": out, "calibrated_on": spec, "chosen": record["chosen"] if record else {}}
 

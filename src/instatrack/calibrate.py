@@ -137,6 +137,18 @@ def validation_frames(config, sequences) -> list[tuple[Any, list[int]]]:
     return chosen
 
 
+def copy_to_calibrate(start, out, frames: str, data):
+    """A new run in ``out``: ``start``'s weights and config (a run or a shipped model,
+    untouched), with ``frames`` of ``data`` as its validation frames, ready for
+    :func:`calibrate`."""
+    from instatrack.runs import Run
+
+    run = Run.create(out, start.method_cls, start.config.replace(val_frames=frames), data=data,
+                     init=start.reference)
+    run.save_weights(start.load_weights())
+    return run
+
+
 def _labelled(predictor, seq, frames: list[int]) -> Iterable[tuple[np.ndarray, np.ndarray]]:
     """``(gt, labels)`` of ``frames``: a video tracked from its first chosen frame to its
     last (the first one's masks given, for methods that start from them), stills one by one."""

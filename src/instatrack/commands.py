@@ -465,7 +465,7 @@ def _distributed(args) -> int:
 
 def calibrate(args) -> int:
     """Choose a trained run's (or a shipped model's) post-processing on annotated frames."""
-    from instatrack.calibrate import CALIBRATION_FILE
+    from instatrack.calibrate import CALIBRATION_FILE, copy_to_calibrate
     from instatrack.calibrate import calibrate as choose
     from instatrack.config import parse_slice
     from instatrack.runs import Run
@@ -481,16 +481,14 @@ def calibrate(args) -> int:
     if not frames:
         raise ConfigError(f"{start.path} has no validation frames; pass --frames A:B")
     parse_slice(frames, "--frames")
-    config = start.config.replace(val_frames=frames)
     if args.out is None:
         run = start
-        run.save_config(config)
+        run.save_config(start.config.replace(val_frames=frames))
     elif Run.find(args.out) is not None:
         raise ConfigError(f"{args.out} already holds a run; choose another --out, or "
                           f"calibrate that run in place with --model {args.out}")
     else:
-        run = Run.create(args.out, start.method_cls, config, data=data, init=start.reference)
-        run.save_weights(start.load_weights())
+        run = copy_to_calibrate(start, args.out, frames, data)
     with _warnings_in_one_line("calibrate"):
         record = choose(run, data=data, device=args.device)
     if record is None:
