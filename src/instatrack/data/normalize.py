@@ -136,6 +136,8 @@ def input_ranges(image, low: float = 1.0, high: float = 99.8, name: str = "image
     channels = 1 if len(shape) == 2 else shape[2]
     dtype = np.dtype(image.dtype)
     ranges = np.empty((channels, 2))
+    # noise mode: the rows normalize() samples, read once for every channel
+    rows = np.asarray(image[::max(1, shape[0] // NOISE_ROWS)]) if mode == "noise" else None
     for c in range(channels):
         if dtype.kind in "ui" and dtype.itemsize <= 2:
             ranges[c] = _histogram_percentiles(image, c, (low, high))
@@ -144,9 +146,7 @@ def input_ranges(image, low: float = 1.0, high: float = 99.8, name: str = "image
             if not np.isfinite(channel).all():
                 raise DataError(f"{name}: image contains NaN or infinite values")
             ranges[c] = np.percentile(channel, (low, high))
-        if mode == "noise":
-            step = max(1, shape[0] // NOISE_ROWS)
-            rows = np.asarray(image[::step])
+        if rows is not None:
             sigma = noise_std(rows[..., c] if len(shape) == 3 else rows)
             ranges[c, 1] = ranges[c, 0] + noise_scale(*ranges[c], sigma)
     return ranges
