@@ -188,7 +188,7 @@ def calibrate(run, data=None, device=None,
     if len(options) < 2 or not items:
         return None
     device = torch.device(device or "cpu")
-    method, net = run.load_model(device, weights=WEIGHTS)
+    _, net = run.load_model(device, weights=WEIGHTS)
     tried = []
     if progress is not None:
         progress(0, len(options))
