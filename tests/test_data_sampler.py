@@ -9,7 +9,7 @@ import pytest
 
 from instatrack.data.augment import Augmenter
 from instatrack.data.sampler import ClipSampler
-from instatrack.data.synth import generate_cells
+from instatrack.data.synth import generate_cells, write_ctc_synthetic
 from instatrack.errors import DataError
 
 
@@ -291,3 +291,18 @@ def test_bad_acquisition_values_are_refused():
 
     with pytest.raises(ConfigError, match="aug_dim_max"):
         TrainConfig.build(overrides=["aug_dim_max=0.5"])
+
+
+def test_data_balance_weighs_datasets_not_frames(tmp_path):
+    """balance 1 draws each dataset folder alike, however many frames it has; 0 each clip."""
+    from instatrack.data import open_grouped
+
+    small = write_ctc_synthetic(tmp_path / "small", frames=2, size=(32, 32), seed=1)
+    large = write_ctc_synthetic(tmp_path / "large", frames=8, size=(32, 32), seed=2)
+    sequences, groups = open_grouped([small, large])
+    assert groups == [0, 1]
+    for balance, expected in ((0.0, 2 / 10), (1.0, 0.5)):
+        sampler = ClipSampler(sequences, crop=(16, 16), augment=False, groups=groups,
+                              balance=balance)
+        drawn = [sampler.clips[sampler._pick()][0] for _ in range(2000)]
+        assert abs(np.mean(np.array(drawn) == 0) - expected) < 0.04

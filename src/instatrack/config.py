@@ -63,6 +63,10 @@ class TrainConfig(OptimSettings, TrackSettings, BoundarySettings, FragmentSettin
     # let warped training crops touch the image border (cells cut by it get trained);
     # off, they stay a quarter crop away from it (docs/methods.md: choose on validation)
     crops_reach_border: bool = False
+    # how several --data folders share the training clips: 0 = every clip alike (a
+    # folder counts by its annotated frames), 1 = every folder alike, between: a folder
+    # of n clips weighs n ** (1 - data_balance)
+    data_balance: float = 0.0
     norm_low: float = 1.0
     norm_high: float = 99.8
     # how raw intensities become network input: "percentile" (each frame's norm_low /
@@ -95,8 +99,9 @@ class TrainConfig(OptimSettings, TrackSettings, BoundarySettings, FragmentSettin
         super().check()
         for name in ("in_channels", "clip_len", "log_every", "val_every", "ckpt_every"):
             require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
-        require(0 <= self.crop_object_bias <= 1,
-                f"crop_object_bias must be in [0, 1], got {self.crop_object_bias}")
+        for name in ("crop_object_bias", "data_balance"):
+            require(0 <= getattr(self, name) <= 1,
+                    f"{name} must be in [0, 1], got {getattr(self, name)}")
         require(len(self.crop) == 2 and min(self.crop) >= 8,
                 f"crop must be two sizes >= 8, got {self.crop}")
         require(0 <= self.norm_low < self.norm_high <= 100,

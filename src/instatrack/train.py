@@ -60,7 +60,7 @@ def train(method: str | None, data: Data, out: str | Path, config: TrainConfig |
     the end of the current step, writes a checkpoint there and raises
     :class:`TrainingInterrupted`. Returns the run folder.
     """
-    from instatrack.data import open_datasets
+    from instatrack.data import open_grouped
 
     start = None if init is None else init if isinstance(init, runs.Run) else \
         runs.Run.resolve(init)
@@ -69,11 +69,11 @@ def train(method: str | None, data: Data, out: str | Path, config: TrainConfig |
         config = config if config is not None else finetune.init_config(start)
     method_cls = get_method(method)
     runs.check_new(Path(out))
-    sequences = open_datasets(data)
+    sequences, groups = open_grouped(data)
     config = config if config is not None else method_cls.config_cls.build("fast")
     config = config.replace(rescale=_rescale(config, sequences, start))
     sequences = _resized(config, sequences)
-    config, sampler = _fit_to_data(method_cls, config, sequences)
+    config, sampler = _fit_to_data(method_cls, config, sequences, groups)
     weights = None
     if start is not None:
         finetune.check_fits_init(config, start)
@@ -90,7 +90,7 @@ def resume(run: str | Path | runs.Run, steps: int | None = None, data: Data | No
     had never stopped. ``steps`` changes the number of training steps; ``data``
     the dataset(s) (default: those the run was trained on). Returns the run folder.
     """
-    from instatrack.data import open_datasets
+    from instatrack.data import open_grouped
 
     run = run if isinstance(run, runs.Run) else runs.Run.open(run)
     checkpoint = run.load_checkpoint()
@@ -99,8 +99,9 @@ def resume(run: str | Path | runs.Run, steps: int | None = None, data: Data | No
         raise ConfigError(f"{run.file(runs.CONFIG)}: does not say which data the run was "
                           f"trained on; pass --data")
     config = run.config if steps is None else run.config.replace(steps=steps)
-    sequences = _resized(config, open_datasets(data))
-    config, sampler = _fit_to_data(run.method_cls, config, sequences)
+    sequences, groups = open_grouped(data)
+    sequences = _resized(config, sequences)
+    config, sampler = _fit_to_data(run.method_cls, config, sequences, groups)
     run.save_config(config, data=_resolved(data))
     return _fit(run, sequences, sampler, checkpoint, progress, device)
 
@@ -257,8 +258,10 @@ class _StopRequest:
 
 
 # -- configuration --------------------------------------------------------------------------------
-def _fit_to_data(method_cls: type[Method], config: TrainConfig, sequences):
-    """``(config, sampler)``: the config completed from the data, and the clip sampler."""
+def _fit_to_data(method_cls: type[Method], config: TrainConfig, sequences,
+                 groups: list[int] | None = None):
+    """``(config, sampler)``: the config completed from the data, and the clip sampler
+    (``groups``: the dataset folder of each sequence, for ``data_balance``)."""
     from instatrack.data.augment import AcquisitionSettings
     from instatrack.data.normalize import Norm
     from instatrack.data.sampler import ClipSampler
@@ -269,7 +272,8 @@ def _fit_to_data(method_cls: type[Method], config: TrainConfig, sequences):
                           norm=Norm.of(config), seed=config.seed,
                           object_bias=config.crop_object_bias,
                           reach_border=config.crops_reach_border,
-                          acquisition=AcquisitionSettings.of(config))
+                          acquisition=AcquisitionSettings.of(config),
+                          groups=groups, balance=config.data_balance)
     if max(config.instance_area) <= 0:
         config = config.replace(instance_area=sampler.instance_areas())
     return config, sampler

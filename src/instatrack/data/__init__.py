@@ -18,8 +18,8 @@ from instatrack.data.normalize import normalize
 from instatrack.data.types import Sequence
 from instatrack.errors import DataError
 
-__all__ = ["Sequence", "list_images", "normalize", "open_dataset", "open_datasets", "open_images",
-           "read_frame", "read_image", "write_labels"]
+__all__ = ["Sequence", "list_images", "normalize", "open_dataset", "open_datasets", "open_grouped",
+           "open_images", "read_frame", "read_image", "write_labels"]
 
 
 def open_dataset(path: str | Path) -> list[Sequence]:
@@ -51,23 +51,31 @@ def open_datasets(paths: str | Path | Iterable[str | Path]) -> list[Sequence]:
     Several datasets are trained on together, so their images must have one
     number of channels; :class:`DataError` names the folders when they differ.
     """
+    return open_grouped(paths)[0]
+
+
+def open_grouped(paths: str | Path | Iterable[str | Path]) -> tuple[list[Sequence], list[int]]:
+    """``(sequences, groups)``: :func:`open_datasets` and, for each sequence, the index
+    of the dataset folder it came from (the training sampler balances datasets by it)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     paths = list(paths)
     if not paths:
         raise DataError("no dataset folder given")
     sequences: list[Sequence] = []
+    groups: list[int] = []
     channels: dict[int, Path] = {}
-    for path in paths:
+    for index, path in enumerate(paths):
         found = open_dataset(path)
         for seq in found:
             channels.setdefault(seq.channels, Path(path))
         sequences += found
+        groups += [index] * len(found)
     if len(channels) > 1:
         kinds = ", ".join(f"{path}: {n} channel(s)" for n, path in sorted(channels.items()))
         raise DataError(f"the datasets differ in their number of channels ({kinds}); train "
                         f"on datasets with the same number")
-    return sequences
+    return sequences, groups
 
 
 def open_images(path: str | Path, video: bool = False) -> Sequence:

@@ -32,6 +32,8 @@ class ClipSampler:
     are padded (image reflected, labels -1). Instance ids are renumbered
     ``1..K`` per clip, consistently across its frames. Deterministic per
     ``seed``; :meth:`state` / :meth:`set_state` let training resume exactly.
+    ``groups`` (the dataset of each sequence) and ``balance`` weigh datasets: 0 draws
+    every clip alike (a dataset counts by its clips), 1 every dataset alike.
     With warp augmentation a crop reaches the image border only when
     ``reach_border`` is set (see :class:`~instatrack.config.TrainConfig`).
     ``acquisition`` sets the intensity augmentation (default: the robust recipe).
@@ -41,7 +43,8 @@ class ClipSampler:
                  crop: tuple[int, int] = (128, 128), frames: slice | None = None,
                  augment: bool = True, norm: Norm = PERCENTILES, seed: int = 0,
                  object_bias: float = OBJECT_BIAS, reach_border: bool = False,
-                 acquisition: AcquisitionSettings | None = None):
+                 acquisition: AcquisitionSettings | None = None,
+                 groups: Seq[int] | None = None, balance: float = 0.0):
         if clip_len < 1 or len(crop) != 2 or min(crop) < 1:
             raise ValueError(f"need clip_len >= 1 and a crop of two sizes >= 1, got "
                              f"{clip_len}, {crop}")
@@ -63,6 +66,7 @@ class ClipSampler:
             names = ", ".join(s.name for s in self.sequences) or "no sequences"
             raise DataError(f"{names}: no annotated clip of {clip_len} frame(s) within frames "
                             f"{_slice_text(frames)}")
+        self.clip_p = _clip_probabilities(self.clips[:, 0], groups, balance)
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -142,7 +146,7 @@ class ClipSampler:
     # -- sampling ------------------------------------------------------------------------------
     def sample(self) -> dict[str, np.ndarray]:
         """One random clip: ``image`` ``(T, C, Y, X)`` float32, ``labels`` ``(T, Y, X)`` int64."""
-        s, start, length = self.clips[self.rng.integers(len(self.clips))]
+        s, start, length = self.clips[self._pick()]
         times = range(int(start), int(start + length))
         frames = [self._image(s, t) for t in times]
         shape = frames[0].shape[-2:]
@@ -166,6 +170,12 @@ class ClipSampler:
             image, labels = _centre_crop(image, self.crop), _centre_crop(labels, self.crop)
         return {"image": np.ascontiguousarray(image, np.float32),
                 "labels": _renumber(labels)}
+
+    def _pick(self) -> int:
+        """Index of a random clip (weighted by dataset when ``balance`` asks for it)."""
+        if self.clip_p is None:
+            return int(self.rng.integers(len(self.clips)))
+        return int(self.rng.choice(len(self.clips), p=self.clip_p))
 
     def _label_or_unknown(self, s: int, t: int, shape: tuple[int, ...]) -> np.ndarray:
         labels = self._label(s, t)
@@ -194,6 +204,24 @@ class ClipSampler:
             else:  # the image fits inside the crop: place it at random
                 origin.append(-int(self.rng.integers(0, c - n + 1)))
         return origin[0], origin[1]
+
+
+def _clip_probabilities(sequence_of_clip: np.ndarray, groups: Seq[int] | None,
+                        balance: float) -> np.ndarray | None:
+    """Probability of each clip when a dataset of ``n`` clips is drawn with a weight
+    ``n ** (1 - balance)`` (``groups[s]``: the dataset of sequence ``s``), then a clip
+    within it uniformly; None (every clip alike) at ``balance=0`` or with one dataset."""
+    if not 0 <= balance <= 1:
+        raise ValueError(f"balance must be in [0, 1], got {balance}")
+    if groups is None or balance == 0:
+        return None
+    group = np.asarray(groups, np.int64)[sequence_of_clip]
+    names, group, counts = np.unique(group, return_inverse=True, return_counts=True)
+    if len(names) < 2:
+        return None
+    weight = counts.astype(float) ** (1 - balance)
+    p = (weight / weight.sum() / counts)[group]
+    return p / p.sum()
 
 
 def _crop(array: np.ndarray, origin: tuple[int, int], size: tuple[int, ...],
