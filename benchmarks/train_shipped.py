@@ -61,12 +61,15 @@ class Synthetic:
     randomise: bool = True
     kind: str = "cells"
     video: tuple[str, ...] = ()
+    #: cells: where a nucleus's ground truth ends (``instatrack synth --outline``)
+    outline: str = "object"
 
     @property
     def folder_name(self) -> str:
         kind = "synthetic" if self.randomise else "synthetic-demo"
         kind = "synthetic-video" if self.kind == "video" else kind
         changed = "".join(f"-{item.replace('=', '').replace(',', '-')}" for item in self.video)
+        changed += "" if self.outline == "object" else f"-{self.outline}"
         return f"{kind}-{self.sequences}x{self.frames}-{self.size[0]}x{self.size[1]}-" \
                f"seed{self.seed}{changed}"
 
@@ -76,7 +79,8 @@ class Synthetic:
             " --randomise" if self.randomise else ""
         return (f"instatrack synth DIR{flag} --sequences "
                 f"{self.sequences} --frames {self.frames} --size {self.size[0]} {self.size[1]} "
-                f"--seed {self.seed}" + "".join(f" --video-set {item}" for item in self.video))
+                f"--seed {self.seed}" + "".join(f" --video-set {item}" for item in self.video)
+                + ("" if self.outline == "object" else f" --outline {self.outline}"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,7 +245,7 @@ def build_data(recipe: Recipe, work: Path, data_root: Path) -> list[Path]:
                 else:
                     write_ctc_sequences(outputs.folder(folder), sequences=synth.sequences,
                                         frames=synth.frames, size=synth.size, seed=synth.seed,
-                                        randomise=synth.randomise)
+                                        randomise=synth.randomise, outline=synth.outline)
         folders.append(folder)
     return folders
 
@@ -367,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leave-out", action="append", default=[], metavar="DATASET",
                         help="train without this real dataset of the recipe (leave-one-"
                              "dataset-out: score the run on it); repeatable")
+    parser.add_argument("--outline", choices=("object", "visible"),
+                        help="change the ground truth of the recipe's synthetic nuclei "
+                             "(instatrack synth --outline)")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--install", type=Path, metavar="RUN",
                         help="copy the finished RUN into the package as NAME")
@@ -388,6 +395,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"recipe ({', '.join(d for d, _ in recipe.real) or 'no real data'})")
         recipe = dataclasses.replace(recipe, real=tuple(
             (d, s) for d, s in recipe.real if d not in args.leave_out))
+    if args.outline:
+        recipe = dataclasses.replace(recipe, synthetic=tuple(
+            dataclasses.replace(synth, outline=args.outline) if synth.kind == "cells" else synth
+            for synth in recipe.synthetic))
     if args.install:
         scores = {}
         for item in args.score:

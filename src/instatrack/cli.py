@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(noise floor unchanged; repeatable)")
     p.add_argument("--dense-phase", action="append", metavar="START:STOP:FACTOR",
                    help="frames START..STOP-1 with FACTOR times as many cells (repeatable)")
+    p.add_argument("--outline", choices=("object", "visible"), default=None,
+                   help="cells: where a nucleus's ground truth ends: its drawn outline "
+                        "(default) or the visible edge of its blurred light, as annotators "
+                        "draw it")
     p.add_argument("--sequences", type=int, default=1, metavar="N",
                    help="cells: write N sequences 01..NN into one dataset folder; video: N "
                         "videos synth-000 ...")

@@ -28,7 +28,8 @@ def synth(args) -> int:
     from instatrack.data.synth_random import write_ctc_sequences
 
     knobs = {k: v for k, v in (("density", args.density), ("noise", args.noise),
-                               ("division_rate", args.division_rate)) if v is not None}
+                               ("division_rate", args.division_rate),
+                               ("outline", getattr(args, "outline", None))) if v is not None}
     for key in ("dim_phase", "dense_phase"):
         phases = getattr(args, key) or []
         if phases:
@@ -38,7 +39,7 @@ def synth(args) -> int:
         raise ConfigError(f"--frames must be >= 1, got {args.frames}")
     if args.kind != "cells" and (knobs or args.randomise):
         raise ConfigError("--density/--noise/--division-rate/--dim-phase/--dense-phase/"
-                          "--randomise apply to --kind cells only")
+                          "--outline/--randomise apply to --kind cells only")
     video_set = getattr(args, "video_set", None) or []
     if args.kind != "video" and video_set:
         raise ConfigError("--video-set applies to --kind video only")

@@ -104,7 +104,8 @@ def generate_cells(frames: int = 20, size: tuple[int, int] = (128, 128), seed: i
                    radius: tuple[float, float] = (5.0, 8.0), speed: float = 1.0,
                    min_area: int = 12, dim_phases: Sequence[Phase] = (),
                    dense_phases: Sequence[Phase] = (),
-                   appearance: Appearance | None = None) -> SynthSequence:
+                   appearance: Appearance | None = None,
+                   outline: str = "object") -> SynthSequence:
     """Simulate a fluorescence movie of moving, dividing nuclei.
 
     ``density``: cells per 100 x 100 pixels; ``noise``: relative noise level
@@ -118,9 +119,14 @@ def generate_cells(frames: int = 20, size: tuple[int, int] = (128, 128), seed: i
     aimed at is multiplied by ``factor`` (cells enter and divide to reach it).
     ``appearance``: shapes, texture, contrast, illumination and blur
     (:class:`~instatrack.data.synth_appearance.Appearance`; default: its defaults).
+    ``outline``: where a nucleus's ground truth ends: ``"object"``, its drawn outline;
+    ``"visible"``, grown to where its blurred light fades into the background, the
+    edge an annotator sees (:func:`visible_outlines`).
     The result depends only on the arguments.
     """
     _check_knobs(frames, size, density, noise, division_rate, radius, speed, min_area)
+    if outline not in OUTLINES:
+        raise ConfigError(f"outline must be one of {', '.join(OUTLINES)}, got {outline!r}")
     contrast = 1.0 / phase_schedule(dim_phases, frames, "dim_phases")
     crowding = phase_schedule(dense_phases, frames, "dense_phases")
     rng = np.random.default_rng(seed)
@@ -140,6 +146,8 @@ def generate_cells(frames: int = 20, size: tuple[int, int] = (128, 128), seed: i
     tracker = _TrackBook()
     for t in range(frames):
         labels[t], signal = _render(cells, size, margin, min_area, look)
+        if outline == "visible":
+            labels[t] = visible_outlines(labels[t], signal, look.blur)
         tracker.update(t, labels[t], cells)
         labels[t] = tracker.relabel(labels[t])
         images[t] = camera(signal * (look.contrast * contrast[t]) + background, noise, rng, look)
@@ -151,6 +159,14 @@ def generate_cells(frames: int = 20, size: tuple[int, int] = (128, 128), seed: i
             cells, next_id = _step(cells, rng, world, busy, drift, aim, next_id)
     return SynthSequence(images, labels, tracker.lineage())
 
+
+#: where a synthetic nucleus's ground truth ends (``outline`` of :func:`generate_cells`)
+OUTLINES = ("object", "visible")
+#: ``outline="visible"``: the share of a nucleus's blurred peak where its mask ends. The
+#: annotated masks of SIM+ 01 and GOWT1 01 cover 0.88 / 0.91 (medians) of the pixels
+#: brighter than half their nucleus's median light over the background; at this level
+#: the blurriest randomised synthetic looks give 0.88-0.92 (drawn outlines: 1.5)
+VISIBLE_LEVEL = 0.25
 
 #: ``(first frame, stop frame, factor)`` of a dim or dense phase
 Phase = tuple[int, int, float]
@@ -337,6 +353,27 @@ def _render(cells: _Cells, size: tuple[int, int], margin: int, min_area: int,
     areas = np.bincount(labels.ravel(), minlength=len(cells) + 1)
     labels[areas[labels] < min_area] = 0
     return labels, signal
+
+
+def visible_outlines(labels: np.ndarray, signal: np.ndarray, blur: float) -> np.ndarray:
+    """``labels`` grown to the edge an annotator sees: each background pixel within
+    ``3 blur`` of an object joins the nearest one where the blurred ``signal`` (light
+    over the background) is at least :data:`VISIBLE_LEVEL` of that object's blurred peak.
+
+    A small nucleus blurred by optics of about its radius looks half as wide again as
+    its drawn outline; on real images annotators draw the visible edge. Objects are
+    only grown (never shrunk), and a large sharp nucleus keeps its outline (a straight
+    edge blurs to half height where it was)."""
+    if blur <= 0 or not (labels > 0).any():
+        return labels
+    seen = ndi.gaussian_filter(signal, blur)
+    peak = np.zeros(int(labels.max()) + 1)
+    ids = np.unique(labels[labels > 0])
+    peak[ids] = ndi.maximum(seen, labels, ids)
+    distance, (iy, ix) = ndi.distance_transform_edt(labels == 0, return_indices=True)
+    nearest = labels[iy, ix]
+    grow = (labels == 0) & (distance <= 3 * blur) & (seen >= VISIBLE_LEVEL * peak[nearest])
+    return np.where(grow, nearest, labels).astype(labels.dtype)
 
 
 def _relative_radius(cells: _Cells, i: int, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
