@@ -306,3 +306,19 @@ def test_data_balance_weighs_datasets_not_frames(tmp_path):
                               balance=balance)
         drawn = [sampler.clips[sampler._pick()][0] for _ in range(2000)]
         assert abs(np.mean(np.array(drawn) == 0) - expected) < 0.04
+
+
+def test_clipping_flattens_the_background_and_keeps_the_objects():
+    from instatrack.data.augment import AcquisitionSettings
+
+    labels, image, _ = _square_dimming()
+    settings = AcquisitionSettings.off().replace(aug_clip_p=1.0, aug_clip_max=2.0)
+    aug = Augmenter(np.random.default_rng(3), flips=False, rot90=False, affine=False,
+                    elastic=False, acquisition=settings)
+    out = aug._clipped(image.astype(np.float32), labels)[0, 0]
+    outside, inside = out[labels[0] == 0], out[labels[0] > 0]
+    assert np.mean(outside == outside.min()) > 0.45  # at least the background's lower half
+    assert outside.std() < 0.5 * image[0, 0][labels[0] == 0].std() / 0.9
+    assert inside.mean() > 0.9
+    assert Augmenter(np.random.default_rng(3), acquisition=AcquisitionSettings.off()) \
+        ._clipped(image, labels) is image

@@ -52,7 +52,10 @@ class AcquisitionSettings(Settings):
     factor drawn log-uniformly from ``[1, aug_object_dim_max]``, the same in every
     frame, the noise kept), so that dim objects stand beside bright ones, as in
     GOWT1 (0 here; spatial-embedding's presets set 0.5, measured in session 9:
-    docs/robustness.md).
+    docs/robustness.md). ``aug_clip_p``: probability that a clip's background is
+    clipped, as a camera offset does (GOWT1: over half of each frame at 0, so
+    its dim nuclei sit on a flat, noiseless background), at the background level
+    plus up to ``aug_clip_max`` noise stds (drawn uniformly from ``[0, aug_clip_max]``).
     ``AcquisitionSettings.off()`` reproduces the augmentation before these existed.
     """
 
@@ -65,6 +68,8 @@ class AcquisitionSettings(Settings):
     aug_gamma: float = 0.3
     aug_object_dim_p: float = 0.0
     aug_object_dim_max: float = 10.0
+    aug_clip_p: float = 0.0
+    aug_clip_max: float = 2.0
 
     def check(self) -> None:
         super().check()
@@ -78,6 +83,8 @@ class AcquisitionSettings(Settings):
                 f"aug_object_dim_p must be in [0, 1], got {self.aug_object_dim_p}")
         require(self.aug_object_dim_max >= 1,
                 f"aug_object_dim_max must be >= 1, got {self.aug_object_dim_max}")
+        require(0 <= self.aug_clip_p <= 1, f"aug_clip_p must be in [0, 1], got {self.aug_clip_p}")
+        require(self.aug_clip_max >= 0, f"aug_clip_max must be >= 0, got {self.aug_clip_max}")
 
     @classmethod
     def off(cls) -> AcquisitionSettings:
@@ -116,6 +123,7 @@ class Augmenter:
         if self.intensity:
             image = self._object_contrast(image, labels)
             image = self._acquisition(image, labels)
+            image = self._clipped(image, labels)
             image = self._intensity(image)
         return np.ascontiguousarray(image, np.float32), np.ascontiguousarray(labels)
 
@@ -191,6 +199,19 @@ class Augmenter:
             level, noise = background_and_noise(image[t], labels[t])
             signal = (image[t] - level[:, None, None]) * keep
             out[t] = _renormalise(_noise_kept(level, signal, noise, keep, rng), self.norm)
+        return out
+
+    def _clipped(self, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The background clipped at its level plus a few noise stds; renormalised."""
+        settings, rng = self.acquisition, self.rng
+        if settings.aug_clip_p <= 0 or rng.random() >= settings.aug_clip_p:
+            return image
+        stds = rng.uniform(0.0, settings.aug_clip_max)
+        out = np.empty(image.shape, np.float32)
+        for t in range(len(image)):
+            level, noise = background_and_noise(image[t], labels[t])
+            floor = (level + stds * noise)[:, None, None]
+            out[t] = _renormalise(np.maximum(image[t], floor), self.norm)
         return out
 
     def _intensity(self, image: np.ndarray) -> np.ndarray:
