@@ -374,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outline", choices=("object", "visible"),
                         help="change the ground truth of the recipe's synthetic nuclei "
                              "(instatrack synth --outline)")
+    parser.add_argument("--without-synthetic", action="store_true",
+                        help="train on the recipe's real data alone (a measurement run)")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--install", type=Path, metavar="RUN",
                         help="copy the finished RUN into the package as NAME")
@@ -395,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"recipe ({', '.join(d for d, _ in recipe.real) or 'no real data'})")
         recipe = dataclasses.replace(recipe, real=tuple(
             (d, s) for d, s in recipe.real if d not in args.leave_out))
+    if args.without_synthetic and args.install:
+        parser.error("--without-synthetic trains a run for measurement; it is not installed")
+    if args.without_synthetic:
+        recipe = dataclasses.replace(recipe, synthetic=())
     if args.outline:
         recipe = dataclasses.replace(recipe, synthetic=tuple(
             dataclasses.replace(synth, outline=args.outline) if synth.kind == "cells" else synth
