@@ -63,6 +63,8 @@ class Synthetic:
     video: tuple[str, ...] = ()
     #: cells: where a nucleus's ground truth ends (``instatrack synth --outline``)
     outline: str = "object"
+    #: randomised cells: "NAME=LOW,HIGH" ranges drawn instead of the defaults (``--range``)
+    ranges: tuple[str, ...] = ()
 
     @property
     def folder_name(self) -> str:
@@ -70,6 +72,7 @@ class Synthetic:
         kind = "synthetic-video" if self.kind == "video" else kind
         changed = "".join(f"-{item.replace('=', '').replace(',', '-')}" for item in self.video)
         changed += "" if self.outline == "object" else f"-{self.outline}"
+        changed += "".join(f"-{item.replace('=', '').replace(',', '-')}" for item in self.ranges)
         return f"{kind}-{self.sequences}x{self.frames}-{self.size[0]}x{self.size[1]}-" \
                f"seed{self.seed}{changed}"
 
@@ -80,7 +83,8 @@ class Synthetic:
         return (f"instatrack synth DIR{flag} --sequences "
                 f"{self.sequences} --frames {self.frames} --size {self.size[0]} {self.size[1]} "
                 f"--seed {self.seed}" + "".join(f" --video-set {item}" for item in self.video)
-                + ("" if self.outline == "object" else f" --outline {self.outline}"))
+                + ("" if self.outline == "object" else f" --outline {self.outline}")
+                + "".join(f" --range {item}" for item in self.ranges))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +220,12 @@ RECIPES["objects-spn-zoom"] = dataclasses.replace(
                          kind="video", video=("zoom=0.1", "scale_range=0.3,3")),))
 
 
+def _ranges(items: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    from instatrack.commands import _synth_ranges
+
+    return _synth_ranges(list(items))
+
+
 def build_data(recipe: Recipe, work: Path, data_root: Path) -> list[Path]:
     """The dataset folders of the recipe: real ones found (first, so they validate), then
     the synthetic one (written into ``work`` unless already there)."""
@@ -245,7 +255,8 @@ def build_data(recipe: Recipe, work: Path, data_root: Path) -> list[Path]:
                 else:
                     write_ctc_sequences(outputs.folder(folder), sequences=synth.sequences,
                                         frames=synth.frames, size=synth.size, seed=synth.seed,
-                                        randomise=synth.randomise, outline=synth.outline)
+                                        randomise=synth.randomise, outline=synth.outline,
+                                        ranges=_ranges(synth.ranges))
         folders.append(folder)
     return folders
 
@@ -374,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outline", choices=("object", "visible"),
                         help="change the ground truth of the recipe's synthetic nuclei "
                              "(instatrack synth --outline)")
+    parser.add_argument("--synth-range", action="append", default=[], metavar="NAME=LOW,HIGH",
+                        help="draw the recipe's randomised synthetic NAME from LOW..HIGH "
+                             "(instatrack synth --range; repeatable)")
     parser.add_argument("--without-synthetic", action="store_true",
                         help="train on the recipe's real data alone (a measurement run)")
     parser.add_argument("--quiet", action="store_true")
@@ -401,9 +415,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--without-synthetic trains a run for measurement; it is not installed")
     if args.without_synthetic:
         recipe = dataclasses.replace(recipe, synthetic=())
-    if args.outline:
+    if args.outline or args.synth_range:
         recipe = dataclasses.replace(recipe, synthetic=tuple(
-            dataclasses.replace(synth, outline=args.outline) if synth.kind == "cells" else synth
+            dataclasses.replace(synth, outline=args.outline or synth.outline,
+                                ranges=(*synth.ranges, *args.synth_range) if synth.randomise
+                                else synth.ranges) if synth.kind == "cells" else synth
             for synth in recipe.synthetic))
     if args.install:
         scores = {}

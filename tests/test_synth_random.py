@@ -12,6 +12,7 @@ from instatrack.data import open_dataset
 from instatrack.data.synth import generate_cells
 from instatrack.data.synth_appearance import Appearance
 from instatrack.data.synth_random import RANGES, RECORD, cells_arguments, draw
+from instatrack.errors import ConfigError
 
 
 def test_draws_are_deterministic_inside_their_ranges_and_vary():
@@ -72,3 +73,16 @@ def test_bad_appearance_is_refused(field):
 
     with pytest.raises(ConfigError, match=field):
         Appearance(**{field: -1.0})
+
+
+def test_ranges_move_one_draw_and_keep_the_others():
+    from instatrack.data.synth_random import draw
+
+    plain, moved = draw(3, 1), draw(3, 1, {"radius": (12.0, 32.0)})
+    assert 12 <= moved["radius"] <= 32
+    assert {k: v for k, v in plain.items() if k != "radius"} == \
+        {k: v for k, v in moved.items() if k != "radius"}
+    with pytest.raises(ConfigError, match="radiuz"):
+        draw(3, 1, {"radiuz": (1.0, 2.0)})
+    with pytest.raises(ConfigError, match="low <= high"):
+        draw(3, 1, {"radius": (5.0, 2.0)})

@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-set", action="append", default=[], metavar="KEY=VALUE",
                    help="video: a field of VideoSettings (e.g. zoom=0.1, "
                         "scale_range=0.3,3 for approaching objects; repeatable)")
+    p.add_argument("--range", action="append", default=[], metavar="NAME=LOW,HIGH",
+                   help="with --randomise: draw NAME from LOW..HIGH instead of its default "
+                        "range (e.g. radius=12,32; names: instatrack.data.synth_random.RANGES; "
+                        "repeatable)")
     p.add_argument("--randomise", action="store_true",
                    help="cells: each sequence draws its look (size, shape, texture, density, "
                         "contrast, noise, blur, background) from broad ranges; knobs given "

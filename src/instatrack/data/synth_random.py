@@ -50,12 +50,24 @@ RANGES: dict[str, tuple[float, float, str]] = {
 RECORD = "synth.json"
 
 
-def draw(seed: int, index: int) -> dict[str, Any]:
-    """The values sequence ``index`` of a dataset with ``seed`` draws from :data:`RANGES`,
-    plus ``seed``: the seed of its movie."""
+def draw(seed: int, index: int,
+         ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+    """The values sequence ``index`` of a dataset with ``seed`` draws from :data:`RANGES`
+    (``ranges`` replaces some of their ``(low, high)``; the other values stay as drawn
+    without it), plus ``seed``: the seed of its movie."""
+    ranges = ranges or {}
+    unknown = sorted(set(ranges) - set(RANGES))
+    if unknown:
+        raise ConfigError(f"unknown synthetic range(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(RANGES)}")
     rng = np.random.default_rng([seed, index])
     drawn: dict[str, Any] = {}
     for name, (low, high, scale) in RANGES.items():
+        if name in ranges:
+            low, high = ranges[name]
+            if not (low <= high and (low > 0 or scale == "lin")):
+                raise ConfigError(f"synthetic range {name}: need low <= high (and low > 0 "
+                                  f"for a logarithmic one), got {low}, {high}")
         value = (np.exp(rng.uniform(np.log(low), np.log(high))) if scale == "log"
                  else rng.uniform(low, high))
         drawn[name] = round(float(value), 4)
@@ -78,30 +90,36 @@ def cells_arguments(drawn: dict[str, Any]) -> dict[str, Any]:
 
 def write_ctc_sequences(out_dir: str | Path, sequences: int = 1, frames: int = 20,
                         size: tuple[int, int] = (128, 128), seed: int = 0,
-                        randomise: bool = False, **knobs: Any) -> Path:
+                        randomise: bool = False,
+                        ranges: dict[str, tuple[float, float]] | None = None,
+                        **knobs: Any) -> Path:
     """Write ``sequences`` synthetic sequences ``01`` .. ``NN`` into the CTC dataset ``out_dir``.
 
     With ``randomise`` each sequence draws its cells and appearance (:func:`draw`);
     ``knobs`` (``density``, ``noise``, ``division_rate``, ``dim_phases``, ...) fix
-    a value for every sequence, overriding the draw. Without it the sequences
+    a value for every sequence, overriding the draw; ``ranges`` narrows or moves
+    what is drawn (``{"radius": (12, 32)}``). Without it the sequences
     share ``knobs`` and differ by seed (``seed``, ``seed + 1``, ...).
     ``synth.json`` records each sequence's seed and arguments. Returns ``out_dir``.
     """
     if not 1 <= sequences <= 99:
         raise ConfigError(f"sequences must be in 1..99 (CTC names 01..99), got {sequences}")
+    if ranges and not randomise:
+        raise ConfigError("ranges apply to randomised sequences only")
     out = Path(out_dir)
     record = []
     for index in range(sequences):
         name = f"{index + 1:02d}"
         if randomise:
-            drawn = draw(seed, index)
+            drawn = draw(seed, index, ranges)
             arguments = {**cells_arguments(drawn), **knobs}
             movie_seed = drawn["seed"]
         else:
             arguments, movie_seed = dict(knobs), seed + index
         write_ctc_sequence(out, generate_cells(frames, size, movie_seed, **arguments), name)
         record.append({"sequence": name, "seed": movie_seed, **_jsonable(arguments)})
-    settings = {"frames": frames, "size": list(size), "seed": seed, "randomise": randomise}
+    settings = {"frames": frames, "size": list(size), "seed": seed, "randomise": randomise,
+                **({"ranges": {k: list(v) for k, v in ranges.items()}} if ranges else {})}
     (out / RECORD).write_text(json.dumps({**settings, "sequences": record}, indent=1) + "\n")
     return out
 
