@@ -322,3 +322,18 @@ def test_clipping_flattens_the_background_and_keeps_the_objects():
     assert inside.mean() > 0.9
     assert Augmenter(np.random.default_rng(3), acquisition=AcquisitionSettings.off()) \
         ._clipped(image, labels) is image
+
+
+def test_noise_floor_gives_a_noiseless_frame_noise_when_dimmed():
+    from instatrack.data.augment import AcquisitionSettings
+
+    labels = np.zeros((1, 96, 96), np.int64)
+    labels[0, 30:60, 30:60] = 1
+    image = (0.9 * (labels > 0)).astype(np.float32)[:, None]  # clipped: no noise at all
+    for floor, noisy in ((0.0, False), (0.05, True)):
+        settings = AcquisitionSettings(aug_dim_p=1.0, aug_dim_max=8.0, aug_gradient=0.0,
+                                       aug_drift=0.0, aug_noise_floor=floor)
+        aug = Augmenter(np.random.default_rng(2), flips=False, rot90=False, affine=False,
+                        elastic=False, acquisition=settings)
+        out = aug._acquisition(image, labels)[0, 0]
+        assert (out[labels[0] == 0].std() > 0.02) == noisy
