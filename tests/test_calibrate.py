@@ -54,7 +54,7 @@ def test_candidates_try_the_configs_own_values_first():
     config = get_method("spatial-embedding").config_cls.build("fast").replace(seed_threshold=0.7)
     options = candidates(config)
     assert options[0] == {"refine_boundaries": 0.0, "merge_fragments": 0.0, "seed_threshold": 0.7}
-    assert len(options) == 12 and len({tuple(o.items()) for o in options}) == 12
+    assert len(options) == 16 and len({tuple(o.items()) for o in options}) == 16
 
 
 @pytest.fixture
