@@ -70,9 +70,9 @@ class Synthetic:
     def folder_name(self) -> str:
         kind = "synthetic" if self.randomise else "synthetic-demo"
         kind = "synthetic-video" if self.kind == "video" else kind
-        changed = "".join(f"-{item.replace('=', '').replace(',', '-')}" for item in self.video)
+        changed = "".join(f"-{item.replace('=', '').replace(',', '-')}"
+                          for item in (*self.video, *self.ranges))
         changed += "" if self.outline == "object" else f"-{self.outline}"
-        changed += "".join(f"-{item.replace('=', '').replace(',', '-')}" for item in self.ranges)
         return f"{kind}-{self.sequences}x{self.frames}-{self.size[0]}x{self.size[1]}-" \
                f"seed{self.seed}{changed}"
 
@@ -220,17 +220,11 @@ RECIPES["objects-spn-zoom"] = dataclasses.replace(
                          kind="video", video=("zoom=0.1", "scale_range=0.3,3")),))
 
 
-def _ranges(items: tuple[str, ...]) -> dict[str, tuple[float, float]]:
-    from instatrack.commands import _synth_ranges
-
-    return _synth_ranges(list(items))
-
-
 def build_data(recipe: Recipe, work: Path, data_root: Path) -> list[Path]:
     """The dataset folders of the recipe: real ones found (first, so they validate), then
     the synthetic one (written into ``work`` unless already there)."""
     from instatrack.data.output import Outputs
-    from instatrack.data.synth_random import RECORD, write_ctc_sequences
+    from instatrack.data.synth_random import RECORD, parse_ranges, write_ctc_sequences
 
     folders = []
     for dataset, sequence in recipe.real:
@@ -256,7 +250,7 @@ def build_data(recipe: Recipe, work: Path, data_root: Path) -> list[Path]:
                     write_ctc_sequences(outputs.folder(folder), sequences=synth.sequences,
                                         frames=synth.frames, size=synth.size, seed=synth.seed,
                                         randomise=synth.randomise, outline=synth.outline,
-                                        ranges=_ranges(synth.ranges))
+                                        ranges=parse_ranges(synth.ranges))
         folders.append(folder)
     return folders
 

@@ -22,26 +22,10 @@ from instatrack.errors import ConfigError, DataError, DataWarning
 from instatrack.methods import DEFAULT_METHOD
 
 
-def _synth_ranges(items: list[str]) -> dict[str, tuple[float, float]]:
-    """``--range NAME=LOW,HIGH`` items -> ``{NAME: (LOW, HIGH)}``."""
-    ranges = {}
-    for item in items:
-        name, sep, values = item.partition("=")
-        parts = values.split(",")
-        try:
-            low, high = (float(v) for v in parts) if sep and len(parts) == 2 else (None, None)
-        except ValueError:
-            low = None
-        if low is None:
-            raise ConfigError(f"--range expects NAME=LOW,HIGH, got {item!r}")
-        ranges[name.strip()] = (low, high)
-    return ranges
-
-
 def synth(args) -> int:
     from instatrack.data import synth as synthetic
     from instatrack.data.output import Outputs
-    from instatrack.data.synth_random import write_ctc_sequences
+    from instatrack.data.synth_random import parse_ranges, write_ctc_sequences
 
     knobs = {k: v for k, v in (("density", args.density), ("noise", args.noise),
                                ("division_rate", args.division_rate),
@@ -56,7 +40,7 @@ def synth(args) -> int:
     if args.kind != "cells" and (knobs or args.randomise):
         raise ConfigError("--density/--noise/--division-rate/--dim-phase/--dense-phase/"
                           "--outline/--randomise apply to --kind cells only")
-    ranges = _synth_ranges(getattr(args, "range", None) or [])
+    ranges = parse_ranges(getattr(args, "range", None) or [])
     if ranges and not args.randomise:
         raise ConfigError("--range applies with --randomise only")
     video_set = getattr(args, "video_set", None) or []

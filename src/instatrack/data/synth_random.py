@@ -75,6 +75,23 @@ def draw(seed: int, index: int,
     return drawn
 
 
+def parse_ranges(items) -> dict[str, tuple[float, float]]:
+    """``NAME=LOW,HIGH`` texts (``instatrack synth --range``) -> ``{NAME: (LOW, HIGH)}``
+    for :func:`draw`; :class:`ConfigError` naming a malformed one."""
+    ranges = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        parts = values.split(",")
+        try:
+            low, high = (float(v) for v in parts) if sep and len(parts) == 2 else (None, None)
+        except ValueError:
+            low = None
+        if low is None:
+            raise ConfigError(f"--range expects NAME=LOW,HIGH, got {item!r}")
+        ranges[name.strip()] = (low, high)
+    return ranges
+
+
 def cells_arguments(drawn: dict[str, Any]) -> dict[str, Any]:
     """:func:`~instatrack.data.synth.generate_cells` keyword arguments of drawn values."""
     low = drawn["radius"] / np.sqrt(drawn["radius_spread"])
