@@ -101,6 +101,9 @@ class Recipe:
     limits: str = ""
     #: the terms that the real training data carries into the weights
     terms: str = CTC_TERMS
+    #: share of the training clips drawn from the synthetic folders (the real folders
+    #: share the rest alike: ``data_weights``); None: every clip alike
+    synthetic_share: float | None = None
 
 
 NUCLEI_LIMITS = (
@@ -262,12 +265,26 @@ def train_recipe(name: str, recipe: Recipe, out: Path, work: Path, data_root: Pa
     from instatrack.train import train_or_resume
 
     data = build_data(recipe, work, data_root)
-    config = get_method(recipe.method).config_cls.build(recipe.preset,
-                                                        overrides=list(recipe.overrides))
+    config = get_method(recipe.method).config_cls.build(
+        recipe.preset, overrides=[*recipe.overrides, *share_weights(recipe, data, work)])
     if max(config.instance_area) <= 0 and config.object_size == 0:  # else all one size
         config = config.replace(instance_area=sequence_object_areas(data, config.train_frames))
     return train_or_resume(recipe.method, data, out, config=config, steps=steps,
                            progress=not quiet)
+
+
+def share_weights(recipe: Recipe, data: list[Path], work: Path) -> list[str]:
+    """The ``data_weights`` override that gives the synthetic folders of ``data`` (those
+    under ``work``) ``recipe.synthetic_share`` of the clips; none without a share or
+    without both kinds of folder."""
+    share = recipe.synthetic_share
+    synthetic = [path.is_relative_to(work) for path in data]
+    if share is None or all(synthetic) or not any(synthetic):
+        return []
+    n_synth = sum(synthetic)
+    n_real = len(data) - n_synth
+    weights = [share / n_synth if s else (1 - share) / n_real for s in synthetic]
+    return ["data_weights=" + ",".join(f"{w:.6g}" for w in weights)]
 
 
 def sequence_object_areas(data: list[Path], frames: str) -> tuple[float, float]:
@@ -382,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synth-range", action="append", default=[], metavar="NAME=LOW,HIGH",
                         help="draw the recipe's randomised synthetic NAME from LOW..HIGH "
                              "(instatrack synth --range; repeatable)")
+    parser.add_argument("--synthetic-share", type=float, metavar="F",
+                        help="draw this share of the training clips from the synthetic "
+                             "folders (measurement runs; default: the recipe's)")
     parser.add_argument("--without-synthetic", action="store_true",
                         help="train on the recipe's real data alone (a measurement run)")
     parser.add_argument("--quiet", action="store_true")
@@ -409,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--without-synthetic trains a run for measurement; it is not installed")
     if args.without_synthetic:
         recipe = dataclasses.replace(recipe, synthetic=())
+    if args.synthetic_share is not None:
+        if not 0 <= args.synthetic_share <= 1 or args.install:
+            parser.error("--synthetic-share takes a share in [0, 1], for a measurement run")
+        recipe = dataclasses.replace(recipe, synthetic_share=args.synthetic_share)
     if args.outline or args.synth_range:
         recipe = dataclasses.replace(recipe, synthetic=tuple(
             dataclasses.replace(synth, outline=args.outline or synth.outline,

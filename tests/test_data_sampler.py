@@ -337,3 +337,34 @@ def test_noise_floor_gives_a_noiseless_frame_noise_when_dimmed():
                         elastic=False, acquisition=settings)
         out = aug._acquisition(image, labels)[0, 0]
         assert (out[labels[0] == 0].std() > 0.02) == noisy
+
+
+def test_data_weights_give_each_folder_its_share(tmp_path):
+    """data_weights 1,3: a quarter of the clips from the first folder, whatever its size."""
+    from instatrack.data import open_grouped
+
+    small = write_ctc_synthetic(tmp_path / "small", frames=2, size=(32, 32), seed=1)
+    large = write_ctc_synthetic(tmp_path / "large", frames=8, size=(32, 32), seed=2)
+    sequences, groups = open_grouped([small, large])
+    for weights, expected in (((1.0, 3.0), 0.25), ((3.0, 1.0), 0.75)):
+        sampler = ClipSampler(sequences, crop=(16, 16), augment=False, groups=groups,
+                              balance=1.0, weights=weights)
+        drawn = [sampler.clips[sampler._pick()][0] for _ in range(2000)]
+        assert abs(np.mean(np.array(drawn) == 0) - expected) < 0.04
+
+
+def test_data_weights_must_match_the_folders(tmp_path):
+    from instatrack import train
+    from instatrack.config import TrainConfig
+    from instatrack.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data_weights must be >= 0"):
+        TrainConfig.build(overrides=["data_weights=1,-1"])
+    small = write_ctc_synthetic(tmp_path / "small", frames=2, size=(32, 32), seed=1)
+    large = write_ctc_synthetic(tmp_path / "large", frames=2, size=(32, 32), seed=2)
+    with pytest.raises(ConfigError, match=r"data_weights: 3 value\(s\) \(1.0,1.0,2.0\) for 2"):
+        train.train("spatial-embedding", [small, large], tmp_path / "run",
+                    config=train.get_method("spatial-embedding").config_cls.build(
+                        "fast", overrides=["data_weights=1,1,2", "steps=1"]),
+                    progress=False)
+    assert not (tmp_path / "run").exists()

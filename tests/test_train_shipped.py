@@ -105,3 +105,15 @@ def test_leave_out_names_a_dataset_of_the_recipe(capsys):
     assert "not in the nuclei-se recipe" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train_shipped.main(["nuclei-se", "--leave-out", "Fluo-N2DH-GOWT1", "--install", "x"])
+
+
+def test_a_synthetic_share_weighs_the_folders_that_are_there(tmp_path):
+    recipe = dataclasses.replace(train_shipped.RECIPES["nuclei-se"], synthetic_share=0.2)
+    work = tmp_path / "work"
+    real = [tmp_path / "SIM" / "01", tmp_path / "GOWT1" / "01"]
+    assert train_shipped.share_weights(recipe, [*real, work / "synthetic"], work) == \
+        ["data_weights=0.4,0.4,0.2"]
+    # only one kind of folder found, or no share: every clip alike
+    assert train_shipped.share_weights(recipe, [work / "synthetic"], work) == []
+    assert train_shipped.share_weights(train_shipped.RECIPES["nuclei-se"],
+                                       [*real, work / "synthetic"], work) == []

@@ -67,6 +67,10 @@ class TrainConfig(OptimSettings, TrackSettings, BoundarySettings, FragmentSettin
     # folder counts by its annotated frames), 1 = every folder alike, between: a folder
     # of n clips weighs n ** (1 - data_balance)
     data_balance: float = 0.0
+    # the share of the training clips each --data folder gets, in the order given
+    # (normalised to sum 1, e.g. 3,1: three quarters from the first folder); when set,
+    # it replaces data_balance. Empty: data_balance decides.
+    data_weights: tuple[float, ...] = ()
     norm_low: float = 1.0
     norm_high: float = 99.8
     # how raw intensities become network input: "percentile" (each frame's norm_low /
@@ -102,6 +106,9 @@ class TrainConfig(OptimSettings, TrackSettings, BoundarySettings, FragmentSettin
         for name in ("crop_object_bias", "data_balance"):
             require(0 <= getattr(self, name) <= 1,
                     f"{name} must be in [0, 1], got {getattr(self, name)}")
+        require(all(w >= 0 for w in self.data_weights) and
+                (not self.data_weights or sum(self.data_weights) > 0),
+                f"data_weights must be >= 0 with a positive sum, got {self.data_weights}")
         require(len(self.crop) == 2 and min(self.crop) >= 8,
                 f"crop must be two sizes >= 8, got {self.crop}")
         require(0 <= self.norm_low < self.norm_high <= 100,

@@ -261,11 +261,17 @@ class _StopRequest:
 def _fit_to_data(method_cls: type[Method], config: TrainConfig, sequences,
                  groups: list[int] | None = None):
     """``(config, sampler)``: the config completed from the data, and the clip sampler
-    (``groups``: the dataset folder of each sequence, for ``data_balance``)."""
+    (``groups``: the dataset folder of each sequence, for ``data_balance`` and
+    ``data_weights``)."""
     from instatrack.data.augment import AcquisitionSettings
     from instatrack.data.normalize import Norm
     from instatrack.data.sampler import ClipSampler
 
+    folders = 1 if groups is None else max(groups) + 1
+    if config.data_weights and len(config.data_weights) != folders:
+        raise ConfigError(f"data_weights: {len(config.data_weights)} value(s) "
+                          f"({','.join(map(str, config.data_weights))}) for {folders} --data "
+                          f"folder(s); give one per folder, in their order")
     config = _fit_config_to_data(method_cls, config, sequences)
     sampler = ClipSampler(sequences, clip_len=config.clip_len, crop=config.crop,
                           frames=parse_slice(config.train_frames), augment=config.augment,
@@ -273,7 +279,8 @@ def _fit_to_data(method_cls: type[Method], config: TrainConfig, sequences,
                           object_bias=config.crop_object_bias,
                           reach_border=config.crops_reach_border,
                           acquisition=AcquisitionSettings.of(config),
-                          groups=groups, balance=config.data_balance)
+                          groups=groups, balance=config.data_balance,
+                          weights=config.data_weights or None)
     if max(config.instance_area) <= 0:
         config = config.replace(instance_area=sampler.instance_areas())
     return config, sampler

@@ -33,7 +33,9 @@ class ClipSampler:
     ``1..K`` per clip, consistently across its frames. Deterministic per
     ``seed``; :meth:`state` / :meth:`set_state` let training resume exactly.
     ``groups`` (the dataset of each sequence) and ``balance`` weigh datasets: 0 draws
-    every clip alike (a dataset counts by its clips), 1 every dataset alike.
+    every clip alike (a dataset counts by its clips), 1 every dataset alike;
+    ``weights`` (one per dataset index of ``groups``), when given, are the datasets'
+    shares of the clips instead.
     With warp augmentation a crop reaches the image border only when
     ``reach_border`` is set (see :class:`~instatrack.config.TrainConfig`).
     ``acquisition`` sets the intensity augmentation (default: the robust recipe).
@@ -44,7 +46,8 @@ class ClipSampler:
                  augment: bool = True, norm: Norm = PERCENTILES, seed: int = 0,
                  object_bias: float = OBJECT_BIAS, reach_border: bool = False,
                  acquisition: AcquisitionSettings | None = None,
-                 groups: Seq[int] | None = None, balance: float = 0.0):
+                 groups: Seq[int] | None = None, balance: float = 0.0,
+                 weights: Seq[float] | None = None):
         if clip_len < 1 or len(crop) != 2 or min(crop) < 1:
             raise ValueError(f"need clip_len >= 1 and a crop of two sizes >= 1, got "
                              f"{clip_len}, {crop}")
@@ -66,7 +69,7 @@ class ClipSampler:
             names = ", ".join(s.name for s in self.sequences) or "no sequences"
             raise DataError(f"{names}: no annotated clip of {clip_len} frame(s) within frames "
                             f"{_slice_text(frames)}")
-        self.clip_p = _clip_probabilities(self.clips[:, 0], groups, balance)
+        self.clip_p = _clip_probabilities(self.clips[:, 0], groups, balance, weights)
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -207,19 +210,28 @@ class ClipSampler:
 
 
 def _clip_probabilities(sequence_of_clip: np.ndarray, groups: Seq[int] | None,
-                        balance: float) -> np.ndarray | None:
+                        balance: float, weights: Seq[float] | None = None
+                        ) -> np.ndarray | None:
     """Probability of each clip when a dataset of ``n`` clips is drawn with a weight
-    ``n ** (1 - balance)`` (``groups[s]``: the dataset of sequence ``s``), then a clip
-    within it uniformly; None (every clip alike) at ``balance=0`` or with one dataset."""
+    ``n ** (1 - balance)``, or ``weights[d]`` for dataset ``d`` when ``weights`` is given
+    (``groups[s]``: the dataset of sequence ``s``), then a clip within it uniformly;
+    None (every clip alike) at ``balance=0`` without weights, or with one dataset."""
     if not 0 <= balance <= 1:
         raise ValueError(f"balance must be in [0, 1], got {balance}")
-    if groups is None or balance == 0:
+    if groups is None or (balance == 0 and not weights):
         return None
     group = np.asarray(groups, np.int64)[sequence_of_clip]
     names, group, counts = np.unique(group, return_inverse=True, return_counts=True)
     if len(names) < 2:
         return None
-    weight = counts.astype(float) ** (1 - balance)
+    if weights:
+        if max(names) >= len(weights):
+            raise ValueError(f"{len(weights)} weight(s) for datasets 0..{max(names)}")
+        weight = np.asarray(weights, float)[names]
+        if weight.sum() <= 0:
+            raise ValueError(f"the datasets with clips all weigh 0: {list(weights)}")
+    else:
+        weight = counts.astype(float) ** (1 - balance)
     p = (weight / weight.sum() / counts)[group]
     return p / p.sum()
 
