@@ -265,9 +265,11 @@ def train_recipe(name: str, recipe: Recipe, out: Path, work: Path, data_root: Pa
     from instatrack.train import train_or_resume
 
     data = build_data(recipe, work, data_root)
+    shares = share_weights(recipe, data, work)
     config = get_method(recipe.method).config_cls.build(
-        recipe.preset, overrides=[*recipe.overrides, *share_weights(recipe, data, work)])
-    if max(config.instance_area) <= 0 and config.object_size == 0:  # else all one size
+        recipe.preset, overrides=[*recipe.overrides, *shares])
+    # with shares, training measures the size over the clips it draws (weighted)
+    if max(config.instance_area) <= 0 and config.object_size == 0 and not shares:
         config = config.replace(instance_area=sequence_object_areas(data, config.train_frames))
     return train_or_resume(recipe.method, data, out, config=config, steps=steps,
                            progress=not quiet)

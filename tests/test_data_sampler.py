@@ -368,3 +368,18 @@ def test_data_weights_must_match_the_folders(tmp_path):
                         "fast", overrides=["data_weights=1,1,2", "steps=1"]),
                     progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_training_size_is_the_size_drawn_most(tmp_path):
+    """With folder shares, the recorded instance size follows the clips drawn, not the
+    number of objects each folder holds."""
+    from instatrack.data import open_grouped
+    from instatrack.data.synth import write_ctc_synthetic as write
+
+    small = write(tmp_path / "small", frames=6, size=(96, 96), seed=1, radius=(3.0, 4.0), density=12.0)
+    large = write(tmp_path / "large", frames=2, size=(96, 96), seed=2, radius=(12.0, 14.0), density=3.0)
+    sequences, groups = open_grouped([small, large])
+    plain = ClipSampler(sequences, crop=(16, 16), augment=False)
+    mostly_large = ClipSampler(sequences, crop=(16, 16), augment=False, groups=groups,
+                               weights=(0.1, 0.9))
+    assert plain.instance_areas()[1] < 150 < mostly_large.instance_areas()[1]
