@@ -374,10 +374,10 @@ def test_the_training_size_is_the_size_drawn_most(tmp_path):
     """With folder shares, the recorded instance size follows the clips drawn, not the
     number of objects each folder holds."""
     from instatrack.data import open_grouped
-    from instatrack.data.synth import write_ctc_synthetic as write
-
-    small = write(tmp_path / "small", frames=6, size=(96, 96), seed=1, radius=(3.0, 4.0), density=12.0)
-    large = write(tmp_path / "large", frames=2, size=(96, 96), seed=2, radius=(12.0, 14.0), density=3.0)
+    small = write_ctc_synthetic(tmp_path / "small", frames=6, size=(96, 96), seed=1,
+                                radius=(3.0, 4.0), density=12.0)
+    large = write_ctc_synthetic(tmp_path / "large", frames=2, size=(96, 96), seed=2,
+                                radius=(12.0, 14.0), density=3.0)
     sequences, groups = open_grouped([small, large])
     plain = ClipSampler(sequences, crop=(16, 16), augment=False)
     mostly_large = ClipSampler(sequences, crop=(16, 16), augment=False, groups=groups,
