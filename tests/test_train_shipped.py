@@ -115,5 +115,5 @@ def test_a_synthetic_share_weighs_the_folders_that_are_there(tmp_path):
         ["data_weights=0.4,0.4,0.2"]
     # only one kind of folder found, or no share: every clip alike
     assert train_shipped.share_weights(recipe, [work / "synthetic"], work) == []
-    assert train_shipped.share_weights(train_shipped.RECIPES["nuclei-se"],
-                                       [*real, work / "synthetic"], work) == []
+    unshared = dataclasses.replace(recipe, synthetic_share=None)
+    assert train_shipped.share_weights(unshared, [*real, work / "synthetic"], work) == []
