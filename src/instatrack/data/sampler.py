@@ -82,24 +82,27 @@ class ClipSampler:
     def instance_areas(self) -> tuple[float, float]:
         """(10th percentile, median) area in pixels of the training instances; (0, 0) if none.
 
-        When datasets are weighted (``balance``, ``weights``), each frame's instances
-        count as often as training draws the frame, so the size recorded is the size the
-        network saw most (a 15 % share of small synthetic nuclei does not set it)."""
+        When datasets are weighted (``balance``, ``weights``), each frame's own
+        (10th percentile, median) counts as often as training draws the frame: the size
+        recorded is that of the clips the network saw most (a 15 % share of frames
+        crowded with small synthetic nuclei does not set it, however many they hold)."""
         frame_weight = self._frame_weights()
-        areas, weights = [], []
+        areas, per_frame, weights = [], [], []
         for key, labels in self._labels.items():
-            if labels is None:
+            if labels is None or not (labels > 0).any():
                 continue
             counts = np.bincount(labels[labels > 0].ravel())
             counts = counts[counts > 0]
             areas.append(counts)
-            weights.append(np.full(len(counts), frame_weight.get(key, 0.0)))
-        areas = np.concatenate(areas) if areas else np.zeros(0)
-        if not len(areas):
+            per_frame.append((np.percentile(counts, 10), np.median(counts)))
+            weights.append(frame_weight.get(key, 0.0))
+        if not areas:
             return (0.0, 0.0)
         if frame_weight:
-            weights = np.concatenate(weights)
-            return tuple(round(_weighted_percentile(areas, weights, q), 1) for q in (10, 50))
+            per_frame, weights = np.asarray(per_frame), np.asarray(weights)
+            return tuple(round(_weighted_percentile(per_frame[:, i], weights, 50), 1)
+                         for i in (0, 1))
+        areas = np.concatenate(areas)
         return (round(float(np.percentile(areas, 10)), 1), round(float(np.median(areas)), 1))
 
     def _frame_weights(self) -> dict[tuple[int, int], float]:
