@@ -373,7 +373,7 @@ def model_card(name: str, recipe: Recipe, run, data: list[str], terms: str,
            f"data, the rest from the real folders alike (`data_weights` "
            f"{', '.join(f'{w:g}' for w in config.data_weights)})"]
           if recipe.synthetic_share is not None and config.data_weights else []),
-        f"- post-processing at install: {', '.join(post_processing) or 'the defaults'}",
+        f"- post-processing: {post_processing_text(config, post_processing)}",
         f"- {config.steps} steps, batch {config.batch_size}, crops {config.crop[0]}x"
         f"{config.crop[1]}, seed {config.seed}; training objects: median diameter "
         f"{size:.0f} px", "",
@@ -389,6 +389,16 @@ def model_card(name: str, recipe: Recipe, run, data: list[str], terms: str,
         "## Intended use and known limits", "", recipe.limits, "",
     ]
     return "\n".join(lines)
+
+
+def post_processing_text(config, post_processing: list[str]) -> str:
+    """The card's words for where the post-processing values came from."""
+    from instatrack.calibrate import candidates
+
+    if post_processing:
+        return f"{', '.join(post_processing)} (set at install)"
+    calibrated = ", ".join(f"`{k}={v}`" for k, v in candidates(config)[0].items())
+    return f"as calibrated on the validation frames when training ended: {calibrated}"
 
 
 def main(argv: list[str] | None = None) -> int:
