@@ -149,3 +149,18 @@ def test_cli_data_is_repeatable_and_channels_must_agree(cells, more_cells, tmp_p
     assert len(err.splitlines()) == 1 and "channel" in err and "leaves" in err, err
     with pytest.raises(ConfigError):
         finetune.init_config(runs.Run.open(tmp_path / "two"), overrides=["in_channels=3"])
+
+
+def test_a_model_trained_on_a_weighted_mix_fine_tunes_on_one_folder(cells, more_cells,
+                                                                    tmp_path):
+    """The init model's folder shares describe its own data: --init with other data must
+    not inherit them (nuclei-se, three folders, fine-tuned on one)."""
+    from toy_method import ToyConfig
+
+    mixed = train("toy", [cells, more_cells], tmp_path / "mixed", progress=False,
+                  config=ToyConfig.build("fast", overrides=["steps=2", "data_weights=3,1"]))
+    config = finetune.init_config(runs.Run.open(mixed), overrides=["steps=2"])
+    assert config.data_weights == ()
+    tuned = train(None, more_cells, tmp_path / "tuned", config=config, init=mixed,
+                  progress=False)
+    assert runs.Run.open(tuned).config.data_weights == ()

@@ -24,7 +24,9 @@ from instatrack.errors import ConfigError, DataError
 #: TrainConfig keys that describe the network's input: an init model fixes them
 INPUT_KEYS = ("in_channels", "norm_low", "norm_high", "norm_mode")
 #: TrainConfig keys that describe the init model's own training data: reset for the new data
-DATA_KEYS = ("train_frames", "val_frames", "instance_area", "rescale")
+DATA_KEYS = ("train_frames", "val_frames", "instance_area", "rescale",
+             # how the init model's own --data folders were mixed: not the new data's
+             "data_weights", "data_balance")
 
 
 def tunable_keys(config_cls: type[TrainConfig]) -> list[str]:
