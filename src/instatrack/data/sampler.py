@@ -86,24 +86,21 @@ class ClipSampler:
         (10th percentile, median) counts as often as training draws the frame: the size
         recorded is that of the clips the network saw most (a 15 % share of frames
         crowded with small synthetic nuclei does not set it, however many they hold)."""
-        frame_weight = self._frame_weights()
-        areas, per_frame, weights = [], [], []
+        areas = {}  # (sequence, frame) -> the areas of its instances
         for key, labels in self._labels.items():
-            if labels is None or not (labels > 0).any():
-                continue
-            counts = np.bincount(labels[labels > 0].ravel())
-            counts = counts[counts > 0]
-            areas.append(counts)
-            per_frame.append((np.percentile(counts, 10), np.median(counts)))
-            weights.append(frame_weight.get(key, 0.0))
+            if labels is not None and (labels > 0).any():
+                counts = np.bincount(labels[labels > 0].ravel())
+                areas[key] = counts[counts > 0]
         if not areas:
             return (0.0, 0.0)
+        frame_weight = self._frame_weights()
         if frame_weight:
-            per_frame, weights = np.asarray(per_frame), np.asarray(weights)
-            return tuple(round(_weighted_percentile(per_frame[:, i], weights, 50), 1)
-                         for i in (0, 1))
-        areas = np.concatenate(areas)
-        return (round(float(np.percentile(areas, 10)), 1), round(float(np.median(areas)), 1))
+            weights = np.array([frame_weight.get(key, 0.0) for key in areas])
+            return tuple(round(_weighted_percentile(
+                np.array([np.percentile(a, q) for a in areas.values()]), weights, 50), 1)
+                for q in (10, 50))
+        pooled = np.concatenate(list(areas.values()))
+        return (round(float(np.percentile(pooled, 10)), 1), round(float(np.median(pooled)), 1))
 
     def _frame_weights(self) -> dict[tuple[int, int], float]:
         """How often each ``(sequence, frame)`` is drawn, when datasets are weighted."""
