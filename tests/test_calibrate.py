@@ -13,6 +13,7 @@ from instatrack.calibrate import (
     candidates,
     detection_errors,
     frame_scores,
+    last_candidates,
 )
 from instatrack.methods import REGISTRY, get_method
 from instatrack.train import train
@@ -55,6 +56,8 @@ def test_candidates_try_the_configs_own_values_first():
     options = candidates(config)
     assert options[0] == {"refine_boundaries": 0.0, "merge_fragments": 0.0, "seed_threshold": 0.7}
     assert len(options) == 16 and len({tuple(o.items()) for o in options}) == 16
+    # the filter that acts last is tried alone, not in the grid; its own value is not
+    assert last_candidates(config.replace(min_contrast=0.1)) == {"min_contrast": [0.2]}
 
 
 @pytest.fixture
@@ -75,7 +78,10 @@ def test_training_writes_the_chosen_settings_into_the_run(toy, cells, tmp_path):
     config = ToyConfig.build("fast", overrides=["val_frames=7:", "steps=12"])
     run = train("toy", cells, tmp_path / "run", config=config, progress=False)
     record = json.loads((run / CALIBRATION_FILE).read_text())
-    assert record["frames"] == 3 and len(record["tried"]) == 4
+    # the grid of 4, then min_contrast's two values alone on the grid's best
+    assert record["frames"] == 3 and len(record["tried"]) == 6
+    assert [row["settings"]["min_contrast"] for row in record["tried"][4:]] == [0.1, 0.2]
+    assert "min_contrast" in record["chosen"]
     assert record["before"]["settings"] == {"refine_boundaries": 0.0, "merge_fragments": 0.0}
     assert record["after"]["score"] >= record["before"]["score"]
     saved = runs.Run.open(run).config
@@ -116,7 +122,8 @@ def test_every_kind_of_method_calibrates(cells, tmp_path, method, tiny):
         *tiny, "steps=2", "log_every=1", "val_every=2", "train_frames=:7", "val_frames=7:9"])
     run = train(method, cells, tmp_path / "run", config=config, progress=False)
     record = json.loads((run / CALIBRATION_FILE).read_text())
-    assert record["frames"] == 2 and len(record["tried"]) == len(candidates(config))
+    extra = sum(len(values) for values in last_candidates(config).values())
+    assert record["frames"] == 2 and len(record["tried"]) == len(candidates(config)) + extra
 
 
 def test_resuming_a_finished_calibrated_run_does_not_calibrate_again(toy, cells, tmp_path,

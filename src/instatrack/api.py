@@ -185,12 +185,13 @@ class Predictor:
 
     def _windows(self, prepared: Iterable[np.ndarray], first_masks: np.ndarray | None):
         """The method's windows over ``prepared`` frames, resized for :attr:`object_size`,
-        small pieces merged into the objects they touch and outlines refined when the config
-        asks (:mod:`instatrack.cluster.fragments`, :mod:`instatrack.cluster.boundaries`)."""
+        small pieces merged into the objects they touch, outlines refined and faint objects
+        dropped when the config asks (:mod:`instatrack.cluster.fragments`,
+        :func:`finish_frame`)."""
         from instatrack.cluster.fragments import merged
         from instatrack.data.rescale import resize_image, resize_labels
 
-        refine = self.config.refine_boundaries > 0
+        refine = self.config.refine_boundaries > 0 or self.config.min_contrast > 0
         seen: dict[int, np.ndarray] = {}
         frames = iter(_recorded(prepared, seen) if refine else prepared)
         # only an estimate reads frames ahead (a live stream waits for nothing else)
@@ -255,15 +256,24 @@ def _recorded(frames: Iterable[np.ndarray], seen: dict[int, np.ndarray]
         yield frame
 
 
-def _refined(windows: Iterable, seen: dict[int, np.ndarray], settings) -> Iterator:
-    """``windows`` with every frame's outlines refined on the frame it came from; frames
-    before a window are dropped from ``seen`` (windows come in order)."""
+def finish_frame(labels: np.ndarray, image: np.ndarray, settings) -> np.ndarray:
+    """The stages that read the frame itself, last, on one frame's labels ``(Y, X)``:
+    outlines refined (:mod:`instatrack.cluster.boundaries`), then objects barely
+    brighter than the background dropped (:mod:`instatrack.cluster.contrast`);
+    each is a no-op when its setting is 0."""
     from instatrack.cluster.boundaries import refine_boundaries
+    from instatrack.cluster.contrast import drop_faint
 
+    return drop_faint(refine_boundaries(labels, image, settings), image, settings.min_contrast)
+
+
+def _refined(windows: Iterable, seen: dict[int, np.ndarray], settings) -> Iterator:
+    """``windows`` with every frame finished (:func:`finish_frame`) on the frame it came
+    from; frames before a window are dropped from ``seen`` (windows come in order)."""
     for window in windows:
         for t in [t for t in seen if t < window.start]:
             del seen[t]
-        labels = np.stack([refine_boundaries(frame, seen[window.start + i], settings)
+        labels = np.stack([finish_frame(frame, seen[window.start + i], settings)
                            for i, frame in enumerate(window.labels)])
         yield dataclasses.replace(window, labels=labels)
 

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 from instatrack.calibrate import CalibrationSettings
 from instatrack.cluster.boundaries import BoundarySettings
+from instatrack.cluster.contrast import ContrastSettings
 from instatrack.cluster.fragments import FragmentSettings
 from instatrack.data.augment import AcquisitionSettings
 from instatrack.data.normalize import NORM_MODES
@@ -48,7 +49,7 @@ C = TypeVar("C", bound="TrainConfig")
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(OptimSettings, TrackSettings, BoundarySettings, FragmentSettings,
-                  AcquisitionSettings, CalibrationSettings):
+                  ContrastSettings, AcquisitionSettings, CalibrationSettings):
     """Fields every method shares: the stages in the bases, data and sampling below.
 
     To give every method a new stage, add its settings class to the bases.

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 from scipy import ndimage
 
-from instatrack.api import Predictor, ProgressFn, TrackStream
+from instatrack.api import Predictor, ProgressFn, TrackStream, finish_frame
 from instatrack.errors import ConfigError, DataError
 
 #: methods whose inference can run on tiles; the others say why not in WHY_NOT
@@ -274,14 +274,13 @@ class TiledPredictor(Predictor):
 
     def predict_tile(self, crop: np.ndarray) -> np.ndarray:
         """Labels ``(1, y, x)`` of one normalised ``(C, y, x)`` tile, by the method itself,
-        small pieces merged and outlines refined on the tile when the config asks (never
-        the whole image: it may not fit in memory)."""
-        from instatrack.cluster.boundaries import refine_boundaries
+        small pieces merged, outlines refined and faint objects dropped on the tile when the
+        config asks (never the whole image: it may not fit in memory)."""
         from instatrack.cluster.fragments import merged
 
         windows = self.method.predict(self.model, [crop], self.device)
         labels = next(iter(merged(windows, self.config, self.config.instance_area))).labels
-        return refine_boundaries(labels[0], crop, self.config)[None]
+        return finish_frame(labels[0], crop, self.config)[None]
 
     def stream(self, frames: Iterable[np.ndarray], first_masks: np.ndarray | None = None,
                progress: ProgressFn | None = None) -> TrackStream:
