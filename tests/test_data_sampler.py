@@ -273,6 +273,34 @@ def test_object_dimming_dims_some_objects_by_their_own_factor_in_every_frame():
     assert unchanged._object_contrast(image, labels) is image
 
 
+def test_spots_light_foci_inside_objects_that_move_with_them():
+    from instatrack.data.augment import AcquisitionSettings, Augmenter
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((2, 96, 96), np.int64)
+    for k in range(8):  # eight even squares; in frame 1 each has moved 3 px down
+        y, x = 8 + 44 * (k // 4), 4 + 23 * (k % 4)
+        labels[0, y:y + 16, x:x + 16] = k + 1
+        labels[1, y + 3:y + 19, x:x + 16] = k + 1
+    image = (0.05 + 0.5 * (labels > 0) + rng.normal(0, 0.01, labels.shape))[:, None]
+    image = image.astype(np.float32)
+    settings = AcquisitionSettings(aug_spots_p=1.0, aug_spots_max=3.0)
+    aug = Augmenter(np.random.default_rng(2), flips=False, rot90=False, affine=False,
+                    elastic=False, acquisition=settings)
+    out = aug._spots(image, labels)
+    assert out.shape == image.shape and out.dtype == np.float32
+    peak = np.array([[out[t, 0][labels[t] == k + 1].max() / np.median(out[t, 0][labels[t] == k + 1])
+                      for k in range(8)] for t in (0, 1)])
+    spotted = peak[0] > 1.4
+    assert 0 < spotted.sum() < 8  # some objects have foci, others none
+    np.testing.assert_allclose(peak[0], peak[1], rtol=0.1)  # the same foci in both frames
+    # nothing leaks onto the background
+    assert out[0, 0][labels[0] == 0].max() < np.sort(out[0, 0][labels[0] > 0])[-10]
+    off = Augmenter(np.random.default_rng(2), flips=False, rot90=False, affine=False,
+                    elastic=False, acquisition=AcquisitionSettings())
+    assert off._spots(image, labels) is image
+
+
 def test_acquisition_off_reproduces_the_old_augmentation(cells):
     from instatrack.data.augment import AcquisitionSettings
 

@@ -33,6 +33,12 @@ BLUR_P = 0.3
 #: the smoothing shrinks the shifts to about 2.4 pixels per pixel
 ELASTIC_GRID = 4
 ELASTIC_SHIFT = 6.0
+#: bright spots (``aug_spots_p``): at most this many per object, within this share of its
+#: radius from its centre, Gaussian sigmas and least height (over the object's contrast)
+SPOT_COUNT = 6
+SPOT_REACH = 0.6
+SPOT_SIGMA = (0.08, 0.22)
+SPOT_AMPLITUDE = (0.5,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +67,13 @@ class AcquisitionSettings(Settings):
     whose background shows no noise (clipped, as GOWT1's) is dimmed as if its sensor
     had that much, instead of coming back unchanged after renormalisation (0 = the
     measured noise only; SIM+'s sensor: 0.036, MSC's 0.065).
+    ``aug_spots_p``: probability that a clip's objects get bright spots (each
+    object with probability one half: 1-6 Gaussian foci inside it, up to
+    ``aug_spots_max`` times its own contrast over the background, moving with it
+    from frame to frame), so that a nucleus whose chromatin condenses into bright
+    foci over a dim body (SIM+ before division) stays one whole object; a network
+    that learnt GOWT1's even nuclei outlines only the foci (docs/results.md,
+    session 13).
     ``AcquisitionSettings.off()`` reproduces the augmentation before these existed.
     """
 
@@ -76,6 +89,8 @@ class AcquisitionSettings(Settings):
     aug_clip_p: float = 0.0
     aug_clip_max: float = 2.0
     aug_noise_floor: float = 0.0
+    aug_spots_p: float = 0.0
+    aug_spots_max: float = 3.0
 
     def check(self) -> None:
         super().check()
@@ -93,6 +108,10 @@ class AcquisitionSettings(Settings):
         require(self.aug_clip_max >= 0, f"aug_clip_max must be >= 0, got {self.aug_clip_max}")
         require(0 <= self.aug_noise_floor < 1,
                 f"aug_noise_floor must be in [0, 1), got {self.aug_noise_floor}")
+        require(0 <= self.aug_spots_p <= 1,
+                f"aug_spots_p must be in [0, 1], got {self.aug_spots_p}")
+        require(self.aug_spots_max >= SPOT_AMPLITUDE[0],
+                f"aug_spots_max must be >= {SPOT_AMPLITUDE[0]}, got {self.aug_spots_max}")
 
     @classmethod
     def off(cls) -> AcquisitionSettings:
@@ -129,6 +148,7 @@ class Augmenter:
         image, labels = self._turn(image, labels)
         image, labels = self._warp(image, labels)
         if self.intensity:
+            image = self._spots(image, labels)
             image = self._object_contrast(image, labels)
             image = self._acquisition(image, labels)
             image = self._clipped(image, labels)
@@ -188,6 +208,32 @@ class Augmenter:
             out[t] = _renormalise(frame, self.norm)
         return out
 
+    def _spots(self, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Bright foci inside some objects, at the same place relative to each object's
+        centre and size in every frame; renormalised."""
+        settings, rng = self.acquisition, self.rng
+        if settings.aug_spots_p <= 0 or rng.random() >= settings.aug_spots_p:
+            return image
+        ids = [i for i in np.unique(labels[labels > 0]).tolist() if rng.random() < 0.5]
+        if not ids:
+            return image
+        spots = {i: _draw_spots(rng, settings.aug_spots_max) for i in ids}
+        out = np.array(image, np.float32)
+        for t in range(len(image)):
+            level, _ = background_and_noise(image[t], labels[t])
+            boxes = ndi.find_objects(np.maximum(labels[t], 0))
+            for i in ids:
+                if i > len(boxes) or boxes[i - 1] is None:
+                    continue
+                window = tuple(slice(max(b.start - 2, 0), b.stop + 2) for b in boxes[i - 1])
+                mask = labels[t][window] == i
+                inside = image[t][(slice(None), *window)][:, mask]
+                contrast = np.maximum(np.median(inside, axis=1) - level, 0.0)
+                bumps = _spot_image(mask, spots[i])
+                out[t][(slice(None), *window)] += contrast[:, None, None] * bumps
+            out[t] = _renormalise(out[t], self.norm)
+        return out
+
     def _object_contrast(self, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Some objects dimmed, each by its own factor (the same in every frame); renormalised."""
         settings, rng = self.acquisition, self.rng
@@ -237,6 +283,30 @@ class Augmenter:
             image = ndi.gaussian_filter(image, (0, 0, sigma, sigma))
         sigma = rng.uniform(0.0, 0.05)
         return image + rng.normal(0.0, sigma, image.shape)
+
+
+def _draw_spots(rng: np.random.Generator, top: float) -> np.ndarray:
+    """``(n, 4)``: each spot's offset y, x from the object's centre and its Gaussian
+    sigma, in units of the object's radius, and its height over the object's contrast."""
+    n = int(rng.integers(1, SPOT_COUNT + 1))
+    radius = np.sqrt(rng.uniform(0.0, 1.0, n)) * SPOT_REACH
+    angle = rng.uniform(0.0, 2 * np.pi, n)
+    return np.stack([radius * np.sin(angle), radius * np.cos(angle),
+                     rng.uniform(*SPOT_SIGMA, n), rng.uniform(SPOT_AMPLITUDE[0], top, n)], 1)
+
+
+def _spot_image(mask: np.ndarray, spots: np.ndarray) -> np.ndarray:
+    """The spots drawn in ``mask``'s window (relative heights), kept inside the object by
+    its mask softened one pixel."""
+    ys, xs = np.nonzero(mask)
+    cy, cx = ys.mean(), xs.mean()
+    r = np.sqrt(len(ys) / np.pi)
+    yy, xx = np.indices(mask.shape, dtype=np.float32)
+    total = np.zeros(mask.shape, np.float32)
+    for dy, dx, sigma, height in spots:
+        d2 = (yy - cy - dy * r) ** 2 + (xx - cx - dx * r) ** 2
+        total += height * np.exp(-d2 / (2 * (sigma * r) ** 2))
+    return total * ndi.gaussian_filter(mask.astype(np.float32), 1.0)
 
 
 def background_and_noise(frame: np.ndarray, labels: np.ndarray | None = None
