@@ -393,11 +393,11 @@ def model_card(name: str, recipe: Recipe, run, data: list[str], terms: str,
 
 def post_processing_text(config, post_processing: list[str]) -> str:
     """The card's words for where the post-processing values came from."""
-    from instatrack.calibrate import candidates
+    from instatrack.calibrate import calibrated_values
 
     if post_processing:
         return f"{', '.join(post_processing)} (set at install)"
-    calibrated = ", ".join(f"`{k}={v}`" for k, v in candidates(config)[0].items())
+    calibrated = ", ".join(f"`{k}={v}`" for k, v in calibrated_values(config).items())
     return f"as calibrated on the validation frames when training ended: {calibrated}"
 
 

@@ -78,6 +78,12 @@ def candidates(config) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values.values())]
 
 
+def calibrated_values(config) -> dict[str, Any]:
+    """The config's own value of every key calibration tries (grid and last)."""
+    return {key: values[0] for attribute in ("calibration", "calibration_last")
+            for key, values in _listed(config, attribute).items()}
+
+
 def last_candidates(config) -> dict[str, list[Any]]:
     """``{key: values}`` listed in ``calibration_last`` other than the config's own:
     each tried alone on the best of :func:`candidates` (a stage that acts last)."""
