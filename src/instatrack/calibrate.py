@@ -17,9 +17,10 @@ does it by itself:
   validation frames at their original size, and is scored by
   ``(SEG + DET) / 2`` (:func:`frame_scores`; the Cell Tracking Challenge ranks
   segmentation by the same mean);
-- a stage that acts last (e.g. dropping faint objects, ``min_contrast``) lists its
+- a stage that acts last (dropping faint objects, ``min_contrast``) or a value that
+  only refines a grid choice (the outline refinement's band, ``refine_band``) lists its
   values in ``calibration_last`` instead: each is tried alone on the best
-  combination of the grid, which adds a pass per value rather than multiplying it;
+  combination so far, which adds a pass per value rather than multiplying the grid;
 - the best combination is written into the run's ``config.json`` (on a tie the
   run's own values win, so nothing changes without a reason) and every score
   into ``calibration.json``.

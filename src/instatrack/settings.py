@@ -51,8 +51,9 @@ class Settings:
     #: a post-processing stage's values worth trying on validation frames after training,
     #: ``{key: (value, ...)}`` (:mod:`instatrack.calibrate`)
     calibration: ClassVar[dict[str, tuple]] = {}
-    #: values of a stage that acts last, each tried alone on the best combination of the
-    #: ``calibration`` grid (so they add passes, not a factor), ``{key: (value, ...)}``
+    #: values tried after the ``calibration`` grid, each alone on its best combination (so
+    #: they add passes, not a factor): a stage that acts last, or a refinement of a value
+    #: the grid chose, ``{key: (value, ...)}``
     calibration_last: ClassVar[dict[str, tuple]] = {}
 
     def __post_init__(self) -> None:
