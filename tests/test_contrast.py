@@ -57,3 +57,20 @@ def test_the_setting_is_checked():
     assert ContrastSettings().min_contrast == 0.0
     with pytest.raises(ConfigError, match="min_contrast"):
         ContrastSettings(min_contrast=1.5)
+
+
+def test_predictor_drops_faint_objects_last(tmp_path):
+    import instatrack
+    from scale_runs import cells_image, random_run
+
+    run = random_run(tmp_path / "run", "spatial-embedding")
+    frames = cells_image((64, 80), seed=3, frames=2)
+    plain = instatrack.load(run, device="cpu", overrides=["refine_boundaries=0.3"])
+    strict = instatrack.load(run, device="cpu",
+                             overrides=["refine_boundaries=0.3", "min_contrast=0.9"])
+    image = plain.prepare(frames[0])
+    before = plain.segment(frames[0])
+    expected = drop_faint(before, image, 0.9)  # after the refinement
+    assert len(np.unique(expected)) < len(np.unique(before))  # something was dropped
+    assert np.array_equal(strict.segment(frames[0]), expected)
+    assert strict.track(frames).labels.shape == (2, 64, 80)
