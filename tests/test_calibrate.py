@@ -143,3 +143,26 @@ def test_resuming_a_finished_calibrated_run_does_not_calibrate_again(toy, cells,
     assert calls == []
     resume(run, steps=8, progress=False)   # two more steps: new weights, chosen again
     assert len(calls) == 1
+
+
+def test_a_value_tried_after_the_grid_must_gain_more_than_noise(toy, cells, tmp_path,
+                                                                monkeypatch):
+    from instatrack import calibrate as module
+    from toy_method import ToyConfig
+
+    config = ToyConfig.build("fast", overrides=["val_frames=7:", "steps=2", "calibrate=false"])
+    run = runs.Run.open(train("toy", cells, tmp_path / "run", config=config, progress=False))
+    # scores as a function of the settings tried: the wider band "gains" less than
+    # LAST_MIN_GAIN, the filter at 0.1 more
+    assert module.LAST_MIN_GAIN > 0.0005
+    def scores(pairs):
+        tried = next(iter(pairs))
+        score = 0.5 + 0.0005 * (tried.refine_band == 6) \
+            + 0.01 * (tried.min_contrast == 0.1)
+        return {"seg": score, "det": score, "score": score}
+
+    monkeypatch.setattr(module, "_labelled", lambda predictor, seq, frames:
+                        iter([predictor.method.config]))
+    monkeypatch.setattr(module, "frame_scores", scores)
+    record = module.calibrate(run)
+    assert record["chosen"]["refine_band"] == 3 and record["chosen"]["min_contrast"] == 0.1

@@ -20,7 +20,8 @@ does it by itself:
 - a stage that acts last (dropping faint objects, ``min_contrast``) or a value that
   only refines a grid choice (the outline refinement's band, ``refine_band``) lists its
   values in ``calibration_last`` instead: each is tried alone on the best
-  combination so far, which adds a pass per value rather than multiplying the grid;
+  combination so far, which adds a pass per value rather than multiplying the grid,
+  and replaces it only when it gains more than :data:`LAST_MIN_GAIN`;
 - the best combination is written into the run's ``config.json`` (on a tie the
   run's own values win, so nothing changes without a reason) and every score
   into ``calibration.json``.
@@ -49,6 +50,11 @@ FN_WEIGHT, FP_WEIGHT, SPLIT_WEIGHT = 10.0, 1.0, 5.0
 #: validation frames scored, at most: by each validation during training and by each
 #: combination here (:func:`validation_frames` chooses them for both)
 MAX_FRAMES = 12
+#: a value tried after the grid replaces the one chosen so far only when it raises the
+#: score by more than this: on 6-12 frames smaller gains are noise (the shipped
+#: ``nuclei-se`` "gained" 0.0003 with ``refine_band=6`` and lost 0.004-0.007 SEG on its
+#: test frames; docs/results.md, session 13)
+LAST_MIN_GAIN = 0.001
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,7 +240,7 @@ def calibrate(run, data=None, device=None,
         best = {**best, "settings": {**best["settings"], key: getattr(config, key)}}
         for value in values:
             row = score({**best["settings"], key: value})
-            if row["score"] > best["score"]:
+            if row["score"] > best["score"] + LAST_MIN_GAIN:
                 best = row
     record = {"chosen": best["settings"], "before": tried[0], "after": best,
               "frames": sum(len(f) for _, f in items), "tried": tried}
