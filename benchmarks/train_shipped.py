@@ -269,7 +269,7 @@ def train_recipe(name: str, recipe: Recipe, out: Path, work: Path, data_root: Pa
     from instatrack.train import train_or_resume
 
     data = build_data(recipe, work, data_root)
-    shares = share_weights(recipe, data, work)
+    shares = share_weights(recipe, data)
     config = get_method(recipe.method).config_cls.build(
         recipe.preset, overrides=[*recipe.overrides, *shares])
     # with shares, training measures the size over the clips it draws (weighted)
@@ -279,17 +279,16 @@ def train_recipe(name: str, recipe: Recipe, out: Path, work: Path, data_root: Pa
                            progress=not quiet)
 
 
-def share_weights(recipe: Recipe, data: list[Path], work: Path) -> list[str]:
-    """The ``data_weights`` override that gives the synthetic folders of ``data`` (those
-    under ``work``) ``recipe.synthetic_share`` of the clips; none without a share or
-    without both kinds of folder."""
+def share_weights(recipe: Recipe, data: list[Path]) -> list[str]:
+    """The ``data_weights`` override that gives the synthetic folders of ``data`` (the
+    recipe's, which :func:`build_data` puts last) ``recipe.synthetic_share`` of the
+    clips; none without a share or without both kinds of folder."""
     share = recipe.synthetic_share
-    synthetic = [path.is_relative_to(work) for path in data]
-    if share is None or all(synthetic) or not any(synthetic):
-        return []
-    n_synth = sum(synthetic)
+    n_synth = min(len(recipe.synthetic), len(data))
     n_real = len(data) - n_synth
-    weights = [share / n_synth if s else (1 - share) / n_real for s in synthetic]
+    if share is None or n_synth == 0 or n_real == 0:
+        return []
+    weights = [(1 - share) / n_real] * n_real + [share / n_synth] * n_synth
     return ["data_weights=" + ",".join(f"{w:.6g}" for w in weights)]
 
 

@@ -109,11 +109,14 @@ def test_leave_out_names_a_dataset_of_the_recipe(capsys):
 
 def test_a_synthetic_share_weighs_the_folders_that_are_there(tmp_path):
     recipe = dataclasses.replace(train_shipped.RECIPES["nuclei-se"], synthetic_share=0.2)
-    work = tmp_path / "work"
+    assert len(recipe.synthetic) == 1
+    synthetic = tmp_path / "work" / "synthetic"
     real = [tmp_path / "SIM" / "01", tmp_path / "GOWT1" / "01"]
-    assert train_shipped.share_weights(recipe, [*real, work / "synthetic"], work) == \
+    assert train_shipped.share_weights(recipe, [*real, synthetic]) == \
         ["data_weights=0.4,0.4,0.2"]
+    assert train_shipped.share_weights(recipe, [real[0], synthetic]) == \
+        ["data_weights=0.8,0.2"]  # a real dataset not found: the other takes its share
     # only one kind of folder found, or no share: every clip alike
-    assert train_shipped.share_weights(recipe, [work / "synthetic"], work) == []
+    assert train_shipped.share_weights(recipe, [synthetic]) == []
     unshared = dataclasses.replace(recipe, synthetic_share=None)
-    assert train_shipped.share_weights(unshared, [*real, work / "synthetic"], work) == []
+    assert train_shipped.share_weights(unshared, [*real, synthetic]) == []
