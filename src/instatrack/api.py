@@ -191,9 +191,10 @@ class Predictor:
         from instatrack.cluster.fragments import merged
         from instatrack.data.rescale import resize_image, resize_labels
 
-        refine = self.config.refine_boundaries > 0 or self.config.min_contrast > 0
+        # the last stages read the frames themselves, so those are kept until used
+        finish = self.config.refine_boundaries > 0 or self.config.min_contrast > 0
         seen: dict[int, np.ndarray] = {}
-        frames = iter(_recorded(prepared, seen) if refine else prepared)
+        frames = iter(_recorded(prepared, seen) if finish else prepared)
         # only an estimate reads frames ahead (a live stream waits for nothing else)
         ahead = AUTO_SIZE_FRAMES if self.requested_size == "auto" else 1
         head = list(itertools.islice(frames, ahead))
@@ -215,7 +216,7 @@ class Predictor:
                        for w in merged(self.method.predict(self.model, scaled, self.device,
                                                            first_masks=first_masks),
                                        self.config, sizes))
-        return _refined(windows, seen, self.config) if refine else windows
+        return _finished(windows, seen, self.config) if finish else windows
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         """Instance labels ``(Y, X)`` int32 of one still image."""
@@ -260,14 +261,15 @@ def finish_frame(labels: np.ndarray, image: np.ndarray, settings) -> np.ndarray:
     """The stages that read the frame itself, last, on one frame's labels ``(Y, X)``:
     outlines refined (:mod:`instatrack.cluster.boundaries`), then objects barely
     brighter than the background dropped (:mod:`instatrack.cluster.contrast`);
-    each is a no-op when its setting is 0."""
-    from instatrack.cluster.boundaries import refine_boundaries
+    each is a no-op when its setting is 0. The channels are averaged once for both."""
+    from instatrack.cluster.boundaries import frame_plane, refine_boundaries
     from instatrack.cluster.contrast import drop_faint
 
-    return drop_faint(refine_boundaries(labels, image, settings), image, settings.min_contrast)
+    plane = frame_plane(image, labels)
+    return drop_faint(refine_boundaries(labels, plane, settings), plane, settings.min_contrast)
 
 
-def _refined(windows: Iterable, seen: dict[int, np.ndarray], settings) -> Iterator:
+def _finished(windows: Iterable, seen: dict[int, np.ndarray], settings) -> Iterator:
     """``windows`` with every frame finished (:func:`finish_frame`) on the frame it came
     from; frames before a window are dropped from ``seen`` (windows come in order)."""
     for window in windows:

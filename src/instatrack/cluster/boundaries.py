@@ -76,11 +76,7 @@ def refine_boundaries(labels: np.ndarray, image: np.ndarray, settings: BoundaryS
     """
     if settings.refine_boundaries == 0 or not labels.any():
         return labels
-    image = np.asarray(image, np.float32)
-    if image.ndim == labels.ndim + 1:
-        image = image.mean(0)
-    if image.shape != labels.shape:
-        raise ValueError(f"image {image.shape} and labels {labels.shape} differ in size")
+    image = frame_plane(image, labels)
     smooth = ndi.gaussian_filter(image, settings.refine_sigma) if settings.refine_sigma else image
     out = labels.copy()
     band = settings.refine_band
@@ -95,6 +91,17 @@ def refine_boundaries(labels: np.ndarray, image: np.ndarray, settings: BoundaryS
             part[(part == label) & ~mask] = 0
             part[mask & (part == 0)] = label
     return out
+
+
+def frame_plane(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``image`` ``(Y, X)`` or ``(C, Y, X)`` as one float32 plane the size of ``labels``
+    (channels averaged); ValueError when the sizes differ."""
+    image = np.asarray(image, np.float32)
+    if image.ndim == labels.ndim + 1:
+        image = image.mean(0)
+    if image.shape != labels.shape:
+        raise ValueError(f"image {image.shape} and labels {labels.shape} differ in size")
+    return image
 
 
 def _refined(labels: np.ndarray, image: np.ndarray, label: int, band: int, alpha: float

@@ -28,6 +28,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage as ndi
 
+from instatrack.cluster.boundaries import frame_plane
 from instatrack.settings import Settings, require
 
 
@@ -52,11 +53,7 @@ class ContrastSettings(Settings):
 def object_contrasts(labels: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, contrast)``: each object's mean intensity in ``image`` minus the median of
     the unlabelled pixels. ``image``: ``(Y, X)`` or ``(C, Y, X)`` (channels averaged)."""
-    image = np.asarray(image, np.float32)
-    if image.ndim == labels.ndim + 1:
-        image = image.mean(0)
-    if image.shape != labels.shape:
-        raise ValueError(f"image {image.shape} and labels {labels.shape} differ in size")
+    image = frame_plane(image, labels)
     ids = np.unique(labels[labels > 0])
     background = labels == 0
     level = float(np.median(image[background])) if background.any() else 0.0

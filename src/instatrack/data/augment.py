@@ -38,7 +38,7 @@ ELASTIC_SHIFT = 6.0
 SPOT_COUNT = 6
 SPOT_REACH = 0.6
 SPOT_SIGMA = (0.08, 0.22)
-SPOT_AMPLITUDE = (0.5,)
+SPOT_MIN_HEIGHT = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +110,8 @@ class AcquisitionSettings(Settings):
                 f"aug_noise_floor must be in [0, 1), got {self.aug_noise_floor}")
         require(0 <= self.aug_spots_p <= 1,
                 f"aug_spots_p must be in [0, 1], got {self.aug_spots_p}")
-        require(self.aug_spots_max >= SPOT_AMPLITUDE[0],
-                f"aug_spots_max must be >= {SPOT_AMPLITUDE[0]}, got {self.aug_spots_max}")
+        require(self.aug_spots_max >= SPOT_MIN_HEIGHT,
+                f"aug_spots_max must be >= {SPOT_MIN_HEIGHT}, got {self.aug_spots_max}")
 
     @classmethod
     def off(cls) -> AcquisitionSettings:
@@ -292,7 +292,7 @@ def _draw_spots(rng: np.random.Generator, top: float) -> np.ndarray:
     radius = np.sqrt(rng.uniform(0.0, 1.0, n)) * SPOT_REACH
     angle = rng.uniform(0.0, 2 * np.pi, n)
     return np.stack([radius * np.sin(angle), radius * np.cos(angle),
-                     rng.uniform(*SPOT_SIGMA, n), rng.uniform(SPOT_AMPLITUDE[0], top, n)], 1)
+                     rng.uniform(*SPOT_SIGMA, n), rng.uniform(SPOT_MIN_HEIGHT, top, n)], 1)
 
 
 def _spot_image(mask: np.ndarray, spots: np.ndarray) -> np.ndarray:
