@@ -185,14 +185,14 @@ class Predictor:
 
     def _windows(self, prepared: Iterable[np.ndarray], first_masks: np.ndarray | None):
         """The method's windows over ``prepared`` frames, resized for :attr:`object_size`,
-        small pieces merged into the objects they touch, outlines refined and faint objects
-        dropped when the config asks (:mod:`instatrack.cluster.fragments`,
+        small pieces merged into the objects they touch, outlines refined, instances grown
+        and faint objects dropped when the config asks (:mod:`instatrack.cluster.fragments`,
         :func:`finish_frame`)."""
         from instatrack.cluster.fragments import merged
         from instatrack.data.rescale import resize_image, resize_labels
 
         # the last stages read the frames themselves, so those are kept until used
-        finish = self.config.refine_boundaries > 0 or self.config.min_contrast > 0
+        finish = finishes(self.config)
         seen: dict[int, np.ndarray] = {}
         frames = iter(_recorded(prepared, seen) if finish else prepared)
         # only an estimate reads frames ahead (a live stream waits for nothing else)
@@ -257,16 +257,25 @@ def _recorded(frames: Iterable[np.ndarray], seen: dict[int, np.ndarray]
         yield frame
 
 
+def finishes(settings) -> bool:
+    """Whether any stage of :func:`finish_frame` is on in ``settings``."""
+    return (settings.refine_boundaries > 0 or bool(settings.grow_foreground)
+            or settings.min_contrast > 0)
+
+
 def finish_frame(labels: np.ndarray, image: np.ndarray, settings) -> np.ndarray:
     """The stages that read the frame itself, last, on one frame's labels ``(Y, X)``:
-    outlines refined (:mod:`instatrack.cluster.boundaries`), then objects barely
-    brighter than the background dropped (:mod:`instatrack.cluster.contrast`);
-    each is a no-op when its setting is 0. The channels are averaged once for both."""
+    outlines refined (:mod:`instatrack.cluster.boundaries`), instances grown over the
+    foreground connected to them (:mod:`instatrack.cluster.grow`), then objects barely
+    brighter than the background dropped (:mod:`instatrack.cluster.contrast`); each is
+    a no-op when off. The channels are averaged once for all."""
     from instatrack.cluster.boundaries import frame_plane, refine_boundaries
     from instatrack.cluster.contrast import drop_faint
+    from instatrack.cluster.grow import grow_instances
 
     plane = frame_plane(image, labels)
-    return drop_faint(refine_boundaries(labels, plane, settings), plane, settings.min_contrast)
+    labels = grow_instances(refine_boundaries(labels, plane, settings), plane, settings)
+    return drop_faint(labels, plane, settings.min_contrast)
 
 
 def _finished(windows: Iterable, seen: dict[int, np.ndarray], settings) -> Iterator:

@@ -1,0 +1,93 @@
+"""Instances grown over the foreground a global threshold finds (``grow_foreground``).
+
+A network outlines what looks like its training objects. On data it never saw,
+the look of an object's parts can differ: SIM+'s condensing nuclei are bright
+foci over a dim body, and a model trained without SIM+ outlines only the foci
+(docs/results.md, session 13); a model trained on round nuclei outlines the
+round body of a spread stem cell and leaves its long dim arms out (MSC). A
+global threshold of the kind the classical pipeline uses (Li's, on the frame
+smoothed by ``grow_sigma`` pixels) does find those bodies and arms, but it
+cannot tell touching objects apart, and it finds every faint object a dataset
+may leave unannotated. :func:`grow_instances` takes the best of each: the
+network decides which objects there are and where they part, the threshold how
+far each reaches.
+
+1. the frame, smoothed, is thresholded (``grow_foreground``: ``li``, ``otsu`` or
+   ``triangle``), never below the background's median plus :data:`NOISE_FLOOR`
+   robust noise stds of the unlabelled pixels, so a dim frame's noise is not
+   taken for objects; holes are filled;
+2. every foreground pixel connected (through foreground) to an instance is
+   flooded from the instances in order of brightness (watershed on the smoothed
+   frame), so touching instances part along the darkest line between them;
+3. instance pixels stay as they were (nothing shrinks), and foreground that
+   touches no instance stays background (nothing is added).
+
+Objects are assumed brighter than the background (fluorescence). Off by
+default (``""``); calibration (:mod:`instatrack.calibrate`) tries it last, so a
+dataset where it does not help keeps it off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from instatrack.settings import Settings, require
+
+#: the foreground threshold is at least this many noise stds over the background
+NOISE_FLOOR = 3.0
+#: the global thresholds on offer (scikit-image's)
+THRESHOLDS = ("li", "otsu", "triangle")
+
+
+@dataclasses.dataclass(frozen=True)
+class GrowSettings(Settings):
+    """``grow_foreground``: the global threshold whose foreground the instances are
+    grown over ("" = off; :func:`grow_instances`); ``grow_sigma``: Gaussian smoothing
+    of the frame first (pixels)."""
+
+    post_processing = True
+    # Li's threshold: the classical pipeline's (it beat Otsu's and the triangle's on SIM+)
+    calibration_last = {"grow_foreground": ("li",)}
+
+    grow_foreground: str = ""
+    grow_sigma: float = 2.0
+
+    def check(self) -> None:
+        super().check()
+        require(self.grow_foreground in ("", *THRESHOLDS),
+                f"grow_foreground must be one of {', '.join(THRESHOLDS)} or '' (off), got "
+                f"{self.grow_foreground!r}")
+        require(self.grow_sigma >= 0, f"grow_sigma must be >= 0, got {self.grow_sigma}")
+
+
+def foreground(plane: np.ndarray, labels: np.ndarray, method: str) -> np.ndarray:
+    """Boolean ``(Y, X)``: ``plane`` (smoothed) above ``method``'s global threshold and
+    the noise floor of the pixels ``labels`` leaves unlabelled, holes filled."""
+    from skimage import filters
+
+    threshold = float(getattr(filters, f"threshold_{method}")(plane))
+    background = plane[labels == 0]
+    if background.size:
+        level = float(np.median(background))
+        noise = 1.4826 * float(np.median(np.abs(background - level)))
+        threshold = max(threshold, level + NOISE_FLOOR * noise)
+    return ndi.binary_fill_holes(plane > threshold)
+
+
+def grow_instances(labels: np.ndarray, plane: np.ndarray, settings: GrowSettings) -> np.ndarray:
+    """``labels`` ``(Y, X)`` with each instance grown over the foreground connected to it.
+
+    ``plane``: the frame ``(Y, X)``, one channel, any scale. Returns a new array of
+    ``labels``' dtype (or ``labels`` itself when off or empty); ids are kept, none is
+    added or removed, no instance pixel changes.
+    """
+    if not settings.grow_foreground or not labels.any():
+        return labels
+    from skimage.segmentation import watershed
+
+    smooth = ndi.gaussian_filter(plane, settings.grow_sigma) if settings.grow_sigma else plane
+    fg = foreground(smooth, labels, settings.grow_foreground) | (labels > 0)
+    return watershed(-smooth, markers=labels, mask=fg).astype(labels.dtype, copy=False)
