@@ -59,8 +59,10 @@ def test_candidates_try_the_configs_own_values_first():
     # the band, the growth and the filter are tried alone after the grid, in the order
     # the stages act; a config's own value is not tried again
     last = last_candidates(config.replace(min_contrast=0.1))
-    assert last == {"refine_band": [6], "grow_foreground": ["li"], "min_contrast": [0.2]}
-    assert list(last) == ["refine_band", "grow_foreground", "min_contrast"]
+    assert last == {"refine_band": [6], "grow_foreground": ["li"],
+                    "grow_trim": [{"grow_foreground": "li", "grow_trim": True}],
+                    "min_contrast": [0.2]}
+    assert list(last) == ["refine_band", "grow_foreground", "grow_trim", "min_contrast"]
 
 
 @pytest.fixture
@@ -83,10 +85,12 @@ def test_training_writes_the_chosen_settings_into_the_run(toy, cells, tmp_path):
     record = json.loads((run / CALIBRATION_FILE).read_text())
     # the grid of 4, then the band's, the growth's and min_contrast's values alone on the
     # best so far
-    assert record["frames"] == 3 and len(record["tried"]) == 8
+    assert record["frames"] == 3 and len(record["tried"]) == 9
     assert record["tried"][4]["settings"]["refine_band"] == 6
     assert record["tried"][5]["settings"]["grow_foreground"] == "li"
-    assert [row["settings"]["min_contrast"] for row in record["tried"][6:]] == [0.1, 0.2]
+    assert record["tried"][6]["settings"]["grow_trim"] is True  # with the growth
+    assert record["tried"][6]["settings"]["grow_foreground"] == "li"
+    assert [row["settings"]["min_contrast"] for row in record["tried"][7:]] == [0.1, 0.2]
     assert "min_contrast" in record["chosen"]
     assert record["before"]["settings"] == {"refine_boundaries": 0.0, "merge_fragments": 0.0}
     assert record["after"]["score"] >= record["before"]["score"]

@@ -61,3 +61,20 @@ def test_it_runs_in_the_last_stages_and_is_checked():
         GrowSettings(grow_foreground="max")
     with pytest.raises(ConfigError, match="grow_sigma"):
         GrowSettings(grow_sigma=-1)
+
+
+def test_trimming_drops_the_halo_but_keeps_dim_instances():
+    labels, image = _scene()
+    halo = labels.copy()
+    halo[18:42, 8:52][halo[18:42, 8:52] == 0] = 1  # instance 1 drawn 2 px too wide
+    dim = np.zeros_like(labels)
+    dim[62:78, 22:38] = 3  # the third cell, found
+    image[60:80, 20:40] -= 58  # ... but dimmed below the threshold
+    halo = np.maximum(halo, dim)
+    settings = GrowSettings(grow_foreground="li", grow_sigma=1.0, grow_trim=True)
+    out = grow_instances(halo, image, settings)
+    assert (out[18, 12:48] == 0).all() and (out[41, 12:48] == 0).all()  # halo gone
+    assert (out[27:33, 51:57] == 1).all()  # still grown over its arm
+    assert (out == 3).sum() == (dim == 3).sum()  # the dim instance kept whole
+    untrimmed = grow_instances(halo, image, GrowSettings(grow_foreground="li", grow_sigma=1.0))
+    assert (untrimmed[18, 12:48] == 1).all()

@@ -93,7 +93,9 @@ def calibrated_values(config) -> dict[str, Any]:
 
 def last_candidates(config) -> dict[str, list[Any]]:
     """``{key: values}`` listed in ``calibration_last`` other than the config's own:
-    each tried alone on the best of :func:`candidates` (a stage that acts last)."""
+    each tried alone on the best of :func:`candidates` (a stage that acts last). A
+    value may be a mapping of several keys, tried together (``grow_trim`` with the
+    growth it trims for)."""
     return {key: values[1:] for key, values in _listed(config, "calibration_last").items()}
 
 
@@ -239,7 +241,9 @@ def calibrate(run, data=None, device=None,
     for key, values in last.items():
         best = {**best, "settings": {**best["settings"], key: getattr(config, key)}}
         for value in values:
-            row = score({**best["settings"], key: value})
+            # a mapping sets several keys together (a value that needs another stage on)
+            change = value if isinstance(value, dict) else {key: value}
+            row = score({**best["settings"], **change})
             if row["score"] > best["score"] + LAST_MIN_GAIN:
                 best = row
     record = {"chosen": best["settings"], "before": tried[0], "after": best,
