@@ -56,8 +56,8 @@ def test_candidates_try_the_configs_own_values_first():
     options = candidates(config)
     assert options[0] == {"refine_boundaries": 0.0, "merge_fragments": 0.0, "seed_threshold": 0.7}
     assert len(options) == 16 and len({tuple(o.items()) for o in options}) == 16
-    # the band, the growth and the filter are tried alone after the grid, in the order
-    # the stages act; a config's own value is not tried again
+    # the band, the growth, the growth with the trim and the filter are tried alone after
+    # the grid, in the order the stages act; a config's own value is not tried again
     last = last_candidates(config.replace(min_contrast=0.1))
     assert last == {"refine_band": [6], "grow_foreground": ["li"],
                     "grow_trim": [{"grow_foreground": "li", "grow_trim": True}],
@@ -83,8 +83,8 @@ def test_training_writes_the_chosen_settings_into_the_run(toy, cells, tmp_path):
     config = ToyConfig.build("fast", overrides=["val_frames=7:", "steps=12"])
     run = train("toy", cells, tmp_path / "run", config=config, progress=False)
     record = json.loads((run / CALIBRATION_FILE).read_text())
-    # the grid of 4, then the band's, the growth's and min_contrast's values alone on the
-    # best so far
+    # the grid of 4, then the band's, the growth's, the trim's (with the growth) and
+    # min_contrast's values alone on the best so far
     assert record["frames"] == 3 and len(record["tried"]) == 9
     assert record["tried"][4]["settings"]["refine_band"] == 6
     assert record["tried"][5]["settings"]["grow_foreground"] == "li"

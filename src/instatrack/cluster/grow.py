@@ -112,9 +112,8 @@ def grow_instances(labels: np.ndarray, plane: np.ndarray, settings: GrowSettings
 def trimmed(labels: np.ndarray, fg: np.ndarray) -> np.ndarray:
     """``labels`` without their pixels outside ``fg``, except the instances of which less
     than :data:`TRIM_KEEP` lies inside it (kept whole)."""
-    ids = np.arange(int(labels.max()) + 1)
-    area = np.bincount(labels.ravel(), minlength=len(ids))
-    inside = ndi.sum(fg, labels, ids) / np.maximum(area, 1)
+    area = np.bincount(labels.ravel())
+    inside = np.bincount(labels[fg], minlength=len(area)) / np.maximum(area, 1)
     whole = inside < TRIM_KEEP
     whole[0] = True
     return np.where(fg | whole[labels], labels, 0).astype(labels.dtype, copy=False)
