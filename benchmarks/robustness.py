@@ -8,8 +8,8 @@ scores SEG / TRA / DET on:
     the held-out test frames ``[B, end)`` as recorded;
 ``dim÷K``
     the same frames with the contrast over the background divided by ``K``
-    and the noise kept at the sensor's level (:func:`dim_frame`, defined in
-    ``docs/robustness.md``);
+    and the noise kept at the sensor's level
+    (:func:`instatrack.data.dim.dim_frame`, defined in ``docs/robustness.md``);
 ``NAME``
     the test frames of another sequence (``--other SEQ:FIRST``, e.g. train on
     SIM+ 01 and test on GOWT1 01), nothing tuned on it;
@@ -33,81 +33,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-from scipy import ndimage as ndi
+from instatrack.data.dim import DimmedSequence
 
-#: pixels around annotated objects left out of the background estimate
-BACKGROUND_MARGIN = 10
 #: the ``--synthetic`` sequence: nuclei of SIM+'s size, a dim phase and a dense phase
 SYNTHETIC = {"frames": 30, "size": (512, 512), "seed": 11, "radius": (18.0, 26.0),
              "density": 1.0, "noise": 0.15, "dim_phases": [(10, 20, 6.0)],
              "dense_phases": [(15, 30, 2.0)]}
-
-
-def background_stats(image: np.ndarray, objects: np.ndarray) -> tuple[float, float]:
-    """Background level (median) and sensor noise (MAD std) of a raw ``(Y, X)`` frame.
-
-    Both are measured over the pixels farther than ``BACKGROUND_MARGIN`` from
-    any annotated object (``objects`` > 0).
-    """
-    near = ndi.binary_dilation(objects > 0, iterations=BACKGROUND_MARGIN)
-    values = np.asarray(image, np.float64)[~near]
-    if values.size < 100:
-        values = np.asarray(image, np.float64).ravel()
-    level = float(np.median(values))
-    return level, float(1.4826 * np.median(np.abs(values - level)))
-
-
-def dim_frame(image: np.ndarray, objects: np.ndarray, factor: float,
-              rng: np.random.Generator) -> np.ndarray:
-    """``B + (I - B) / factor + N(0, s^2 (1 - 1/factor^2))``, rounded and clipped to the dtype.
-
-    ``B`` and ``s`` are :func:`background_stats`: the contrast of everything
-    over the background shrinks by ``factor`` while the background noise keeps
-    its recorded std ``s`` (the scaled noise plus the added noise).
-    """
-    level, noise = background_stats(image, objects)
-    raw = np.asarray(image, np.float64)
-    out = level + (raw - level) / factor
-    if factor > 1 and noise > 0:
-        out = out + rng.normal(0.0, noise * np.sqrt(1.0 - factor ** -2), raw.shape)
-    if np.issubdtype(image.dtype, np.integer):
-        info = np.iinfo(image.dtype)
-        return np.clip(np.round(out), info.min, info.max).astype(image.dtype)
-    return out.astype(image.dtype)
-
-
-class DimmedSequence:
-    """A CTC sequence with frames dimmed by ``factor`` (:func:`dim_frame`, seeded per frame)."""
-
-    def __init__(self, seq, factor: float, seed: int = 0):
-        self.seq, self.factor, self.seed = seq, factor, seed
-        self.gt_dir = seq.gt_dir
-
-    def __len__(self) -> int:
-        return len(self.seq)
-
-    def labels(self, t: int):
-        return self.seq.labels(t)
-
-    def image(self, t: int) -> np.ndarray:
-        frame = self.seq.image(t)
-        if self.factor == 1:
-            return frame
-        objects = self._objects(t, frame.shape)
-        return dim_frame(frame, objects, self.factor, np.random.default_rng([self.seed, t]))
-
-    def _objects(self, t: int, shape: tuple[int, ...]) -> np.ndarray:
-        """Every annotated object of frame ``t`` (SEG where given, TRA markers always)."""
-        import tifffile
-
-        objects = np.zeros(shape, bool)
-        labels = self.seq.labels(t)
-        if labels is not None:
-            objects |= labels != 0
-        for path in (self.gt_dir / "TRA").glob(f"man_track{t:03d}.tif"):
-            objects |= tifffile.imread(path) > 0
-        return objects
 
 
 def score(args, seq, first: int, settings: tuple[str, ...], tmp: Path, name: str) -> dict:

@@ -73,20 +73,21 @@ def main() -> None:
         for size in args.object_size:
             size = None if size == "none" else size
             with tempfile.TemporaryDirectory() as tmp:
-                chosen = calibrated(model, args.calibrate, Path(tmp) / "run", size) \
+                chosen = calibrated(model, args.calibrate, Path(tmp) / "run", size, args.set) \
                     if args.calibrate else None
                 predictor = instatrack.load(chosen["run"] if chosen else model, device="cpu",
                                             overrides=args.set, object_size=size)
                 report(args, model, size or "none", predictor, chosen)
 
 
-def calibrated(model: str, spec: str, out: Path, size) -> dict:
-    """A copy of ``model`` in ``out`` with its post-processing chosen on ``SEQ:A:B``."""
+def calibrated(model: str, spec: str, out: Path, size, overrides=()) -> dict:
+    """A copy of ``model`` in ``out`` with its post-processing chosen on ``SEQ:A:B``,
+    starting from the ``overrides`` (``--set``, e.g. ``calibrate_dim=1,4``)."""
     from instatrack.calibrate import calibrate, copy_to_calibrate
     from instatrack.runs import Run
 
     path, a, b = spec.rsplit(":", 2)
-    run = copy_to_calibrate(Run.resolve(model), out, f"{a}:{b}", path)
+    run = copy_to_calibrate(Run.resolve(model), out, f"{a}:{b}", path, overrides)
     record = calibrate(run, data=path, object_size=size)
     return {"run": out, "calibrated_on": spec, "chosen": record["chosen"] if record else {}}
 

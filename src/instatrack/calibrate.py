@@ -16,7 +16,9 @@ does it by itself:
   kept weights (resizing, refinement and linking as at inference) on the
   validation frames at their original size, and is scored by
   ``(SEG + DET) / 2`` (:func:`frame_scores`; the Cell Tracking Challenge ranks
-  segmentation by the same mean);
+  segmentation by the same mean); with ``calibrate_dim`` the frames are also scored
+  dimmed and the scores averaged, so that a value which holds only on the contrast
+  of the validation frames loses to one that holds on dimmer frames too;
 - a stage that acts last (dropping faint objects, ``min_contrast``) or a value that
   only refines a grid choice (the outline refinement's band, ``refine_band``) lists its
   values in ``calibration_last`` instead: each is tried alone on the best
@@ -27,7 +29,8 @@ does it by itself:
   into ``calibration.json``.
 
 The values tried are a few per key, so the cost is a few validation passes:
-seconds for the spatial-embedding nets, a minute or two for the cosine-hourglass.
+seconds for the spatial-embedding nets, a minute or two for the cosine-hourglass, times
+the number of contrast divisors in ``calibrate_dim``.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from instatrack.settings import Settings
+from instatrack.settings import Settings, require
 
 #: file of the run folder that records every combination tried and its scores
 CALIBRATION_FILE = "calibration.json"
@@ -60,9 +63,22 @@ LAST_MIN_GAIN = 0.001
 @dataclasses.dataclass(frozen=True)
 class CalibrationSettings(Settings):
     """``calibrate``: choose the post-processing values on the validation frames after
-    training (:mod:`instatrack.calibrate`); off, the config's values stay."""
+    training (:mod:`instatrack.calibrate`); off, the config's values stay.
+    ``calibrate_dim``: the contrast divisors the validation frames are scored at (1: as
+    recorded; K: the contrast over the background divided by K with the sensor's noise
+    kept, :mod:`instatrack.data.dim`); each combination's score is the mean over them, so
+    ``1,4`` chooses values that also hold on dimmer data."""
+
+    post_processing = True
 
     calibrate: bool = True
+    calibrate_dim: tuple[float, ...] = (1.0,)
+
+    def check(self) -> None:
+        super().check()
+        require(len(self.calibrate_dim) > 0 and all(k >= 1 for k in self.calibrate_dim),
+                f"calibrate_dim must list contrast divisors >= 1 (1 = the frames as "
+                f"recorded), got {self.calibrate_dim}")
 
 
 def _listed(config, attribute: str) -> dict[str, list[Any]]:
@@ -167,14 +183,15 @@ def validation_frames(config, sequences) -> list[tuple[Any, list[int]]]:
     return chosen
 
 
-def copy_to_calibrate(start, out, frames: str, data):
+def copy_to_calibrate(start, out, frames: str, data, overrides=()):
     """A new run in ``out``: ``start``'s weights and config (a run or a shipped model,
-    untouched), with ``frames`` of ``data`` as its validation frames, ready for
+    untouched), with ``frames`` of ``data`` as its validation frames and the
+    post-processing ``overrides`` (``key=value``, e.g. ``calibrate_dim=1,4``), ready for
     :func:`calibrate`."""
     from instatrack.runs import Run
 
-    run = Run.create(out, start.method_cls, start.config.replace(val_frames=frames), data=data,
-                     init=start.reference)
+    config = start.config.with_post_processing(overrides).replace(val_frames=frames)
+    run = Run.create(out, start.method_cls, config, data=data, init=start.reference)
     run.save_weights(start.load_weights())
     return run
 
@@ -209,6 +226,7 @@ def calibrate(run, data=None, device=None,
 
     from instatrack.api import Predictor
     from instatrack.data import open_datasets
+    from instatrack.data.dim import DimmedSequence
     from instatrack.data.rescale import parse_object_size
     from instatrack.runs import WEIGHTS
 
@@ -218,6 +236,8 @@ def calibrate(run, data=None, device=None,
     items = validation_frames(config, open_datasets(data or run.data))
     if total < 2 or not items:
         return None
+    levels = {factor: [(seq if factor == 1 else DimmedSequence(seq, factor), frames)
+                       for seq, frames in items] for factor in dict.fromkeys(config.calibrate_dim)}
     device = torch.device(device or "cpu")
     _, net = run.load_model(device, weights=WEIGHTS)
     tried: list[dict[str, Any]] = []
@@ -225,10 +245,15 @@ def calibrate(run, data=None, device=None,
     def score(combo: dict[str, Any]) -> dict[str, Any]:
         predictor = Predictor(run.method_cls(config.replace(**combo)), net, device,
                               object_size=parse_object_size(object_size))
-        pairs = itertools.chain.from_iterable(_labelled(predictor, seq, frames)
-                                              for seq, frames in items)
-        tried.append({"settings": combo, **{k: round(v, 4) for k, v in
-                                           frame_scores(pairs).items()}})
+        each = {factor: frame_scores(itertools.chain.from_iterable(
+                    _labelled(predictor, seq, frames) for seq, frames in level))
+                for factor, level in levels.items()}
+        mean = {k: float(np.mean([s[k] for s in each.values()])) for k in ("seg", "det", "score")}
+        row = {"settings": combo, **{k: round(v, 4) for k, v in mean.items()}}
+        if len(each) > 1:  # the mean's parts, by contrast divisor
+            row["dim"] = {f"{factor:g}": {k: round(v, 4) for k, v in s.items()}
+                          for factor, s in each.items()}
+        tried.append(row)
         if progress is not None:
             progress(len(tried), total)
         return tried[-1]
@@ -247,7 +272,7 @@ def calibrate(run, data=None, device=None,
             if row["score"] > best["score"] + LAST_MIN_GAIN:
                 best = row
     record = {"chosen": best["settings"], "before": tried[0], "after": best,
-              "frames": sum(len(f) for _, f in items), "tried": tried}
+              "frames": sum(len(f) for _, f in items), "dim": list(levels), "tried": tried}
     run.save_config(config.replace(**best["settings"]))
     Path(run.file(CALIBRATION_FILE)).write_text(json.dumps(record, indent=1) + "\n")
     return record

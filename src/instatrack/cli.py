@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "12; without --data the run's validation frames)")
     p.add_argument("--out", help="write a calibrated copy here instead (needed for a shipped "
                                  "model)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="post-processing setting to start from, e.g. calibrate_dim=1,4 (also "
+                        "score the frames with their contrast divided by 4, and choose "
+                        "values that hold on both)")
     p.add_argument("--device", help="cpu, cuda, ... (default: cpu)")
 
     p = sub.add_parser("export", help="write a trained run's network in another format")

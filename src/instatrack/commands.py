@@ -487,12 +487,13 @@ def calibrate(args) -> int:
     parse_slice(frames, "--frames")
     if args.out is None:
         run = start
-        run.save_config(start.config.replace(val_frames=frames))
+        run.save_config(start.config.with_post_processing(args.overrides)
+                        .replace(val_frames=frames))
     elif Run.find(args.out) is not None:
         raise ConfigError(f"{args.out} already holds a run; choose another --out, or "
                           f"calibrate that run in place with --model {args.out}")
     else:
-        run = copy_to_calibrate(start, args.out, frames, data)
+        run = copy_to_calibrate(start, args.out, frames, data, args.overrides)
     with _warnings_in_one_line("calibrate"):
         record = choose(run, data=data, device=args.device)
     if record is None:

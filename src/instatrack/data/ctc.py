@@ -196,6 +196,12 @@ class CTCSequence:
         base = max((row[0] for row in self.lineage), default=FRESH_STRIDE - 1) + 1
         return relabel_seg_by_markers(seg, tra, fresh_offset=base + t * FRESH_STRIDE)
 
+    def markers(self, t: int) -> np.ndarray | None:
+        """The TRA mask ``(Y, X)`` int32 of index ``t`` (one marker per tracked object,
+        annotated or not in SEG), or None when the frame has none."""
+        t = check_index(self, t)
+        return self._read_tra(t) if t in self.tra_frames else None
+
     def _read_gt(self, path: Path) -> np.ndarray:
         mask = read_image(path)
         if mask.shape != self.shape[:2]:

@@ -1,16 +1,12 @@
-"""The dimming of benchmarks/robustness.py: contrast divided, the sensor's noise kept."""
+"""The dimming of the robustness benchmark and of calibration: contrast divided, the
+sensor's noise kept."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from robustness import background_stats, dim_frame  # noqa: E402
+from instatrack.data.dim import DimmedSequence, background_stats, dim_frame
 
 
 def test_dim_frame_divides_contrast_and_keeps_the_noise():
