@@ -173,3 +173,53 @@ def test_a_value_tried_after_the_grid_must_gain_more_than_noise(toy, cells, tmp_
     monkeypatch.setattr(module, "frame_scores", scores)
     record = module.calibrate(run)
     assert record["chosen"]["refine_band"] == 3 and record["chosen"]["min_contrast"] == 0.1
+
+
+def test_dimmed_frames_count_in_the_choice(toy, cells, tmp_path, monkeypatch):
+    """With ``calibrate_dim`` every combination is scored on the frames as recorded and
+    dimmed, and the mean decides: a value that wins only on the recorded contrast loses."""
+    from instatrack import calibrate as module
+    from instatrack.data.dim import DimmedSequence
+    from toy_method import ToyConfig
+
+    config = ToyConfig.build("fast", overrides=["val_frames=7:", "steps=2", "calibrate=false"])
+    run = runs.Run.open(train("toy", cells, tmp_path / "run", config=config, progress=False))
+    seen = []
+
+    def labelled(predictor, seq, frames):
+        seen.append(seq.factor if isinstance(seq, DimmedSequence) else 1.0)
+        return iter([(predictor.method.config, seen[-1])])
+
+    def scores(pairs):  # the outline refinement wins on recorded frames, loses when dim
+        config, factor = next(iter(pairs))
+        score = 0.5 + (0.01 if factor == 1 else -0.03) * (config.refine_boundaries > 0)
+        return {"seg": score, "det": score, "score": score}
+
+    monkeypatch.setattr(module, "_labelled", labelled)
+    monkeypatch.setattr(module, "frame_scores", scores)
+    assert module.calibrate(run)["chosen"]["refine_boundaries"] > 0
+    run.save_config(run.config.replace(calibrate_dim=(1, 4)))
+    seen.clear()
+    record = module.calibrate(run)
+    assert record["chosen"]["refine_boundaries"] == 0 and record["dim"] == [1, 4]
+    assert set(seen) == {1.0, 4.0} and len(seen) == 2 * len(record["tried"])
+    refined = next(row for row in record["tried"] if row["settings"]["refine_boundaries"] > 0)
+    assert refined["dim"]["1"]["score"] == 0.51 and refined["dim"]["4"]["score"] == 0.47
+    assert refined["score"] == pytest.approx(0.49)
+
+
+def test_cli_calibrate_takes_post_processing_settings(cells, tmp_path, capsys):
+    from instatrack.cli import main
+
+    out = tmp_path / "mine"
+    assert main(["calibrate", "--model", "nuclei-se", "--data", str(cells), "--frames", "0:1",
+                 "--set", "calibrate_dim=1,8", "--out", str(out)]) == 0
+    record = json.loads((out / CALIBRATION_FILE).read_text())
+    assert record["dim"] == [1, 8] and set(record["tried"][0]["dim"]) == {"1", "8"}
+    assert runs.Run.open(out).config.calibrate_dim == (1, 8)
+    for bad, said in (("calibrate_dim=0.5", "calibrate_dim must list contrast divisors"),
+                      ("crop=8,8", "fixed when the network was trained")):
+        assert main(["calibrate", "--model", "nuclei-se", "--data", str(cells),
+                     "--set", bad, "--out", str(tmp_path / "bad")]) == 2
+        assert said in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
