@@ -96,6 +96,7 @@ def test_registered_and_presets_validate():
     ("finetune=everything", "finetune"), ("score_threshold=1.5", "score_threshold"),
     ("fg_width=0", "fg_width"), ("region_min_fraction=-1", "region_min_fraction"),
     ("contest=random", "contest"), ("finetune_object_bias=2", "finetune_object_bias"),
+    ("previous_dilate=-0.1", "previous_dilate"),
 ])
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
@@ -288,6 +289,18 @@ def test_previous_mask_follows_the_discs(trained_on_previous_mask):
     for t, previous in enumerate(fed, start=1):
         for k, label in enumerate(ids):
             assert np.array_equal(previous[k, 0].numpy() > 0.5, predicted[t - 1] == label)
+
+
+def test_a_widened_previous_mask_grows_by_a_share_of_its_radius():
+    from instatrack.methods.spatial_propagation import widened
+
+    masks = torch.zeros(2, 1, 64, 64)
+    masks[0, 0, 20:40, 20:40] = 1   # 400 px: equivalent radius 11.3
+    masks[1, 0, 5:9, 5:9] = 1       # 16 px: radius 2.3
+    assert widened(None, 0.5) is None and widened(masks, 0) is masks
+    wide = widened(masks, 0.25)    # by 3 px and by 1 px
+    assert wide[0].sum() == 26 * 26 and wide[1].sum() == 6 * 6
+    assert torch.all(wide >= masks)
 
 
 def test_previous_mask_with_full_network_fine_tuning(trained_on_previous_mask):

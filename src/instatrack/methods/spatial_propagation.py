@@ -59,6 +59,7 @@ from instatrack.losses.propagation import (
     degrade_masks,
     jitter_masks,
     masked_mean,
+    morph,
     pick_instances,
     weighted_bce_with_logits,
 )
@@ -83,6 +84,11 @@ class FirstFrameTuning(Settings):
     ``finetune_pool``: augmented copies of frame 0 the heads train on;
     ``finetune_object_bias``: fraction of the training windows centred on the
     object, the others anywhere in the frame (so the far background is seen too).
+    ``previous_dilate`` (with ``previous_mask``): each object's previous mask is
+    dilated by this fraction of its equivalent radius before the net reads it. The
+    conditioned net tends to keep a part of the mask it is given, and fed its own
+    output an approaching object shrinks away frame by frame
+    (docs/propagation_pretraining.md); a wider prior leaves it room to grow.
     """
 
     post_processing = True
@@ -94,9 +100,12 @@ class FirstFrameTuning(Settings):
     finetune_batch: int = 4
     finetune_pool: int = 8
     finetune_object_bias: float = 0.5
+    previous_dilate: float = 0.0
 
     def check(self) -> None:
         super().check()
+        require(0 <= self.previous_dilate <= 2,
+                f"previous_dilate must be in [0, 2] (object radii), got {self.previous_dilate}")
         require(0 <= self.finetune_object_bias <= 1,
                 f"finetune_object_bias must be in [0, 1], got {self.finetune_object_bias}")
         require(0 < self.fg_threshold < 1,
@@ -298,7 +307,8 @@ class SpatialPropagation(Method):
             array = frame_array(frame, first.shape, cfg.in_channels, t)
             image = torch.from_numpy(array).to(device)[None]
             with torch.inference_mode():
-                scores = self._refined_scores(model, scorer, image, previous)
+                scores = self._refined_scores(model, scorer, image,
+                                              widened(previous, cfg.previous_dilate))
             labels = filter_and_assign(scores, memory, ids, self.config)
             if previous is not None:
                 # an object lost in this frame keeps the last mask it had
@@ -425,6 +435,15 @@ def previous_masks(masks: torch.Tensor, cfg: SpatialPropagationConfig,
     generator = torch.Generator().manual_seed(int(rng.integers(2 ** 31)))
     return jitter_masks(masks, cfg.previous_shift, cfg.previous_scale, cfg.previous_rotation,
                         cfg.previous_radius, cfg.previous_drop, generator=generator)
+
+
+def widened(masks: torch.Tensor | None, fraction: float) -> torch.Tensor | None:
+    """``(K, 1, Y, X)`` masks each dilated by ``fraction`` of its equivalent radius
+    (``sqrt(area / pi)``, rounded to pixels); None stays None."""
+    if masks is None or fraction <= 0:
+        return masks
+    radii = (fraction * torch.sqrt(masks.sum((1, 2, 3)) / torch.pi)).round().int().tolist()
+    return torch.cat([morph(mask[None], r) for mask, r in zip(masks, radii, strict=True)])
 
 
 def object_masks(labels: np.ndarray, ids: np.ndarray, device: torch.device) -> torch.Tensor:
