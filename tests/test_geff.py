@@ -24,7 +24,6 @@ from instatrack.data.geff import (  # noqa: E402
 )
 from instatrack.data.synth import generate_cells  # noqa: E402
 from instatrack.methods.base import Window  # noqa: E402
-from instatrack.metrics.ctc import evaluate_ctc  # noqa: E402
 from instatrack.metrics.evaluate import evaluate  # noqa: E402
 from instatrack.track.link import Tracker  # noqa: E402
 from instatrack.track.rules import TrackSettings  # noqa: E402
@@ -145,11 +144,11 @@ def test_foreign_geff_reads_and_scores_like_its_ctc_folder(result, tmp_path):
     tracks = read_geff(tmp_path / "foreign.zarr")
     assert tracks.graph.number_of_nodes() == result.graph.number_of_nodes()
     assert {"t", "label", "y", "x"} <= set(next(iter(tracks.graph.nodes.values())))
-    expected = evaluate_ctc(gt, tmp_path / "RES")
+    expected = evaluate(gt, tmp_path / "RES")
     assert evaluate(gt, tmp_path / "foreign.zarr") == pytest.approx(expected)
     assert evaluate(gt, tmp_path / "foreign.zarr")["TRA"] > 0.95
     converted = geff_to_ctc(tmp_path / "foreign.zarr", tmp_path / "RES2")
-    assert evaluate_ctc(gt, converted) == pytest.approx(expected)
+    assert evaluate(gt, converted) == pytest.approx(expected)
 
 
 def test_geff_without_track_ids_gets_tracklets(tmp_path):

@@ -16,6 +16,7 @@ import tifffile
 
 from instatrack.errors import ConfigError, DataError
 from instatrack.metrics.ctc import (
+    AOGM_COUNTS,
     evaluate_ctc,
     match_frame,
     seg_frame,
@@ -163,6 +164,20 @@ def test_empty_result_scores_zero(tmp_path):
     gt_dir, res_dir = write_ctc(tmp_path, gt, tracks, np.zeros_like(gt), "")
     assert validate_ctc_result(res_dir, gt_dir).valid is False
     assert evaluate_ctc(gt_dir, res_dir) == {"SEG": 0.0, "TRA": 0.0, "DET": 0.0}
+
+
+def test_error_counts_say_what_tra_lost(tmp_path):
+    gt, tracks = two_cells()
+    res = gt.copy()
+    res[1][res[1] == 2] = 0                 # cell 2 missed in frame 1: one node, one link
+    square(res[1], 0, 14, 3, height=3, width=3)  # and a speck of background
+    gt_dir, res_dir = write_ctc(tmp_path, gt, tracks, res, "1 0 1 0\n2 0 0 0\n3 1 1 0\n")
+    counts = evaluate_ctc(gt_dir, res_dir, AOGM_COUNTS)
+    assert counts == {"FN": 1, "FP": 1, "NS": 0, "ED": 0, "EA": 1, "EC": 0}
+    both = evaluate_ctc(gt_dir, res_dir, ["TRA", "FN"])
+    assert both["TRA"] == pytest.approx(1 - (10 + 1 + 1.5) / 43) and both["FN"] == 1
+    empty_dir = write_ctc(tmp_path / "empty", gt, tracks, np.zeros_like(gt), "")[1]
+    assert evaluate_ctc(gt_dir, empty_dir, ["FN", "TRA"]) == {"FN": 4, "TRA": 0.0}
 
 
 def test_sequence_folder_and_metric_choice(tmp_path):

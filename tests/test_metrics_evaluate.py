@@ -108,7 +108,8 @@ def test_ctc_folders(tmp_path):
     gt, tracks = two_cells()
     gt_dir, res_dir = write_ctc(tmp_path, gt, tracks, gt, tracks)
     assert detect_layout(gt_dir, res_dir) == "ctc"
-    assert evaluate(gt_dir, res_dir) == {"SEG": 1.0, "TRA": 1.0, "DET": 1.0}
+    assert evaluate(gt_dir, res_dir) == {"SEG": 1.0, "TRA": 1.0, "DET": 1.0, "FN": 0, "FP": 0,
+                                         "NS": 0, "ED": 0, "EA": 0, "EC": 0}
 
 
 def test_colour_coded_labels_are_numbered(tmp_path):

@@ -45,6 +45,10 @@ __all__ = [
 ]
 
 CTC_METRICS = ("SEG", "TRA", "DET", "LNK", "CT", "TF", "CCA", "BC(i)")
+#: the errors TRA counts (AOGM: the graph corrections that turn the result into the truth):
+#: missed objects, false objects, objects split by a merged found one, edges to delete,
+#: to add and to relabel (a division or not); counts, not scores
+AOGM_COUNTS = ("FN", "FP", "NS", "ED", "EA", "EC")
 
 
 def seg_frame(gt: np.ndarray, pred: np.ndarray) -> tuple[float, int]:
@@ -148,9 +152,10 @@ def _gt_tracks_and_masks(gt_dir: Path, need_seg: bool):
 
 def _check_metric_names(metrics: Sequence[str]) -> list[str]:
     names = [metrics] if isinstance(metrics, str) else list(metrics)
-    unknown = [m for m in names if m not in CTC_METRICS and not _is_bc(m)]
+    unknown = [m for m in names if m not in CTC_METRICS + AOGM_COUNTS and not _is_bc(m)]
     if unknown or not names:
-        raise ConfigError(f"unknown CTC metric(s) {unknown or names}; choose from {CTC_METRICS}")
+        raise ConfigError(f"unknown CTC metric(s) {unknown or names}; choose from "
+                          f"{CTC_METRICS + AOGM_COUNTS}")
     return names
 
 
@@ -173,7 +178,8 @@ def evaluate_ctc(
         metrics: any of ``SEG``, ``TRA``, ``DET`` (and the library's ``LNK``,
             ``CT``, ``TF``, ``CCA``, and ``BC(i)``: F1 of the divisions,
             a division counting as found within ``i`` frames of the truth;
-            NaN when the ground truth has no division).
+            NaN when the ground truth has no division), and the error counts
+            of :data:`AOGM_COUNTS` (what TRA's errors are made of).
         library_matching: match objects with the library's own (slow) code
             instead of :func:`match_frame`; the results are the same.
 
@@ -188,8 +194,10 @@ def evaluate_ctc(
     gt_dir = resolve_gt_dir(gt_dir)
     ref_tracks, tra_masks, seg_masks = _gt_tracks_and_masks(gt_dir, "SEG" in names)
     check = validate_ctc_result(res_dir, gt_dir)
-    if len(check.tracks) == 0:
-        return {name: 0.0 for name in names}
+    if len(check.tracks) == 0:  # nothing found: scores 0, every reference object missed
+        missed = sum(np.count_nonzero(np.unique(read_mask(path))) for path in tra_masks.values()) \
+            if "FN" in names else 0
+        return {name: float(missed) if name == "FN" else 0.0 for name in names}
     if not check.valid:
         reason = check.messages[0] if check.messages else "rejected by py-ctcmetrics"
         raise DataError(f"{res_dir}: invalid CTC result: {reason}")
@@ -205,7 +213,16 @@ def evaluate_ctc(
         segm = _match_masks(
             list(seg_masks.values()), [check.masks[t] for t in seg_masks], library_matching
         )
-    results = calculate_metrics(check.tracks, ref_tracks, traj, segm, list(names), True)
+    scores = [n for n in names if n not in AOGM_COUNTS]
+    counts = [n for n in names if n in AOGM_COUNTS]
+    results = calculate_metrics(check.tracks, ref_tracks, traj, segm, scores, True) \
+        if scores else {}
+    if counts:
+        from ctc_metrics.scripts.evaluate import count_acyclic_graph_correction_operations
+
+        results.update(count_acyclic_graph_correction_operations(
+            ref_tracks, check.tracks, traj["labels_ref"], traj["labels_comp"],
+            traj["mapped_ref"], traj["mapped_comp"]))
     # BC(i) is undefined (None) when the ground truth has no division: NaN
     return {name: float("nan") if results[name] is None else float(results[name])
             for name in names}

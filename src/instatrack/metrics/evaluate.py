@@ -6,7 +6,10 @@ Layouts (detected in this order by :func:`detect_layout`):
     ``gt`` is a CTC ``NN_GT`` folder (has ``TRA/``) or the sequence folder ``NN``
     next to ``NN_GT``; ``res`` holds ``maskTTT.tif`` + ``res_track.txt``, or is
     a GEFF with masks (:mod:`instatrack.data.geff`, converted to CTC in a
-    temporary folder). Keys: ``SEG``, ``TRA``, ``DET``.
+    temporary folder). Keys: ``SEG``, ``TRA``, ``DET``, and what TRA's errors
+    are made of, as counts (:data:`~instatrack.metrics.ctc.AOGM_COUNTS`): ``FN``
+    missed objects, ``FP`` false ones, ``NS`` true objects merged into one found
+    object, ``ED`` / ``EA`` / ``EC`` links to delete / add / relabel.
 ``cvppp``
     ``gt`` holds CVPPP ``plantNNN_label.png``; ``res`` a label image per plant
     named by the plant stem (``plantNNN.png``, ``plantNNN_label.png``, ``.tif``...).
@@ -152,7 +155,7 @@ def _read_pair(gt_path: Path, res_path: Path) -> tuple[np.ndarray, np.ndarray]:
     return gt, pred
 
 
-def _evaluate_geff(gt: Path, res: Path) -> dict[str, float]:
+def _evaluate_geff(gt: Path, res: Path) -> dict[str, float | int]:
     """SEG / TRA / DET of a GEFF result (graph + masks), through a CTC folder in a temp dir.
 
     The masks are converted from the ground truth's first frame on: a sequence
@@ -162,15 +165,22 @@ def _evaluate_geff(gt: Path, res: Path) -> dict[str, float]:
 
     from instatrack.data.ctc import TRA_RE, numbered_files
     from instatrack.data.geff import geff_to_ctc
-    from instatrack.metrics.ctc import evaluate_ctc
     from instatrack.metrics.ctc_files import resolve_gt_dir
 
     first = min(numbered_files(resolve_gt_dir(gt) / "TRA", TRA_RE), default=0)
     with tempfile.TemporaryDirectory(prefix="instatrack_geff_") as tmp:
-        return evaluate_ctc(gt, geff_to_ctc(res, Path(tmp) / "RES", first_frame=first))
+        return _ctc_scores(gt, geff_to_ctc(res, Path(tmp) / "RES", first_frame=first))
 
 
-def evaluate(gt: str | Path, res: str | Path, layout: str = "auto") -> dict[str, float]:
+def _ctc_scores(gt: Path, res: Path) -> dict[str, float | int]:
+    """SEG, TRA, DET and the AOGM's error counts (as ints) of a CTC result folder."""
+    from instatrack.metrics.ctc import AOGM_COUNTS, evaluate_ctc
+
+    scores = evaluate_ctc(gt, res, ("SEG", "TRA", "DET", *AOGM_COUNTS))
+    return {k: int(v) if k in AOGM_COUNTS else v for k, v in scores.items()}
+
+
+def evaluate(gt: str | Path, res: str | Path, layout: str = "auto") -> dict[str, float | int]:
     """Score ``res`` against ``gt``; the measures depend on the layout.
 
     Args:
@@ -189,9 +199,7 @@ def evaluate(gt: str | Path, res: str | Path, layout: str = "auto") -> dict[str,
     elif layout not in LAYOUTS:
         raise ConfigError(f"unknown layout {layout!r}; choose from auto, {', '.join(LAYOUTS)}")
     if layout == "ctc":
-        from instatrack.metrics.ctc import evaluate_ctc
-
-        return evaluate_ctc(gt, res)
+        return _ctc_scores(gt, res)
     pairs = [_read_pair(g, r) for g, r in _pairs(gt, res, layout)]
     if layout == "davis":
         from instatrack.metrics.davis import evaluate_davis
