@@ -45,12 +45,12 @@ def score(args, seq, first: int, settings: tuple[str, ...], tmp: Path, name: str
     """Track frames ``[first, end)`` of ``seq`` and score them against its ground truth."""
     from ctc_accuracy import MEASURES, subset_ground_truth, track_test_frames
 
-    from instatrack.metrics.ctc import evaluate_ctc
+    from instatrack.metrics.ctc import AOGM_COUNTS, evaluate_ctc
 
     gt = subset_ground_truth(seq.gt_dir, first, len(seq), tmp / f"GT_{name}")
     res = tmp / f"RES_{name}"
     seconds, _ = track_test_frames(args, seq, first, res, settings=settings)
-    scores = evaluate_ctc(gt, res, MEASURES)
+    scores = evaluate_ctc(gt, res, (*MEASURES, *AOGM_COUNTS))  # the counts: what TRA lost
     return {"condition": name, **{k: round(float(v), 4) for k, v in scores.items()},
             "seconds_per_frame": round(seconds, 3)}
 

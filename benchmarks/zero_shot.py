@@ -26,7 +26,7 @@ def ctc_scores(predictor, spec: str) -> dict[str, float]:
     from ctc_accuracy import subset_ground_truth
 
     from instatrack.data.ctc import CTCSequence
-    from instatrack.metrics.ctc import evaluate_ctc
+    from instatrack.metrics.ctc import AOGM_COUNTS, evaluate_ctc
 
     path, _, first = spec.partition(":")
     seq, first = CTCSequence(path), int(first or 0)
@@ -35,7 +35,8 @@ def ctc_scores(predictor, spec: str) -> dict[str, float]:
     seconds = (time.perf_counter() - clock) / max(1, len(seq) - first)
     with tempfile.TemporaryDirectory() as tmp:
         gt = subset_ground_truth(seq.gt_dir, first, len(seq), Path(tmp) / "GT")
-        scores = evaluate_ctc(gt, result.to_ctc(Path(tmp) / "RES"), ("SEG", "TRA", "DET"))
+        scores = evaluate_ctc(gt, result.to_ctc(Path(tmp) / "RES"),
+                              ("SEG", "TRA", "DET", *AOGM_COUNTS))  # the counts: what TRA lost
     return {**scores, "s_per_frame": seconds}
 
 
