@@ -179,6 +179,7 @@ def test_dimmed_frames_count_in_the_choice(toy, cells, tmp_path, monkeypatch):
     """With ``calibrate_dim`` every combination is scored on the frames as recorded and
     dimmed, and the mean decides: a value that wins only on the recorded contrast loses."""
     from instatrack import calibrate as module
+    from instatrack.data import open_datasets
     from instatrack.data.dim import DimmedSequence
     from toy_method import ToyConfig
 
@@ -197,6 +198,8 @@ def test_dimmed_frames_count_in_the_choice(toy, cells, tmp_path, monkeypatch):
 
     monkeypatch.setattr(module, "_labelled", labelled)
     monkeypatch.setattr(module, "frame_scores", scores)
+    assert run.config.calibrate_dim == (1, 4)  # the default
+    run.save_config(run.config.replace(calibrate_dim=(1,)))
     assert module.calibrate(run)["chosen"]["refine_boundaries"] > 0
     run.save_config(run.config.replace(calibrate_dim=(1, 4)))
     seen.clear()
@@ -206,6 +209,13 @@ def test_dimmed_frames_count_in_the_choice(toy, cells, tmp_path, monkeypatch):
     refined = next(row for row in record["tried"] if row["settings"]["refine_boundaries"] > 0)
     assert refined["dim"]["1"]["score"] == 0.51 and refined["dim"]["4"]["score"] == 0.47
     assert refined["score"] == pytest.approx(0.49)
+    # colour frames are scored as recorded: the dimming models a fluorescence sensor
+    colour = module.validation_frames(run.config, open_datasets(run.data))
+    for seq, _ in colour:
+        monkeypatch.setattr(seq, "channels", 3, raising=False)
+    monkeypatch.setattr(module, "validation_frames", lambda config, sequences: colour)
+    seen.clear()
+    assert module.calibrate(run)["dim"] == [1] and set(seen) == {1.0}
 
 
 def test_cli_calibrate_takes_post_processing_settings(cells, tmp_path, capsys):

@@ -64,15 +64,17 @@ LAST_MIN_GAIN = 0.001
 class CalibrationSettings(Settings):
     """``calibrate``: choose the post-processing values on the validation frames after
     training (:mod:`instatrack.calibrate`); off, the config's values stay.
-    ``calibrate_dim``: the contrast divisors the validation frames are scored at (1: as
-    recorded; K: the contrast over the background divided by K with the sensor's noise
-    kept, :mod:`instatrack.data.dim`); each combination's score is the mean over them, so
-    ``1,4`` chooses values that also hold on dimmer data."""
+    ``calibrate_dim``: the contrast divisors single-channel validation frames are scored
+    at (1: as recorded; K: the contrast over the background divided by K with the
+    sensor's noise kept, :mod:`instatrack.data.dim`); each combination's score is the
+    mean over them, so the default ``1,4`` chooses values that also hold on dimmer data
+    (``1``: the recorded frames alone). Colour frames are scored as recorded: the dimming
+    models a fluorescence sensor, not a camera."""
 
     post_processing = True
 
     calibrate: bool = True
-    calibrate_dim: tuple[float, ...] = (1.0,)
+    calibrate_dim: tuple[float, ...] = (1.0, 4.0)
 
     def check(self) -> None:
         super().check()
@@ -236,8 +238,10 @@ def calibrate(run, data=None, device=None,
     items = validation_frames(config, open_datasets(data or run.data))
     if total < 2 or not items:
         return None
+    gray = all(seq.channels == 1 for seq, _ in items)
     levels = {factor: [(seq if factor == 1 else DimmedSequence(seq, factor), frames)
-                       for seq, frames in items] for factor in dict.fromkeys(config.calibrate_dim)}
+                       for seq, frames in items]
+              for factor in (dict.fromkeys(config.calibrate_dim) if gray else (1.0,))}
     device = torch.device(device or "cpu")
     _, net = run.load_model(device, weights=WEIGHTS)
     tried: list[dict[str, Any]] = []
