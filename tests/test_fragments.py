@@ -49,3 +49,40 @@ def test_windows_are_merged_frame_by_frame_with_the_training_size():
     assert out[0].start == 0 and (out[0].labels[:, labels[0] == 2] == 1).all()
     with pytest.raises(ConfigError, match="merge_fragments must be in"):
         FragmentSettings(merge_fragments=1.5)
+
+
+def _disc(shape, cy, cx, r):
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def test_two_halves_of_one_nucleus_merge_and_two_touching_nuclei_do_not():
+    from instatrack.cluster.fragments import merge_halves
+
+    labels = np.zeros((80, 160), np.int32)
+    nucleus = _disc(labels.shape, 40, 40, 20)
+    labels[nucleus & (np.arange(160) < 40)[None]] = 1   # cut in two at a nucleolus
+    labels[nucleus & (np.arange(160) >= 40)[None]] = 2
+    labels[_disc(labels.shape, 40, 100, 15)] = 3        # two round nuclei touching
+    labels[_disc(labels.shape, 40, 129, 15) & (labels == 0)] = 4
+    labels[5:10, 5:10] = 5                              # a small one alone
+    out = merge_halves(labels, 0.9)
+    assert len(np.unique(out[nucleus])) == 1
+    for kept in (3, 4, 5):
+        assert (out[labels == kept] == kept).all()
+    assert merge_halves(labels, 0) is labels
+    # halves larger than twice the frame's median object stay apart
+    assert (merge_halves(labels, 0.9, max_area=1000) == labels).all()
+
+
+def test_halves_are_merged_in_windows_when_asked():
+    labels = np.zeros((1, 60, 60), np.int32)
+    labels[0, 10:40, 10:25] = 1
+    labels[0, 10:40, 25:40] = 2
+    labels[0, 45:55, 45:55] = 3
+    windows = [Window(0, labels)]
+    assert merged(windows, FragmentSettings(), (0.0, 0.0)) is windows
+    out = list(merged(windows, FragmentSettings(merge_halves=0.9), (0.0, 0.0)))
+    assert len(np.unique(out[0].labels[0, 10:40, 10:40])) == 1
+    with pytest.raises(ConfigError, match="merge_halves must be a solidity"):
+        FragmentSettings(merge_halves=1.5)
