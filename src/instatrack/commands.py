@@ -469,7 +469,7 @@ def _distributed(args) -> int:
 
 def calibrate(args) -> int:
     """Choose a trained run's (or a shipped model's) post-processing on annotated frames."""
-    from instatrack.calibrate import CALIBRATION_FILE, copy_to_calibrate
+    from instatrack.calibrate import CALIBRATION_FILE, copy_to_calibrate, describe
     from instatrack.calibrate import calibrate as choose
     from instatrack.config import parse_slice
     from instatrack.runs import Run
@@ -501,10 +501,8 @@ def calibrate(args) -> int:
               f"post-processing values to try)")
         return 0
     chosen = ", ".join(f"{k}={v}" for k, v in record["chosen"].items())
-    print(f"chose {chosen} on {record['frames']} frame(s): SEG {record['before']['seg']:.3f} -> "
-          f"{record['after']['seg']:.3f}, DET {record['before']['det']:.3f} -> "
-          f"{record['after']['det']:.3f}; written to {run.file('config.json')} "
-          f"({run.file(CALIBRATION_FILE)} has every score)")
+    print(f"chose {chosen} on {record['frames']} frame(s): {describe(record)}; written to "
+          f"{run.file('config.json')} ({run.file(CALIBRATION_FILE)} has every score)")
     return 0
 
 

@@ -185,7 +185,7 @@ def calibrated(run: runs.Run) -> bool:
 def _calibrate(run: runs.Run, device: torch.device, progress: bool | Progress) -> None:
     """Post-processing chosen on the validation frames (:mod:`instatrack.calibrate`),
     with a bar and a one-line summary when ``progress`` is True."""
-    from instatrack.calibrate import CALIBRATION_FILE, calibrate
+    from instatrack.calibrate import CALIBRATION_FILE, calibrate, describe
 
     bars = []
 
@@ -205,8 +205,7 @@ def _calibrate(run: runs.Run, device: torch.device, progress: bool | Progress) -
     if record is not None and progress is True:
         chosen = ", ".join(f"{k}={v}" for k, v in record["chosen"].items())
         print(f"post-processing chosen on {record['frames']} validation frame(s): {chosen} "
-              f"(SEG+DET score {record['before']['score']:.3f} -> {record['after']['score']:.3f}; "
-              f"{run.file(CALIBRATION_FILE)})", file=sys.stderr)
+              f"({describe(record)}; {run.file(CALIBRATION_FILE)})", file=sys.stderr)
 
 
 def _stopped_at_once(run: runs.Run, state: _LoopState) -> str:
