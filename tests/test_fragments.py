@@ -86,3 +86,27 @@ def test_halves_are_merged_in_windows_when_asked():
     assert len(np.unique(out[0].labels[0, 10:40, 10:40])) == 1
     with pytest.raises(ConfigError, match="merge_halves must be a solidity"):
         FragmentSettings(merge_halves=1.5)
+
+
+def test_two_touching_nuclei_clustered_as_one_are_split_at_their_waist():
+    from instatrack.cluster.fragments import split_pairs
+
+    labels = np.zeros((80, 200), np.int32)
+    for k, cx in enumerate((20, 60, 100), start=1):   # three single nuclei, r 15
+        labels[_disc(labels.shape, 20, cx, 15)] = k
+    pair = (_disc(labels.shape, 55, 40, 15) | _disc(labels.shape, 55, 67, 15))
+    labels[pair] = 4                                   # two touching, one label
+    oval = np.zeros_like(pair)
+    yy, xx = np.mgrid[:80, :200]
+    oval = ((yy - 55) / 14.0) ** 2 + ((xx - 150) / 28.0) ** 2 <= 1
+    labels[oval] = 5                                   # one long nucleus, convex
+    out = split_pairs(labels, 0.9)
+    left, right = _disc(labels.shape, 55, 40, 12), _disc(labels.shape, 55, 67, 12)
+    assert len(np.unique(out[pair])) == 2
+    assert len(np.unique(out[left])) == 1 and len(np.unique(out[right])) == 1
+    assert out[left][0] != out[right][0]
+    for kept in (1, 2, 3, 5):
+        assert (out[labels == kept] == kept).all()
+    assert split_pairs(labels, 0) is labels
+    with pytest.raises(ConfigError, match="split_pairs must be a solidity"):
+        FragmentSettings(split_pairs=2)

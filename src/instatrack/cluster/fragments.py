@@ -32,6 +32,15 @@ training size), and their shared border is at least :data:`CONTACT` of the small
 one's outer ring. Two daughters just after a division are usually
 a waisted pair (less convex); calibration tries it (``merge_halves = 0``, the
 default, is off) and keeps it only where it scores.
+
+:func:`split_pairs`, the converse, first: two touching nuclei clustered as one object
+(the cosine-hourglass merged 11 pairs on SIM+'s test frames, each a missed nucleus
+and two broken links; docs/results.md, session 16). An object at least
+:data:`PAIR_AREA` times the frame's median object and less convex than ``split_pairs``
+is cut in two along the watershed of its distance transform between its two
+farthest-apart peaks, when both parts are at least :data:`PART_AREA` of the median
+object and each is more convex than the whole (a waist, not a lobe). ``split_pairs =
+0`` (the default) is off.
 """
 
 from __future__ import annotations
@@ -47,6 +56,10 @@ from instatrack.settings import Settings, require
 CONTACT = 0.2
 #: two halves merged are at most this many times the median area of the frame's objects
 HALVES_AREA = 2.0
+#: an object split in two is at least this many times the median area of the frame's objects
+PAIR_AREA = 1.5
+#: each part of a split is at least this share of the median area of the frame's objects
+PART_AREA = 0.4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,13 +68,15 @@ class FragmentSettings(Settings):
     median area that touch another object are merged into it (0 = off;
     :func:`merge_fragments`). ``merge_halves``: two touching objects whose union is
     at least this convex (solidity) and about one object's size are merged (0 = off;
-    :func:`merge_halves`)."""
+    :func:`merge_halves`). ``split_pairs``: an object of about two objects' size less
+    convex than this is cut in two at its waist (0 = off; :func:`split_pairs`)."""
 
     post_processing = True
     calibration = {"merge_fragments": (0.0, 0.25)}
-    calibration_last = {"merge_halves": (0.9,)}
+    calibration_last = {"split_pairs": (0.85, 0.9), "merge_halves": (0.9,)}
 
     merge_fragments: float = 0.0
+    split_pairs: float = 0.0
     merge_halves: float = 0.0
 
     def check(self) -> None:
@@ -70,6 +85,8 @@ class FragmentSettings(Settings):
                 f"merge_fragments must be in [0, 1) (0 = off), got {self.merge_fragments}")
         require(0 <= self.merge_halves <= 1,
                 f"merge_halves must be a solidity in [0, 1] (0 = off), got {self.merge_halves}")
+        require(0 <= self.split_pairs <= 1,
+                f"split_pairs must be a solidity in [0, 1] (0 = off), got {self.split_pairs}")
 
 
 def merge_fragments(labels: np.ndarray, limit: float, contact: float = CONTACT) -> np.ndarray:
@@ -123,8 +140,6 @@ def merge_halves(labels: np.ndarray, solidity: float, max_area: float | None = N
 
     The most convex pairs merge first; an object merges at most once, so a nucleus
     cut in three keeps one cut (the pairs are judged on ``labels`` as given)."""
-    from skimage.morphology import convex_hull_image
-
     if solidity <= 0 or not labels.any():
         return labels
     ids, areas = np.unique(labels[labels > 0], return_counts=True)
@@ -146,8 +161,7 @@ def merge_halves(labels: np.ndarray, solidity: float, max_area: float | None = N
                 continue
             box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))
                         for a, b in zip(boxes[label - 1], boxes[other - 1], strict=True))
-            union = np.isin(labels[box], (label, other))
-            convexity = np.count_nonzero(union) / np.count_nonzero(convex_hull_image(union))
+            convexity = _solidity(np.isin(labels[box], (label, other)))
             if convexity >= solidity:
                 pairs.append((convexity, label, other))
     lookup = np.arange(int(labels.max()) + 1, dtype=labels.dtype)
@@ -164,16 +178,67 @@ def merge_halves(labels: np.ndarray, solidity: float, max_area: float | None = N
     return out
 
 
+def _solidity(mask: np.ndarray) -> float:
+    """Area over convex hull area of a ``(Y, X)`` bool mask."""
+    from skimage.morphology import convex_hull_image
+
+    return np.count_nonzero(mask) / max(np.count_nonzero(convex_hull_image(mask)), 1)
+
+
+def split_pairs(labels: np.ndarray, solidity: float) -> np.ndarray:
+    """``labels`` ``(Y, X)`` int with every object of at least :data:`PAIR_AREA` times the
+    median area that is less convex than ``solidity`` cut in two at its waist, where
+    the cut leaves two parts of at least :data:`PART_AREA` of the median area, each more
+    convex than the whole; the second part takes a new label."""
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    if solidity <= 0 or not labels.any():
+        return labels
+    ids, areas = np.unique(labels[labels > 0], return_counts=True)
+    median = float(np.median(areas))
+    radius = max(1, int(np.sqrt(median / np.pi) / 2))
+    boxes = ndi.find_objects(labels)
+    out, fresh = labels, int(labels.max()) + 1
+    for label, area in zip(ids.tolist(), areas.tolist(), strict=True):
+        if area < PAIR_AREA * median:
+            continue
+        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in boxes[label - 1])
+        mask = labels[box] == label
+        whole = _solidity(mask)
+        if whole >= solidity:
+            continue
+        distance = ndi.distance_transform_edt(mask)
+        peaks = peak_local_max(distance, min_distance=radius, labels=mask.astype(int))
+        if len(peaks) < 2:
+            continue
+        # the two peaks farthest apart: the two nuclei's centres
+        gaps = np.linalg.norm(peaks[:, None] - peaks[None], axis=-1)
+        i, j = np.unravel_index(np.argmax(gaps), gaps.shape)
+        markers = np.zeros(mask.shape, np.int32)
+        markers[tuple(peaks[i])], markers[tuple(peaks[j])] = 1, 2
+        parts = watershed(-distance, markers, mask=mask)
+        sizes = [np.count_nonzero(parts == k) for k in (1, 2)]
+        if min(sizes) < PART_AREA * median or \
+                min(_solidity(parts == k) for k in (1, 2)) <= whole:
+            continue
+        if out is labels:
+            out = labels.copy()
+        out[box][parts == 2] = fresh
+        fresh += 1
+    return out
+
+
 def merged(windows, settings, instance_area: tuple[float, float]):
-    """``windows`` (the method's, labels ``(T, Y, X)``) with each frame's fragments and
-    halves merged, or ``windows`` itself when ``merge_fragments`` and ``merge_halves``
-    are 0."""
+    """``windows`` (the method's, labels ``(T, Y, X)``) with each frame's fragments merged,
+    pairs split and halves merged, or ``windows`` itself when all three stages are off."""
     limit = settings.merge_fragments * instance_area[1]
-    halves = settings.merge_halves
-    if limit <= 0 and halves <= 0:
+    halves, pairs = settings.merge_halves, settings.split_pairs
+    if limit <= 0 and halves <= 0 and pairs <= 0:
         return windows
+
     def frame(labels: np.ndarray) -> np.ndarray:
-        return merge_halves(merge_fragments(labels, limit), halves)
+        return merge_halves(split_pairs(merge_fragments(labels, limit), pairs), halves)
 
     return (dataclasses.replace(w, labels=np.stack([frame(f) for f in w.labels]))
             for w in windows)
