@@ -110,3 +110,29 @@ def test_two_touching_nuclei_clustered_as_one_are_split_at_their_waist():
     assert split_pairs(labels, 0) is labels
     with pytest.raises(ConfigError, match="split_pairs must be a solidity"):
         FragmentSettings(split_pairs=2)
+
+
+def test_the_frames_of_a_window_agree_on_the_labels_of_splits_and_merges():
+    """Two frames of one pair window: an object split in both keeps one new label for
+    its smaller part, two objects split in one frame each get different new labels, and
+    halves merged in both frames keep the lower label in both."""
+    frame = np.zeros((80, 240), np.int32)
+    for k, cx in enumerate((20, 60, 100), start=1):       # single nuclei set the median
+        frame[_disc(frame.shape, 20, cx, 15)] = k
+    big = _disc(frame.shape, 55, 40, 16) | _disc(frame.shape, 55, 68, 14)
+    other = _disc(frame.shape, 55, 130, 16) | _disc(frame.shape, 55, 158, 14)
+    nucleus = _disc(frame.shape, 20, 200, 15)
+    frames = np.stack([frame, frame])
+    frames[:, big] = 4
+    frames[1, other] = 5                                  # a second pair in frame 1 only
+    frames[0, other] = 0
+    frames[:, nucleus & (np.arange(240) < 200)[None]] = 7  # halves in both frames
+    frames[:, nucleus & (np.arange(240) >= 200)[None]] = 6
+    out = next(iter(merged([Window(0, frames)], FragmentSettings(split_pairs=0.9,
+                                                                 merge_halves=0.9),
+                           (0.0, 0.0)))).labels
+    small = _disc(frame.shape, 55, 68, 10)
+    assert out[0][small][0] == out[1][small][0] == 8 + 4  # the window's max + 1 + label
+    assert out[1][_disc(frame.shape, 55, 158, 10)][0] == 8 + 5
+    assert (out[:, _disc(frame.shape, 55, 40, 12)] == 4).all()   # the larger part keeps 4
+    assert (out[:, nucleus] == 6).all()                   # the lower of the two labels

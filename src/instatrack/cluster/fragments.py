@@ -125,6 +125,11 @@ def merge_fragments(labels: np.ndarray, limit: float, contact: float = CONTACT) 
         if end in seen:  # a cycle of pieces: the largest of them stays
             end = max(seen, key=lambda i: (area[i], i))
         lookup[label] = end
+    return _relabelled(labels, lookup)
+
+
+def _relabelled(labels: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    """A copy of ``labels`` with every object ``k`` relabelled ``lookup[k]``."""
     out = labels.copy()
     inside = out > 0
     out[inside] = lookup[out[inside]]
@@ -139,7 +144,9 @@ def merge_halves(labels: np.ndarray, solidity: float, max_area: float | None = N
     shared border is at least ``contact`` of the smaller one's outer ring.
 
     The most convex pairs merge first; an object merges at most once, so a nucleus
-    cut in three keeps one cut (the pairs are judged on ``labels`` as given)."""
+    cut in three keeps one cut (the pairs are judged on ``labels`` as given). A pair
+    takes the lower of its two labels, so that the frames of a window which merge the
+    same pair agree on its label."""
     if solidity <= 0 or not labels.any():
         return labels
     ids, areas = np.unique(labels[labels > 0], return_counts=True)
@@ -168,14 +175,9 @@ def merge_halves(labels: np.ndarray, solidity: float, max_area: float | None = N
     used: set[int] = set()
     for _, label, other in sorted(pairs, reverse=True):
         if label not in used and other not in used:
-            lookup[label] = other
+            lookup[max(label, other)] = min(label, other)
             used.update((label, other))
-    if not used:
-        return labels
-    out = labels.copy()
-    inside = out > 0
-    out[inside] = lookup[out[inside]]
-    return out
+    return _relabelled(labels, lookup) if used else labels
 
 
 def _solidity(mask: np.ndarray) -> float:
@@ -185,11 +187,13 @@ def _solidity(mask: np.ndarray) -> float:
     return np.count_nonzero(mask) / max(np.count_nonzero(convex_hull_image(mask)), 1)
 
 
-def split_pairs(labels: np.ndarray, solidity: float) -> np.ndarray:
+def split_pairs(labels: np.ndarray, solidity: float, offset: int | None = None) -> np.ndarray:
     """``labels`` ``(Y, X)`` int with every object of at least :data:`PAIR_AREA` times the
     median area that is less convex than ``solidity`` cut in two at its waist, where
     the cut leaves two parts of at least :data:`PART_AREA` of the median area, each more
-    convex than the whole; the second part takes a new label."""
+    convex than the whole. The larger part keeps label ``k``, the smaller takes ``offset
+    + k`` (default ``offset``: the largest label + 1; give a window's, so that its frames
+    which split the same object agree on the new label)."""
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
@@ -199,7 +203,8 @@ def split_pairs(labels: np.ndarray, solidity: float) -> np.ndarray:
     median = float(np.median(areas))
     radius = max(1, int(np.sqrt(median / np.pi) / 2))
     boxes = ndi.find_objects(labels)
-    out, fresh = labels, int(labels.max()) + 1
+    out = labels
+    offset = int(labels.max()) + 1 if offset is None else offset
     for label, area in zip(ids.tolist(), areas.tolist(), strict=True):
         if area < PAIR_AREA * median:
             continue
@@ -224,8 +229,7 @@ def split_pairs(labels: np.ndarray, solidity: float) -> np.ndarray:
             continue
         if out is labels:
             out = labels.copy()
-        out[box][parts == 2] = fresh
-        fresh += 1
+        out[box][parts == 1 + int(np.argmin(sizes))] = offset + label
     return out
 
 
@@ -237,8 +241,11 @@ def merged(windows, settings, instance_area: tuple[float, float]):
     if limit <= 0 and halves <= 0 and pairs <= 0:
         return windows
 
-    def frame(labels: np.ndarray) -> np.ndarray:
-        return merge_halves(split_pairs(merge_fragments(labels, limit), pairs), halves)
+    def window(w):
+        # new labels above every label of the window, the same in each of its frames
+        offset = int(w.labels.max()) + 1
+        return dataclasses.replace(w, labels=np.stack([
+            merge_halves(split_pairs(merge_fragments(f, limit), pairs, offset), halves)
+            for f in w.labels]))
 
-    return (dataclasses.replace(w, labels=np.stack([frame(f) for f in w.labels]))
-            for w in windows)
+    return (window(w) for w in windows)
