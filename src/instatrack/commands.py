@@ -426,6 +426,9 @@ def evaluate(args) -> int:
         for key, value in scores.items():
             print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else
                   f"{key:<{width}}  {value}")
+        if "FN" in scores:
+            print("(TRA's errors: FN missed objects, FP false ones, NS true objects merged "
+                  "into one found object; ED / EA / EC links to delete / add / relabel)")
     return 0
 
 
