@@ -177,7 +177,7 @@ def test_error_counts_say_what_tra_lost(tmp_path):
     both = evaluate_ctc(gt_dir, res_dir, ["TRA", "FN"])
     assert both["TRA"] == pytest.approx(1 - (10 + 1 + 1.5) / 43) and both["FN"] == 1
     empty_dir = write_ctc(tmp_path / "empty", gt, tracks, np.zeros_like(gt), "")[1]
-    assert evaluate_ctc(gt_dir, empty_dir, ["FN", "TRA"]) == {"FN": 4, "TRA": 0.0}
+    assert evaluate_ctc(gt_dir, empty_dir, ["FN", "EA", "TRA"]) == {"FN": 4, "EA": 2, "TRA": 0.0}
 
 
 def test_sequence_folder_and_metric_choice(tmp_path):

@@ -46,8 +46,8 @@ __all__ = [
 
 CTC_METRICS = ("SEG", "TRA", "DET", "LNK", "CT", "TF", "CCA", "BC(i)")
 #: the errors TRA counts (AOGM: the graph corrections that turn the result into the truth):
-#: missed objects, false objects, objects split by a merged found one, edges to delete,
-#: to add and to relabel (a division or not); counts, not scores
+#: missed objects, false objects, true objects merged into one found object (to be split),
+#: links to delete, to add and to relabel (a division or not); counts, not scores
 AOGM_COUNTS = ("FN", "FP", "NS", "ED", "EA", "EC")
 
 
@@ -194,10 +194,12 @@ def evaluate_ctc(
     gt_dir = resolve_gt_dir(gt_dir)
     ref_tracks, tra_masks, seg_masks = _gt_tracks_and_masks(gt_dir, "SEG" in names)
     check = validate_ctc_result(res_dir, gt_dir)
-    if len(check.tracks) == 0:  # nothing found: scores 0, every reference object missed
-        missed = sum(np.count_nonzero(np.unique(read_mask(path))) for path in tra_masks.values()) \
-            if "FN" in names else 0
-        return {name: float(missed) if name == "FN" else 0.0 for name in names}
+    if len(check.tracks) == 0:  # nothing found: scores 0, every object and link missed
+        missed = {"FN": sum(np.count_nonzero(np.unique(read_mask(path)))
+                            for path in tra_masks.values()) if "FN" in names else 0,
+                  "EA": sum(int(end - begin) + int(parent > 0)
+                            for _, begin, end, parent in np.asarray(ref_tracks).reshape(-1, 4))}
+        return {name: float(missed.get(name, 0)) for name in names}
     if not check.valid:
         reason = check.messages[0] if check.messages else "rejected by py-ctcmetrics"
         raise DataError(f"{res_dir}: invalid CTC result: {reason}")
