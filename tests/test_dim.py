@@ -41,6 +41,8 @@ def test_a_dimmed_sequence_keeps_labels_and_leaves_objects_out_of_the_background
     assert (out[objects] - level).mean() == pytest.approx((raw[objects] - level).mean() / 4,
                                                          rel=0.1)
     assert np.array_equal(dim.image(1), dim.image(1))  # seeded per frame
+    kept = DimmedSequence(seq, 4, keep=True)           # made once, then held
+    assert kept.image(1) is kept.image(1) and np.array_equal(kept.image(1), dim.image(1))
     assert DimmedSequence(seq, 1).image(0) is not None
     with pytest.raises(ValueError, match="at least 1"):
         DimmedSequence(seq, 0.5)

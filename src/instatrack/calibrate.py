@@ -263,7 +263,8 @@ def calibrate(run, data=None, device=None,
     if total < 2 or not items:
         return None
     gray = all(seq.channels == 1 for seq, _ in items)
-    levels = {factor: [(seq if factor == 1 else DimmedSequence(seq, factor), frames)
+    # dimmed once: every combination reads the same frames
+    levels = {factor: [(seq if factor == 1 else DimmedSequence(seq, factor, keep=True), frames)
                        for seq, frames in items]
               for factor in (dict.fromkeys(config.calibrate_dim) if gray else (1.0,))}
     device = torch.device(device or "cpu")

@@ -103,16 +103,8 @@ def merge_fragments(labels: np.ndarray, limit: float, contact: float = CONTACT) 
     boxes = ndi.find_objects(labels)
     target: dict[int, int] = {}
     for label in (i for i in area if area[i] < limit):
-        window = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in boxes[label - 1])
-        part = labels[window]
-        mask = part == label
-        ring = ndi.binary_dilation(mask) & ~mask
-        around = part[ring]
-        around = around[(around > 0) & (around != label)]
-        if around.size == 0:
-            continue
-        others, shared = np.unique(around, return_counts=True)
-        if shared.max() >= contact * np.count_nonzero(ring):
+        others, shared, ring = _touching(labels, boxes[label - 1], label)
+        if others.size and shared.max() >= contact * ring:
             target[label] = int(others[np.argmax(shared)])
     if not target:
         return labels
@@ -126,6 +118,19 @@ def merge_fragments(labels: np.ndarray, limit: float, contact: float = CONTACT) 
             end = max(seen, key=lambda i: (area[i], i))
         lookup[label] = end
     return _relabelled(labels, lookup)
+
+
+def _touching(labels: np.ndarray, box: tuple[slice, ...], label: int
+              ) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(others, shared, ring)`` of object ``label`` (bounding box ``box``): the other
+    objects on its one-pixel outer ring, the ring pixels each holds, and the ring's size."""
+    window = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+    part = labels[window]
+    mask = part == label
+    ring = ndi.binary_dilation(mask) & ~mask
+    around = part[ring]
+    others, shared = np.unique(around[around > 0], return_counts=True)
+    return others, shared, int(np.count_nonzero(ring))
 
 
 def _relabelled(labels: np.ndarray, lookup: np.ndarray) -> np.ndarray:
@@ -156,15 +161,11 @@ def merge_halves(labels: np.ndarray, solidity: float, max_area: float | None = N
     boxes = ndi.find_objects(labels)
     pairs = []
     for label in area:
-        window = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in boxes[label - 1])
-        mask = labels[window] == label
-        ring = ndi.binary_dilation(mask) & ~mask
-        others, shared = np.unique(labels[window][ring], return_counts=True)
+        others, shared, ring = _touching(labels, boxes[label - 1], label)
         for other, count in zip(others.tolist(), shared.tolist(), strict=True):
             # each pair once, from its smaller object (its ring sets the contact)
-            if other <= 0 or (area[other], other) < (area[label], label) \
-                    or area[label] + area[other] > max_area \
-                    or count < contact * np.count_nonzero(ring):
+            if (area[other], other) < (area[label], label) \
+                    or area[label] + area[other] > max_area or count < contact * ring:
                 continue
             box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))
                         for a, b in zip(boxes[label - 1], boxes[other - 1], strict=True))

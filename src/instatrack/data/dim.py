@@ -59,12 +59,15 @@ class DimmedSequence:
     """``seq`` (any :class:`~instatrack.data.types.Sequence`) with every frame dimmed by
     ``factor`` (:func:`dim_frame`, seeded by ``seed`` and the frame); labels and every
     other attribute are ``seq``'s. The objects kept out of the background estimate are
-    the frame's labels and, where the sequence has them, its tracking markers."""
+    the frame's labels and, where the sequence has them, its tracking markers. ``keep``:
+    hold every dimmed frame once made (calibration reads its few frames once per
+    combination it tries)."""
 
-    def __init__(self, seq, factor: float, seed: int = 0):
+    def __init__(self, seq, factor: float, seed: int = 0, keep: bool = False):
         if factor < 1:
             raise ValueError(f"a contrast divisor is at least 1, got {factor}")
         self.seq, self.factor, self.seed = seq, float(factor), seed
+        self._kept: dict[int, np.ndarray] | None = {} if keep else None
 
     def __getattr__(self, name: str):
         return getattr(self.seq, name)
@@ -76,11 +79,15 @@ class DimmedSequence:
         return self.seq.labels(t)
 
     def image(self, t: int) -> np.ndarray:
+        if self._kept is not None and t in self._kept:
+            return self._kept[t]
         frame = self.seq.image(t)
-        if self.factor == 1:
-            return frame
-        return dim_frame(frame, self.objects(t, frame.shape[:2]), self.factor,
-                         np.random.default_rng([self.seed, t]))
+        if self.factor != 1:
+            frame = dim_frame(frame, self.objects(t, frame.shape[:2]), self.factor,
+                              np.random.default_rng([self.seed, t]))
+        if self._kept is not None:
+            self._kept[t] = frame
+        return frame
 
     def objects(self, t: int, shape: tuple[int, ...]) -> np.ndarray:
         """``(Y, X)`` bool: every annotated object of frame ``t``."""
