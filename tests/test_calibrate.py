@@ -241,3 +241,72 @@ def test_cli_calibrate_takes_post_processing_settings(cells, tmp_path, capsys):
                      "--set", bad, "--out", str(tmp_path / "bad")]) == 2
         assert said in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_stopped_calibration_goes_on_where_it_stopped(toy, cells, tmp_path, monkeypatch):
+    """Each combination's score is kept in ``calibration.partial.json`` as it comes: a
+    calibration that stops scores only the rest when it runs again on the same run, and
+    chooses what one that never stopped chooses; other weights start it afresh."""
+    from instatrack import calibrate as module
+    from toy_method import ToyConfig
+
+    config = ToyConfig.build("fast", overrides=["val_frames=7:", "steps=2", "calibrate=false"])
+    run = runs.Run.open(train("toy", cells, tmp_path / "run", config=config, progress=False))
+    scored = []
+
+    def labelled(predictor, seq, frames):
+        scored.append(predictor.method.config)
+        return iter([predictor.method.config])
+
+    def scores(pairs):
+        tried = next(iter(pairs))
+        score = 0.5 + 0.01 * (tried.refine_boundaries > 0) + 0.02 * (tried.min_contrast == 0.2)
+        return {"seg": score, "det": score, "score": score}
+
+    monkeypatch.setattr(module, "_labelled", labelled)
+    monkeypatch.setattr(module, "frame_scores", scores)
+    whole = module.calibrate(run)
+    rows, passes = len(whole["tried"]), len(scored)  # a pass per contrast level and row
+    levels = passes // rows
+    assert not run.file(module.PARTIAL_FILE).exists()
+    run.save_config(config)
+
+    def stop(done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    scored.clear()
+    with pytest.raises(KeyboardInterrupt):
+        module.calibrate(run, progress=stop)
+    assert len(json.loads(run.file(module.PARTIAL_FILE).read_text())["rows"]) == 3
+    scored.clear()
+    seen = []
+    again = module.calibrate(run, progress=lambda done, total: seen.append(done))
+    assert len(scored) == passes - 3 * levels and seen[:2] == [0, 1] and seen[-1] == rows
+    assert again["chosen"] == whole["chosen"] and again["tried"] == whole["tried"]
+    assert not run.file(module.PARTIAL_FILE).exists()
+    # the scores of other weights are not reused
+    run.save_config(config)
+    scored.clear()
+    with pytest.raises(KeyboardInterrupt):
+        module.calibrate(run, progress=stop)
+    state = run.load_weights()
+    run.save_weights({k: v + 1 for k, v in state.items()})
+    scored.clear()
+    module.calibrate(run)
+    assert len(scored) == passes
+
+
+def test_cli_names_the_stopped_calibration_it_would_go_on_with(cells, tmp_path, capsys):
+    from instatrack.calibrate import PARTIAL_FILE
+    from instatrack.cli import main
+
+    out = tmp_path / "cal"
+    assert main(["calibrate", "--model", "nuclei-se", "--data", str(cells), "--frames", "0:1",
+                 "--out", str(out), "--quiet"]) == 0
+    (out / PARTIAL_FILE).write_text("{}")
+    capsys.readouterr()
+    assert main(["calibrate", "--model", "nuclei-se", "--data", str(cells), "--frames", "0:1",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "go on with the calibration that stopped there with --model" in err

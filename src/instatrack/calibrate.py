@@ -27,7 +27,11 @@ does it by itself:
   and replaces it only when it gains more than :data:`LAST_MIN_GAIN`;
 - the best combination is written into the run's ``config.json`` (on a tie the
   run's own values win, so nothing changes without a reason) and every score
-  into ``calibration.json``.
+  into ``calibration.json``;
+- each combination's score is also written to ``calibration.partial.json`` as soon as
+  it is known, so a calibration that stops (a cosine-hourglass's takes an hour or
+  more on one CPU core) goes on where it stopped when it runs again on the same run,
+  weights, data and settings, instead of from the start; the file goes when it ends.
 
 The values tried are a few per key, so the cost is a few validation passes:
 seconds for the spatial-embedding nets, a minute or two for the cosine-hourglass, times
@@ -49,6 +53,8 @@ from instatrack.settings import Settings, require
 
 #: file of the run folder that records every combination tried and its scores
 CALIBRATION_FILE = "calibration.json"
+#: the scores known so far of a calibration that has not ended (to go on from there)
+PARTIAL_FILE = "calibration.partial.json"
 #: error weights of the Cell Tracking Challenge's DET measure (AOGM-D)
 FN_WEIGHT, FP_WEIGHT, SPLIT_WEIGHT = 10.0, 1.0, 5.0
 #: validation frames scored, at most: by each validation during training and by each
@@ -270,8 +276,18 @@ def calibrate(run, data=None, device=None,
     device = torch.device(device or "cpu")
     _, net = run.load_model(device, weights=WEIGHTS)
     tried: list[dict[str, Any]] = []
+    partial = _Partial(run, {"config": config.to_dict(), "frames": [f for _, f in items],
+                             "data": [str(seq.frame_path(f[0])) for seq, f in items],
+                             "dim": list(levels), "object_size": str(object_size),
+                             "weights": _digest(run.file(WEIGHTS))})
 
     def score(combo: dict[str, Any]) -> dict[str, Any]:
+        known = partial.row(combo)
+        if known is not None:  # scored before the calibration stopped
+            tried.append(known)
+            if progress is not None:
+                progress(len(tried), total)
+            return known
         predictor = Predictor(run.method_cls(config.replace(**combo)), net, device,
                               object_size=parse_object_size(object_size))
         each = {factor: frame_scores(itertools.chain.from_iterable(
@@ -283,6 +299,7 @@ def calibrate(run, data=None, device=None,
             row["dim"] = {f"{factor:g}": {k: round(v, 4) for k, v in s.items()}
                           for factor, s in each.items()}
         tried.append(row)
+        partial.add(row)
         if progress is not None:
             progress(len(tried), total)
         return tried[-1]
@@ -309,4 +326,70 @@ def calibrate(run, data=None, device=None,
               "frames": sum(len(f) for _, f in items), "dim": list(levels), "tried": tried}
     run.save_config(config.replace(**best["settings"]))
     Path(run.file(CALIBRATION_FILE)).write_text(json.dumps(record, indent=1) + "\n")
+    partial.remove()
     return record
+
+
+class ProgressBar:
+    """``progress`` for :func:`calibrate`: a bar of the combinations scored (opened at the
+    first call, when their number is known; a calibration that goes on from
+    :data:`PARTIAL_FILE` starts it part-full). Close it when calibration returns."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled, self.bar = enabled, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.enabled and self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="setting", dynamic_ncols=True, desc="calibrate")
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class _Partial:
+    """The rows of a calibration in progress, in the run's :data:`PARTIAL_FILE`: rows
+    scored by an earlier calibration of the same ``key`` (config, data, frames, contrast
+    levels, weights) are given back instead of scored again; a file of another key is
+    replaced."""
+
+    def __init__(self, run, key: dict[str, Any]):
+        self.path = Path(run.file(PARTIAL_FILE))
+        self.key = json.loads(json.dumps(key))
+        self.rows: list[dict[str, Any]] = []
+        try:
+            stored = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(stored, dict) and stored.get("key") == self.key:
+            self.rows = list(stored.get("rows", []))
+
+    @staticmethod
+    def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+    def row(self, combo: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored row of ``combo`` (with ``combo`` itself as its settings), or None."""
+        for row in self.rows:
+            if self._same(row["settings"], json.loads(json.dumps(combo))):
+                return {**row, "settings": combo}
+        return None
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(json.loads(json.dumps(row)))
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": self.key, "rows": self.rows}) + "\n")
+        tmp.replace(self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

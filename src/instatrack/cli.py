@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "score the frames with their contrast divided by 4, and choose "
                         "values that hold on both)")
     p.add_argument("--device", help="cpu, cuda, ... (default: cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("export", help="write a trained run's network in another format")
     p.add_argument("--model", required=True, metavar="MODEL",

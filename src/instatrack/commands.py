@@ -472,7 +472,13 @@ def _distributed(args) -> int:
 
 def calibrate(args) -> int:
     """Choose a trained run's (or a shipped model's) post-processing on annotated frames."""
-    from instatrack.calibrate import CALIBRATION_FILE, copy_to_calibrate, describe
+    from instatrack.calibrate import (
+        CALIBRATION_FILE,
+        PARTIAL_FILE,
+        ProgressBar,
+        copy_to_calibrate,
+        describe,
+    )
     from instatrack.calibrate import calibrate as choose
     from instatrack.config import parse_slice
     from instatrack.runs import Run
@@ -493,12 +499,18 @@ def calibrate(args) -> int:
         run.save_config(start.config.with_post_processing(args.overrides)
                         .replace(val_frames=frames))
     elif Run.find(args.out) is not None:
+        again = ("go on with the calibration that stopped there" if
+                 (Path(args.out) / PARTIAL_FILE).is_file() else "calibrate that run in place")
         raise ConfigError(f"{args.out} already holds a run; choose another --out, or "
-                          f"calibrate that run in place with --model {args.out}")
+                          f"{again} with --model {args.out}")
     else:
         run = copy_to_calibrate(start, args.out, frames, data, args.overrides)
-    with _warnings_in_one_line("calibrate"):
-        record = choose(run, data=data, device=args.device)
+    bar = ProgressBar(enabled=not args.quiet)
+    try:
+        with _warnings_in_one_line("calibrate"):
+            record = choose(run, data=data, device=args.device, progress=bar)
+    finally:
+        bar.close()
     if record is None:
         print(f"{run.path}: nothing to choose (no labelled frames in {frames}, or no "
               f"post-processing values to try)")

@@ -185,23 +185,13 @@ def calibrated(run: runs.Run) -> bool:
 def _calibrate(run: runs.Run, device: torch.device, progress: bool | Progress) -> None:
     """Post-processing chosen on the validation frames (:mod:`instatrack.calibrate`),
     with a bar and a one-line summary when ``progress`` is True."""
-    from instatrack.calibrate import CALIBRATION_FILE, calibrate, describe
+    from instatrack.calibrate import CALIBRATION_FILE, ProgressBar, calibrate, describe
 
-    bars = []
-
-    def advance(done: int, total: int) -> None:
-        if progress is True and not bars:
-            from tqdm.auto import tqdm
-
-            bars.append(tqdm(total=total, unit="setting", dynamic_ncols=True, desc="calibrate"))
-        for bar in bars:
-            bar.update(done - bar.n)
-
+    bar = ProgressBar(enabled=progress is True)
     try:
-        record = calibrate(run, device=device, progress=advance)
+        record = calibrate(run, device=device, progress=bar)
     finally:
-        for bar in bars:
-            bar.close()
+        bar.close()
     if record is not None and progress is True:
         chosen = ", ".join(f"{k}={v}" for k, v in record["chosen"].items())
         print(f"post-processing chosen on {record['frames']} validation frame(s): {chosen} "
