@@ -186,3 +186,28 @@ def test_bad_embeddings_raise_data_error():
     bad[0, 0, 0, 0] = np.nan
     with pytest.raises(DataError, match="NaN"):
         cluster_embeddings(bad)
+
+
+def test_a_sliver_at_the_edge_too_small_to_cluster_is_kept_with_orphans_on():
+    """A nucleus that shows only a sliver at the frame's edge has too few pixels for
+    HDBSCAN's minimum cluster size; with ``cluster_orphans`` a foreground piece that
+    touches no cluster becomes an object of its own, in both frames with one label."""
+    gt = discs_pair()
+    gt[:, 60:64, 26:32] = 6  # 24 px a frame at the edge, against clusters of at least 100 px
+    vectors = np.random.default_rng(3).normal(size=(7, DIM))
+    vectors[:, :2] = 0
+    vectors[0], vectors[6] = np.eye(DIM)[0], np.eye(DIM)[1]  # unlike any disc
+    emb, background = oracle(gt, noise=0.05, vectors=vectors)
+    params = sized(cluster_min_cluster_size=100, cluster_min_samples=10, min_instance_area=10)
+    without = cluster_embeddings(emb, params, background)
+    assert not without[gt == 6].any()
+    with_orphans = cluster_embeddings(emb, params.replace(cluster_orphans=True), background)
+    sliver = with_orphans[gt == 6]
+    assert (sliver > 0).all() and len(np.unique(sliver)) == 1
+    assert not np.isin(sliver[0], with_orphans[(gt > 0) & (gt != 6)])
+    # the discs are partitioned as before, and nothing else is added
+    assert len(np.unique(with_orphans)) == len(np.unique(without)) + 1
+    # too small a piece stays background
+    small = cluster_embeddings(emb, params.replace(cluster_orphans=True,
+                                                   min_instance_area=30), background)
+    assert not small[gt == 6].any()

@@ -33,7 +33,14 @@ Steps of :func:`cluster_embeddings`:
    Foreground pixels still without a cluster (stretches of HDBSCAN noise) are
    grown into from labelled neighbours, one pixel per pass, when their cosine
    with that cluster's mean reaches ``cluster_grow_cos`` (so an unclustered object is
-   not swallowed by its neighbour); what remains becomes background.
+   not swallowed by its neighbour); what remains becomes background, unless
+   ``cluster_orphans``: then each connected piece of it in ``(t, y, x)`` that touches
+   no cluster and holds at least ``min_instance_area`` pixels in a frame becomes an
+   object of its own. HDBSCAN's minimum cluster size (a sixth of a typical
+   object's pair cluster) cannot make a cluster of a nucleus that shows only a sliver
+   at the frame's edge: all 14 nuclei the cosine-hourglass missed on SIM+'s test
+   frames were such slivers, 12–142 px against a median nucleus of ~1,800
+   (docs/results.md, session 17).
 5. Clean-up: pieces of a cluster smaller than ``min_instance_area`` (mostly noisy
    pixels that matched a neighbour's mean best) are emptied and grown into
    again from around them. Then each cluster is split into connected
@@ -80,6 +87,7 @@ class ClusterParams(Settings):
 
     post_processing = True
     calibration = {"cluster_background_cos": (0.15, 0.3, 0.5)}
+    calibration_last = {"cluster_orphans": (True,)}
 
     cluster_min_cluster_size: int = 0
     cluster_min_samples: int = 0
@@ -92,6 +100,7 @@ class ClusterParams(Settings):
     cluster_selection: str = "eom"
     cluster_foreground_prob: float = 0.5
     min_instance_area: int = 20
+    cluster_orphans: bool = False
 
     def check(self) -> None:
         super().check()
@@ -191,7 +200,40 @@ def cluster_embeddings(embeddings: np.ndarray, params: ClusterParams | None = No
     labels = _assign_pixels(pixels, foreground, sample_labels, means, stride, params)
     labels = _grow_into_noise(labels, pixels, foreground, means, params.cluster_grow_cos)
     labels = _absorb_specks(labels, pixels, means, params)
+    if params.cluster_orphans:
+        labels = _orphans(labels, foreground, params.min_instance_area)
     return split_components(labels, params.min_instance_area)
+
+
+def _orphans(labels: np.ndarray, foreground: np.ndarray, min_area: int) -> np.ndarray:
+    """``labels`` with each connected piece (in ``(t, y, x)``) of the foreground left
+    unlabelled that touches no label and has at least ``min_area`` pixels in some frame
+    as a new label (one label in every frame of the piece)."""
+    from skimage.measure import label as connected
+
+    left = foreground & (labels == 0)
+    if not left.any():
+        return labels
+    pieces = connected(left, background=0, connectivity=1)
+    n = int(pieces.max())
+    touching = np.unique(pieces[_frame_dilate(labels > 0) & (pieces > 0)])
+    per_frame = np.stack([np.bincount(frame.ravel(), minlength=n + 1) for frame in pieces])
+    keep = per_frame.max(axis=0) >= max(min_area, 1)
+    keep[0] = False
+    keep[touching] = False
+    if not keep.any():
+        return labels
+    new_id = np.zeros(n + 1, np.int32)
+    new_id[keep] = int(labels.max()) + 1 + np.arange(int(keep.sum()), dtype=np.int32)
+    return np.where(labels > 0, labels, new_id[pieces])
+
+
+def _frame_dilate(mask: np.ndarray) -> np.ndarray:
+    """``(T, Y, X)`` mask grown by one pixel within each frame (4-neighbours)."""
+    from scipy import ndimage as ndi
+
+    return ndi.binary_dilation(mask, structure=ndi.generate_binary_structure(3, 1)
+                               * np.array([0, 1, 0])[:, None, None].astype(bool))
 
 
 def estimate_background(vectors: np.ndarray, n_sample: int = 4000, n_candidates: int = 64,
