@@ -190,8 +190,9 @@ def test_bad_embeddings_raise_data_error():
 
 def test_a_sliver_at_the_edge_too_small_to_cluster_is_kept_with_orphans_on():
     """A nucleus that shows only a sliver at the frame's edge has too few pixels for
-    HDBSCAN's minimum cluster size; with ``cluster_orphans`` a foreground piece that
-    touches no cluster becomes an object of its own, in both frames with one label."""
+    HDBSCAN's minimum cluster size; with ``cluster_orphans`` a foreground piece at the
+    edge that touches no cluster becomes an object of its own, in both frames with one
+    label."""
     gt = discs_pair()
     gt[:, 60:64, 26:32] = 6  # 24 px a frame at the edge, against clusters of at least 100 px
     vectors = np.random.default_rng(3).normal(size=(7, DIM))
@@ -207,6 +208,13 @@ def test_a_sliver_at_the_edge_too_small_to_cluster_is_kept_with_orphans_on():
     assert not np.isin(sliver[0], with_orphans[(gt > 0) & (gt != 6)])
     # the discs are partitioned as before, and nothing else is added
     assert len(np.unique(with_orphans)) == len(np.unique(without)) + 1
+    # inside the frame a piece that small is debris, not a nucleus cut by the edge
+    inside = gt.copy()
+    inside[:, 60:64, 26:32] = 0
+    inside[:, 54:58, 26:32] = 6
+    emb_in, _ = oracle(inside, noise=0.05, vectors=vectors)
+    assert not cluster_embeddings(emb_in, params.replace(cluster_orphans=True),
+                                  background)[inside == 6].any()
     # too small a piece stays background
     small = cluster_embeddings(emb, params.replace(cluster_orphans=True,
                                                    min_instance_area=30), background)

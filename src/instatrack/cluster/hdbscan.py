@@ -35,12 +35,14 @@ Steps of :func:`cluster_embeddings`:
    with that cluster's mean reaches ``cluster_grow_cos`` (so an unclustered object is
    not swallowed by its neighbour); what remains becomes background, unless
    ``cluster_orphans``: then each connected piece of it in ``(t, y, x)`` that touches
-   no cluster and holds at least ``min_instance_area`` pixels in a frame becomes an
-   object of its own. HDBSCAN's minimum cluster size (a sixth of a typical
-   object's pair cluster) cannot make a cluster of a nucleus that shows only a sliver
-   at the frame's edge: all 14 nuclei the cosine-hourglass missed on SIM+'s test
+   the frame's edge and no cluster, and holds at least ``min_instance_area`` pixels in
+   a frame, becomes an object of its own. HDBSCAN's minimum cluster size (a sixth of a
+   typical object's pair cluster) cannot make a cluster of a nucleus that shows only a
+   sliver at the frame's edge: all 14 nuclei the cosine-hourglass missed on SIM+'s test
    frames were such slivers, 12–142 px against a median nucleus of ~1,800
-   (docs/results.md, session 17).
+   (docs/results.md, session 17). Inside the frame a piece that small is debris or, on
+   dim frames, noise (kept anywhere, such pieces cost more at contrast ÷4 on SIM+'s
+   validation frames than the slivers gained).
 5. Clean-up: pieces of a cluster smaller than ``min_instance_area`` (mostly noisy
    pixels that matched a neighbour's mean best) are emptied and grown into
    again from around them. Then each cluster is split into connected
@@ -207,8 +209,8 @@ def cluster_embeddings(embeddings: np.ndarray, params: ClusterParams | None = No
 
 def _orphans(labels: np.ndarray, foreground: np.ndarray, min_area: int) -> np.ndarray:
     """``labels`` with each connected piece (in ``(t, y, x)``) of the foreground left
-    unlabelled that touches no label and has at least ``min_area`` pixels in some frame
-    as a new label (one label in every frame of the piece)."""
+    unlabelled that touches the frame's edge and no label and has at least ``min_area``
+    pixels in some frame as a new label (one label in every frame of the piece)."""
     from skimage.measure import label as connected
 
     left = foreground & (labels == 0)
@@ -219,6 +221,10 @@ def _orphans(labels: np.ndarray, foreground: np.ndarray, min_area: int) -> np.nd
     touching = np.unique(pieces[_frame_dilate(labels > 0) & (pieces > 0)])
     per_frame = np.stack([np.bincount(frame.ravel(), minlength=n + 1) for frame in pieces])
     keep = per_frame.max(axis=0) >= max(min_area, 1)
+    edge = np.zeros(n + 1, bool)
+    edge[np.unique(np.concatenate([pieces[:, [0, -1], :].ravel(),
+                                   pieces[:, :, [0, -1]].ravel()]))] = True
+    keep &= edge
     keep[0] = False
     keep[touching] = False
     if not keep.any():
