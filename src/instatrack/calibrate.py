@@ -282,27 +282,24 @@ def calibrate(run, data=None, device=None,
                              "weights": _digest(run.file(WEIGHTS))})
 
     def score(combo: dict[str, Any]) -> dict[str, Any]:
-        known = partial.row(combo)
-        if known is not None:  # scored before the calibration stopped
-            tried.append(known)
-            if progress is not None:
-                progress(len(tried), total)
-            return known
-        predictor = Predictor(run.method_cls(config.replace(**combo)), net, device,
-                              object_size=parse_object_size(object_size))
-        each = {factor: frame_scores(itertools.chain.from_iterable(
-                    _labelled(predictor, seq, frames) for seq, frames in level))
-                for factor, level in levels.items()}
-        mean = {k: float(np.mean([s[k] for s in each.values()])) for k in ("seg", "det", "score")}
-        row = {"settings": combo, **{k: round(v, 4) for k, v in mean.items()}}
-        if len(each) > 1:  # the mean's parts, by contrast divisor
-            row["dim"] = {f"{factor:g}": {k: round(v, 4) for k, v in s.items()}
-                          for factor, s in each.items()}
+        row = partial.row(combo)  # scored before the calibration stopped, or None
+        if row is None:
+            predictor = Predictor(run.method_cls(config.replace(**combo)), net, device,
+                                  object_size=parse_object_size(object_size))
+            each = {factor: frame_scores(itertools.chain.from_iterable(
+                        _labelled(predictor, seq, frames) for seq, frames in level))
+                    for factor, level in levels.items()}
+            mean = {k: float(np.mean([s[k] for s in each.values()]))
+                    for k in ("seg", "det", "score")}
+            row = {"settings": combo, **{k: round(v, 4) for k, v in mean.items()}}
+            if len(each) > 1:  # the mean's parts, by contrast divisor
+                row["dim"] = {f"{factor:g}": {k: round(v, 4) for k, v in s.items()}
+                              for factor, s in each.items()}
+            partial.add(row)
         tried.append(row)
-        partial.add(row)
         if progress is not None:
             progress(len(tried), total)
-        return tried[-1]
+        return row
 
     if progress is not None:
         progress(0, total)
@@ -370,26 +367,28 @@ class _Partial:
         try:
             stored = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            return
+            stored = None
         if isinstance(stored, dict) and stored.get("key") == self.key:
             self.rows = list(stored.get("rows", []))
-
-    @staticmethod
-    def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+        self._by_settings = {_canonical(row["settings"]): row for row in self.rows}
 
     def row(self, combo: dict[str, Any]) -> dict[str, Any] | None:
         """The stored row of ``combo`` (with ``combo`` itself as its settings), or None."""
-        for row in self.rows:
-            if self._same(row["settings"], json.loads(json.dumps(combo))):
-                return {**row, "settings": combo}
-        return None
+        row = self._by_settings.get(_canonical(combo))
+        return None if row is None else {**row, "settings": combo}
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(json.loads(json.dumps(row)))
+        self._by_settings[_canonical(row["settings"])] = self.rows[-1]
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"key": self.key, "rows": self.rows}) + "\n")
         tmp.replace(self.path)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def _canonical(settings: dict[str, Any]) -> str:
+    """``settings`` as JSON text with sorted keys: equal for equal values, whether they
+    came from a config (tuples) or from a file (lists)."""
+    return json.dumps(settings, sort_keys=True)

@@ -238,8 +238,7 @@ def _frame_dilate(mask: np.ndarray) -> np.ndarray:
     """``(T, Y, X)`` mask grown by one pixel within each frame (4-neighbours)."""
     from scipy import ndimage as ndi
 
-    return ndi.binary_dilation(mask, structure=ndi.generate_binary_structure(3, 1)
-                               * np.array([0, 1, 0])[:, None, None].astype(bool))
+    return ndi.binary_dilation(mask, structure=ndi.generate_binary_structure(2, 1)[None])
 
 
 def estimate_background(vectors: np.ndarray, n_sample: int = 4000, n_candidates: int = 64,
