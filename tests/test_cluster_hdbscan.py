@@ -219,3 +219,17 @@ def test_a_sliver_at_the_edge_too_small_to_cluster_is_kept_with_orphans_on():
     small = cluster_embeddings(emb, params.replace(cluster_orphans=True,
                                                    min_instance_area=30), background)
     assert not small[gt == 6].any()
+    # given the frames, the sliver must stand out of their noise: over a bright sliver it
+    # is kept, over a patch of background (a dimmed frame's false foreground) it is not
+    noise = np.random.default_rng(4).normal(0, 1, gt.shape).astype(np.float32)
+    bright = noise + 5.0 * (gt > 0)
+    kept = cluster_embeddings(emb, params.replace(cluster_orphans=True), background,
+                              images=bright)
+    assert (kept[gt == 6] > 0).all()
+    flat = noise + 5.0 * ((gt > 0) & (gt != 6))
+    assert not cluster_embeddings(emb, params.replace(cluster_orphans=True), background,
+                                  images=flat)[gt == 6].any()
+    assert (cluster_embeddings(emb, params.replace(cluster_orphans=True, cluster_orphan_z=0),
+                               background, images=flat)[gt == 6] > 0).all()
+    with pytest.raises(ConfigError, match="cluster_orphan_z"):
+        ClusterParams(cluster_orphan_z=-1)

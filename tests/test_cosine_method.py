@@ -90,8 +90,9 @@ def fake_clustering(monkeypatch):
 
     calls = []
 
-    def fake(embeddings, params, background=None, foreground=None, instance_area=(0.0, 0.0)):
-        calls.append((embeddings.shape, params, background, foreground))
+    def fake(embeddings, params, background=None, foreground=None, instance_area=(0.0, 0.0),
+             images=None):
+        calls.append((embeddings.shape, params, background, foreground, images))
         return (embeddings[:, 0] > 0).astype(np.int64)
 
     monkeypatch.setattr(cosine, "cluster_embeddings", fake)
@@ -113,10 +114,20 @@ def test_predict_yields_overlapping_pair_windows(fake_clustering):
     assert [w.start for w in windows] == [0, 1, 2]
     assert all(isinstance(w, Window) and w.labels.shape == (2, 21, 30) for w in windows)
     assert all(w.labels.dtype == np.int32 and not w.tracked for w in windows)
-    shape, params, background, foreground = fake_clustering[0]
+    shape, params, background, foreground, images = fake_clustering[0]
     assert shape == (2, 4, 21, 30) and background is None  # untrained: no background yet
     assert foreground is None  # no foreground output: the background cosine decides
     assert (params.cluster_min_cluster_size, params.min_instance_area) == (33, 7)
+    assert images is None  # read only by the noise test of cluster_orphans
+
+
+def test_orphans_get_the_frames_for_their_noise_test(fake_clustering):
+    method = _method("cluster_orphans=true")
+    frames = _frames(2, channels=1)
+    list(method.predict(method.build_model(), frames, "cpu"))
+    images = fake_clustering[0][4]
+    assert images.shape == (2, 21, 30)
+    np.testing.assert_array_equal(images, np.concatenate(frames))
 
 
 def test_pair_window_clusters_the_embeddings_of_both_frames(fake_clustering):
@@ -154,7 +165,7 @@ def test_foreground_head_is_trained_and_decides_the_foreground(fake_clustering):
     assert model.heads[-1].weight.grad[-1].abs().sum() > 0
     model.eval()
     windows = list(method.predict(model, _frames(2), "cpu"))
-    shape, params, _, foreground = fake_clustering[0]
+    shape, params, _, foreground, _ = fake_clustering[0]
     assert shape == (2, 4, 21, 30) and len(windows) == 1
     with torch.no_grad():
         logit = model(clip[:, :2])[-1][0, :, -1]

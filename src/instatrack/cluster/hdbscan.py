@@ -36,13 +36,19 @@ Steps of :func:`cluster_embeddings`:
    not swallowed by its neighbour); what remains becomes background, unless
    ``cluster_orphans``: then each connected piece of it in ``(t, y, x)`` that touches
    the frame's edge and no cluster, and holds at least ``min_instance_area`` pixels in
-   a frame, becomes an object of its own. HDBSCAN's minimum cluster size (a sixth of a
-   typical object's pair cluster) cannot make a cluster of a nucleus that shows only a
-   sliver at the frame's edge: all 14 nuclei the cosine-hourglass missed on SIM+'s test
-   frames were such slivers, 12–142 px against a median nucleus of ~1,800
-   (docs/results.md, session 17). Inside the frame a piece that small is debris or, on
-   dim frames, noise (kept anywhere, such pieces cost more at contrast ÷4 on SIM+'s
-   validation frames than the slivers gained).
+   a frame, becomes an object of its own, when it stands out of the frame's noise: given
+   the frames (``images``), its mean must lie ``cluster_orphan_z`` standard errors
+   (robust noise std of the unlabelled pixels over the root of its pixel count) above
+   their median. HDBSCAN's minimum cluster size (a sixth of a typical object's pair
+   cluster) cannot make a cluster of a nucleus that shows only a sliver at the frame's
+   edge: all 14 nuclei the cosine-hourglass missed on SIM+'s test frames were such
+   slivers, 12–142 px against a median nucleus of ~1,800 (docs/results.md, session 17).
+   Inside the frame a piece that small is debris or, on dim frames, noise (kept
+   anywhere, such pieces cost more at contrast ÷4 on SIM+'s validation frames than the
+   slivers gained); at the edge, on dimmed frames, the embedding's foreground also
+   holds pieces of background, which the noise test drops (SIM+, session 18: slivers
+   at 3.4–65 standard errors as recorded, the pieces of background at contrast ÷4 at
+   most 3.7).
 5. Clean-up: pieces of a cluster smaller than ``min_instance_area`` (mostly noisy
    pixels that matched a neighbour's mean best) are emptied and grown into
    again from around them. Then each cluster is split into connected
@@ -82,7 +88,10 @@ class ClusterParams(Settings):
     clustered samples; ``cluster_grow_cos`` is the cosine a leftover pixel
     needs with a neighbouring cluster's mean to join it; ``cluster_selection``
     is HDBSCAN's cluster selection (``eom`` or ``leaf``). Pieces smaller than
-    ``min_instance_area`` are removed. ``cluster_foreground_prob``: for a network
+    ``min_instance_area`` are removed. ``cluster_orphans``: pieces of foreground at the
+    frame's edge that no cluster took become objects when their mean stands
+    ``cluster_orphan_z`` standard errors above the frame's background (step 4 of
+    :func:`cluster_embeddings`). ``cluster_foreground_prob``: for a network
     with a foreground output, the probability at which a pixel is foreground (it
     then replaces the background-cosine test).
     """
@@ -103,6 +112,7 @@ class ClusterParams(Settings):
     cluster_foreground_prob: float = 0.5
     min_instance_area: int = 20
     cluster_orphans: bool = False
+    cluster_orphan_z: float = 4.0
 
     def check(self) -> None:
         super().check()
@@ -124,6 +134,8 @@ class ClusterParams(Settings):
                 f"cluster_selection must be 'eom' or 'leaf', got {self.cluster_selection!r}")
         require(0 < self.cluster_foreground_prob < 1,
                 f"cluster_foreground_prob must be in (0, 1), got {self.cluster_foreground_prob}")
+        require(self.cluster_orphan_z >= 0,
+                f"cluster_orphan_z must be >= 0, got {self.cluster_orphan_z}")
         require(self.min_instance_area >= 0,
                 f"min_instance_area must be >= 0, got {self.min_instance_area}")
 
@@ -165,7 +177,8 @@ def cluster_sizes(params: ClusterParams, instance_area: tuple[float, float] = (0
 def cluster_embeddings(embeddings: np.ndarray, params: ClusterParams | None = None,
                        background: np.ndarray | None = None,
                        foreground: np.ndarray | None = None,
-                       instance_area: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+                       instance_area: tuple[float, float] = (0.0, 0.0),
+                       images: np.ndarray | None = None) -> np.ndarray:
     """Instance labels of ``T`` frames clustered jointly.
 
     ``embeddings``: ``(T, d, Y, X)`` float, L2-normalised over ``d``.
@@ -203,14 +216,17 @@ def cluster_embeddings(embeddings: np.ndarray, params: ClusterParams | None = No
     labels = _grow_into_noise(labels, pixels, foreground, means, params.cluster_grow_cos)
     labels = _absorb_specks(labels, pixels, means, params)
     if params.cluster_orphans:
-        labels = _orphans(labels, foreground, params.min_instance_area)
+        labels = _orphans(labels, foreground, params.min_instance_area, images,
+                          params.cluster_orphan_z)
     return split_components(labels, params.min_instance_area)
 
 
-def _orphans(labels: np.ndarray, foreground: np.ndarray, min_area: int) -> np.ndarray:
+def _orphans(labels: np.ndarray, foreground: np.ndarray, min_area: int,
+             images: np.ndarray | None = None, z_min: float = 0.0) -> np.ndarray:
     """``labels`` with each connected piece (in ``(t, y, x)``) of the foreground left
-    unlabelled that touches the frame's edge and no label and has at least ``min_area``
-    pixels in some frame as a new label (one label in every frame of the piece)."""
+    unlabelled that touches the frame's edge and no label, has at least ``min_area``
+    pixels in some frame and, given ``images``, stands ``z_min`` standard errors above
+    the background (:func:`_standing`) as a new label (one label in every frame of it)."""
     from skimage.measure import label as connected
 
     left = foreground & (labels == 0)
@@ -227,11 +243,34 @@ def _orphans(labels: np.ndarray, foreground: np.ndarray, min_area: int) -> np.nd
     keep &= edge
     keep[0] = False
     keep[touching] = False
+    if keep.any() and images is not None and z_min > 0:
+        keep &= _standing(pieces, n, np.asarray(images, np.float32), labels == 0) >= z_min
     if not keep.any():
         return labels
     new_id = np.zeros(n + 1, np.int32)
     new_id[keep] = int(labels.max()) + 1 + np.arange(int(keep.sum()), dtype=np.int32)
     return np.where(labels > 0, labels, new_id[pieces])
+
+
+def _standing(pieces: np.ndarray, n: int, images: np.ndarray, background: np.ndarray
+              ) -> np.ndarray:
+    """``(n + 1,)``: how many standard errors each piece's mean lies above the background.
+
+    Each frame's pixels are measured in robust noise stds over the median of its
+    ``background`` pixels (1.4826 times the median absolute deviation); a piece's score
+    is their sum over its pixels divided by the root of its pixel count (its mean's
+    distance from the background in standard errors, were the noise independent)."""
+    sums = np.zeros(n + 1)
+    counts = np.zeros(n + 1)
+    for piece, image, back in zip(pieces, images, background, strict=True):
+        values = image[back] if back.any() else image.ravel()
+        level = float(np.median(values))
+        noise = 1.4826 * float(np.median(np.abs(values - level)))
+        noise = noise if noise > 0 else float(np.std(values)) or 1.0
+        sums += np.bincount(piece.ravel(), weights=(image.ravel() - level) / noise,
+                            minlength=n + 1)
+        counts += np.bincount(piece.ravel(), minlength=n + 1)
+    return sums / np.sqrt(np.maximum(counts, 1))
 
 
 def _frame_dilate(mask: np.ndarray) -> np.ndarray:

@@ -148,11 +148,14 @@ class CosineHourglass(Method):
         background = model.background.detach().cpu().numpy().astype(np.float32)
         reference = background if np.linalg.norm(background) > 0 else None
         state = None
-        previous: tuple[np.ndarray, np.ndarray | None] | None = None
+        previous: tuple | None = None
         t = -1
         for t, frame in enumerate(frames):
             current, state = _embed(model, self.frame_tensor(frame, t, device), state, fast,
                                     self.config.embedding_dim, params.cluster_foreground_prob)
+            # the frame itself, for the noise test of pieces at the edge (cluster_orphans)
+            current = (*current, np.asarray(frame, np.float32).mean(0)
+                       if params.cluster_orphans else None)
             if previous is not None:
                 labels = _cluster([previous, current], params, reference, sizes)
                 yield Window(t - 1, labels)
@@ -161,12 +164,14 @@ class CosineHourglass(Method):
             yield Window(0, _cluster([previous], params, reference, sizes))
 
 
-def _cluster(frames: list[tuple[np.ndarray, np.ndarray | None]], params: ClusterParams,
-             reference: np.ndarray | None, sizes: tuple[float, float]) -> np.ndarray:
-    """Joint labels ``(T, Y, X)`` int32 of frames given as (embeddings, foreground or None)."""
-    foreground = None if frames[0][1] is None else np.stack([f for _, f in frames])
-    labels = cluster_embeddings(np.stack([e for e, _ in frames]), params, reference,
-                                foreground=foreground, instance_area=sizes)
+def _cluster(frames: list[tuple], params: ClusterParams, reference: np.ndarray | None,
+             sizes: tuple[float, float]) -> np.ndarray:
+    """Joint labels ``(T, Y, X)`` int32 of frames given as (embeddings, foreground or None,
+    frame plane or None)."""
+    foreground = None if frames[0][1] is None else np.stack([f[1] for f in frames])
+    images = None if frames[0][2] is None else np.stack([f[2] for f in frames])
+    labels = cluster_embeddings(np.stack([f[0] for f in frames]), params, reference,
+                                foreground=foreground, instance_area=sizes, images=images)
     return np.asarray(labels, dtype=np.int32)
 
 
