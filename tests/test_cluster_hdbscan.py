@@ -231,5 +231,11 @@ def test_a_sliver_at_the_edge_too_small_to_cluster_is_kept_with_orphans_on():
                                   images=flat)[gt == 6].any()
     assert (cluster_embeddings(emb, params.replace(cluster_orphans=True, cluster_orphan_z=0),
                                background, images=flat)[gt == 6] > 0).all()
+    # the test is per frame: bright in the first frame only, the sliver is kept there only
+    once = flat.copy()
+    once[0][gt[0] == 6] += 5.0
+    one = cluster_embeddings(emb, params.replace(cluster_orphans=True), background,
+                             images=once)
+    assert (one[0][gt[0] == 6] > 0).all() and not one[1][gt[1] == 6].any()
     with pytest.raises(ConfigError, match="cluster_orphan_z"):
         ClusterParams(cluster_orphan_z=-1)

@@ -36,19 +36,22 @@ Steps of :func:`cluster_embeddings`:
    not swallowed by its neighbour); what remains becomes background, unless
    ``cluster_orphans``: then each connected piece of it in ``(t, y, x)`` that touches
    the frame's edge and no cluster, and holds at least ``min_instance_area`` pixels in
-   a frame, becomes an object of its own, when it stands out of the frame's noise: given
-   the frames (``images``), its mean must lie ``cluster_orphan_z`` standard errors
-   (robust noise std of the unlabelled pixels over the root of its pixel count) above
-   their median. HDBSCAN's minimum cluster size (a sixth of a typical object's pair
-   cluster) cannot make a cluster of a nucleus that shows only a sliver at the frame's
-   edge: all 14 nuclei the cosine-hourglass missed on SIM+'s test frames were such
-   slivers, 12–142 px against a median nucleus of ~1,800 (docs/results.md, session 17).
-   Inside the frame a piece that small is debris or, on dim frames, noise (kept
-   anywhere, such pieces cost more at contrast ÷4 on SIM+'s validation frames than the
-   slivers gained); at the edge, on dimmed frames, the embedding's foreground also
-   holds pieces of background, which the noise test drops (SIM+, session 18: slivers
-   at 3.4–65 standard errors as recorded, the pieces of background at contrast ÷4 at
-   most 3.7).
+   a frame, becomes an object of its own, where it stands out of the frame's noise:
+   given the frames (``images``), its part in a frame is kept when its mean there lies
+   ``cluster_orphan_z`` standard errors (robust noise std of the frame's unlabelled
+   pixels over the root of the part's pixel count) above their median. HDBSCAN's
+   minimum cluster size (a sixth of a typical object's pair cluster) cannot make a
+   cluster of a nucleus that shows only a sliver at the frame's edge: all 14 nuclei
+   the cosine-hourglass missed on SIM+'s test frames were such slivers, 12–142 px
+   against a median nucleus of ~1,800 (docs/results.md, session 17). Inside the frame
+   a piece that small is debris or, on dim frames, noise (kept anywhere, such pieces
+   cost more at contrast ÷4 on SIM+'s validation frames than the slivers gained); at
+   the edge, on dimmed frames, the embedding's foreground also holds pieces of
+   background, which the noise test drops (SIM+, session 18: the slivers' parts stood
+   3.4–65 standard errors over the background as recorded, the pieces of background at
+   contrast ÷4 at most 3.7). The test is per frame: a sliver in one frame can continue
+   into a piece of background in the other (34 standard errors in one frame, 0.5 in
+   the next), and two frames of faint background together would pass it.
 5. Clean-up: pieces of a cluster smaller than ``min_instance_area`` (mostly noisy
    pixels that matched a neighbour's mean best) are emptied and grown into
    again from around them. Then each cluster is split into connected
@@ -224,9 +227,11 @@ def cluster_embeddings(embeddings: np.ndarray, params: ClusterParams | None = No
 def _orphans(labels: np.ndarray, foreground: np.ndarray, min_area: int,
              images: np.ndarray | None = None, z_min: float = 0.0) -> np.ndarray:
     """``labels`` with each connected piece (in ``(t, y, x)``) of the foreground left
-    unlabelled that touches the frame's edge and no label, has at least ``min_area``
-    pixels in some frame and, given ``images``, stands ``z_min`` standard errors above
-    the background (:func:`_standing`) as a new label (one label in every frame of it)."""
+    unlabelled that touches the frame's edge and no label and has at least ``min_area``
+    pixels in some frame as a new label (one label in every frame of it). Given
+    ``images``, the piece's part in a frame is kept only where it stands ``z_min``
+    standard errors above that frame's background (:func:`_standing`): a nucleus's sliver
+    in one frame can continue into a piece of background in the other."""
     from skimage.measure import label as connected
 
     left = foreground & (labels == 0)
@@ -243,34 +248,38 @@ def _orphans(labels: np.ndarray, foreground: np.ndarray, min_area: int,
     keep &= edge
     keep[0] = False
     keep[touching] = False
-    if keep.any() and images is not None and z_min > 0:
-        keep &= _standing(pieces, n, np.asarray(images, np.float32), labels == 0) >= z_min
     if not keep.any():
         return labels
     new_id = np.zeros(n + 1, np.int32)
     new_id[keep] = int(labels.max()) + 1 + np.arange(int(keep.sum()), dtype=np.int32)
-    return np.where(labels > 0, labels, new_id[pieces])
+    adopted = new_id[pieces]
+    if images is not None and z_min > 0:
+        standing = _standing(pieces, n, np.asarray(images, np.float32), labels == 0)
+        adopted = np.where(np.take_along_axis(standing >= z_min, pieces.reshape(len(pieces), -1),
+                                              axis=1).reshape(pieces.shape), adopted, 0)
+    return np.where(labels > 0, labels, adopted)
 
 
 def _standing(pieces: np.ndarray, n: int, images: np.ndarray, background: np.ndarray
               ) -> np.ndarray:
-    """``(n + 1,)``: how many standard errors each piece's mean lies above the background.
+    """``(T, n + 1)``: how many standard errors each piece's mean in each frame lies above
+    that frame's background.
 
-    Each frame's pixels are measured in robust noise stds over the median of its
+    A frame's pixels are measured in robust noise stds over the median of its
     ``background`` pixels (1.4826 times the median absolute deviation); a piece's score
-    is their sum over its pixels divided by the root of its pixel count (its mean's
-    distance from the background in standard errors, were the noise independent)."""
-    sums = np.zeros(n + 1)
-    counts = np.zeros(n + 1)
-    for piece, image, back in zip(pieces, images, background, strict=True):
+    is their sum over its pixels in the frame divided by the root of their count (its
+    mean's distance from the background in standard errors, were the noise independent;
+    0 where it has no pixels)."""
+    scores = np.zeros((len(pieces), n + 1))
+    for t, (piece, image, back) in enumerate(zip(pieces, images, background, strict=True)):
         values = image[back] if back.any() else image.ravel()
         level = float(np.median(values))
         noise = 1.4826 * float(np.median(np.abs(values - level)))
         noise = noise if noise > 0 else float(np.std(values)) or 1.0
-        sums += np.bincount(piece.ravel(), weights=(image.ravel() - level) / noise,
-                            minlength=n + 1)
-        counts += np.bincount(piece.ravel(), minlength=n + 1)
-    return sums / np.sqrt(np.maximum(counts, 1))
+        sums = np.bincount(piece.ravel(), weights=(image.ravel() - level) / noise,
+                           minlength=n + 1)
+        scores[t] = sums / np.sqrt(np.maximum(np.bincount(piece.ravel(), minlength=n + 1), 1))
+    return scores
 
 
 def _frame_dilate(mask: np.ndarray) -> np.ndarray:
