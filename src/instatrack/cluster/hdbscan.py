@@ -254,9 +254,9 @@ def _orphans(labels: np.ndarray, foreground: np.ndarray, min_area: int,
     new_id[keep] = int(labels.max()) + 1 + np.arange(int(keep.sum()), dtype=np.int32)
     adopted = new_id[pieces]
     if images is not None and z_min > 0:
-        standing = _standing(pieces, n, np.asarray(images, np.float32), labels == 0)
-        adopted = np.where(np.take_along_axis(standing >= z_min, pieces.reshape(len(pieces), -1),
-                                              axis=1).reshape(pieces.shape), adopted, 0)
+        stands = _standing(pieces, n, np.asarray(images, np.float32), labels == 0) >= z_min
+        adopted = np.where(np.stack([ok[piece] for ok, piece in zip(stands, pieces, strict=True)]),
+                           adopted, 0)
     return np.where(labels > 0, labels, adopted)
 
 
