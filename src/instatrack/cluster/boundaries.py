@@ -30,6 +30,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage as ndi
 
+from instatrack.data.normalize import level_and_noise
 from instatrack.settings import Settings, require
 
 #: pixels an object's core and ring need before its outline is moved
@@ -113,8 +114,8 @@ def _refined(labels: np.ndarray, image: np.ndarray, label: int, band: int, alpha
     ring = ndi.binary_dilation(grown, iterations=band) & ~grown & (labels == 0)
     if core.sum() < MIN_PIXELS or ring.sum() < MIN_PIXELS:
         return None
-    inside, outside = float(np.median(image[core])), float(np.median(image[ring]))
-    noise = 1.4826 * float(np.median(np.abs(image[ring] - outside)))
+    inside = float(np.median(image[core]))
+    outside, noise = level_and_noise(image[ring])
     if inside - outside <= MIN_CONTRAST * noise:  # noise >= 0: not brighter is caught too
         return None
     free = grown & ((labels == 0) | mask)

@@ -42,6 +42,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage as ndi
 
+from instatrack.data.normalize import level_and_noise
 from instatrack.settings import Settings, require
 
 #: the foreground threshold is at least this many noise stds over the background
@@ -85,8 +86,7 @@ def foreground(plane: np.ndarray, labels: np.ndarray, method: str) -> np.ndarray
     threshold = float(getattr(filters, f"threshold_{method}")(plane))
     background = plane[labels == 0]
     if background.size:
-        level = float(np.median(background))
-        noise = 1.4826 * float(np.median(np.abs(background - level)))
+        level, noise = level_and_noise(background)
         threshold = max(threshold, level + NOISE_FLOOR * noise)
     return ndi.binary_fill_holes(plane > threshold)
 

@@ -69,6 +69,7 @@ import warnings
 
 import numpy as np
 
+from instatrack.data.normalize import level_and_noise
 from instatrack.errors import ConfigError, DataError
 from instatrack.labels import remove_small
 from instatrack.settings import Settings, require
@@ -254,31 +255,31 @@ def _orphans(labels: np.ndarray, foreground: np.ndarray, min_area: int,
     new_id[keep] = int(labels.max()) + 1 + np.arange(int(keep.sum()), dtype=np.int32)
     adopted = new_id[pieces]
     if images is not None and z_min > 0:
-        stands = _standing(pieces, n, np.asarray(images, np.float32), labels == 0) >= z_min
+        stands = _standing(pieces, per_frame, np.asarray(images, np.float32),
+                           labels == 0) >= z_min
         adopted = np.where(np.stack([ok[piece] for ok, piece in zip(stands, pieces, strict=True)]),
                            adopted, 0)
     return np.where(labels > 0, labels, adopted)
 
 
-def _standing(pieces: np.ndarray, n: int, images: np.ndarray, background: np.ndarray
-              ) -> np.ndarray:
+def _standing(pieces: np.ndarray, counts: np.ndarray, images: np.ndarray,
+              background: np.ndarray) -> np.ndarray:
     """``(T, n + 1)``: how many standard errors each piece's mean in each frame lies above
-    that frame's background.
+    that frame's background; ``counts`` ``(T, n + 1)``: each piece's pixels per frame.
 
     A frame's pixels are measured in robust noise stds over the median of its
     ``background`` pixels (1.4826 times the median absolute deviation); a piece's score
     is their sum over its pixels in the frame divided by the root of their count (its
     mean's distance from the background in standard errors, were the noise independent;
     0 where it has no pixels)."""
-    scores = np.zeros((len(pieces), n + 1))
+    scores = np.zeros(counts.shape)
     for t, (piece, image, back) in enumerate(zip(pieces, images, background, strict=True)):
         values = image[back] if back.any() else image.ravel()
-        level = float(np.median(values))
-        noise = 1.4826 * float(np.median(np.abs(values - level)))
+        level, noise = level_and_noise(values)
         noise = noise if noise > 0 else float(np.std(values)) or 1.0
         sums = np.bincount(piece.ravel(), weights=(image.ravel() - level) / noise,
-                           minlength=n + 1)
-        scores[t] = sums / np.sqrt(np.maximum(np.bincount(piece.ravel(), minlength=n + 1), 1))
+                           minlength=counts.shape[1])
+        scores[t] = sums / np.sqrt(np.maximum(counts[t], 1))
     return scores
 
 

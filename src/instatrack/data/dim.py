@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from instatrack.data.normalize import level_and_noise
+
 #: pixels around annotated objects left out of the background estimate
 BACKGROUND_MARGIN = 10
 
@@ -34,8 +36,7 @@ def background_stats(image: np.ndarray, objects: np.ndarray) -> tuple[float, flo
     values = np.asarray(image, np.float64)[~near]
     if values.size < 100:
         values = np.asarray(image, np.float64).ravel()
-    level = float(np.median(values))
-    return level, float(1.4826 * np.median(np.abs(values - level)))
+    return level_and_noise(values)
 
 
 def dim_frame(image: np.ndarray, objects: np.ndarray, factor: float,

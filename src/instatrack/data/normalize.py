@@ -85,6 +85,14 @@ def channel_range(channel: np.ndarray, low: float, high: float,
     return float(lo), float(hi)
 
 
+def level_and_noise(values) -> tuple[float, float]:
+    """Median and robust std (1.4826 times the median absolute deviation, a Gaussian's
+    std) of a set of pixel values, e.g. a frame's background."""
+    values = np.asarray(values)
+    level = float(np.median(values))
+    return level, 1.4826 * float(np.median(np.abs(values - level)))
+
+
 def noise_std(channel) -> float:
     """Robust std of pixel noise in a ``(Y, X)`` channel: the median absolute deviation
     of differences between neighbours in a row (objects' edges are few, so they do
