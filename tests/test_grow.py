@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from instatrack.api import finish_frame
-from instatrack.cluster.grow import GrowSettings, grow_instances
+from instatrack.cluster.grow import GrowSettings, contrast_to_noise, grow_instances
 from instatrack.config import TrainConfig
 from instatrack.errors import ConfigError
 
@@ -78,3 +78,17 @@ def test_trimming_drops_the_halo_but_keeps_dim_instances():
     assert (out == 3).sum() == (dim == 3).sum()  # the dim instance kept whole
     untrimmed = grow_instances(halo, image, GrowSettings(grow_foreground="li", grow_sigma=1.0))
     assert (untrimmed[18, 12:48] == 1).all()
+
+
+def test_the_gate_leaves_frames_of_high_contrast_as_drawn():
+    labels, image = _scene()  # the bodies 60 noise stds over the background
+    gated = GrowSettings(grow_foreground="li", grow_sigma=1.0, grow_max_snr=2.5)
+    assert contrast_to_noise(image, labels) > 50
+    assert grow_instances(labels, image, gated) is labels
+    dim_labels, dim = _scene(1 / 40)  # 1.5 noise stds: grown as without the gate
+    assert contrast_to_noise(dim, dim_labels) < 2.5
+    ungated = GrowSettings(grow_foreground="li", grow_sigma=1.0)
+    assert (grow_instances(dim_labels, dim, gated)
+            == grow_instances(dim_labels, dim, ungated)).all()
+    with pytest.raises(ConfigError, match="grow_max_snr"):
+        GrowSettings(grow_max_snr=-1)
