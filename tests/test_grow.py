@@ -80,15 +80,17 @@ def test_trimming_drops_the_halo_but_keeps_dim_instances():
     assert (untrimmed[18, 12:48] == 1).all()
 
 
-def test_the_gate_leaves_frames_of_high_contrast_as_drawn():
+def test_the_trim_acts_on_frames_of_high_contrast_only():
     labels, image = _scene()  # the bodies 60 noise stds over the background
-    gated = GrowSettings(grow_foreground="li", grow_sigma=1.0, grow_max_snr=2.5)
-    assert contrast_to_noise(image, labels) > 50
-    assert grow_instances(labels, image, gated) is labels
-    dim_labels, dim = _scene(1 / 40)  # 1.5 noise stds: grown as without the gate
-    assert contrast_to_noise(dim, dim_labels) < 2.5
-    ungated = GrowSettings(grow_foreground="li", grow_sigma=1.0)
-    assert (grow_instances(dim_labels, dim, gated)
-            == grow_instances(dim_labels, dim, ungated)).all()
-    with pytest.raises(ConfigError, match="grow_max_snr"):
-        GrowSettings(grow_max_snr=-1)
+    halo = labels.copy()
+    halo[18:42, 8:52][halo[18:42, 8:52] == 0] = 1  # instance 1 drawn 2 px too wide
+    gated = GrowSettings(grow_foreground="li", grow_sigma=1.0, grow_trim=True, grow_trim_snr=2.5)
+    assert contrast_to_noise(image, halo) > 50
+    assert (grow_instances(halo, image, gated)[18, 12:48] == 0).all()  # trimmed
+    _, dim = _scene(1 / 40)  # the bodies 1.5 noise stds over the background
+    assert contrast_to_noise(dim, halo) < 2.5
+    grown = GrowSettings(grow_foreground="li", grow_sigma=1.0)  # no trim: only grown
+    assert (grow_instances(halo, dim, gated) == grow_instances(halo, dim, grown)).all()
+    assert (grow_instances(halo, dim, gated)[18, 12:48] == 1).all()
+    with pytest.raises(ConfigError, match="grow_trim_snr"):
+        GrowSettings(grow_trim_snr=-1)

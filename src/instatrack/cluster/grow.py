@@ -22,13 +22,6 @@ far each reaches.
 3. instance pixels stay as they were (nothing shrinks), and foreground that
    touches no instance stays background (nothing is added).
 
-With ``grow_max_snr`` the growth acts only on the frames where it is needed: a
-network's outlines shrink when the contrast falls (a robust spatial-embedding net on
-SIM+'s validation frames: growth cost 0.007 SEG as recorded and gained 0.006 at
-contrast / 4 and 0.078 at / 8, docs/results.md, session 19), so a frame whose
-instances stand more than ``grow_max_snr`` noise stds over its background
-(:func:`contrast_to_noise`) is left as the network drew it.
-
 With ``grow_trim`` the threshold also decides where each instance ends inside:
 before the flooding, an instance's pixels outside the foreground are dropped, so
 the halo a network draws around its objects goes; an instance mostly outside the
@@ -36,6 +29,16 @@ foreground (under :data:`TRIM_KEEP` of it inside: a nucleus dimmer than the
 threshold) is kept whole, so a dim object is never lost to it. Left out SIM+,
 it raised SEG 0.830 -> 0.841; on left-out GOWT1 it cost 0.003 (docs/results.md,
 session 15): which one a dataset wants, calibration decides.
+
+The trim helps where the contrast is high and hurts where it is low: a network's
+outlines shrink as the contrast falls, and on a dim frame the threshold cuts into the
+nuclei too. With ``grow_trim_snr`` the trim acts only on the frames whose instances
+stand at least that many noise stds over the background (:func:`contrast_to_noise`);
+dimmer frames are only grown. On SIM+'s validation frames (docs/results.md, session
+19) a robust spatial-embedding net gained nothing from the trim as recorded (contrast
+5.6) and lost 0.008 SEG to it at contrast / 4 (1.6) and 0.071 at / 8 (0.7), where the
+growth alone gained 0.006 and 0.078; for the shipped ``nuclei-ch`` the trim gained
+0.005 as recorded and 0.011 at / 4 but lost 0.032 against the growth alone at / 8 (1.0).
 
 Objects are assumed brighter than the background (fluorescence). Off by
 default (``""``); calibration (:mod:`instatrack.calibrate`) tries it last, so a
@@ -65,23 +68,26 @@ class GrowSettings(Settings):
     """``grow_foreground``: the global threshold whose foreground the instances are
     grown over ("" = off; :func:`grow_instances`); ``grow_sigma``: Gaussian smoothing
     of the frame first (pixels); ``grow_trim``: also drop the instances' pixels outside
-    the foreground first (instances mostly outside it stay whole); ``grow_max_snr``:
-    leave the frames whose instances stand more than this many noise stds over the
-    background as they are (0: grow every frame; :func:`contrast_to_noise`)."""
+    the foreground first (instances mostly outside it stay whole); ``grow_trim_snr``:
+    trim only the frames whose instances stand at least this many noise stds over the
+    background, and only grow the dimmer ones (0: trim every frame;
+    :func:`contrast_to_noise`)."""
 
     post_processing = True
     # Li's threshold: the classical pipeline's (it beat Otsu's and the triangle's on SIM+);
     # trimming is tried after it, with it (a no-op without growth)
     calibration_last = {"grow_foreground": ("li",),
                         "grow_trim": ({"grow_foreground": "li", "grow_trim": True},),
-                        # between SIM+'s contrast as recorded (5.6) and at / 3 (2.1),
-                        # where growth turned from a loss into a gain (session 19)
-                        "grow_max_snr": ({"grow_foreground": "li", "grow_max_snr": 2.5},)}
+                        # where the trim stopped paying on SIM+'s validation frames for
+                        # a spatial-embedding net (between / 2 and / 3) and for nuclei-ch
+                        # (between / 4 and / 8): session 19
+                        "grow_trim_snr": tuple({"grow_foreground": "li", "grow_trim": True,
+                                                "grow_trim_snr": snr} for snr in (2.5, 1.2))}
 
     grow_foreground: str = ""
     grow_sigma: float = 2.0
     grow_trim: bool = False
-    grow_max_snr: float = 0.0
+    grow_trim_snr: float = 0.0
 
     def check(self) -> None:
         super().check()
@@ -89,8 +95,8 @@ class GrowSettings(Settings):
                 f"grow_foreground must be one of {', '.join(THRESHOLDS)} or '' (off), got "
                 f"{self.grow_foreground!r}")
         require(self.grow_sigma >= 0, f"grow_sigma must be >= 0, got {self.grow_sigma}")
-        require(self.grow_max_snr >= 0,
-                f"grow_max_snr must be >= 0 (0: every frame), got {self.grow_max_snr}")
+        require(self.grow_trim_snr >= 0,
+                f"grow_trim_snr must be >= 0 (0: every frame), got {self.grow_trim_snr}")
 
 
 def foreground(plane: np.ndarray, labels: np.ndarray, method: str) -> np.ndarray:
@@ -124,18 +130,18 @@ def grow_instances(labels: np.ndarray, plane: np.ndarray, settings: GrowSettings
 
     ``plane``: the frame ``(Y, X)``, one channel, any scale. Returns a new array of
     ``labels``' dtype (or ``labels`` itself when off or empty); ids are kept, none is
-    added or removed; no instance pixel changes unless ``grow_trim``; a frame of more
-    contrast than ``grow_max_snr`` comes back as it is.
+    added or removed; no instance pixel changes unless ``grow_trim`` (and the frame's
+    contrast reaches ``grow_trim_snr``).
     """
     if not settings.grow_foreground or not labels.any():
-        return labels
-    if settings.grow_max_snr and contrast_to_noise(plane, labels) > settings.grow_max_snr:
         return labels
     from skimage.segmentation import watershed
 
     smooth = ndi.gaussian_filter(plane, settings.grow_sigma) if settings.grow_sigma else plane
     fg = foreground(smooth, labels, settings.grow_foreground)
-    markers = trimmed(labels, fg) if settings.grow_trim else labels
+    trim = settings.grow_trim and (not settings.grow_trim_snr or
+                                   contrast_to_noise(plane, labels) >= settings.grow_trim_snr)
+    markers = trimmed(labels, fg) if trim else labels
     return watershed(-smooth, markers=markers, mask=fg | (markers > 0)
                      ).astype(labels.dtype, copy=False)
 
