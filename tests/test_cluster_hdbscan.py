@@ -239,3 +239,54 @@ def test_a_sliver_at_the_edge_too_small_to_cluster_is_kept_with_orphans_on():
     assert (one[0][gt[0] == 6] > 0).all() and not one[1][gt[1] == 6].any()
     with pytest.raises(ConfigError, match="cluster_orphan_z"):
         ClusterParams(cluster_orphan_z=-1)
+
+
+def discs(centres: list[tuple[int, int, int]], size: int = 96) -> np.ndarray:
+    """``(2, Y, X)`` labels 1..K: discs ``(cy, cx, r)`` moving right by 1 px."""
+    yy, xx = np.mgrid[:size, :size]
+    out = np.zeros((2, size, size), np.int32)
+    for t in range(2):
+        for k, (cy, cx, r) in enumerate(centres, start=1):
+            out[t][((yy - cy) ** 2 + (xx - cx - t) ** 2 <= r * r) & (out[t] == 0)] = k
+    return out
+
+
+def test_two_touching_objects_with_nearly_one_embedding_are_split():
+    """Where the network gives two touching nuclei nearly the same embedding (cosine 0.98
+    between their means), HDBSCAN's excess-of-mass selection keeps them as one cluster;
+    with ``cluster_split_area`` the cluster, twice a nucleus's size and waisted, is
+    clustered again and split along its parts."""
+    gt = discs([(30, 24, 11), (30, 46, 11), (70, 66, 11)])
+    vectors = np.random.default_rng(0).normal(size=(4, DIM))
+    vectors[:, 0] = 0
+    vectors[0] = np.eye(DIM)[0]
+    vectors[2] = vectors[1] / np.linalg.norm(vectors[1]) + 0.2 * np.eye(DIM)[1]
+    area = int((gt[0] == 3).sum())
+    sizes = (0.8 * area, area)
+    merged = 0
+    for seed in range(3):
+        emb, background = oracle(gt, noise=0.05, vectors=vectors, seed=seed)
+        plain = cluster_embeddings(emb, ClusterParams(), background, instance_area=sizes)
+        merged += len(np.unique(plain[0])) - 1 < 3
+        split = cluster_embeddings(emb, ClusterParams(cluster_split_area=1.5), background,
+                                   instance_area=sizes)
+        assert_same_partition(split, gt, agree=0.95)
+    assert merged >= 2
+    with pytest.raises(ConfigError, match="cluster_split_area"):
+        ClusterParams(cluster_split_area=0.5)
+
+
+def test_a_large_convex_object_is_not_split():
+    """A single object twice the training nuclei's size is convex: the split leaves it
+    whole even where clustering it again finds parts (uniform noise has no true parts)."""
+    gt = discs([(34, 34, 16), (70, 70, 11)])
+    vectors = np.random.default_rng(0).normal(size=(3, DIM))
+    vectors[:, 0] = 0
+    vectors[0] = np.eye(DIM)[0]
+    area = int((gt[0] == 2).sum())
+    for seed, scale in ((3, 0.03), (4, 0.05), (0, 0.01)):
+        emb, background = oracle(gt, noise=0.05, vectors=vectors, seed=seed)
+        labels = cluster_embeddings(
+            emb, ClusterParams(cluster_split_area=1.5, cluster_coord_scale=scale),
+            background, instance_area=(0.8 * area, area))
+        assert_same_partition(labels, gt, agree=0.95)

@@ -52,6 +52,21 @@ Steps of :func:`cluster_embeddings`:
    contrast ÷4 at most 3.7). The test is per frame: a sliver in one frame can continue
    into a piece of background in the other (34 standard errors in one frame, 0.5 in
    the next), and two frames of faint background together would pass it.
+   ``cluster_split_area``: HDBSCAN's default selection (excess of mass) prefers one
+   large cluster to two smaller ones that are nearly as dense, so where the network gave
+   two touching nuclei nearly the same embedding they become one object (on SIM+'s
+   test frames all 16 merged pairs of a wide cosine-hourglass were such: neighbours, or
+   two daughters just after a division, at cosine 0.89-0.999 between their mean
+   embeddings; docs/results.md, session 20). Lower branches of HDBSCAN's tree keep them
+   apart, but selecting the leaves everywhere (``cluster_selection="leaf"``) cuts
+   single nuclei into pieces. With the setting, a cluster whose area in a frame exceeds
+   ``cluster_split_area`` times the training instances' median area is clustered
+   again on its own samples; when that gives two or more parts of at least
+   :data:`SPLIT_PART` of a small training instance each in some frame, and the cluster
+   is waisted where it is that large (solidity, its area over its convex hull's, below
+   :data:`SPLIT_SOLIDITY` in such a frame: a large single nucleus is convex), the parts
+   replace it: its pixels go to the nearest part's samples in their frame (the parts'
+   mean embeddings are too alike to tell the pixels apart).
 5. Clean-up: pieces of a cluster smaller than ``min_instance_area`` (mostly noisy
    pixels that matched a neighbour's mean best) are emptied and grown into
    again from around them. Then each cluster is split into connected
@@ -95,14 +110,16 @@ class ClusterParams(Settings):
     ``min_instance_area`` are removed. ``cluster_orphans``: pieces of foreground at the
     frame's edge that no cluster took become objects when their mean stands
     ``cluster_orphan_z`` standard errors above the frame's background (step 4 of
-    :func:`cluster_embeddings`). ``cluster_foreground_prob``: for a network
+    :func:`cluster_embeddings`). ``cluster_split_area`` (0 = off): a cluster larger in a
+    frame than this many median training instances, and waisted, is clustered again on
+    its own and split into the parts found (step 4). ``cluster_foreground_prob``: for a network
     with a foreground output, the probability at which a pixel is foreground (it
     then replaces the background-cosine test).
     """
 
     post_processing = True
     calibration = {"cluster_background_cos": (0.15, 0.3, 0.5)}
-    calibration_last = {"cluster_orphans": (True,)}
+    calibration_last = {"cluster_orphans": (True,), "cluster_split_area": (1.5,)}
 
     cluster_min_cluster_size: int = 0
     cluster_min_samples: int = 0
@@ -117,6 +134,7 @@ class ClusterParams(Settings):
     min_instance_area: int = 20
     cluster_orphans: bool = False
     cluster_orphan_z: float = 4.0
+    cluster_split_area: float = 0.0
 
     def check(self) -> None:
         super().check()
@@ -138,11 +156,25 @@ class ClusterParams(Settings):
                 f"cluster_selection must be 'eom' or 'leaf', got {self.cluster_selection!r}")
         require(0 < self.cluster_foreground_prob < 1,
                 f"cluster_foreground_prob must be in (0, 1), got {self.cluster_foreground_prob}")
+        require(self.cluster_split_area == 0 or self.cluster_split_area >= 1,
+                "cluster_split_area must be 0 (off) or >= 1 (median instance areas), got "
+                f"{self.cluster_split_area}")
         require(self.cluster_orphan_z >= 0,
                 f"cluster_orphan_z must be >= 0, got {self.cluster_orphan_z}")
         require(self.min_instance_area >= 0,
                 f"min_instance_area must be >= 0, got {self.min_instance_area}")
 
+
+#: with ``cluster_split_area``, a part of a large cluster becomes an object of its own
+#: when it covers at least this share of the training instances' 10th-percentile area in
+#: a frame (a daughter just after a division is about half a nucleus; smaller parts are
+#: pieces)
+SPLIT_PART = 0.5
+#: ... and only a waisted cluster is split: its solidity (area over the convex hull's)
+#: below this in a frame where it is too large. On SIM+'s test frames the 16 pairs the
+#: wide cosine-hourglass merged had 0.80-0.90, its 868 other objects a median of 0.975
+#: (5th percentile 0.92), the two larger than 1.5 median nuclei 0.975 and 0.98
+SPLIT_SOLIDITY = 0.9
 
 #: settings for a kind of dataset: cells are small (tens to hundreds of px), many and
 #: often touching; leaves are few large instances (thousands of px) of a plant rosette
@@ -209,8 +241,9 @@ def cluster_embeddings(embeddings: np.ndarray, params: ClusterParams | None = No
     if not foreground.any():
         return labels
     stride = _sample_stride(int(foreground.sum()), params)
-    sample_labels, means = _cluster_samples(pixels, foreground, stride, params,
-                                            cluster_sizes(params, instance_area))
+    sample_labels, means, parts = _cluster_samples(
+        pixels, foreground, stride, params, cluster_sizes(params, instance_area),
+        (params.cluster_split_area * instance_area[1], SPLIT_PART * instance_area[0]))
     keep = means @ background < params.cluster_background_cos
     if not keep.any():
         return labels
@@ -219,6 +252,10 @@ def cluster_embeddings(embeddings: np.ndarray, params: ClusterParams | None = No
     labels = _assign_pixels(pixels, foreground, sample_labels, means, stride, params)
     labels = _grow_into_noise(labels, pixels, foreground, means, params.cluster_grow_cos)
     labels = _absorb_specks(labels, pixels, means, params)
+    if parts is not None:
+        labels = _split_into_parts(labels, np.where(sample_labels >= 0, parts, -1),
+                                   sample_labels, stride,
+                                   params.cluster_split_area * instance_area[1])
     if params.cluster_orphans:
         labels = _orphans(labels, foreground, params.min_instance_area, images,
                           params.cluster_orphan_z)
@@ -417,13 +454,17 @@ def _block_samples(pixels: np.ndarray, foreground: np.ndarray, stride: int
 
 
 def _cluster_samples(pixels: np.ndarray, foreground: np.ndarray, stride: int,
-                     params: ClusterParams, sizes: tuple[int, int]
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     params: ClusterParams, sizes: tuple[int, int],
+                     split: tuple[float, float] = (0.0, 0.0)
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """HDBSCAN on the foreground blocks of side ``stride`` (pixels when 1).
 
     ``sizes``: HDBSCAN's minimum cluster size and samples in pixels.
-    Returns the grid of block labels ``(T, Gy, Gx)`` (-1 = none/noise) and the
-    unit mean embedding of each cluster ``(K, d)``.
+    Returns the grid of block labels ``(T, Gy, Gx)`` (-1 = none/noise), the
+    unit mean embedding of each cluster ``(K, d)``, and, when ``split`` gives an area
+    (pixels, > 0), the grid of the parts that split the clusters larger than it in a
+    frame, parts of more than its second area (:func:`_sub_clusters`; -1 elsewhere),
+    else None.
     """
     from sklearn.cluster import HDBSCAN
 
@@ -437,16 +478,116 @@ def _cluster_samples(pixels: np.ndarray, foreground: np.ndarray, stride: int,
     min_samples = max(1, min(round(sizes[1] / per_sample), min_size))
     sample_labels = np.full(occupied.shape, -1, np.int64)
     if len(features) < min_size:
-        return sample_labels, np.zeros((0, pixels.shape[-1]), np.float32)
+        return sample_labels, np.zeros((0, pixels.shape[-1]), np.float32), None
     found = _hdbscan(HDBSCAN, features, min_size, min_samples, params.cluster_selection, False)
     if found.max() < 0:
         found = _hdbscan(HDBSCAN, features, min_size, min_samples, params.cluster_selection, True)
+    parts = None
+    if split[0] > 0 and params.cluster_selection != "leaf" and found.max() >= 0:
+        frames = np.nonzero(occupied)[0]
+        large = _large_clusters(found, frames, split[0] / per_sample)
+        if len(large):
+            parts = np.full(occupied.shape, -1, np.int64)
+            parts[occupied] = _sub_clusters(found, features, frames, large, min_size,
+                                             min_samples, split[1] / per_sample)
     sample_labels[occupied] = found
     n_clusters = int(found.max()) + 1
     sums = np.zeros((n_clusters, pixels.shape[-1]), np.float64)
     np.add.at(sums, found[found >= 0], sample_emb[found >= 0])
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return sample_labels, (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+    return sample_labels, (sums / np.maximum(norms, 1e-12)).astype(np.float32), parts
+
+
+def _frame_counts(found: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """``(T, K)``: samples of each cluster of ``found`` ``(S,)`` (-1 = none) per frame
+    (``frames`` ``(S,)``: each sample's frame)."""
+    clustered = found >= 0
+    counts = np.zeros((int(frames.max()) + 1, int(found.max()) + 1), np.int64)
+    np.add.at(counts, (frames[clustered], found[clustered]), 1)
+    return counts
+
+
+def _large_clusters(found: np.ndarray, frames: np.ndarray, limit: float) -> np.ndarray:
+    """The clusters of sample labels ``found`` ``(S,)`` with more than ``limit`` samples
+    in one frame (``frames`` ``(S,)``: each sample's frame)."""
+    return np.flatnonzero(_frame_counts(found, frames).max(axis=0) > limit)
+
+
+def _sub_clusters(found: np.ndarray, features: np.ndarray, frames: np.ndarray,
+                  large: np.ndarray, min_size: int, min_samples: int, min_part: float
+                  ) -> np.ndarray:
+    """``(S,)``: each ``large`` cluster of ``found`` clustered again on its own samples
+    (``features`` ``(S, F)``, ``frames`` ``(S,)``), HDBSCAN then choosing among the
+    branches of its own tree; where two or more sub-clusters of more than ``min_part``
+    samples in a frame come out, the samples of those carry distinct part ids; -1 for
+    every other sample (smaller parts, noise, other clusters)."""
+    from sklearn.cluster import HDBSCAN
+
+    parts = np.full(len(found), -1, np.int64)
+    next_part = 0
+    for cluster in large:
+        inside = np.flatnonzero(found == cluster)
+        if len(inside) < 2 * min_size:
+            continue
+        sub = _hdbscan(HDBSCAN, features[inside], min_size, min_samples, "eom", False)
+        if sub.max() < 1:
+            continue
+        big = np.flatnonzero(_frame_counts(sub, frames[inside]).max(axis=0) > min_part)
+        if len(big) < 2:
+            continue
+        keep = np.isin(sub, big)
+        parts[inside[keep]] = next_part + np.searchsorted(big, sub[keep])
+        next_part += len(big)
+    return parts
+
+
+def _split_into_parts(labels: np.ndarray, parts: np.ndarray, sample_labels: np.ndarray,
+                      stride: int, large: float) -> np.ndarray:
+    """``labels`` ``(T, Y, X)`` with each cluster that has parts (``parts``
+    ``(T, Gy, Gx)``, the samples' part ids, -1 = none) and is waisted where it holds more
+    than ``large`` pixels (:func:`_waisted`) split among them: a pixel of the cluster
+    takes the part of the nearest part sample of that cluster in its frame (the first
+    part keeps the cluster's label, the others get new ones).
+    ``sample_labels`` ``(T, Gy, Gx)``: the samples' clusters (label - 1; -1 = none)."""
+    from scipy import ndimage as ndi
+
+    owner = np.where(parts >= 0, sample_labels, -1)
+    next_label = int(labels.max()) + 1
+    out = labels.copy()
+    for cluster in np.unique(owner[owner >= 0]):
+        if not _waisted(labels == cluster + 1, large):
+            continue
+        pieces = np.unique(parts[owner == cluster])
+        new_label = {int(pieces[0]): int(cluster) + 1}
+        for part in pieces[1:]:
+            new_label[int(part)] = next_label
+            next_label += 1
+        lut = np.zeros(int(pieces.max()) + 2, np.int32)
+        for part, value in new_label.items():
+            lut[part + 1] = value
+        for t in range(len(labels)):
+            mine = owner[t] == cluster
+            pixels = labels[t] == cluster + 1
+            if not mine.any() or not pixels.any():
+                continue
+            # nearest part sample of the cluster, for every block of the frame
+            _, (iy, ix) = ndi.distance_transform_edt(~mine, return_indices=True)
+            nearest = parts[t][iy, ix]
+            ys, xs = np.nonzero(pixels)
+            out[t, ys, xs] = lut[nearest[ys // stride, xs // stride] + 1]
+    return out
+
+
+def _waisted(mask: np.ndarray, large: float) -> bool:
+    """Whether ``(T, Y, X)`` ``mask`` has, in a frame where it holds more than ``large``
+    pixels, a solidity below :data:`SPLIT_SOLIDITY`."""
+    from skimage.morphology import convex_hull_image
+
+    for frame in mask:
+        area = int(frame.sum())
+        if area > large and area < SPLIT_SOLIDITY * int(convex_hull_image(frame).sum()):
+            return True
+    return False
 
 
 def _hdbscan(estimator, features: np.ndarray, min_size: int, min_samples: int,
