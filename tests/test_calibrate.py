@@ -315,3 +315,29 @@ def test_cli_names_the_stopped_calibration_it_would_go_on_with(cells, tmp_path, 
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "go on with the calibration that stopped there with --model" in err
+
+
+def test_cli_calibrate_only_chooses_the_keys_named(cells, tmp_path, capsys):
+    """``--only KEY`` tries that key's values on the model's own settings (a pass per
+    value, not the grid) and keeps every other value; an unknown key is refused before
+    anything is written."""
+    from instatrack.cli import main
+
+    out = tmp_path / "mine"
+    assert main(["calibrate", "--model", "nuclei-se", "--data", str(cells), "--frames", "0:1",
+                 "--set", "calibrate_dim=1", "--only", "min_contrast", "--only", "seed_threshold",
+                 "--out", str(out)]) == 0
+    record = json.loads((out / CALIBRATION_FILE).read_text())
+    shipped = runs.Run.resolve("nuclei-se").config
+    assert record["only"] == ["min_contrast", "seed_threshold"]
+    seeds = {row["settings"]["seed_threshold"] for row in record["tried"]}
+    assert seeds == {combo["seed_threshold"] for combo in candidates(shipped)}
+    others = {k: v for k, v in record["tried"][0]["settings"].items()
+              if k not in ("min_contrast", "seed_threshold")}
+    assert all(getattr(shipped, k) == v for k, v in others.items())
+    assert len(record["tried"]) == len(seeds) + len(last_candidates(shipped, ["min_contrast"])
+                                                    ["min_contrast"])
+    assert main(["calibrate", "--model", "nuclei-se", "--data", str(cells), "--only", "crop",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "does not choose crop" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -28,6 +28,10 @@ does it by itself:
 - the best combination is written into the run's ``config.json`` (on a tie the
   run's own values win, so nothing changes without a reason) and every score
   into ``calibration.json``;
+- ``only`` (``instatrack calibrate --only KEY``) chooses the listed keys alone and keeps
+  the run's other values: a pass per value of those keys instead of the whole grid, for
+  a stage added after the run was calibrated (a full calibration of the shipped
+  cosine-hourglass takes over an hour on one core);
 - each combination's score is also written to ``calibration.partial.json`` as soon as
   it is known, so a calibration that stops (a cosine-hourglass's takes an hour or
   more on one CPU core) goes on where it stopped when it runs again on the same run,
@@ -107,10 +111,13 @@ def _listed(config, attribute: str) -> dict[str, list[Any]]:
     return values
 
 
-def candidates(config) -> list[dict[str, Any]]:
+def candidates(config, only: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Every combination of the values the config's post-processing stages list in
-    ``calibration``, the config's own values first in each key (so they win ties)."""
+    ``calibration``, the config's own values first in each key (so they win ties);
+    with ``only``, the other keys keep the config's own value."""
     values = _listed(config, "calibration")
+    if only is not None:
+        values = {key: v if key in only else v[:1] for key, v in values.items()}
     keys = list(values)
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values.values())]
 
@@ -121,12 +128,26 @@ def calibrated_values(config) -> dict[str, Any]:
             for key, values in _listed(config, attribute).items()}
 
 
-def last_candidates(config) -> dict[str, list[Any]]:
+def last_candidates(config, only: Iterable[str] | None = None) -> dict[str, list[Any]]:
     """``{key: values}`` listed in ``calibration_last`` other than the config's own:
     each tried alone on the best of :func:`candidates` (a stage that acts last). A
     value may be a mapping of several keys, tried together (``grow_trim`` with the
-    growth it trims for)."""
-    return {key: values[1:] for key, values in _listed(config, "calibration_last").items()}
+    growth it trims for). With ``only``, those keys alone."""
+    return {key: values[1:] for key, values in _listed(config, "calibration_last").items()
+            if only is None or key in only}
+
+
+def check_only(config, only: Iterable[str]) -> list[str]:
+    """``only`` as a list, each a key calibration tries for ``config``; else a
+    :class:`~instatrack.errors.ConfigError` naming the keys it tries."""
+    from instatrack.errors import ConfigError
+
+    known = calibrated_values(config)
+    unknown = [key for key in only if key not in known]
+    if unknown:
+        raise ConfigError(f"calibration does not choose {', '.join(unknown)} for this "
+                          f"model; it chooses {', '.join(known)}")
+    return list(only)
 
 
 def detection_errors(gt: np.ndarray, labels: np.ndarray) -> tuple[int, int, int, int]:
@@ -244,7 +265,8 @@ def _labelled(predictor, seq, frames: list[int]) -> Iterable[tuple[np.ndarray, n
 
 def calibrate(run, data=None, device=None,
               progress: Callable[[int, int], None] | None = None,
-              object_size: float | str | None = None) -> dict[str, Any] | None:
+              object_size: float | str | None = None,
+              only: Iterable[str] | None = None) -> dict[str, Any] | None:
     """Choose ``run``'s post-processing on its validation frames and write it into its config.
 
     ``run``: a :class:`~instatrack.runs.Run`; ``data``: the datasets (default: those it
@@ -252,7 +274,8 @@ def calibrate(run, data=None, device=None,
     there is nothing to choose (no validation frames, or no stage lists values).
     ``progress(done, total)`` is called before the first combination and after each.
     ``object_size``: as in :func:`instatrack.load`, for frames whose objects are not
-    the training size.
+    the training size. ``only``: choose these keys alone, keeping the run's other
+    values (:func:`check_only`).
     """
     import torch
 
@@ -263,7 +286,8 @@ def calibrate(run, data=None, device=None,
     from instatrack.runs import WEIGHTS
 
     config = run.config
-    options, last = candidates(config), last_candidates(config)
+    only = None if only is None else check_only(config, only)
+    options, last = candidates(config, only), last_candidates(config, only)
     total = len(options) + sum(len(values) for values in last.values())
     items = validation_frames(config, open_datasets(data or run.data))
     if total < 2 or not items:
@@ -321,6 +345,8 @@ def calibrate(run, data=None, device=None,
             floor = max(floor, recorded(row) - CLEAN_TOLERANCE)
     record = {"chosen": best["settings"], "before": tried[0], "after": best,
               "frames": sum(len(f) for _, f in items), "dim": list(levels), "tried": tried}
+    if only is not None:
+        record["only"] = only
     run.save_config(config.replace(**best["settings"]))
     Path(run.file(CALIBRATION_FILE)).write_text(json.dumps(record, indent=1) + "\n")
     partial.remove()

@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="post-processing setting to start from, e.g. calibrate_dim=1,4 (also "
                         "score the frames with their contrast divided by 4, and choose "
                         "values that hold on both)")
+    p.add_argument("--only", action="append", metavar="KEY",
+                   help="choose this setting alone and keep the model's others, e.g. "
+                        "cluster_split_area (a pass per value instead of the whole grid); "
+                        "repeatable")
     p.add_argument("--device", help="cpu, cuda, ... (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -476,6 +476,7 @@ def calibrate(args) -> int:
         CALIBRATION_FILE,
         PARTIAL_FILE,
         ProgressBar,
+        check_only,
         copy_to_calibrate,
         describe,
     )
@@ -494,6 +495,8 @@ def calibrate(args) -> int:
     if not frames:
         raise ConfigError(f"{start.path} has no validation frames; pass --frames A:B")
     parse_slice(frames, "--frames")
+    if args.only:
+        check_only(start.config, args.only)  # before anything is copied or written
     if args.out is None:
         run = start
         run.save_config(start.config.with_post_processing(args.overrides)
@@ -508,7 +511,8 @@ def calibrate(args) -> int:
     bar = ProgressBar(enabled=not args.quiet)
     try:
         with _warnings_in_one_line("calibrate"):
-            record = choose(run, data=data, device=args.device, progress=bar)
+            record = choose(run, data=data, device=args.device, progress=bar,
+                            only=args.only)
     finally:
         bar.close()
     if record is None:
