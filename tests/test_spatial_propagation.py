@@ -18,6 +18,7 @@ from instatrack.methods import get_method
 from instatrack.methods.spatial_propagation import (
     SpatialPropagation,
     SpatialPropagationConfig,
+    magnified,
     object_windows,
 )
 
@@ -96,7 +97,7 @@ def test_registered_and_presets_validate():
     ("finetune=everything", "finetune"), ("score_threshold=1.5", "score_threshold"),
     ("fg_width=0", "fg_width"), ("region_min_fraction=-1", "region_min_fraction"),
     ("contest=random", "contest"), ("finetune_object_bias=2", "finetune_object_bias"),
-    ("previous_dilate=-0.1", "previous_dilate"),
+    ("previous_dilate=-0.1", "previous_dilate"), ("finetune_zoom=0.5", "finetune_zoom"),
 ])
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
@@ -245,6 +246,25 @@ def test_tracks_moving_discs_with_first_frame_ids(trained):
     scores = [jaccard(predicted[t] == k, labels[t] == k) for t in range(1, 10) for k in ids]
     assert min(scores) > 0.7
     assert np.mean(scores) > 0.85
+
+
+def test_magnified_copies_show_an_object_larger_and_keep_the_frame_size(trained):
+    image, labels = moving_discs(1, seed=0)
+    image, labels = image[0], labels[0].astype(np.int64)
+    labels[:4] = -1  # unannotated rows stay unannotated where they are kept
+    rng = np.random.default_rng(0)
+    for factor in (1.0, 2.0, 3.0):
+        grown, grown_labels = magnified(image, labels, factor, rng)
+        assert grown.shape == image.shape and grown.dtype == np.float32
+        assert grown_labels.shape == labels.shape
+        assert set(np.unique(grown_labels)) <= {-1, 0, 1, 2, 3}
+        # the disc the window is centred on is whole and factor^2 times larger
+        largest = max(int((grown_labels == k).sum()) for k in (1, 2, 3))
+        assert largest == pytest.approx(factor ** 2 * (labels == 1).sum(), rel=0.15)
+    method = small_method("finetune_zoom=3", "finetune_steps=3")
+    images, labels = moving_discs(3, seed=2)
+    assert len(list(method.predict(trained[1], list(images), "cpu",
+                                   first_masks=labels[0]))) == 3
 
 
 def test_full_network_fine_tuning_runs(trained):

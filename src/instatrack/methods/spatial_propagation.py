@@ -84,6 +84,11 @@ class FirstFrameTuning(Settings):
     ``finetune_pool``: augmented copies of frame 0 the heads train on;
     ``finetune_object_bias``: fraction of the training windows centred on the
     object, the others anywhere in the frame (so the far background is seen too).
+    ``finetune_zoom``: the augmented copies are also magnified about a random object
+    by a factor drawn log-uniformly from 1 to this (1 = off): an object that comes
+    towards the camera grows many times over a video (DAVIS ``motocross-jump``: ~20x),
+    and heads that saw it only at its first size lose it (Khoreva et al.'s "lucid data
+    dreaming" draws such changes from the first frame alone).
     ``previous_dilate`` (with ``previous_mask``): each object's previous mask is
     dilated by this fraction of its equivalent radius before the net reads it. The
     conditioned net tends to keep a part of the mask it is given, and fed its own
@@ -100,12 +105,15 @@ class FirstFrameTuning(Settings):
     finetune_batch: int = 4
     finetune_pool: int = 8
     finetune_object_bias: float = 0.5
+    finetune_zoom: float = 1.0
     previous_dilate: float = 0.0
 
     def check(self) -> None:
         super().check()
         require(0 <= self.previous_dilate <= 2,
                 f"previous_dilate must be in [0, 2] (object radii), got {self.previous_dilate}")
+        require(self.finetune_zoom >= 1,
+                f"finetune_zoom must be >= 1 (1 = off), got {self.finetune_zoom}")
         require(0 <= self.finetune_object_bias <= 1,
                 f"finetune_object_bias must be in [0, 1], got {self.finetune_object_bias}")
         require(0 < self.fg_threshold < 1,
@@ -353,7 +361,8 @@ def finetune_heads(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, ids:
     placed on random objects, so a step costs the same for any frame size.
     """
     rng = np.random.default_rng(cfg.seed)
-    images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_pool, rng, device)
+    images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_pool, rng, device,
+                                              cfg.finetune_zoom)
     with torch.no_grad():
         if cfg.previous_mask:
             # every copy once per object, with that object's jittered mask as the channel
@@ -400,7 +409,7 @@ def finetune_networks(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, i
     optimisers = [torch.optim.Adam(net.parameters(), lr=cfg.finetune_lr) for net in nets]
     for _ in range(cfg.finetune_steps):
         images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_batch, rng,
-                                                  device)
+                                                  device, cfg.finetune_zoom)
         windows = object_windows(targets, cfg.crop, cfg.finetune_batch, rng,
                                  cfg.finetune_object_bias)
         images, targets, valid = (gather_windows(x, windows) for x in (images, targets, valid))
@@ -452,24 +461,54 @@ def object_masks(labels: np.ndarray, ids: np.ndarray, device: torch.device) -> t
 
 
 def augmented_copies(frame: np.ndarray, first: np.ndarray, ids: np.ndarray, count: int,
-                     rng: np.random.Generator, device: torch.device
+                     rng: np.random.Generator, device: torch.device, zoom: float = 1.0
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``count`` augmented copies of frame 0 and its per-object masks, copy 0 unaugmented.
 
     Uses the training augmenter (flips, turns, affine and elastic warps,
-    intensity). Returns images ``(N, C, Y, X)``, masks ``(N, K, Y, X)`` float and
+    intensity), then, with ``zoom`` > 1, magnifies each copy (:func:`magnified`).
+    Returns images ``(N, C, Y, X)``, masks ``(N, K, Y, X)`` float and
     ``(N, 1, Y, X)`` bool, False where a warp brought in pixels from outside.
     """
     augment = Augmenter(rng)
     images, labels = [frame], [first]
     for _ in range(count - 1):
         image, label = augment(frame[None], first[None])
-        images.append(image[0])
-        labels.append(label[0])
+        image, label = image[0], label[0]
+        if zoom > 1:
+            image, label = magnified(image, label, float(np.exp(rng.uniform(0, np.log(zoom)))),
+                                     rng)
+        images.append(image)
+        labels.append(label)
     label_stack = torch.from_numpy(np.stack(labels).astype(np.int64)).to(device)
     masks = (label_stack[:, None] == torch.from_numpy(ids).to(device)[None, :, None, None])
     image_stack = torch.from_numpy(np.stack(images).astype(np.float32)).to(device)
     return image_stack, masks.float(), (label_stack >= 0)[:, None]
+
+
+def magnified(image: np.ndarray, labels: np.ndarray, factor: float, rng: np.random.Generator
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """``(C, Y, X)`` image and ``(Y, X)`` labels magnified ``factor`` times about a
+    random pixel of a random object (the frame's centre when there is none): the window
+    of ``1 / factor`` of the frame around it, kept inside the frame, resized back to the
+    frame's size (labels by nearest neighbour, -1 stays -1)."""
+    from scipy import ndimage as ndi
+
+    from instatrack.data.rescale import resize_labels
+
+    Y, X = labels.shape
+    h, w = max(1, round(Y / factor)), max(1, round(X / factor))
+    ys, xs = np.nonzero(labels > 0)
+    if len(ys):
+        pick = int(rng.integers(len(ys)))
+        cy, cx = int(ys[pick]), int(xs[pick])
+    else:
+        cy, cx = Y // 2, X // 2
+    y0, x0 = int(np.clip(cy - h // 2, 0, Y - h)), int(np.clip(cx - w // 2, 0, X - w))
+    grown = np.stack([ndi.zoom(channel, (Y / h, X / w), order=1, grid_mode=True,
+                               mode="grid-mirror", output=np.float32)
+                      for channel in image[:, y0:y0 + h, x0:x0 + w]])
+    return grown, resize_labels(labels[y0:y0 + h, x0:x0 + w], (Y, X))
 
 
 def object_windows(masks: torch.Tensor, size: tuple[int, int], count: int,
