@@ -56,7 +56,7 @@ Steps of :func:`cluster_embeddings`:
    large cluster to two smaller ones that are nearly as dense, so where the network gave
    two touching nuclei nearly the same embedding they become one object (on SIM+'s
    test frames all 16 merged pairs of a wide cosine-hourglass were such: neighbours, or
-   two daughters just after a division, at cosine 0.89-0.999 between their mean
+   two daughters just after a division, mostly at cosine 0.89-0.999 between their mean
    embeddings; docs/results.md, session 20). Lower branches of HDBSCAN's tree keep them
    apart, but selecting the leaves everywhere (``cluster_selection="leaf"``) cuts
    single nuclei into pieces. With the setting, a cluster whose area in a frame exceeds
