@@ -122,7 +122,9 @@ class ClusterParams(Settings):
 
     post_processing = True
     calibration = {"cluster_background_cos": (0.15, 0.3, 0.5)}
-    calibration_last = {"cluster_orphans": (True,), "cluster_split_area": (1.5,)}
+    # both values of the split, so that calibration can also turn it off for a model
+    # that has it on (on MSC it cut the large, irregular cells: docs/results.md, session 20)
+    calibration_last = {"cluster_orphans": (True,), "cluster_split_area": (0.0, 1.5)}
 
     cluster_min_cluster_size: int = 0
     cluster_min_samples: int = 0
