@@ -246,9 +246,10 @@ def cluster_embeddings(embeddings: np.ndarray, params: ClusterParams | None = No
     if not foreground.any():
         return labels
     stride = _sample_stride(int(foreground.sum()), params)
+    split_area = params.cluster_split_area * instance_area[1]
     sample_labels, means, parts = _cluster_samples(
         pixels, foreground, stride, params, cluster_sizes(params, instance_area),
-        (params.cluster_split_area * instance_area[1], SPLIT_PART * instance_area[0]))
+        (split_area, SPLIT_PART * instance_area[0]))
     keep = means @ background < params.cluster_background_cos
     if not keep.any():
         return labels
@@ -259,8 +260,7 @@ def cluster_embeddings(embeddings: np.ndarray, params: ClusterParams | None = No
     labels = _absorb_specks(labels, pixels, means, params)
     if parts is not None:
         labels = _split_into_parts(labels, np.where(sample_labels >= 0, parts, -1),
-                                   sample_labels, stride,
-                                   params.cluster_split_area * instance_area[1])
+                                   sample_labels, stride, split_area)
     if params.cluster_orphans:
         labels = _orphans(labels, foreground, params.min_instance_area, images,
                           params.cluster_orphan_z)
@@ -560,7 +560,8 @@ def _split_into_parts(labels: np.ndarray, parts: np.ndarray, sample_labels: np.n
     next_label = int(labels.max()) + 1
     out = labels.copy()
     for cluster in np.unique(owner[owner >= 0]):
-        if not _waisted(labels == cluster + 1, large):
+        mask = labels == cluster + 1
+        if not _waisted(mask, large):
             continue
         pieces = np.unique(parts[owner == cluster])
         new_label = {int(pieces[0]): int(cluster) + 1}
@@ -572,13 +573,12 @@ def _split_into_parts(labels: np.ndarray, parts: np.ndarray, sample_labels: np.n
             lut[part + 1] = value
         for t in range(len(labels)):
             mine = owner[t] == cluster
-            pixels = labels[t] == cluster + 1
-            if not mine.any() or not pixels.any():
+            if not mine.any() or not mask[t].any():
                 continue
             # nearest part sample of the cluster, for every block of the frame
             _, (iy, ix) = ndi.distance_transform_edt(~mine, return_indices=True)
             nearest = parts[t][iy, ix]
-            ys, xs = np.nonzero(pixels)
+            ys, xs = np.nonzero(mask[t])
             out[t, ys, xs] = lut[nearest[ys // stride, xs // stride] + 1]
     return out
 

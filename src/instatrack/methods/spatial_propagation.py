@@ -489,7 +489,8 @@ def augmented_copies(frame: np.ndarray, first: np.ndarray, ids: np.ndarray, coun
 def magnified(image: np.ndarray, labels: np.ndarray, factor: float, rng: np.random.Generator
               ) -> tuple[np.ndarray, np.ndarray]:
     """``(C, Y, X)`` image and ``(Y, X)`` labels magnified ``factor`` times about a
-    random pixel of a random object (the frame's centre when there is none): the window
+    random object pixel (so larger objects are chosen more often; the frame's centre
+    when there is none): the window
     of ``1 / factor`` of the frame around it, kept inside the frame, resized back to the
     frame's size (labels by nearest neighbour, -1 stays -1)."""
     from scipy import ndimage as ndi
