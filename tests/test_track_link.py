@@ -122,6 +122,38 @@ def test_division_ends_mother_and_starts_two_daughters(run):
     assert final[2][24, 20] == left and final[3][24, 31] == 5 - left
 
 
+# the daughters touch in their first frame (2), where the segmentation made them one waisted
+# object; a frame later they are apart
+TOUCHING = movie([[(24, 24, 8, 1)], [(24, 24, 8, 1)], [(24, 19, 5, 1), (24, 28, 5, 1)],
+                  [(24, 17, 5, 1), (24, 31, 5, 2)], [(24, 16, 5, 1), (24, 32, 5, 2)],
+                  [(24, 15, 5, 1), (24, 33, 5, 2)]])
+# the daughters touch in two frames (2, 3): only the last is split (SPLIT_BACK_FRAMES)
+TOUCHING_TWICE = movie([[(24, 24, 8, 1)], [(24, 24, 8, 1)], [(24, 19, 5, 1), (24, 28, 5, 1)],
+                        [(24, 18, 5, 1), (24, 28, 5, 1)], [(24, 16, 5, 1), (24, 32, 5, 2)],
+                        [(24, 15, 5, 1), (24, 33, 5, 2)], [(24, 14, 5, 1), (24, 34, 5, 2)]])
+# the same with a convex mother (one cell, stretched) in frame 2
+STRETCHED = TOUCHING.copy()
+STRETCHED[2] = 0
+disc(STRETCHED[2], 24, 23.5, 7, 1)
+
+
+@pytest.mark.parametrize("run", [track_single, track_pairs])
+def test_two_touching_daughters_before_a_division_are_split(run):
+    tracker, final = run(TOUCHING)
+    assert graph_to_ctc_table(tracker.graph) == [(1, 0, 1, 0), (2, 2, 5, 1), (3, 2, 5, 1)]
+    left, right = final[3][24, 17], final[3][24, 31]
+    assert final[2][24, 17] == left and final[2][24, 30] == right and left != right
+    assert (final[2] > 0).sum() == (TOUCHING[2] > 0).sum()  # every pixel kept
+    # off, or a convex mother: the division stays where the objects part
+    for labels, settings in ((TOUCHING, {"division_split_solidity": 0}), (STRETCHED, {})):
+        tracker, final = run(labels, **settings)
+        assert graph_to_ctc_table(tracker.graph) == [(1, 0, 2, 0), (2, 3, 5, 1), (3, 3, 5, 1)]
+        assert len(np.unique(final[2])) == 2
+    tracker, final = run(TOUCHING_TWICE)
+    assert graph_to_ctc_table(tracker.graph) == [(1, 0, 2, 0), (2, 3, 6, 1), (3, 3, 6, 1)]
+    assert len(np.unique(final[2])) == 2 and len(np.unique(final[3])) == 3
+
+
 def test_division_with_both_daughters_unlinked_by_iou():
     far = movie([[(24, 24, 6, 1)], [(24, 24, 6, 1)], [(24, 16, 4, 1), (24, 32, 4, 2)]])
     assert no_links(far[1], far[2], 0.1)
@@ -250,8 +282,9 @@ def test_memory_stays_bounded_and_windows_must_advance():
         tracker.push(Window(5, labels[:2]))
     with pytest.raises(ValueError, match=r"\(W, Y, X\)"):
         Tracker().push(Window(0, labels[0]))
-    # The last two frames wait for the division check; finish() hands them out.
-    assert [t for t, _ in tracker.finish()] == [10, 11]
+    # The last three frames wait for the division check (two for the daughters to
+    # persist, one for the mother's frame before them); finish() hands them out.
+    assert [t for t, _ in tracker.finish()] == [9, 10, 11]
     assert tracker.finish() == []
     with pytest.raises(ValueError, match="finished"):
         tracker.push(Window(11, labels[11:12]))
@@ -287,10 +320,14 @@ def test_division_stands_when_a_daughter_is_missed_for_one_frame():
 
 
 def test_frames_wait_for_the_division_check():
-    tracker = make_tracker(division_min_frames=3)
+    tracker = make_tracker(division_min_frames=3, division_split_solidity=0)
     returned = [[t for t, _ in tracker.push(Window(t, FLICKER[t:t + 1]))] for t in range(5)]
     assert returned == [[], [], [0], [1], [2]]
     assert [t for t, _ in tracker.finish()] == [3, 4]
+    # splitting a mother before a division (the default) holds a frame more
+    tracker = make_tracker(division_min_frames=3)
+    returned = [[t for t, _ in tracker.push(Window(t, FLICKER[t:t + 1]))] for t in range(5)]
+    assert returned == [[], [], [], [0], [1]]
     with pytest.raises(ConfigError, match="division_min_frames"):
         TrackSettings(division_min_frames=0)
 
@@ -337,7 +374,8 @@ def test_min_track_length_keeps_daughters():
 
 def test_min_track_length_holds_frames_back_only_when_set():
     frames = movie([[(20, 10 + 3 * t, 5, 1)] for t in range(8)])
-    for length, lag in ((1, 2), (3, 5)):  # lag: division_min_frames - 1, or 3 - 1 + 3
+    # lag: division_min_frames - 1 + 1 (the mother's frame before a division), or 3 - 1 + 3
+    for length, lag in ((1, 3), (3, 5)):
         tracker = Tracker(TrackSettings(min_track_length=length))
         returned = [len(tracker.push(Window(t, frames[t:t + 1]))) for t in range(8)]
         assert returned == [0] * lag + [1] * (8 - lag)

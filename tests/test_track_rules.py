@@ -11,6 +11,7 @@ from instatrack.errors import ConfigError
 from instatrack.labels import ObjectStats
 from instatrack.track import lineage
 from instatrack.track.rules import (
+    SPLIT_BACK_FRAMES,
     TrackSettings,
     alike_daughters,
     delay,
@@ -20,6 +21,7 @@ from instatrack.track.rules import (
     memory,
     nearest_lost,
     parent_kind,
+    split_mother,
 )
 
 DEFAULT = TrackSettings()
@@ -49,9 +51,10 @@ def test_a_config_is_the_tracker_settings_it_composes():
 
 
 def test_memory_and_delay():
-    assert memory(DEFAULT) == 3 and delay(DEFAULT) == 2
+    assert memory(DEFAULT) == 3 and delay(DEFAULT) == 2 + SPLIT_BACK_FRAMES
+    assert delay(TrackSettings(division_split_solidity=0)) == 2
     assert memory(TrackSettings(link_max_gap=5)) == 6
-    assert delay(TrackSettings(division_min_frames=1)) == 0
+    assert delay(TrackSettings(division_min_frames=1, division_split_solidity=0)) == 0
     assert delay(TrackSettings(min_track_length=3)) == 3 - 1 + 3
 
 
@@ -172,3 +175,32 @@ def test_drop_track_removes_its_nodes():
     graph, _ = division_graph()
     lineage.drop_track(graph, 2)
     assert sorted(graph.nodes) == [0, 1, 3]
+
+
+def _discs(shape, *discs):
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    out = np.zeros(shape, bool)
+    for cy, cx, r in discs:
+        out |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    return out
+
+
+def test_split_mother_cuts_a_waisted_mother_at_its_waist_and_keeps_every_pixel():
+    mother = _discs((40, 60), (20, 22, 8), (20, 36, 8))
+    mother[2, 2] = True  # a stray pixel apart from the rest: still handed to a part
+    daughters = [_discs((40, 60), (20, 18, 7)), _discs((40, 60), (20, 40, 7))]
+    parts = split_mother(mother, daughters, DEFAULT)
+    assert parts is not None
+    assert not (parts[0] & parts[1]).any() and np.array_equal(parts[0] | parts[1], mother)
+    assert parts[0][20, 22] and parts[1][20, 36] and parts[0][2, 2]
+    assert abs(parts[0].sum() - parts[1].sum()) < 0.1 * mother.sum()
+
+
+def test_split_mother_keeps_convex_mothers_lopsided_cuts_and_the_off_switch():
+    daughters = [_discs((40, 60), (20, 18, 7)), _discs((40, 60), (20, 40, 7))]
+    assert split_mother(_discs((40, 60), (20, 29, 12)), daughters, DEFAULT) is None
+    waisted = _discs((40, 60), (20, 22, 8), (20, 36, 8))
+    assert split_mother(waisted, daughters, TrackSettings(division_split_solidity=0)) is None
+    # a small bud beside a large cell: the cut would leave a part under division_balance
+    lopsided = _discs((40, 60), (20, 22, 12), (20, 37, 3))
+    assert split_mother(lopsided, daughters, DEFAULT) is None

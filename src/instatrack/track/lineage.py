@@ -60,3 +60,20 @@ def rejoin_mother(graph: nx.DiGraph, division: Division, track: int) -> None:
 def drop_track(graph: nx.DiGraph, first: int) -> None:
     """Remove the track that starts at node ``first``."""
     graph.remove_nodes_from(chain(graph, first))
+
+
+def hand_down(graph: nx.DiGraph, division: Division, parent: int,
+              parts: list[tuple[int, int, float, float]]) -> None:
+    """The mother's last node becomes its daughters' first nodes: ``parts`` are
+    ``(node id, area, y, x)``, one per daughter in ``division.daughters``' order, in the
+    mother's last frame, each joined to ``parent`` (the mother's node before) and to the
+    daughter's node after. The division then happens a frame earlier, at ``parent``."""
+    node = division.mother_node
+    t = graph.nodes[node]["t"]
+    firsts = [daughter_start(graph, node, track) for track in division.daughters]
+    graph.remove_node(node)
+    for (new, area, y, x), first, track in zip(parts, firsts, division.daughters, strict=True):
+        graph.add_node(new, t=t, label=track, y=y, x=x, area=area)
+        graph.add_edge(parent, new)
+        graph.add_edge(new, first)
+    division.mother_node, division.t = parent, t

@@ -47,6 +47,7 @@ import numpy as np
 from instatrack.labels import ObjectStats, label_stats, match_iou, relabel, remove_small
 from instatrack.track import lineage
 from instatrack.track.rules import (
+    SPLIT_BACK_FRAMES,
     TrackSettings,
     delay,
     division_stands,
@@ -55,6 +56,7 @@ from instatrack.track.rules import (
     memory,
     nearest_lost,
     parent_kind,
+    split_mother,
 )
 
 
@@ -223,6 +225,8 @@ class Tracker:
             alive = [k for k in division.daughters
                      if lineage.persists(self.graph, division.mother_node, k, until)]
             if division_stands(alive):
+                if len(alive) == len(division.daughters) == 2:
+                    self._split_mother(division)
                 continue
             for track in division.daughters:
                 if track not in alive:
@@ -232,6 +236,38 @@ class Tracker:
                 mapping = {a: division.mother if k == alive[0] else k
                            for a, k in mapping.items()}
         return mapping
+
+    def _split_mother(self, division: lineage.Division) -> None:
+        """Cut the mother's object in the frame before a standing division between the two
+        daughters when it is two touching daughters (:func:`~instatrack.track.rules.split_mother`):
+        they then start a frame earlier, and the mother ends a frame earlier; and again,
+        up to :data:`~instatrack.track.rules.SPLIT_BACK_FRAMES` frames back."""
+        for _ in range(SPLIT_BACK_FRAMES):
+            if not self._split_mother_once(division):
+                return
+
+    def _split_mother_once(self, division: lineage.Division) -> bool:
+        nodes = self.graph.nodes
+        node, before = division.mother_node, division.t - 1
+        label = nodes[node]["label"]
+        parent = [n for n in self.graph.predecessors(node) if nodes[n]["label"] == label]
+        if nodes[node]["t"] != before or not parent or before not in self._waiting \
+                or division.t not in self._waiting:
+            return False
+        frame, after = self._waiting[before], self._waiting[division.t]
+        parts = split_mother(frame == label, [after == k for k in division.daughters],
+                             self.settings)
+        if parts is None:
+            return False
+        made = []
+        for part, track in zip(parts, division.daughters, strict=True):
+            frame[part] = track
+            ys, xs = np.nonzero(part)
+            made.append((self._tracks.prepend(track), len(ys), float(ys.mean()),
+                         float(xs.mean())))
+        lineage.hand_down(self.graph, division, parent[0], made)
+        self._tracks.span[label][1] = parent[0]
+        return True
 
     def _rejoin_mother(self, division: lineage.Division, track: int) -> None:
         """The one daughter ``track`` left of an unconfirmed division takes the mother's id."""
@@ -327,6 +363,13 @@ class _Tracks:
         node = self._next_node
         self._next_node += 1
         self.span.setdefault(track, [node, node])[1] = node
+        return node
+
+    def prepend(self, track: int) -> int:
+        """A new node id, the first node of ``track``, which already has nodes."""
+        node = self._next_node
+        self._next_node += 1
+        self.span[track][0] = node
         return node
 
     def rename(self, track: int, to: int) -> None:

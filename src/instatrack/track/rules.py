@@ -33,6 +33,13 @@ from scipy.optimize import linear_sum_assignment
 from instatrack.labels import ObjectStats, dilated_overlaps
 from instatrack.settings import Settings, require
 
+#: frames before a division in which :func:`split_mother` may find two touching daughters
+#: kept as one object, frame by frame backwards. 2 was measured on SIM+ with the wide
+#: cosine-hourglass (docs/results.md, session 21): it found the one pair merged for two
+#: frames in seed 2 (TRA +0.0011) and cut a true mother, two frames before its daughters
+#: appear and as waisted as they (solidity 0.77-0.81), in seed 0 (TRA -0.0009)
+SPLIT_BACK_FRAMES = 1
+
 
 @dataclasses.dataclass(frozen=True)
 class TrackSettings(Settings):
@@ -54,7 +61,11 @@ class TrackSettings(Settings):
     of its area, with an alike new object beside it, divided (it kept one
     daughter's mask). ``link_parent_overlap``: share of the smaller of a new object
     and a track that they must overlap (after the dilation) for the track to be
-    its parent.
+    its parent. ``division_split_solidity``: when a division stands, the mother's object in
+    the frame before it is split between the two daughters if its solidity is below this
+    (a waisted object: two daughters that touch in their first frame, which the
+    segmentation kept as one), each part at least ``division_balance`` of the other;
+    0 = off (:func:`split_mother`).
     """
 
     post_processing = True
@@ -70,6 +81,7 @@ class TrackSettings(Settings):
     division_min_frames: int = 3
     division_area_ratio: float = 0.8
     link_parent_overlap: float = 0.2
+    division_split_solidity: float = 0.9
 
     def check(self) -> None:
         super().check()
@@ -86,6 +98,9 @@ class TrackSettings(Settings):
                 f"division_balance must be in [0, 1], got {self.division_balance}")
         require(self.division_min_frames >= 1,
                 f"division_min_frames must be >= 1, got {self.division_min_frames}")
+        require(0 <= self.division_split_solidity <= 1,
+                f"division_split_solidity must be in [0, 1] (0 = off), got "
+                f"{self.division_split_solidity}")
         for name in ("division_area_ratio", "link_parent_overlap"):
             require(0 < getattr(self, name) <= 1,
                     f"{name} must be in (0, 1], got {getattr(self, name)}")
@@ -100,6 +115,8 @@ def memory(settings: TrackSettings) -> int:
 def delay(settings: TrackSettings) -> int:
     """Frames a frame is held back before it is final (no later rule can change it)."""
     hold = settings.division_min_frames - 1
+    if settings.division_split_solidity > 0:  # the frames before a division stay editable
+        hold += SPLIT_BACK_FRAMES
     if settings.min_track_length > 1:
         hold = max(hold, settings.min_track_length - 1 + memory(settings))
     return hold
@@ -222,3 +239,57 @@ def is_flicker(begin: int, end: int, first_t: int, last_t: int, has_parent: bool
     settled = end < last_t and (final or last_t >= end + memory(settings))
     return (settled and end - begin + 1 < settings.min_track_length and begin != first_t
             and not has_parent and not has_children)
+
+
+def split_mother(mother: np.ndarray, daughters: Sequence[np.ndarray],
+                 settings: TrackSettings) -> list[np.ndarray] | None:
+    """The mother's mask in the frame before a division cut into one part per daughter, or
+    None to keep it whole.
+
+    ``mother``: its ``(Y, X)`` bool mask; ``daughters``: the two daughters' masks in their
+    first frame. Only a waisted mother (solidity, its area over its convex hull's, below
+    ``division_split_solidity``) is cut: a cell about to divide is convex, two daughters
+    touching are not. The cut is a watershed of the distance to the mask's outline from
+    the pixels each daughter alone overlaps (its centroid if none), so it runs along the
+    waist; each part must hold at least ``division_balance`` of the other's area and
+    ``min_instance_area`` pixels.
+    """
+    from scipy import ndimage as ndi
+    from skimage.measure import regionprops
+    from skimage.segmentation import watershed
+
+    if settings.division_split_solidity <= 0 or len(daughters) != 2 or not mother.any():
+        return None
+    box = regionprops(mother.astype(np.uint8))[0]
+    if box.solidity >= settings.division_split_solidity:
+        return None
+    y0, x0, y1, x1 = box.bbox
+    inside = mother[y0:y1, x0:x1]
+    markers = np.zeros(inside.shape, np.int32)
+    a, b = (d[y0:y1, x0:x1] for d in daughters)
+    for k, (own, whole) in enumerate(((a, daughters[0]), (b, daughters[1])), 1):
+        alone = own & inside  # where the daughter lies a frame later (daughters are disjoint)
+        if alone.any():
+            markers[alone] = k
+            continue
+        ys, xs = np.nonzero(whole)
+        dy, dx = np.nonzero(inside & (markers == 0))
+        if len(ys) and len(dy):
+            i = np.argmin((dy - ys.mean() + y0) ** 2 + (dx - xs.mean() + x0) ** 2)
+            markers[dy[i], dx[i]] = k
+    if set(np.unique(markers[markers > 0])) != {1, 2}:
+        return None
+    cut = watershed(-ndi.distance_transform_edt(inside), markers, mask=inside)
+    if (inside & (cut == 0)).any():  # pieces no marker reaches go to the nearest part
+        _, (iy, ix) = ndi.distance_transform_edt(cut == 0, return_indices=True)
+        cut = np.where(inside, cut[iy, ix], 0)
+    areas = [int((cut == k).sum()) for k in (1, 2)]
+    if min(areas) < max(settings.min_instance_area, 1) or \
+            min(areas) < settings.division_balance * max(areas):
+        return None
+    parts = []
+    for k in (1, 2):
+        part = np.zeros_like(mother)
+        part[y0:y1, x0:x1] = cut == k
+        parts.append(part)
+    return parts
