@@ -411,3 +411,26 @@ def test_the_training_size_is_the_size_drawn_most(tmp_path):
     mostly_large = ClipSampler(sequences, crop=(16, 16), augment=False, groups=groups,
                                weights=(0.1, 0.9))
     assert plain.instance_areas()[1] < 150 < mostly_large.instance_areas()[1]
+
+
+def test_a_share_gives_one_folder_its_fraction_and_the_others_the_rest(tmp_path):
+    """share (2, 0.2): a fifth of the clips from folder 2, which the weights need not name;
+    folders 0 and 1 keep their proportion (by clips, or by weights) in the rest."""
+    from instatrack.data import open_grouped
+
+    folders = [write_ctc_synthetic(tmp_path / name, frames=frames, size=(32, 32), seed=seed)
+               for name, frames, seed in (("a", 2, 1), ("b", 6, 2), ("c", 4, 3))]
+    sequences, groups = open_grouped(folders)
+    for weights, expected in ((None, (0.2, 0.6, 0.2)), ((1.0, 1.0), (0.4, 0.4, 0.2))):
+        sampler = ClipSampler(sequences, crop=(16, 16), augment=False, groups=groups,
+                              weights=weights, share=(2, 0.2))
+        drawn = np.array([sampler.clips[sampler._pick()][0] for _ in range(3000)])
+        assert np.allclose([np.mean(drawn == g) for g in range(3)], expected, atol=0.03)
+
+
+def test_frames_may_differ_per_sequence(cells):
+    seqs = [cells, cells]
+    sampler = ClipSampler(seqs, crop=(16, 16), augment=False, frames=[slice(0, 2), None])
+    assert {t for s, t, _ in sampler.clips.tolist() if s == 0} == {0, 1}
+    assert {t for s, t, _ in sampler.clips.tolist() if s == 1} == set(range(len(cells)))
+    assert sampler.instance_areas([0]) != (0.0, 0.0)

@@ -86,3 +86,21 @@ def test_ranges_move_one_draw_and_keep_the_others():
         draw(3, 1, {"radiuz": (1.0, 2.0)})
     with pytest.raises(ConfigError, match="low <= high"):
         draw(3, 1, {"radius": (5.0, 2.0)})
+
+
+def test_training_sequences_are_the_synth_command_s_set_in_memory(tmp_path, monkeypatch):
+    """What training mixes in (synthetic_share) is what ``instatrack synth --randomise``
+    writes with the same numbers, read back, frame for frame."""
+    from instatrack.data import synth_random
+
+    monkeypatch.setattr(synth_random, "TRAINING_SEQUENCES", 2)
+    memory = synth_random.training_sequences(frames=3, size=(64, 64))
+    assert main(["synth", str(tmp_path / "s"), "--randomise", "--sequences", "2", "--frames",
+                 "3", "--size", "64", "64", "--seed", str(synth_random.TRAINING_SEED)]) == 0
+    written = open_dataset(tmp_path / "s")
+    assert len(memory) == len(written) == 2
+    for a, b in zip(memory, written, strict=True):
+        assert a.is_video and a.channels == b.channels == 1 and len(a) == len(b) == 3
+        for t in range(3):
+            np.testing.assert_array_equal(a.image(t), b.image(t))
+            np.testing.assert_array_equal(a.labels(t), b.labels(t))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 
@@ -107,3 +108,57 @@ def test_bfloat16_on_cpu_only_where_it_pays():
     assert not uses_amp(cosine.replace(amp=False), cpu)
     assert not uses_amp(propagation, cpu)  # slower in bfloat16 on a CPU
     assert uses_amp(propagation, torch.device("cuda"))
+
+
+@pytest.fixture
+def few_synthetic(monkeypatch):
+    """Two small synthetic movies instead of the 24 of 320 x 320 training mixes in."""
+    from instatrack.data import synth_random
+
+    monkeypatch.setattr(synth_random, "TRAINING_SEQUENCES", 2)
+    monkeypatch.setattr(synth_random, "TRAINING_SIZE", (48, 48))
+
+
+def test_synthetic_share_mixes_synthetic_clips_in_and_resumes_exactly(cells, tmp_path,
+                                                                      few_synthetic):
+    from instatrack.train import _fit_to_data, get_method
+
+    config = _config(synthetic_share=0.5, steps=8)
+    fitted, sampler = _fit_to_data(get_method("toy"), config, [_open(cells)], [0])
+    synthetic = [s for s, seq in enumerate(sampler.sequences) if seq.name.startswith("synthetic")]
+    assert len(synthetic) == 2 and len(sampler.sequences) == 3
+    drawn = np.array([sampler.clips[sampler._pick()][0] for _ in range(2000)])
+    assert abs(np.isin(drawn, synthetic).mean() - 0.5) < 0.05
+    # the size recorded is the data's, not the synthetic nuclei's
+    _, alone = _fit_to_data(get_method("toy"), _config(), [_open(cells)], [0])
+    assert fitted.instance_area == alone.instance_areas()
+    straight = train("toy", cells, tmp_path / "a", config=config, progress=False)
+
+    def interrupt(step, total, row):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        train("toy", cells, tmp_path / "b", config=config, progress=interrupt)
+    resumed = resume(tmp_path / "b", progress=False)
+    a, b = torch.load(straight / runs.LAST), torch.load(resumed / runs.LAST)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert runs.Run.open(resumed).config.synthetic_share == 0.5
+
+
+def test_synthetic_share_leaves_colour_data_alone(tmp_path, few_synthetic):
+    from instatrack.data import open_grouped
+    from instatrack.data.synth import write_cvppp_synthetic
+    from instatrack.train import _fit_to_data, get_method
+
+    sequences, groups = open_grouped(write_cvppp_synthetic(tmp_path / "leaves", n=3))
+    config = _config(synthetic_share=0.5)
+    _, sampler = _fit_to_data(get_method("toy"), config, sequences, groups)
+    assert sampler.sequences == sequences and sampler.clip_p is None
+
+
+def _open(folder):
+    from instatrack.data import open_dataset
+
+    return open_dataset(folder)[0]

@@ -73,6 +73,11 @@ class TrainConfig(OptimSettings, TrackSettings, BoundarySettings, GrowSettings,
     # (normalised to sum 1, e.g. 3,1: three quarters from the first folder); when set,
     # it replaces data_balance. Empty: data_balance decides.
     data_weights: tuple[float, ...] = ()
+    # share of the training clips drawn from randomised synthetic nuclei that training
+    # makes itself (data/synth_random.py training_sequences; single-channel data only,
+    # every frame of them trains, none validates); the --data folders share the rest as
+    # data_weights / data_balance say. 0: the data alone
+    synthetic_share: float = 0.0
     norm_low: float = 1.0
     norm_high: float = 99.8
     # how raw intensities become network input: "percentile" (each frame's norm_low /
@@ -108,6 +113,8 @@ class TrainConfig(OptimSettings, TrackSettings, BoundarySettings, GrowSettings,
         for name in ("crop_object_bias", "data_balance"):
             require(0 <= getattr(self, name) <= 1,
                     f"{name} must be in [0, 1], got {getattr(self, name)}")
+        require(0 <= self.synthetic_share < 1,
+                f"synthetic_share must be in [0, 1), got {self.synthetic_share}")
         require(all(w >= 0 for w in self.data_weights) and
                 (not self.data_weights or sum(self.data_weights) > 0),
                 f"data_weights must be >= 0 with a positive sum, got {self.data_weights}")

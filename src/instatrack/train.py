@@ -74,6 +74,8 @@ def train(method: str | None, data: Data, out: str | Path, config: TrainConfig |
     config = config.replace(rescale=_rescale(config, sequences, start))
     sequences = _resized(config, sequences)
     config, sampler = _fit_to_data(method_cls, config, sequences, groups)
+    if progress is True and config.synthetic_share > 0:
+        print(_synthetic_notice(config), file=sys.stderr)
     weights = None
     if start is not None:
         finetune.check_fits_init(config, start)
@@ -251,7 +253,7 @@ def _fit_to_data(method_cls: type[Method], config: TrainConfig, sequences,
                  groups: list[int] | None = None):
     """``(config, sampler)``: the config completed from the data, and the clip sampler
     (``groups``: the dataset folder of each sequence, for ``data_balance`` and
-    ``data_weights``)."""
+    ``data_weights``) over ``sequences`` and, at ``synthetic_share``, the synthetic ones."""
     from instatrack.data.augment import AcquisitionSettings
     from instatrack.data.normalize import Norm
     from instatrack.data.sampler import ClipSampler
@@ -262,17 +264,41 @@ def _fit_to_data(method_cls: type[Method], config: TrainConfig, sequences,
                           f"({','.join(map(str, config.data_weights))}) for {folders} --data "
                           f"folder(s); give one per folder, in their order")
     config = _fit_config_to_data(method_cls, config, sequences)
-    sampler = ClipSampler(sequences, clip_len=config.clip_len, crop=config.crop,
-                          frames=parse_slice(config.train_frames), augment=config.augment,
-                          norm=Norm.of(config), seed=config.seed,
+    synthetic = _synthetic(config)
+    groups = [0] * len(sequences) if groups is None else list(groups)
+    frames = parse_slice(config.train_frames)
+    sampler = ClipSampler([*sequences, *synthetic], clip_len=config.clip_len, crop=config.crop,
+                          frames=[frames] * len(sequences) + [None] * len(synthetic),
+                          augment=config.augment, norm=Norm.of(config), seed=config.seed,
                           object_bias=config.crop_object_bias,
                           reach_border=config.crops_reach_border,
                           acquisition=AcquisitionSettings.of(config),
-                          groups=groups, balance=config.data_balance,
-                          weights=config.data_weights or None)
-    if max(config.instance_area) <= 0:
-        config = config.replace(instance_area=sampler.instance_areas())
+                          groups=groups + [folders] * len(synthetic), balance=config.data_balance,
+                          weights=config.data_weights or None,
+                          share=(folders, config.synthetic_share) if synthetic else None)
+    if max(config.instance_area) <= 0:  # the size of the user's objects, not the synthetic
+        config = config.replace(instance_area=sampler.instance_areas(range(len(sequences))))
     return config, sampler
+
+
+def _synthetic_notice(config: TrainConfig) -> str:
+    if config.in_channels != 1:
+        return (f"synthetic_share={config.synthetic_share:g} not used: the synthetic nuclei are "
+                f"grey, the data has {config.in_channels} channels")
+    return (f"{config.synthetic_share:.0%} of the training clips are randomised synthetic "
+            f"nuclei (synthetic_share; --set synthetic_share=0 trains on the data alone)")
+
+
+def _synthetic(config: TrainConfig) -> list:
+    """The randomised synthetic sequences ``synthetic_share`` mixes in (none for data of
+    other than one channel: they are grey nuclei), at the run's ``object_size`` if set."""
+    from instatrack.data.synth_random import TRAINING_SIZE, training_sequences
+
+    if config.synthetic_share <= 0 or config.in_channels != 1:
+        return []
+    size = tuple(max(c, s) for c, s in zip(config.crop, TRAINING_SIZE, strict=True))
+    synthetic = training_sequences(frames=max(4, config.clip_len), size=size)
+    return to_object_size(synthetic, config.object_size) if config.object_size > 0 else synthetic
 
 
 def _rescale(config: TrainConfig, sequences, start: runs.Run | None) -> float:

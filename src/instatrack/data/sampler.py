@@ -35,7 +35,9 @@ class ClipSampler:
     ``groups`` (the dataset of each sequence) and ``balance`` weigh datasets: 0 draws
     every clip alike (a dataset counts by its clips), 1 every dataset alike;
     ``weights`` (one per dataset index of ``groups``), when given, are the datasets'
-    shares of the clips instead.
+    shares of the clips instead. ``share`` ``(dataset, fraction)`` gives one dataset that
+    fraction of the clips, the others the rest as above. ``frames`` may be one slice per
+    sequence.
     With warp augmentation a crop reaches the image border only when
     ``reach_border`` is set (see :class:`~instatrack.config.TrainConfig`).
     ``acquisition`` sets the intensity augmentation (default: the robust recipe).
@@ -47,7 +49,8 @@ class ClipSampler:
                  object_bias: float = OBJECT_BIAS, reach_border: bool = False,
                  acquisition: AcquisitionSettings | None = None,
                  groups: Seq[int] | None = None, balance: float = 0.0,
-                 weights: Seq[float] | None = None):
+                 weights: Seq[float] | None = None,
+                 share: tuple[int, float] | None = None):
         if clip_len < 1 or len(crop) != 2 or min(crop) < 1:
             raise ValueError(f"need clip_len >= 1 and a crop of two sizes >= 1, got "
                              f"{clip_len}, {crop}")
@@ -63,13 +66,14 @@ class ClipSampler:
         self._images: dict[tuple[int, int], np.ndarray] = {}
         self._labels: dict[tuple[int, int], np.ndarray | None] = {}
         self._centres: dict[tuple[int, int], np.ndarray] = {}
-        self.clips = self._find_clips(frames or slice(None))
+        self.clips = self._find_clips(frames)
         self._compact_ids()
         if not len(self.clips):
             names = ", ".join(s.name for s in self.sequences) or "no sequences"
             raise DataError(f"{names}: no annotated clip of {clip_len} frame(s) within frames "
                             f"{_slice_text(frames)}")
-        self.clip_p = _clip_probabilities(self.clips[:, 0], groups, balance, weights)
+        self._weighing = (groups, balance, weights)  # of the datasets, without the share
+        self.clip_p = _clip_probabilities(self.clips[:, 0], groups, balance, weights, share)
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -79,21 +83,25 @@ class ClipSampler:
     def set_state(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state
 
-    def instance_areas(self) -> tuple[float, float]:
-        """(10th percentile, median) area in pixels of the training instances; (0, 0) if none.
+    def instance_areas(self, sequences: Seq[int] | None = None) -> tuple[float, float]:
+        """(10th percentile, median) area in pixels of the training instances (of the
+        ``sequences`` at these indices only, if given); (0, 0) if none.
 
         When datasets are weighted (``balance``, ``weights``), each frame's own
         (10th percentile, median) counts as often as training draws the frame: the size
         recorded is that of the clips the network saw most (a 15 % share of frames
         crowded with small synthetic nuclei does not set it, however many they hold)."""
         areas = {}  # (sequence, frame) -> the areas of its instances
+        chosen = None if sequences is None else set(sequences)
         for key, labels in self._labels.items():
+            if chosen is not None and key[0] not in chosen:
+                continue
             if labels is not None and (labels > 0).any():
                 counts = np.bincount(labels[labels > 0].ravel())
                 areas[key] = counts[counts > 0]
         if not areas:
             return (0.0, 0.0)
-        frame_weight = self._frame_weights()
+        frame_weight = self._frame_weights(chosen)
         if frame_weight:
             weights = np.array([frame_weight.get(key, 0.0) for key in areas])
             return tuple(round(_weighted_percentile(
@@ -102,22 +110,29 @@ class ClipSampler:
         pooled = np.concatenate(list(areas.values()))
         return (round(float(np.percentile(pooled, 10)), 1), round(float(np.median(pooled)), 1))
 
-    def _frame_weights(self) -> dict[tuple[int, int], float]:
-        """How often each ``(sequence, frame)`` is drawn, when datasets are weighted."""
-        if self.clip_p is None:
+    def _frame_weights(self, sequences: set[int] | None = None) -> dict[tuple[int, int], float]:
+        """How often each ``(sequence, frame)`` is drawn, when datasets are weighted (among
+        the clips of ``sequences`` alone, if given, as if there were no others)."""
+        clips, clip_p = self.clips, self.clip_p
+        if sequences is not None:
+            clips = clips[np.isin(clips[:, 0], sorted(sequences))]
+            clip_p = _clip_probabilities(clips[:, 0], *self._weighing)
+        if clip_p is None:
             return {}
         weight: dict[tuple[int, int], float] = {}
-        for (s, t0, length), p in zip(self.clips.tolist(), self.clip_p.tolist(), strict=True):
+        for (s, t0, length), p in zip(clips.tolist(), clip_p.tolist(), strict=True):
             for t in range(t0, t0 + length):
                 weight[(s, t)] = weight.get((s, t), 0.0) + p / length
         return weight
 
     # -- clips ---------------------------------------------------------------------------------
-    def _find_clips(self, frames: slice) -> np.ndarray:
-        """Rows ``(sequence, first frame, length)`` of every clip with at least one annotation."""
+    def _find_clips(self, frames: slice | Seq[slice] | None) -> np.ndarray:
+        """Rows ``(sequence, first frame, length)`` of every clip with at least one annotation
+        (within ``frames``: one slice for all sequences or one each)."""
         rows = []
         for s, seq in enumerate(self.sequences):
-            allowed = list(range(len(seq)))[frames]
+            within = frames[s] if isinstance(frames, (list, tuple)) else frames
+            allowed = list(range(len(seq)))[within or slice(None)]
             annotated = np.array([self._label(s, t) is not None for t in allowed], bool)
             length = self.clip_len if seq.is_video else 1
             for i in range(len(allowed) - length + 1):
@@ -234,28 +249,35 @@ class ClipSampler:
 
 
 def _clip_probabilities(sequence_of_clip: np.ndarray, groups: Seq[int] | None,
-                        balance: float, weights: Seq[float] | None = None
-                        ) -> np.ndarray | None:
+                        balance: float, weights: Seq[float] | None = None,
+                        share: tuple[int, float] | None = None) -> np.ndarray | None:
     """Probability of each clip when a dataset of ``n`` clips is drawn with a weight
     ``n ** (1 - balance)``, or ``weights[d]`` for dataset ``d`` when ``weights`` is given
     (``groups[s]``: the dataset of sequence ``s``), then a clip within it uniformly;
-    None (every clip alike) at ``balance=0`` without weights, or with one dataset."""
+    ``share`` ``(d, f)``: dataset ``d`` is drawn with probability ``f`` and the others
+    share ``1 - f`` by their weights (``weights`` then need not name ``d``).
+    None (every clip alike) at ``balance=0`` without weights or share, or with one dataset."""
     if not 0 <= balance <= 1:
         raise ValueError(f"balance must be in [0, 1], got {balance}")
-    if groups is None or (balance == 0 and not weights):
+    if groups is None or (balance == 0 and not weights and share is None):
         return None
     group = np.asarray(groups, np.int64)[sequence_of_clip]
     names, group, counts = np.unique(group, return_inverse=True, return_counts=True)
     if len(names) < 2:
         return None
+    shared = np.zeros(len(names), bool) if share is None else names == share[0]
     if weights:
-        if max(names) >= len(weights):
-            raise ValueError(f"{len(weights)} weight(s) for datasets 0..{max(names)}")
-        weight = np.asarray(weights, float)[names]
+        if max(names[~shared]) >= len(weights):
+            raise ValueError(f"{len(weights)} weight(s) for datasets 0..{max(names[~shared])}")
+        weight = np.zeros(len(names))
+        weight[~shared] = np.asarray(weights, float)[names[~shared]]
         if weight.sum() <= 0:
             raise ValueError(f"the datasets with clips all weigh 0: {list(weights)}")
     else:
         weight = counts.astype(float) ** (1 - balance)
+    if shared.any():
+        weight[~shared] *= (1 - share[1]) / weight[~shared].sum()
+        weight[shared] = share[1]
     p = (weight / weight.sum() / counts)[group]
     return p / p.sum()
 
@@ -302,7 +324,9 @@ def _renumber(labels: np.ndarray) -> np.ndarray:
     return np.where(labels > 0, rank[np.maximum(labels, 0)], labels)
 
 
-def _slice_text(frames: slice | None) -> str:
+def _slice_text(frames: slice | Seq[slice] | None) -> str:
+    if isinstance(frames, (list, tuple)):
+        return ", ".join(sorted({_slice_text(f) for f in frames}))
     if frames is None:
         return ":"
     return f"{'' if frames.start is None else frames.start}:" \

@@ -29,6 +29,7 @@ from instatrack.data.synth_appearance import (
     illumination,
     nucleus_intensity,
 )
+from instatrack.data.types import check_index
 from instatrack.errors import ConfigError
 
 #: harmonics of the cell outline ``r(phi) = 1 + sum_k c_k cos(k phi + p_k)``, k = 2, 3, 4
@@ -49,6 +50,30 @@ class SynthSequence:
     images: np.ndarray
     labels: np.ndarray
     lineage: list[tuple[int, int, int, int]]
+
+
+class MovieSequence:
+    """A :class:`SynthSequence` held in memory as a training
+    :class:`~instatrack.data.types.Sequence` (what reading it back from
+    :func:`write_ctc_sequence`'s folder gives, without the folder)."""
+
+    is_video = True
+    channels = 1
+
+    def __init__(self, name: str, movie: SynthSequence):
+        self.name, self.movie = name, movie
+
+    def __len__(self) -> int:
+        return len(self.movie.images)
+
+    def image(self, t: int) -> np.ndarray:
+        return self.movie.images[check_index(self, t)]
+
+    def labels(self, t: int) -> np.ndarray:
+        return self.movie.labels[check_index(self, t)]
+
+    def frame_path(self, t: int) -> Path:
+        return Path(f"<{self.name}>") / f"t{check_index(self, t):03d}"
 
 
 @dataclasses.dataclass

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from instatrack.data.synth import generate_cells, write_ctc_sequence
+from instatrack.data.synth import MovieSequence, SynthSequence, generate_cells, write_ctc_sequence
 from instatrack.data.synth_appearance import Appearance
+from instatrack.data.types import Sequence
 from instatrack.errors import ConfigError
 
 #: name -> (low, high, "lin" | "log"): each sequence draws every value from its range,
@@ -48,6 +50,9 @@ RANGES: dict[str, tuple[float, float, str]] = {
 }
 #: the file in the dataset folder recording each sequence's seed and drawn values
 RECORD = "synth.json"
+#: the randomised set training mixes in (:func:`training_sequences`): how many movies,
+#: drawn with which seed, of which frame size (at least; a larger crop takes its size)
+TRAINING_SEQUENCES, TRAINING_SEED, TRAINING_SIZE = 24, 16, (320, 320)
 
 
 def draw(seed: int, index: int,
@@ -105,6 +110,29 @@ def cells_arguments(drawn: dict[str, Any]) -> dict[str, Any]:
             "appearance": Appearance(**look)}
 
 
+def generate_sequences(sequences: int = 1, frames: int = 20,
+                       size: tuple[int, int] = (128, 128), seed: int = 0,
+                       randomise: bool = False,
+                       ranges: dict[str, tuple[float, float]] | None = None,
+                       **knobs: Any) -> Iterator[tuple[str, SynthSequence, dict[str, Any]]]:
+    """``(name, movie, record)`` of each sequence ``01`` .. ``NN`` that
+    :func:`write_ctc_sequences` writes (the same arguments), in memory."""
+    if not 1 <= sequences <= 99:
+        raise ConfigError(f"sequences must be in 1..99 (CTC names 01..99), got {sequences}")
+    if ranges and not randomise:
+        raise ConfigError("ranges apply to randomised sequences only")
+    for index in range(sequences):
+        name = f"{index + 1:02d}"
+        if randomise:
+            drawn = draw(seed, index, ranges)
+            arguments = {**cells_arguments(drawn), **knobs}
+            movie_seed = drawn["seed"]
+        else:
+            arguments, movie_seed = dict(knobs), seed + index
+        yield (name, generate_cells(frames, size, movie_seed, **arguments),
+               {"sequence": name, "seed": movie_seed, **_jsonable(arguments)})
+
+
 def write_ctc_sequences(out_dir: str | Path, sequences: int = 1, frames: int = 20,
                         size: tuple[int, int] = (128, 128), seed: int = 0,
                         randomise: bool = False,
@@ -119,26 +147,26 @@ def write_ctc_sequences(out_dir: str | Path, sequences: int = 1, frames: int = 2
     share ``knobs`` and differ by seed (``seed``, ``seed + 1``, ...).
     ``synth.json`` records each sequence's seed and arguments. Returns ``out_dir``.
     """
-    if not 1 <= sequences <= 99:
-        raise ConfigError(f"sequences must be in 1..99 (CTC names 01..99), got {sequences}")
-    if ranges and not randomise:
-        raise ConfigError("ranges apply to randomised sequences only")
     out = Path(out_dir)
     record = []
-    for index in range(sequences):
-        name = f"{index + 1:02d}"
-        if randomise:
-            drawn = draw(seed, index, ranges)
-            arguments = {**cells_arguments(drawn), **knobs}
-            movie_seed = drawn["seed"]
-        else:
-            arguments, movie_seed = dict(knobs), seed + index
-        write_ctc_sequence(out, generate_cells(frames, size, movie_seed, **arguments), name)
-        record.append({"sequence": name, "seed": movie_seed, **_jsonable(arguments)})
+    for name, movie, drawn in generate_sequences(sequences, frames, size, seed, randomise,
+                                                 ranges, **knobs):
+        write_ctc_sequence(out, movie, name)
+        record.append(drawn)
     settings = {"frames": frames, "size": list(size), "seed": seed, "randomise": randomise,
                 **({"ranges": {k: list(v) for k, v in ranges.items()}} if ranges else {})}
     (out / RECORD).write_text(json.dumps({**settings, "sequences": record}, indent=1) + "\n")
     return out
+
+
+def training_sequences(frames: int = 4, size: tuple[int, int] = TRAINING_SIZE) -> list[Sequence]:
+    """The randomised sequences that training mixes into its data (``synthetic_share``,
+    :class:`~instatrack.config.TrainConfig`), in memory: :data:`TRAINING_SEQUENCES`
+    movies of ``frames`` frames drawn with :data:`TRAINING_SEED`, as
+    ``instatrack synth DIR --randomise --sequences 24 --frames 4 --size 320 320 --seed 16``
+    writes them (the set measured in docs/robustness.md, session 21)."""
+    return [MovieSequence(f"synthetic {name}", movie) for name, movie, _ in generate_sequences(
+        TRAINING_SEQUENCES, frames, size, TRAINING_SEED, randomise=True)]
 
 
 def _jsonable(arguments: dict[str, Any]) -> dict[str, Any]:
