@@ -12,6 +12,7 @@ each one drew. Everything depends only on the seed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,9 +165,18 @@ def training_sequences(frames: int = 4, size: tuple[int, int] = TRAINING_SIZE) -
     :class:`~instatrack.config.TrainConfig`), in memory: :data:`TRAINING_SEQUENCES`
     movies of ``frames`` frames drawn with :data:`TRAINING_SEED`, as
     ``instatrack synth DIR --randomise --sequences 24 --frames 4 --size 320 320 --seed 16``
-    writes them (the set measured in docs/robustness.md, session 21)."""
-    return [MovieSequence(f"synthetic {name}", movie) for name, movie, _ in generate_sequences(
-        TRAINING_SEQUENCES, frames, size, TRAINING_SEED, randomise=True)]
+    writes them (the set measured in docs/robustness.md, session 21). Made once per
+    process (about 8 s); their arrays are read-only."""
+    return list(_training_sequences(TRAINING_SEQUENCES, frames, tuple(size)))
+
+
+@functools.lru_cache(maxsize=2)
+def _training_sequences(count: int, frames: int, size: tuple[int, int]) -> tuple[Sequence, ...]:
+    made = []
+    for name, movie, _ in generate_sequences(count, frames, size, TRAINING_SEED, randomise=True):
+        movie.images.flags.writeable = movie.labels.flags.writeable = False
+        made.append(MovieSequence(f"synthetic {name}", movie))
+    return tuple(made)
 
 
 def _jsonable(arguments: dict[str, Any]) -> dict[str, Any]:
