@@ -25,10 +25,13 @@ gap of their own) ``division_min_frames - 1`` frames later. Otherwise the
 daughters that vanished lose their parent (they stay as short parentless
 tracks), and when exactly one daughter remains it takes the mother's id back:
 the cell simply continued, and a flickering fragment beside it is not a
-sister. Short tracks (``min_track_length``) are dropped from the frames and
+sister. When a division stands, the mother's object in the frame before it is cut
+between the two daughters if it is two touching daughters kept as one
+(``division_split_solidity``, :func:`~instatrack.track.rules.split_mother`): they then
+start a frame earlier. Short tracks (``min_track_length``) are dropped from the frames and
 the graph. So that these edits reach the frames, each frame is returned
 :func:`~instatrack.track.rules.delay` frames after it is pushed (``finish()``
-returns the rest); by default ``division_min_frames - 1``.
+returns the rest); by default ``division_min_frames - 1`` plus one for the split.
 
 Windows with ``tracked=True`` already carry identities: their label values are
 kept verbatim as track ids, and an object that reappears after an absence is

@@ -18,8 +18,9 @@ seen. The rules, in the order the tracker applies them to the objects of frame
    without a track continue the nearest tracks lost in ``t - 1``.
 
 Later, :func:`division_stands` judges a division once its daughters have had
-``division_min_frames`` frames to vanish, and :func:`is_flicker` finds the
-short tracks that ``min_track_length`` removes.
+``division_min_frames`` frames to vanish, :func:`split_mother` cuts the mother's object in
+the frame before a division that stands when it is two touching daughters, and
+:func:`is_flicker` finds the short tracks that ``min_track_length`` removes.
 """
 
 from __future__ import annotations
