@@ -112,3 +112,19 @@ def test_post_processing_keys_of_each_method():
     assert {"score_threshold", "contest", "finetune_steps"} <= keys["spatial-propagation"]
     assert not keys["cosine-hourglass"] & {"levels", "filters", "neighbour_radius"}
     assert not keys["spatial-embedding"] & {"width", "input_scale", "seed_weight"}
+
+
+def test_spatial_embedding_mixes_synthetic_clips_and_older_runs_load_without_them(tmp_path):
+    """The presets give spatial-embedding its synthetic share; a config saved before the
+    key existed (the shipped models' too) loads with 0, the way it was trained."""
+    from instatrack.methods import get_method
+    from instatrack.runs import Run
+
+    config_cls = get_method("spatial-embedding").config_cls
+    assert config_cls.build("fast").synthetic_share == 0.15
+    assert get_method("cosine-hourglass").config_cls.build("fast").synthetic_share == 0
+    values = config_cls.build("fast").to_dict()
+    del values["synthetic_share"]
+    (tmp_path / "config.json").write_text(json.dumps({"method": "spatial-embedding", **values}))
+    assert Run.open(tmp_path).config.synthetic_share == 0
+    assert Run.resolve("nuclei-se").config.synthetic_share == 0
