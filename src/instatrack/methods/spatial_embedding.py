@@ -68,8 +68,9 @@ class SpatialEmbeddingConfig(TrainConfig, LossWeights, SeedClustering, FlipAvera
             # cosine-hourglass lost SEG with it on GOWT1, so only this method's presets
             "aug_object_dim_p": 0.5,
             # 15 % of the clips randomised synthetic nuclei (docs/robustness.md, session 21):
-            # trained on GOWT1, SIM+ SEG 0.81 / 0.78 / 0.79 (GOWT1 alone, same code: 0.67 /
-            # 0.70); on SIM+, GOWT1 0.84 / 0.76 / 0.78 (alone 0.86-0.90), clean SIM+ as before
+            # trained on GOWT1, SIM+ SEG 0.81 / 0.78 / 0.79 (GOWT1 alone, same code and seeds:
+            # 0.67 / 0.70 / 0.60); on SIM+, GOWT1 0.84 / 0.76 / 0.78 (alone 0.86-0.90), clean
+            # SIM+ as before
             "synthetic_share": 0.15,
         },
         # Published training (Cityscapes cars): full-width ERFNet, 512 x 512 crops
