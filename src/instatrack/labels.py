@@ -198,6 +198,14 @@ def label_stats(labels: np.ndarray) -> dict[int, ObjectStats]:
             for k in present}
 
 
+def solidity(mask: np.ndarray) -> float:
+    """Area over convex hull area of a ``(Y, X)`` bool mask: 1 for a convex object, lower for
+    a waisted one (two touching objects)."""
+    from skimage.morphology import convex_hull_image
+
+    return np.count_nonzero(mask) / max(np.count_nonzero(convex_hull_image(mask)), 1)
+
+
 def remove_small(labels: np.ndarray, min_area: int) -> np.ndarray:
     """``labels`` with every object of fewer than ``min_area`` pixels set to 0.
 

@@ -50,6 +50,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage as ndi
 
+from instatrack.labels import solidity as solidity_of
 from instatrack.settings import Settings, require
 
 #: share of a piece's one-pixel outer ring that must lie on the object it merges into
@@ -169,7 +170,7 @@ def merge_halves(labels: np.ndarray, solidity: float, max_area: float | None = N
                 continue
             box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))
                         for a, b in zip(boxes[label - 1], boxes[other - 1], strict=True))
-            convexity = _solidity(np.isin(labels[box], (label, other)))
+            convexity = solidity_of(np.isin(labels[box], (label, other)))
             if convexity >= solidity:
                 pairs.append((convexity, label, other))
     lookup = np.arange(int(labels.max()) + 1, dtype=labels.dtype)
@@ -179,13 +180,6 @@ def merge_halves(labels: np.ndarray, solidity: float, max_area: float | None = N
             lookup[max(label, other)] = min(label, other)
             used.update((label, other))
     return _relabelled(labels, lookup) if used else labels
-
-
-def _solidity(mask: np.ndarray) -> float:
-    """Area over convex hull area of a ``(Y, X)`` bool mask."""
-    from skimage.morphology import convex_hull_image
-
-    return np.count_nonzero(mask) / max(np.count_nonzero(convex_hull_image(mask)), 1)
 
 
 def split_pairs(labels: np.ndarray, solidity: float, offset: int | None = None) -> np.ndarray:
@@ -211,7 +205,7 @@ def split_pairs(labels: np.ndarray, solidity: float, offset: int | None = None) 
             continue
         box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in boxes[label - 1])
         mask = labels[box] == label
-        whole = _solidity(mask)
+        whole = solidity_of(mask)
         if whole >= solidity:
             continue
         distance = ndi.distance_transform_edt(mask)
@@ -226,7 +220,7 @@ def split_pairs(labels: np.ndarray, solidity: float, offset: int | None = None) 
         parts = watershed(-distance, markers, mask=mask)
         sizes = [np.count_nonzero(parts == k) for k in (1, 2)]
         if min(sizes) < PART_AREA * median or \
-                min(_solidity(parts == k) for k in (1, 2)) <= whole:
+                min(solidity_of(parts == k) for k in (1, 2)) <= whole:
             continue
         if out is labels:
             out = labels.copy()

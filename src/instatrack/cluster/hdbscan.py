@@ -89,7 +89,7 @@ import numpy as np
 
 from instatrack.data.normalize import level_and_noise
 from instatrack.errors import ConfigError, DataError
-from instatrack.labels import remove_small
+from instatrack.labels import remove_small, solidity
 from instatrack.settings import Settings, require
 
 
@@ -586,13 +586,7 @@ def _split_into_parts(labels: np.ndarray, parts: np.ndarray, sample_labels: np.n
 def _waisted(mask: np.ndarray, large: float) -> bool:
     """Whether ``(T, Y, X)`` ``mask`` has, in a frame where it holds more than ``large``
     pixels, a solidity below :data:`SPLIT_SOLIDITY`."""
-    from skimage.morphology import convex_hull_image
-
-    for frame in mask:
-        area = int(frame.sum())
-        if area > large and area < SPLIT_SOLIDITY * int(convex_hull_image(frame).sum()):
-            return True
-    return False
+    return any(int(frame.sum()) > large and solidity(frame) < SPLIT_SOLIDITY for frame in mask)
 
 
 def _hdbscan(estimator, features: np.ndarray, min_size: int, min_samples: int,

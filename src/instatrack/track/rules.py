@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from instatrack.labels import ObjectStats, dilated_overlaps
+from instatrack.labels import ObjectStats, dilated_overlaps, solidity
 from instatrack.settings import Settings, require
 
 #: frames before a division in which :func:`split_mother` may find two touching daughters
@@ -256,16 +256,15 @@ def split_mother(mother: np.ndarray, daughters: Sequence[np.ndarray],
     ``min_instance_area`` pixels.
     """
     from scipy import ndimage as ndi
-    from skimage.measure import regionprops
     from skimage.segmentation import watershed
 
     if settings.division_split_solidity <= 0 or len(daughters) != 2 or not mother.any():
         return None
-    box = regionprops(mother.astype(np.uint8))[0]
-    if box.solidity >= settings.division_split_solidity:
-        return None
-    y0, x0, y1, x1 = box.bbox
+    rows, cols = ndi.find_objects(mother.astype(np.uint8))[0]
+    (y0, y1), (x0, x1) = (rows.start, rows.stop), (cols.start, cols.stop)
     inside = mother[y0:y1, x0:x1]
+    if solidity(inside) >= settings.division_split_solidity:
+        return None
     markers = np.zeros(inside.shape, np.int32)
     a, b = (d[y0:y1, x0:x1] for d in daughters)
     for k, (own, whole) in enumerate(((a, daughters[0]), (b, daughters[1])), 1):
