@@ -44,11 +44,51 @@ def test_detection_errors_count_misses_false_objects_and_merges():
 def test_frame_scores_of_a_perfect_and_of_a_noisy_result():
     gt = _frame()
     perfect = frame_scores([(gt, np.where(gt > 0, gt, 0))])
-    assert perfect == {"seg": 1.0, "det": 1.0, "score": 1.0}
+    assert perfect == {"seg": 1.0, "det": 1.0, "score": 1.0, "frames": [(4.0, 4, 4, 0.0)]}
     noisy = np.where(gt > 0, gt, 0)
     noisy[38:40, ::4] = np.arange(10, 25)  # 15 specks on the background
     scores = frame_scores([(gt, noisy)])
     assert scores["seg"] == 1.0 and scores["det"] == pytest.approx(1 - 15 / 40)
+    # a frame with markers alone counts in detection, not in SEG
+    markers = np.where(gt > 0, gt, 0)
+    both = frame_scores([(gt, np.where(gt > 0, gt, 0)), (markers, noisy, False)])
+    assert both["seg"] == 1.0 and both["det"] == pytest.approx(1 - 15 / 80)
+    assert both["frames"][1] == (0.0, 0, 4, 15.0)
+
+
+def test_noise_is_the_frame_to_frame_spread_of_a_difference():
+    from instatrack.calibrate import noise, pooled
+
+    def row(errors):  # four frames of 10 objects, perfect outlines, these errors
+        return {"frames": {"1": [[10.0, 10, 10, e] for e in errors]}}
+
+    steady, jumpy, base = row([10, 10, 10, 10]), row([0, 0, 0, 40]), row([20, 20, 20, 20])
+    assert pooled(steady["frames"]["1"])["score"] == pooled(jumpy["frames"]["1"])["score"]
+    assert noise(steady, base) == pytest.approx(0.0)  # the same gain on every frame
+    assert noise(jumpy, base) > 0.01  # all of it on one frame
+    assert noise(row([10]), row([20])) == 0.0 and noise({}, base) == 0.0
+
+
+def test_validation_frames_with_markers_alone_count_in_detection(tmp_path):
+    """A CTC sequence whose frames all have markers but only some outlines: calibration
+    scores the frames with markers alone too (training validation keeps to outlines)."""
+    from instatrack.calibrate import _annotated, validation_frames
+    from instatrack.config import TrainConfig
+    from instatrack.data.ctc import CTCSequence
+    from instatrack.data.synth import write_ctc_synthetic
+
+    root = write_ctc_synthetic(tmp_path / "synth", frames=6, size=(48, 48), seed=1)
+    seq_dir = next(p for p in root.iterdir() if p.is_dir() and not p.name.endswith("_GT"))
+    seg = root / f"{seq_dir.name}_GT" / "SEG"
+    for path in sorted(seg.glob("*.tif"))[1:4]:  # outlines of frames 1-3 go
+        path.unlink()
+    seq = CTCSequence(seq_dir)
+    seq.dense_tra = False  # markers, as in real CTC data, not the synthetic full masks
+    config = TrainConfig().replace(val_frames="0:6")
+    assert validation_frames(config, [seq]) == [(seq, [0, 4, 5])]
+    assert validation_frames(config, [seq], markers=True) == [(seq, [0, 1, 2, 3, 4, 5])]
+    gt, outlined = _annotated(seq, 2)
+    assert not outlined and gt.max() > 0 and _annotated(seq, 0)[1]
 
 
 def test_candidates_try_the_configs_own_values_first():
@@ -183,6 +223,37 @@ def test_a_value_tried_after_the_grid_must_gain_more_than_noise(toy, cells, tmp_
     assert record["chosen"]["refine_band"] == 3 and record["chosen"]["min_contrast"] == 0.1
 
 
+def test_a_gain_within_the_frame_to_frame_noise_changes_nothing(toy, cells, tmp_path,
+                                                                  monkeypatch):
+    """The grid's best wins over the run's own values only beyond the noise of the
+    difference: a gain made on one frame of three keeps the own values, the same gain
+    spread over every frame is chosen."""
+    from instatrack import calibrate as module
+    from toy_method import ToyConfig
+
+    config = ToyConfig.build("fast", overrides=["val_frames=7:", "steps=2", "calibrate=false",
+                                                "calibrate_dim=1"])
+    run = runs.Run.open(train("toy", cells, tmp_path / "run", config=config, progress=False))
+    refined = {"errors": [0.0, 0.0, 24.0]}  # per frame; the own values make 10 on each
+
+    def scores(pairs):
+        tried = next(iter(pairs))
+        errors = refined["errors"] if tried.refine_boundaries > 0 else [10.0] * 3
+        frames = [(10.0, 10, 10, e) for e in errors]
+        return {**module.pooled(frames), "frames": frames}
+
+    monkeypatch.setattr(module, "_labelled", lambda predictor, seq, frames:
+                        iter([predictor.method.config]))
+    monkeypatch.setattr(module, "frame_scores", scores)
+    record = module.calibrate(run)
+    gainer = next(row for row in record["tried"] if row["settings"]["refine_boundaries"] > 0)
+    assert gainer["score"] > record["tried"][0]["score"]  # best of the grid, within noise
+    assert record["chosen"]["refine_boundaries"] == 0
+    run.save_config(config)
+    refined["errors"] = [8.0, 8.0, 8.0]  # the same gain, on every frame
+    assert module.calibrate(run)["chosen"]["refine_boundaries"] > 0
+
+
 def test_dimmed_frames_count_in_the_choice(toy, cells, tmp_path, monkeypatch):
     """With ``calibrate_dim`` every combination is scored on the frames as recorded and
     dimmed, and the mean decides among those about as good as the best on the recorded
@@ -226,7 +297,7 @@ def test_dimmed_frames_count_in_the_choice(toy, cells, tmp_path, monkeypatch):
     colour = module.validation_frames(run.config, open_datasets(run.data))
     for seq, _ in colour:
         monkeypatch.setattr(seq, "channels", 3, raising=False)
-    monkeypatch.setattr(module, "validation_frames", lambda config, sequences: colour)
+    monkeypatch.setattr(module, "validation_frames", lambda config, sequences, markers: colour)
     seen.clear()
     assert module.calibrate(run)["dim"] == [1] and set(seen) == {1.0}
 

@@ -25,7 +25,19 @@ does it by itself:
   values in ``calibration_last`` instead: each is tried alone on the best
   combination so far, which adds a pass per value rather than multiplying the grid,
   and replaces it only when it gains more than :data:`LAST_MIN_GAIN`;
-- the best combination is written into the run's ``config.json`` (on a tie the
+- a few validation frames tell values apart only so far: each frame's result differs
+  from the next by more than many choices do (MSC 02's three annotated validation
+  frames chose settings that scored 0.63 on its test frames in one calibration and 0.45
+  in another; docs/results.md, session 22). So the frame-to-frame noise of each
+  difference is measured (its jackknife standard error over the frames,
+  :func:`noise`), and the best combination's only rival is any within that noise of it:
+  among those the one that changes fewest of the run's own values wins (the
+  "one-standard-error rule" of model selection), and a value tried after the grid
+  must gain more than its noise too;
+- frames with tracking markers but no outlines (the Cell Tracking Challenge annotates
+  every frame's cells with a marker and only some with outlines) count in the
+  detection half of the score, so they are not wasted;
+- the chosen combination is written into the run's ``config.json`` (on a tie the
   run's own values win, so nothing changes without a reason) and every score
   into ``calibration.json``;
 - ``only`` (``instatrack calibrate --only KEY``) chooses the listed keys alone and keeps
@@ -177,26 +189,70 @@ def detection_errors(gt: np.ndarray, labels: np.ndarray) -> tuple[int, int, int,
     return len(objects), len(objects) - len(matched), false, merged
 
 
-def frame_scores(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """``seg``, ``det`` and their mean ``score`` over ``(gt, labels)`` frame pairs.
-
-    SEG: mean Jaccard of the true objects (0 for a missed one). DET: one minus the
-    weighted errors (10 a missed object, 1 a false one, 5 a merge) over 10 per
-    true object, at least 0, as the CTC's DET on these frames.
-    """
+def frame_stats(gt: np.ndarray, labels: np.ndarray, outlined: bool = True
+                ) -> tuple[float, int, int, float]:
+    """``(jaccard, matched, objects, errors)`` of one frame, the sums :func:`pooled` adds
+    up: the Jaccard indices of its true objects and how many were scored (0 and 0 when
+    ``outlined`` is False: ``gt`` then holds tracking markers, which count in detection
+    only), its true objects, and their weighted detection errors (10 a missed object, 1
+    a false one, 5 a merge)."""
     from instatrack.metrics.ctc import seg_frame
 
-    jaccard = count = 0.0
-    objects = errors = 0.0
-    for gt, labels in pairs:
-        total, n = seg_frame(gt, labels)
-        jaccard, count = jaccard + total, count + n
-        n_true, missed, false, merged = detection_errors(gt, labels)
-        objects += n_true
-        errors += FN_WEIGHT * missed + FP_WEIGHT * false + SPLIT_WEIGHT * merged
+    jaccard, count = seg_frame(gt, labels) if outlined else (0.0, 0)
+    n_true, missed, false, merged = detection_errors(gt, labels)
+    errors = FN_WEIGHT * missed + FP_WEIGHT * false + SPLIT_WEIGHT * merged
+    return float(jaccard), int(count), int(n_true), float(errors)
+
+
+def pooled(stats: Iterable[tuple[float, int, int, float]]) -> dict[str, float]:
+    """``seg``, ``det`` and their mean ``score`` over frames' :func:`frame_stats`.
+
+    SEG: mean Jaccard of the true objects (0 for a missed one). DET: one minus the
+    weighted errors over 10 per true object, at least 0, as the CTC's DET on these frames.
+    """
+    jaccard = count = objects = errors = 0.0
+    for j, c, n, e in stats:
+        jaccard, count, objects, errors = jaccard + j, count + c, objects + n, errors + e
     seg = jaccard / count if count else 0.0
     det = 1.0 - min(errors, FN_WEIGHT * objects) / (FN_WEIGHT * objects) if objects else 0.0
     return {"seg": seg, "det": det, "score": (seg + det) / 2}
+
+
+def frame_scores(pairs: Iterable[tuple[np.ndarray, ...]]) -> dict[str, Any]:
+    """``seg``, ``det`` and their mean ``score`` over ``(gt, labels)`` frame pairs (a third
+    item False: ``gt`` holds markers only, :func:`frame_stats`), and each frame's sums
+    under ``frames`` (what :func:`noise` reads)."""
+    stats = [frame_stats(*pair) for pair in pairs]
+    return {**pooled(stats), "frames": stats}
+
+
+def noise(row: dict[str, Any], other: dict[str, Any], level: str | None = None) -> float:
+    """The frame-to-frame noise of ``row``'s score minus ``other``'s: the jackknife
+    standard error of that difference, each frame left out in turn (at every contrast
+    level at once, or at ``level`` alone, e.g. ``"1"``: as recorded, where both have it).
+    0 when fewer than two frames were scored or a row lacks its frames' sums (a score
+    from before they were kept)."""
+    a, b = row.get("frames"), other.get("frames")
+    if not a or not b or set(a) != set(b):
+        return 0.0
+    if level in a:
+        a, b = {level: a[level]}, {level: b[level]}
+    n = len(next(iter(a.values())))
+    if n < 2 or any(len(a[k]) != n or len(b[k]) != n for k in a):
+        return 0.0
+
+    def score(sums: list, i: int) -> float:
+        return pooled(sums[:i] + sums[i + 1:])["score"]
+
+    left_out = np.array([np.mean([score(a[k], i) - score(b[k], i) for k in a])
+                         for i in range(n)])
+    return float(np.sqrt((n - 1) / n * np.sum((left_out - left_out.mean()) ** 2)))
+
+
+def changes(row: dict[str, Any], own: dict[str, Any]) -> int:
+    """How many of ``own`` settings ``row`` changes."""
+    return sum(_canonical(row["settings"].get(key)) != _canonical(value)
+               for key, value in own["settings"].items())
 
 
 def recorded(row: dict[str, Any]) -> float:
@@ -217,8 +273,10 @@ def describe(record: dict[str, Any]) -> str:
     return "(SEG+DET)/2 " + ", ".join(levels)
 
 
-def validation_frames(config, sequences) -> list[tuple[Any, list[int]]]:
-    """``(sequence, frames)`` with labels in the config's validation window, at most
+def validation_frames(config, sequences, markers: bool = False
+                      ) -> list[tuple[Any, list[int]]]:
+    """``(sequence, frames)`` with labels in the config's validation window (with
+    ``markers``, also those with tracking markers alone: :func:`_annotated`), at most
     :data:`MAX_FRAMES` in all (a video's frames stay consecutive)."""
     from instatrack.config import parse_slice
 
@@ -227,7 +285,9 @@ def validation_frames(config, sequences) -> list[tuple[Any, list[int]]]:
         return []
     chosen, budget = [], MAX_FRAMES
     for seq in sequences:
-        frames = [t for t in range(len(seq))[window] if seq.labels(t) is not None][:budget]
+        frames = [t for t in range(len(seq))[window]
+                  if seq.labels(t) is not None or (markers and _markers(seq, t) is not None)
+                  ][:budget]
         if frames:
             chosen.append((seq, frames))
             budget -= len(frames)
@@ -249,18 +309,34 @@ def copy_to_calibrate(start, out, frames: str, data, overrides=()):
     return run
 
 
-def _labelled(predictor, seq, frames: list[int]) -> Iterable[tuple[np.ndarray, np.ndarray]]:
-    """``(gt, labels)`` of ``frames``: a video tracked from its first chosen frame to its
-    last (the first one's masks given, for methods that start from them), stills one by one."""
+def _markers(seq, t: int) -> np.ndarray | None:
+    """Frame ``t``'s tracking markers, or None (a sequence without any)."""
+    return seq.markers(t) if hasattr(seq, "markers") else None
+
+
+def _annotated(seq, t: int) -> tuple[np.ndarray, bool]:
+    """``(gt, outlined)`` of frame ``t``: its labels and True, or, in a frame with
+    tracking markers alone, the markers and False (scored in detection only)."""
+    labels = seq.labels(t)
+    return (np.asarray(labels), True) if labels is not None else \
+        (np.asarray(_markers(seq, t)), False)
+
+
+def _labelled(predictor, seq, frames: list[int]) -> Iterable[tuple[np.ndarray, ...]]:
+    """``(gt, labels, outlined)`` of ``frames`` (:func:`_annotated`): a video tracked from
+    its first chosen frame to its last (the first one's masks given, for methods that
+    start from them), stills one by one."""
     if not seq.is_video:
         for t in frames:
-            yield np.asarray(seq.labels(t)), predictor.segment(seq.image(t))
+            gt, outlined = _annotated(seq, t)
+            yield gt, predictor.segment(seq.image(t)), outlined
         return
     span = range(frames[0], frames[-1] + 1)
-    first = np.maximum(seq.labels(frames[0]), 0)
-    result = predictor.track((seq.image(t) for t in span), first_masks=first)
+    first_gt, _ = _annotated(seq, frames[0])
+    result = predictor.track((seq.image(t) for t in span), first_masks=np.maximum(first_gt, 0))
     for t in frames:
-        yield np.asarray(seq.labels(t)), result.labels[t - frames[0]]
+        gt, outlined = _annotated(seq, t)
+        yield gt, result.labels[t - frames[0]], outlined
 
 
 def calibrate(run, data=None, device=None,
@@ -289,7 +365,7 @@ def calibrate(run, data=None, device=None,
     only = None if only is None else check_only(config, only)
     options, last = candidates(config, only), last_candidates(config, only)
     total = len(options) + sum(len(values) for values in last.values())
-    items = validation_frames(config, open_datasets(data or run.data))
+    items = validation_frames(config, open_datasets(data or run.data), markers=True)
     if total < 2 or not items:
         return None
     gray = all(seq.channels == 1 for seq, _ in items)
@@ -317,8 +393,11 @@ def calibrate(run, data=None, device=None,
                     for k in ("seg", "det", "score")}
             row = {"settings": combo, **{k: round(v, 4) for k, v in mean.items()}}
             if len(each) > 1:  # the mean's parts, by contrast divisor
-                row["dim"] = {f"{factor:g}": {k: round(v, 4) for k, v in s.items()}
+                row["dim"] = {f"{factor:g}": {k: round(s[k], 4) for k in ("seg", "det", "score")}
                               for factor, s in each.items()}
+            if all("frames" in s for s in each.values()):  # for the noise of a difference
+                row["frames"] = {f"{factor:g}": [list(f) for f in s["frames"]]
+                                 for factor, s in each.items()}
             partial.add(row)
         tried.append(row)
         if progress is not None:
@@ -331,16 +410,22 @@ def calibrate(run, data=None, device=None,
         score(combo)
     # the dimmed frames decide among the combinations that are about as good as the best
     # one on the frames as recorded, so that robustness is not bought with clean accuracy
-    floor = max(recorded(row) for row in tried) - CLEAN_TOLERANCE
-    best = max((row for row in tried if recorded(row) >= floor),
-               key=lambda row: row["score"])  # the first (own values) on a tie
+    clean = max(tried, key=recorded)
+    floor = recorded(clean) - CLEAN_TOLERANCE
+    eligible = [row for row in tried if recorded(row) >= recorded(clean) - max(
+        CLEAN_TOLERANCE, noise(clean, row, "1"))]
+    top = max(eligible, key=lambda row: row["score"])  # the first (own values) on a tie
+    # any within the noise of the best is as good: the one closest to the run's own wins
+    best = min((row for row in eligible if row["score"] >= top["score"] - noise(top, row)),
+               key=lambda row: (changes(row, tried[0]), -row["score"]))
     for key, values in last.items():
         best = {**best, "settings": {**best["settings"], key: getattr(config, key)}}
         for value in values:
             # a mapping sets several keys together (a value that needs another stage on)
             change = value if isinstance(value, dict) else {key: value}
             row = score({**best["settings"], **change})
-            if row["score"] > best["score"] + LAST_MIN_GAIN and recorded(row) >= floor:
+            if (row["score"] > best["score"] + max(LAST_MIN_GAIN, noise(row, best))
+                    and recorded(row) >= floor):
                 best = row
             floor = max(floor, recorded(row) - CLEAN_TOLERANCE)
     record = {"chosen": best["settings"], "before": tried[0], "after": best,
