@@ -170,6 +170,24 @@ def test_cli_calibrates_a_copy_of_a_shipped_model(cells, tmp_path, capsys):
     assert "give --out" in err and "already holds a run" in err
 
 
+def test_an_estimated_object_size_is_estimated_once(cells, tmp_path, monkeypatch):
+    """The size is the data's: every value tried runs at the size estimated once with the
+    model's own values (the estimate segments each frame at several sizes)."""
+    from instatrack.api import Predictor
+    from instatrack.calibrate import calibrate, copy_to_calibrate
+
+    estimates, scale = [], Predictor.input_scale
+
+    def counted(self, *frames):
+        estimates.append(self.requested_size)
+        return scale(self, *frames)
+
+    monkeypatch.setattr(Predictor, "input_scale", counted)
+    run = copy_to_calibrate(runs.Run.resolve("nuclei-se"), tmp_path / "mine", "0:2", cells)
+    record = calibrate(run, object_size="auto")
+    assert estimates.count("auto") == 1 and len(estimates) > len(record["tried"])
+
+
 @pytest.mark.parametrize("method, tiny", [
     ("cosine-hourglass", ["stacks=1", "levels=2", "filters=4", "embedding_dim=4",
                           "crop=32,32", "clip_len=2"]),

@@ -309,6 +309,30 @@ def copy_to_calibrate(start, out, frames: str, data, overrides=()):
     return run
 
 
+def fixed_sizes(predictor, items: list[tuple[Any, list[int]]]) -> list[Any]:
+    """The object size each validation sequence of ``items`` is run at, for every
+    combination: the ``predictor``'s (the run's own values), except that a video whose
+    size it would estimate (``"auto"``) is estimated once here, from its first validation
+    frames as recorded. The estimate segments each frame at several sizes, up to twice
+    its own (for ``nuclei-ch`` on MSC's 782×1200 frames, most of a combination's cost),
+    and it reads the objects the post-processing makes, so each combination would run at
+    a size of its own: the size is the data's, the same for every value tried. Stills
+    keep ``"auto"`` (each image is estimated alone, as at inference)."""
+    from instatrack.api import AUTO_SIZE_FRAMES
+
+    if predictor.requested_size != "auto":
+        return [predictor.object_size] * len(items)
+    sizes = []
+    for seq, frames in items:
+        if not seq.is_video:
+            sizes.append("auto")
+            continue
+        span = range(frames[0], min(frames[-1] + 1, frames[0] + AUTO_SIZE_FRAMES))
+        head = [predictor.prepare(seq.image(t), name=str(seq.frame_path(t))) for t in span]
+        sizes.append(predictor.trained_size / predictor.input_scale(*head))
+    return sizes
+
+
 def _markers(seq, t: int) -> np.ndarray | None:
     """Frame ``t``'s tracking markers, or None (a sequence without any)."""
     return seq.markers(t) if hasattr(seq, "markers") else None
@@ -375,19 +399,23 @@ def calibrate(run, data=None, device=None,
               for factor in (dict.fromkeys(config.calibrate_dim) if gray else (1.0,))}
     device = torch.device(device or "cpu")
     _, net = run.load_model(device, weights=WEIGHTS)
+    sizes = fixed_sizes(Predictor(run.method_cls(config), net, device,
+                                  object_size=parse_object_size(object_size)), items)
     tried: list[dict[str, Any]] = []
     partial = _Partial(run, {"config": config.to_dict(), "frames": [f for _, f in items],
                              "data": [str(seq.frame_path(f[0])) for seq, f in items],
                              "dim": list(levels), "object_size": str(object_size),
+                             "sizes": [str(size) for size in sizes],
                              "weights": _digest(run.file(WEIGHTS))})
 
     def score(combo: dict[str, Any]) -> dict[str, Any]:
         row = partial.row(combo)  # scored before the calibration stopped, or None
         if row is None:
-            predictor = Predictor(run.method_cls(config.replace(**combo)), net, device,
-                                  object_size=parse_object_size(object_size))
+            method = run.method_cls(config.replace(**combo))
+            predictors = [Predictor(method, net, device, object_size=size) for size in sizes]
             each = {factor: frame_scores(itertools.chain.from_iterable(
-                        _labelled(predictor, seq, frames) for seq, frames in level))
+                        _labelled(predictor, seq, frames)
+                        for predictor, (seq, frames) in zip(predictors, level, strict=True)))
                     for factor, level in levels.items()}
             mean = {k: float(np.mean([s[k] for s in each.values()]))
                     for k in ("seg", "det", "score")}
