@@ -329,10 +329,11 @@ def test_cli_calibrate_takes_post_processing_settings(cells, tmp_path, capsys):
     record = json.loads((out / CALIBRATION_FILE).read_text())
     assert record["dim"] == [1, 8] and set(record["tried"][0]["dim"]) == {"1", "8"}
     assert runs.Run.open(out).config.calibrate_dim == (1, 8)
-    for bad, said in (("calibrate_dim=0.5", "calibrate_dim must list contrast divisors"),
-                      ("crop=8,8", "fixed when the network was trained")):
+    for bad, said in ((["--set", "calibrate_dim=0.5"], "calibrate_dim must list contrast divisors"),
+                      (["--set", "crop=8,8"], "fixed when the network was trained"),
+                      (["--object-size", "big"], "--object-size must be a diameter")):
         assert main(["calibrate", "--model", "nuclei-se", "--data", str(cells),
-                     "--set", bad, "--out", str(tmp_path / "bad")]) == 2
+                     *bad, "--out", str(tmp_path / "bad")]) == 2
         assert said in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 

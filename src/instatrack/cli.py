@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose this setting alone and keep the model's others, e.g. "
                         "cluster_split_area (a pass per value instead of the whole grid); "
                         "repeatable")
+    p.add_argument("--object-size", metavar="PIXELS",
+                   help="diameter of the objects in --data, or 'auto' to estimate it, as for "
+                        "track (give track the same value)")
     p.add_argument("--device", help="cpu, cuda, ... (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -482,6 +482,7 @@ def calibrate(args) -> int:
     )
     from instatrack.calibrate import calibrate as choose
     from instatrack.config import parse_slice
+    from instatrack.data.rescale import parse_object_size
     from instatrack.runs import Run
 
     start = Run.resolve(args.model)
@@ -495,6 +496,7 @@ def calibrate(args) -> int:
     if not frames:
         raise ConfigError(f"{start.path} has no validation frames; pass --frames A:B")
     parse_slice(frames, "--frames")
+    parse_object_size(args.object_size)  # before anything is copied or written
     if args.only:
         check_only(start.config, args.only)  # before anything is copied or written
     if args.out is None:
@@ -512,7 +514,7 @@ def calibrate(args) -> int:
     try:
         with _warnings_in_one_line("calibrate"):
             record = choose(run, data=data, device=args.device, progress=bar,
-                            only=args.only)
+                            object_size=args.object_size, only=args.only)
     finally:
         bar.close()
     if record is None:
