@@ -72,7 +72,7 @@ def test_noise_is_the_frame_to_frame_spread_of_a_difference():
 def test_validation_frames_with_markers_alone_count_in_detection(tmp_path):
     """A CTC sequence whose frames all have markers but only some outlines: calibration
     scores the frames with markers alone too (training validation keeps to outlines)."""
-    from instatrack.calibrate import _annotated, validation_frames
+    from instatrack.calibrate import _annotated, frames_scored, validation_frames
     from instatrack.config import TrainConfig
     from instatrack.data.ctc import CTCSequence
     from instatrack.data.synth import write_ctc_synthetic
@@ -87,6 +87,8 @@ def test_validation_frames_with_markers_alone_count_in_detection(tmp_path):
     config = TrainConfig().replace(val_frames="0:6")
     assert validation_frames(config, [seq]) == [(seq, [0, 4, 5])]
     assert validation_frames(config, [seq], markers=True) == [(seq, [0, 1, 2, 3, 4, 5])]
+    assert frames_scored({"frames": 6, "outlined": 3}) == "6 frame(s), 3 of them outlined"
+    assert frames_scored({"frames": 6, "outlined": 6}) == frames_scored({"frames": 6})
     gt, outlined = _annotated(seq, 2)
     assert not outlined and gt.max() > 0 and _annotated(seq, 0)[1]
 

@@ -261,6 +261,13 @@ def recorded(row: dict[str, Any]) -> float:
     return row.get("dim", {}).get("1", row)["score"]
 
 
+def frames_scored(record: dict[str, Any]) -> str:
+    """``6 frame(s)``, or ``6 frame(s), 3 of them outlined`` when some had markers alone."""
+    outlined = record.get("outlined", record["frames"])
+    return f"{record['frames']} frame(s)" + (
+        f", {outlined} of them outlined" if outlined < record["frames"] else "")
+
+
 def describe(record: dict[str, Any]) -> str:
     """What calibration changed, e.g. ``(SEG+DET)/2 0.911 -> 0.913 as recorded, 0.80 -> 0.86
     at contrast /4``: the score of the config's own values and of the chosen ones, per
@@ -457,7 +464,9 @@ def calibrate(run, data=None, device=None,
                 best = row
             floor = max(floor, recorded(row) - CLEAN_TOLERANCE)
     record = {"chosen": best["settings"], "before": tried[0], "after": best,
-              "frames": sum(len(f) for _, f in items), "dim": list(levels), "tried": tried}
+              "frames": sum(len(f) for _, f in items),
+              "outlined": sum(seq.labels(t) is not None for seq, f in items for t in f),
+              "dim": list(levels), "tried": tried}
     if only is not None:
         record["only"] = only
     run.save_config(config.replace(**best["settings"]))

@@ -479,6 +479,7 @@ def calibrate(args) -> int:
         check_only,
         copy_to_calibrate,
         describe,
+        frames_scored,
     )
     from instatrack.calibrate import calibrate as choose
     from instatrack.config import parse_slice
@@ -522,7 +523,7 @@ def calibrate(args) -> int:
               f"post-processing values to try)")
         return 0
     chosen = ", ".join(f"{k}={v}" for k, v in record["chosen"].items())
-    print(f"chose {chosen} on {record['frames']} frame(s): {describe(record)}; written to "
+    print(f"chose {chosen} on {frames_scored(record)}: {describe(record)}; written to "
           f"{run.file('config.json')} ({run.file(CALIBRATION_FILE)} has every score)")
     return 0
 

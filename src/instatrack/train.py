@@ -187,7 +187,13 @@ def calibrated(run: runs.Run) -> bool:
 def _calibrate(run: runs.Run, device: torch.device, progress: bool | Progress) -> None:
     """Post-processing chosen on the validation frames (:mod:`instatrack.calibrate`),
     with a bar and a one-line summary when ``progress`` is True."""
-    from instatrack.calibrate import CALIBRATION_FILE, ProgressBar, calibrate, describe
+    from instatrack.calibrate import (
+        CALIBRATION_FILE,
+        ProgressBar,
+        calibrate,
+        describe,
+        frames_scored,
+    )
 
     bar = ProgressBar(enabled=progress is True)
     try:
@@ -196,7 +202,7 @@ def _calibrate(run: runs.Run, device: torch.device, progress: bool | Progress) -
         bar.close()
     if record is not None and progress is True:
         chosen = ", ".join(f"{k}={v}" for k, v in record["chosen"].items())
-        print(f"post-processing chosen on {record['frames']} validation frame(s): {chosen} "
+        print(f"post-processing chosen on {frames_scored(record)}: {chosen} "
               f"({describe(record)}; {run.file(CALIBRATION_FILE)})", file=sys.stderr)
 
 
