@@ -286,6 +286,7 @@ def validation_frames(config, sequences, markers: bool = False
     ``markers``, also those with tracking markers alone: :func:`_annotated`), at most
     :data:`MAX_FRAMES` in all (a video's frames stay consecutive)."""
     from instatrack.config import parse_slice
+    from instatrack.data.types import markers as marked
 
     window = parse_slice(config.val_frames)
     if window is None:
@@ -293,7 +294,7 @@ def validation_frames(config, sequences, markers: bool = False
     chosen, budget = [], MAX_FRAMES
     for seq in sequences:
         frames = [t for t in range(len(seq))[window]
-                  if seq.labels(t) is not None or (markers and _markers(seq, t) is not None)
+                  if seq.labels(t) is not None or (markers and marked(seq, t) is not None)
                   ][:budget]
         if frames:
             chosen.append((seq, frames))
@@ -340,17 +341,14 @@ def fixed_sizes(predictor, items: list[tuple[Any, list[int]]]) -> list[Any]:
     return sizes
 
 
-def _markers(seq, t: int) -> np.ndarray | None:
-    """Frame ``t``'s tracking markers, or None (a sequence without any)."""
-    return seq.markers(t) if hasattr(seq, "markers") else None
-
-
 def _annotated(seq, t: int) -> tuple[np.ndarray, bool]:
     """``(gt, outlined)`` of frame ``t``: its labels and True, or, in a frame with
     tracking markers alone, the markers and False (scored in detection only)."""
+    from instatrack.data.types import markers
+
     labels = seq.labels(t)
     return (np.asarray(labels), True) if labels is not None else \
-        (np.asarray(_markers(seq, t)), False)
+        (np.asarray(markers(seq, t)), False)
 
 
 def _labelled(predictor, seq, frames: list[int]) -> Iterable[tuple[np.ndarray, ...]]:

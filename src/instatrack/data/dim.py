@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from instatrack.data.normalize import level_and_noise
+from instatrack.data.types import markers
 
 #: pixels around annotated objects left out of the background estimate
 BACKGROUND_MARGIN = 10
@@ -96,7 +97,7 @@ class DimmedSequence:
         labels = self.seq.labels(t)
         if labels is not None:
             objects |= labels != 0
-        markers = self.seq.markers(t) if hasattr(self.seq, "markers") else None
-        if markers is not None:
-            objects |= markers > 0
+        marked = markers(self.seq, t)
+        if marked is not None:
+            objects |= marked > 0
         return objects

@@ -41,6 +41,12 @@ class Sequence(Protocol):
         ...
 
 
+def markers(seq: Sequence, t: int) -> np.ndarray | None:
+    """Frame ``t``'s tracking markers ``(Y, X)`` (one per tracked object, outlined or not),
+    or None: the frame has none, or the sequence keeps none (only CTC sequences do)."""
+    return seq.markers(t) if hasattr(seq, "markers") else None
+
+
 def check_index(seq: Sequence, t: int) -> int:
     """``t`` as a non-negative index into ``seq``; IndexError when out of range."""
     n = len(seq)
