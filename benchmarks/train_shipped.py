@@ -228,6 +228,16 @@ RECIPES["objects-spn-zoom"] = dataclasses.replace(
     RECIPES["objects-spn-mask"],
     synthetic=(Synthetic(sequences=60, frames=10, size=(240, 432), seed=31, randomise=False,
                          kind="video", video=("zoom=0.1", "scale_range=0.3,3")),))
+# real textures: half the backgrounds and object textures cut from photographs
+# (VideoSettings.photos; scikit-image's CC0 / public-domain sample photographs)
+_PHOTO_VIDEOS = (Synthetic(sequences=60, frames=10, size=(240, 432), seed=31, randomise=False,
+                           kind="video", video=("photos=0.5",)),)
+RECIPES["objects-spn-photo"] = dataclasses.replace(
+    RECIPES["objects-spn"], synthetic=_PHOTO_VIDEOS,
+    purpose=RECIPES["objects-spn"].purpose + "; half its textures cut from photographs")
+RECIPES["objects-spn-mask-photo"] = dataclasses.replace(
+    RECIPES["objects-spn-mask"], synthetic=_PHOTO_VIDEOS,
+    purpose=RECIPES["objects-spn-mask"].purpose + "; half its textures cut from photographs")
 
 
 def build_data(recipe: Recipe, work: Path, data_root: Path) -> list[Path]:

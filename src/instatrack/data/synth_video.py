@@ -13,7 +13,12 @@ real videos. Each video draws, from its own seed:
 * which objects are annotated: at least one, the others are distractors that
   occlude like objects but are background in the annotation (as in DAVIS,
   where one object of the scene is the target);
-* acquisition: blur, noise, brightness and contrast, JPEG compression on writing.
+* acquisition: blur, noise, brightness and contrast, JPEG compression on writing;
+* with ``photos`` above 0, real textures: the background and the textures of clutter and
+  object parts are, with that probability each, crops of photographs that scikit-image
+  ships (CC0 or public domain, no download; :data:`PHOTOS`), randomly zoomed, turned,
+  mirrored and recoloured (the "static images with synthetic motion" of the video
+  segmentation literature).
 
 :func:`generate_video` returns the frames and labels; :func:`write_davis_videos`
 writes videos in the DAVIS layout the reader understands
@@ -24,6 +29,7 @@ writes videos in the DAVIS layout the reader understands
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -35,6 +41,9 @@ from instatrack.settings import Settings, require
 
 #: the file in the dataset folder recording the settings and each video's seed
 RECORD = "synth.json"
+#: photographs bundled with scikit-image (``skimage.data``, no download) that ``photos``
+#: draws textures from; each is CC0 or public domain (their docstrings say which)
+PHOTOS = ("astronaut", "cat", "coffee", "rocket", "brick", "grass", "gravel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +52,10 @@ class VideoSettings(Settings):
 
     Sizes are fractions of the frame's smaller side; speeds are per frame.
     ``distractor_rate``: probability that an object besides the first
-    annotated one is not annotated.
+    annotated one is not annotated. ``photos``: probability that the background, and
+    each texture of a clutter shape or an object part, is a crop of a photograph
+    (:data:`PHOTOS`) instead of procedural noise; 0 draws exactly the videos drawn
+    before the setting existed.
     """
 
     max_objects: int = 3
@@ -60,6 +72,7 @@ class VideoSettings(Settings):
     clutter: int = 12
     noise: tuple[float, float] = (0.0, 0.06)
     blur: tuple[float, float] = (0.0, 1.2)
+    photos: float = 0.0
 
     def check(self) -> None:
         super().check()
@@ -73,6 +86,7 @@ class VideoSettings(Settings):
         for name in ("speed", "spin", "zoom", "warp", "camera_speed"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         require(self.clutter >= 0, f"clutter must be >= 0, got {self.clutter}")
+        require(0 <= self.photos <= 1, f"photos must be in [0, 1], got {self.photos}")
         for name in ("noise", "blur"):
             low, high = getattr(self, name)
             require(0 <= low <= high, f"{name} must be 0 <= low <= high, got {(low, high)}")
@@ -98,6 +112,51 @@ def colour_noise(rng: np.random.Generator, shape: tuple[int, int], scale: float)
     contrast = rng.uniform(0.2, 1.0)
     texture = base + contrast * mix[..., None] * (other - base)
     return np.clip(texture, 0, 1).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _photos() -> tuple[np.ndarray, ...]:
+    """The :data:`PHOTOS` as ``(Y, X, 3)`` float32 in ``[0, 1]`` (grey ones repeated)."""
+    from skimage import data
+
+    photos = []
+    for name in PHOTOS:
+        image = np.asarray(getattr(data, name)(), np.float32) / 255
+        photos.append(np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image[..., :3])
+    return tuple(photos)
+
+
+def photo_texture(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """``(Y, X, 3)`` texture in ``[0, 1]`` cut from a random one of :data:`PHOTOS`:
+    zoomed by 0.5-2 (log-uniform), turned by a multiple of 90 degrees, perhaps mirrored,
+    mirrored again at its edges where the frame needs more than the photograph holds,
+    and recoloured (channel gains 0.7-1.3, channels swapped 3 times in 10)."""
+    photos = _photos()
+    photo = np.rot90(photos[int(rng.integers(len(photos)))], int(rng.integers(4)))
+    if rng.random() < 0.5:
+        photo = photo[:, ::-1]
+    zoom = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+    need = [int(np.ceil(n / zoom)) + 1 for n in shape]
+    short = [max(n - have, 0) for n, have in zip(need, photo.shape[:2], strict=True)]
+    if any(short):
+        photo = np.pad(photo, [(0, short[0]), (0, short[1]), (0, 0)], mode="symmetric")
+    y0 = int(rng.integers(photo.shape[0] - need[0] + 1))
+    x0 = int(rng.integers(photo.shape[1] - need[1] + 1))
+    crop = photo[y0:y0 + need[0], x0:x0 + need[1]]
+    yy, xx = np.indices(shape, dtype=np.float32) / zoom
+    texture = np.stack([ndi.map_coordinates(crop[..., c], [yy, xx], order=1, mode="nearest")
+                        for c in range(3)], -1)
+    order = rng.permutation(3) if rng.random() < 0.3 else np.arange(3)
+    return np.clip(texture[..., order] * rng.uniform(0.7, 1.3, 3), 0, 1).astype(np.float32)
+
+
+def _texture(rng: np.random.Generator, shape: tuple[int, int], scale: float,
+             photos: float) -> np.ndarray:
+    """A photograph's texture with probability ``photos``, else :func:`colour_noise`
+    (no random number is drawn for the choice when ``photos`` is 0)."""
+    if photos and rng.random() < photos:
+        return photo_texture(rng, shape)
+    return colour_noise(rng, shape, scale)
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -168,12 +227,13 @@ class _Object:
     warp_amplitude: float
 
 
-def _new_part(rng: np.random.Generator, radius: float, offset: np.ndarray) -> _Part:
+def _new_part(rng: np.random.Generator, radius: float, offset: np.ndarray,
+              photos: float = 0.0) -> _Part:
     size = int(2 * radius * 2.2) + 4
     return _Part(offset=offset, radius=radius, aspect=rng.uniform(1.0, 2.2),
                  harmonics=random_harmonics(rng, rng.uniform(0.2, 1.5)),
-                 texture=colour_noise(rng, (size, size),
-                                      rng.uniform(1.5, max(1.5, 0.4 * radius))),
+                 texture=_texture(rng, (size, size),
+                                  rng.uniform(1.5, max(1.5, 0.4 * radius)), photos),
                  shading=rng.uniform(0.0, 0.5))
 
 
@@ -181,12 +241,12 @@ def _new_object(rng: np.random.Generator, shape: tuple[int, int], s: VideoSettin
                 ) -> _Object:
     side = min(shape)
     radius = side * rng.uniform(*s.radius)
-    parts = [_new_part(rng, radius, np.zeros(2))]
+    parts = [_new_part(rng, radius, np.zeros(2), s.photos)]
     for _ in range(int(rng.integers(0, 3))):
         direction = rng.uniform(0, 2 * np.pi)
         offset = radius * rng.uniform(0.5, 1.0) * np.array([np.sin(direction),
                                                             np.cos(direction)])
-        parts.append(_new_part(rng, radius * rng.uniform(0.3, 0.7), offset))
+        parts.append(_new_part(rng, radius * rng.uniform(0.3, 0.7), offset, s.photos))
     margin = np.array(shape) * 0.15
     centre = rng.uniform(margin, np.array(shape) - margin)
     direction = rng.uniform(0, 2 * np.pi)
@@ -260,8 +320,12 @@ def _render_object(obj: _Object, t: int, shape: tuple[int, int]
 
 # -- background -----------------------------------------------------------------------------------
 def _world(rng: np.random.Generator, shape: tuple[int, int], s: VideoSettings) -> np.ndarray:
-    """``(Y, X, 3)`` background world: gradient, colour noise and textured clutter shapes."""
-    world = 0.5 * gradient(rng, shape) + 0.5 * colour_noise(rng, shape, rng.uniform(4, 40))
+    """``(Y, X, 3)`` background world: gradient, colour noise (or a photograph) and
+    textured clutter shapes."""
+    if s.photos and rng.random() < s.photos:
+        world = 0.2 * gradient(rng, shape) + 0.8 * photo_texture(rng, shape)
+    else:
+        world = 0.5 * gradient(rng, shape) + 0.5 * colour_noise(rng, shape, rng.uniform(4, 40))
     side = min(shape)
     for _ in range(int(rng.integers(0, s.clutter + 1))):
         radius = side * rng.uniform(0.02, 0.12)
@@ -277,7 +341,7 @@ def _world(rng: np.random.Generator, shape: tuple[int, int], s: VideoSettings) -
         v = ((xx - cx) * np.cos(angle) - (yy - cy) * np.sin(angle)) / aspect
         outline = radius * star_radius(np.arctan2(u, v), random_harmonics(rng, 0.8))
         mask = np.hypot(u, v) < outline
-        world[y0:y1, x0:x1][mask] = colour_noise(rng, mask.shape, rng.uniform(1, 8))[mask]
+        world[y0:y1, x0:x1][mask] = _texture(rng, mask.shape, rng.uniform(1, 8), s.photos)[mask]
     return world
 
 
