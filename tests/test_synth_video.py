@@ -112,3 +112,25 @@ def test_cli_changes_video_settings(tmp_path):
     assert settings["zoom"] == 0.1 and settings["scale_range"] == [0.5, 2.0]
     assert main(["synth", str(tmp_path / "x"), "--video-set", "zoom=0.1"]) == 2
     assert main(["synth", str(tmp_path / "y"), "--kind", "video", "--video-set", "zoomm=1"]) == 2
+
+
+def test_photographs_texture_the_background_and_leave_photos_0_as_before():
+    plain = generate_video(2, (48, 64), seed=3)
+    off = generate_video(2, (48, 64), seed=3, settings=VideoSettings(photos=0.0))
+    assert np.array_equal(plain[0], off[0]) and np.array_equal(plain[1], off[1])
+    photo = generate_video(2, (48, 64), seed=3, settings=VideoSettings(photos=1.0))
+    again = generate_video(2, (48, 64), seed=3, settings=VideoSettings(photos=1.0))
+    assert np.array_equal(photo[0], again[0]), "deterministic per seed"
+    assert not np.array_equal(photo[0], plain[0])
+    with pytest.raises(ConfigError, match="photos"):
+        VideoSettings(photos=1.5)
+
+
+def test_a_photo_texture_fills_any_shape_in_range():
+    from instatrack.data.synth_video import photo_texture
+
+    rng = np.random.default_rng(0)
+    for shape in [(7, 9), (300, 40), (900, 1300)]:
+        texture = photo_texture(rng, shape)
+        assert texture.shape == (*shape, 3) and texture.dtype == np.float32
+        assert 0 <= texture.min() and texture.max() <= 1 and texture.std() > 0
