@@ -12,18 +12,9 @@ their 10th percentile).
 :func:`drop_faint`, every method, last (after the outlines are refined, before
 the frames are linked): an object whose mean intensity over the frame's
 background (the median of the unlabelled pixels) is below ``min_contrast``
-times the frame's typical contrast is removed. The typical contrast is the
-median over the frame's object *pixels* (each object's contrast counted once per
-pixel it covers), not over its objects: where false objects outnumber true ones
-(MSC, with many small faint pieces and out-of-focus cells), a median over
-objects falls towards the false ones, and the filter at a given ratio drops
-fewer of them the more there are. Measured on validation frames, which the
-choice never saw as test frames (docs/results.md, session 23), at ``0.1``: GOWT1
-30–35 with the shipped ``nuclei-se``, 32 of 42 false objects dropped instead of
-19, no matched nucleus lost either way; SIM+ 30–35 the same 4 of 7; MSC 18–35 with
-``nuclei-ch``, 17 of 105 instead of 2, none lost. The ratio does not change when
-a frame is dimmed or its gain changes, so one value holds across acquisition;
-which value a dataset wants is its convention, so calibration
+times the median of that over the frame's objects is removed. The ratio does
+not change when a frame is dimmed or its gain changes, so one value holds across
+acquisition; which value a dataset wants is its convention, so calibration
 (:mod:`instatrack.calibrate`) chooses it on annotated frames and ``0`` (the
 default) is off. Objects are assumed brighter than the background
 (fluorescence); a frame whose objects are not (median contrast ≤ 0) is left as
@@ -44,12 +35,12 @@ from instatrack.settings import Settings, require
 @dataclasses.dataclass(frozen=True)
 class ContrastSettings(Settings):
     """``min_contrast``: objects fainter over the background than this share of the
-    frame's typical object pixel are dropped (0 = off; :func:`drop_faint`)."""
+    frame's median object are dropped (0 = off; :func:`drop_faint`)."""
 
     post_processing = True
     # tried one at a time on the best combination of the other stages' values (the
     # filter acts last, so it need not multiply their grid)
-    calibration_last = {"min_contrast": (0.1, 0.2, 0.3)}
+    calibration_last = {"min_contrast": (0.1, 0.2)}
 
     min_contrast: float = 0.0
 
@@ -70,23 +61,13 @@ def object_contrasts(labels: np.ndarray, image: np.ndarray) -> tuple[np.ndarray,
     return ids, means - level
 
 
-def typical_contrast(labels: np.ndarray, ids: np.ndarray, contrast: np.ndarray) -> float:
-    """The median of the objects' contrasts over their pixels: the contrast below which
-    half the labelled area lies (``ids`` and ``contrast`` as :func:`object_contrasts`
-    gives them)."""
-    areas = np.bincount(labels.ravel(), minlength=int(ids.max()) + 1)[ids]
-    order = np.argsort(contrast, kind="stable")
-    cumulative = np.cumsum(areas[order])
-    return float(contrast[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
-
-
 def drop_faint(labels: np.ndarray, image: np.ndarray, share: float) -> np.ndarray:
     """``labels`` ``(Y, X)`` without the objects whose contrast (:func:`object_contrasts`)
-    is below ``share`` times the frame's typical contrast (:func:`typical_contrast`)."""
+    is below ``share`` times the median contrast of the frame's objects."""
     if share <= 0 or not labels.any():
         return labels
     ids, contrast = object_contrasts(labels, image)
-    typical = typical_contrast(labels, ids, contrast)
+    typical = float(np.median(contrast))
     if typical <= 0:
         return labels
     faint = ids[contrast < share * typical]
