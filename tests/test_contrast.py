@@ -74,3 +74,27 @@ def test_predictor_drops_faint_objects_last(tmp_path):
     assert len(np.unique(expected)) < len(np.unique(before))  # something was dropped
     assert np.array_equal(strict.segment(frames[0]), expected)
     assert strict.track(frames).labels.shape == (2, 64, 80)
+
+
+def test_objects_mostly_below_the_frames_foreground_threshold_go():
+    """Three bright nuclei and an object drawn on plain background (a piece of it): the
+    piece lies under the triangle threshold, whatever the gain and offset; off, flat
+    frames and empty labels are left alone."""
+    from instatrack.cluster.contrast import drop_background
+
+    rng = np.random.default_rng(2)
+    image = 10 + rng.normal(0, 1, (120, 120))
+    labels = np.zeros((120, 120), np.int32)
+    for label, (y, x), contrast in ((1, (5, 5), 40), (2, (5, 60), 40), (3, (60, 5), 30),
+                                    (4, (80, 80), 0)):
+        labels[y:y + 15, x:x + 15] = label
+        image[y:y + 15, x:x + 15] += contrast
+    for gain, offset in [(1.0, 0.0), (0.05, 3.0), (7.0, -50.0)]:
+        out = drop_background(labels, gain * image + offset, 0.25)
+        assert set(np.unique(out)) == {0, 1, 2, 3}
+    assert drop_background(labels, image, 0.0) is labels
+    assert drop_background(labels, np.full(image.shape, 5.0), 0.5) is labels
+    empty = np.zeros_like(labels)
+    assert drop_background(empty, image, 0.5) is empty
+    with pytest.raises(ConfigError, match="min_foreground"):
+        ContrastSettings(min_foreground=1.5)

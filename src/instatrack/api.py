@@ -260,7 +260,7 @@ def _recorded(frames: Iterable[np.ndarray], seen: dict[int, np.ndarray]
 def finishes(settings) -> bool:
     """Whether any stage of :func:`finish_frame` is on in ``settings``."""
     return (settings.refine_boundaries > 0 or bool(settings.grow_foreground)
-            or settings.min_contrast > 0)
+            or settings.min_contrast > 0 or settings.min_foreground > 0)
 
 
 def finish_frame(labels: np.ndarray, image: np.ndarray, settings) -> np.ndarray:
@@ -270,12 +270,13 @@ def finish_frame(labels: np.ndarray, image: np.ndarray, settings) -> np.ndarray:
     brighter than the background dropped (:mod:`instatrack.cluster.contrast`); each is
     a no-op when off. The channels are averaged once for all."""
     from instatrack.cluster.boundaries import frame_plane, refine_boundaries
-    from instatrack.cluster.contrast import drop_faint
+    from instatrack.cluster.contrast import drop_background, drop_faint
     from instatrack.cluster.grow import grow_instances
 
     plane = frame_plane(image, labels)
     labels = grow_instances(refine_boundaries(labels, plane, settings), plane, settings)
-    return drop_faint(labels, plane, settings.min_contrast)
+    labels = drop_faint(labels, plane, settings.min_contrast)
+    return drop_background(labels, plane, settings.min_foreground)
 
 
 def _finished(windows: Iterable, seen: dict[int, np.ndarray], settings) -> Iterator:
