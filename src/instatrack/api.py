@@ -267,8 +267,9 @@ def finish_frame(labels: np.ndarray, image: np.ndarray, settings) -> np.ndarray:
     """The stages that read the frame itself, last, on one frame's labels ``(Y, X)``:
     outlines refined (:mod:`instatrack.cluster.boundaries`), instances grown over the
     foreground connected to them (:mod:`instatrack.cluster.grow`), then objects barely
-    brighter than the background dropped (:mod:`instatrack.cluster.contrast`); each is
-    a no-op when off. The channels are averaged once for all."""
+    brighter than the background and objects lying in it dropped
+    (:mod:`instatrack.cluster.contrast`); each is a no-op when off. The channels are
+    averaged once for all."""
     from instatrack.cluster.boundaries import frame_plane, refine_boundaries
     from instatrack.cluster.contrast import drop_background, drop_faint
     from instatrack.cluster.grow import grow_instances

@@ -1,4 +1,5 @@
-"""Objects barely brighter than the frame's background, dropped (``min_contrast``).
+"""Objects barely brighter than the frame's background (``min_contrast``), or lying in
+it (``min_foreground``), dropped.
 
 Datasets differ in which faint objects they count. GOWT1 annotates the nuclei in
 focus and leaves the faint, out-of-focus ones out; a network that learnt from
