@@ -90,11 +90,15 @@ def drop_faint(labels: np.ndarray, image: np.ndarray, share: float) -> np.ndarra
     typical = float(np.median(contrast))
     if typical <= 0:
         return labels
-    faint = ids[contrast < share * typical]
-    if faint.size == 0:
+    return _without(labels, ids[contrast < share * typical])
+
+
+def _without(labels: np.ndarray, dropped: np.ndarray) -> np.ndarray:
+    """``labels`` with the objects ``dropped`` set to 0 (the input itself when none)."""
+    if dropped.size == 0:
         return labels
     out = labels.copy()
-    out[np.isin(out, faint)] = 0
+    out[np.isin(out, dropped)] = 0
     return out
 
 
@@ -112,9 +116,4 @@ def drop_background(labels: np.ndarray, image: np.ndarray, share: float) -> np.n
     above = plane > threshold_triangle(plane)
     ids = np.unique(labels[labels > 0])
     inside = np.asarray(ndi.mean(above, labels, ids), np.float64).reshape(-1)
-    dropped = ids[inside < share]
-    if dropped.size == 0:
-        return labels
-    out = labels.copy()
-    out[np.isin(out, dropped)] = 0
-    return out
+    return _without(labels, ids[inside < share])
