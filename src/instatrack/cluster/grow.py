@@ -82,7 +82,13 @@ class GrowSettings(Settings):
                         # a spatial-embedding net (between / 2 and / 3) and for nuclei-ch
                         # (between / 4 and / 8): session 19
                         "grow_trim_snr": tuple({"grow_foreground": "li", "grow_trim": True,
-                                                "grow_trim_snr": snr} for snr in (2.5, 1.2))}
+                                                "grow_trim_snr": snr} for snr in (2.5, 1.2)),
+                        # then the triangle threshold in its place, the trim kept as chosen:
+                        # it reaches further into the dim edges and arms of large spread
+                        # cells (MSC), where Li's left a cell's marker under half covered;
+                        # smoothed wider too, as the classical pipeline chose there
+                        "grow_sigma": ({"grow_foreground": "triangle"},
+                                       {"grow_foreground": "triangle", "grow_sigma": 4.0})}
 
     grow_foreground: str = ""
     grow_sigma: float = 2.0
