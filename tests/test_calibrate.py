@@ -249,6 +249,28 @@ def test_a_value_tried_after_the_grid_must_gain_more_than_noise(toy, cells, tmp_
     assert record["chosen"]["refine_band"] == 3 and record["chosen"]["min_contrast"] == 0.1
 
 
+def test_the_best_of_a_keys_values_wins_not_the_first_to_gain(toy, cells, tmp_path,
+                                                               monkeypatch):
+    """min_contrast 0.1 gains beyond LAST_MIN_GAIN, 0.2 gains more: 0.2 is chosen even
+    though it beats 0.1 by less than LAST_MIN_GAIN (the order values are listed in must
+    not decide)."""
+    from instatrack import calibrate as module
+    from toy_method import ToyConfig
+
+    config = ToyConfig.build("fast", overrides=["val_frames=7:", "steps=2", "calibrate=false"])
+    run = runs.Run.open(train("toy", cells, tmp_path / "run", config=config, progress=False))
+    gain = {0.0: 0.0, 0.1: 0.01, 0.2: 0.0105}
+
+    def scores(pairs):
+        score = 0.5 + gain[next(iter(pairs)).min_contrast]
+        return {"seg": score, "det": score, "score": score}
+
+    monkeypatch.setattr(module, "_labelled", lambda predictor, seq, frames:
+                        iter([predictor.method.config]))
+    monkeypatch.setattr(module, "frame_scores", scores)
+    assert module.calibrate(run)["chosen"]["min_contrast"] == 0.2
+
+
 def test_a_gain_within_the_frame_to_frame_noise_changes_nothing(toy, cells, tmp_path,
                                                                   monkeypatch):
     """The grid's best wins over the run's own values only beyond the noise of the

@@ -24,7 +24,8 @@ does it by itself:
   only refines a grid choice (the outline refinement's band, ``refine_band``) lists its
   values in ``calibration_last`` instead: each is tried alone on the best
   combination so far, which adds a pass per value rather than multiplying the grid,
-  and replaces it only when it gains more than :data:`LAST_MIN_GAIN`;
+  and the best of a key's values replaces it only when it gains more than
+  :data:`LAST_MIN_GAIN`;
 - a few validation frames tell values apart only so far: each frame's result differs
   from the next by more than many choices do (MSC 02's three annotated validation
   frames chose settings that scored 0.63 on its test frames in one calibration and 0.45
@@ -453,14 +454,20 @@ def calibrate(run, data=None, device=None,
                key=lambda row: (changes(row, tried[0]), -row["score"]))
     for key, values in last.items():
         best = {**best, "settings": {**best["settings"], key: getattr(config, key)}}
+        rows = []
         for value in values:
             # a mapping sets several keys together (a value that needs another stage on)
             change = value if isinstance(value, dict) else {key: value}
-            row = score({**best["settings"], **change})
-            if (row["score"] > best["score"] + max(LAST_MIN_GAIN, noise(row, best))
-                    and recorded(row) >= floor):
-                best = row
-            floor = max(floor, recorded(row) - CLEAN_TOLERANCE)
+            rows.append(score({**best["settings"], **change}))
+        # the best of the key's values, not the first to gain: which is listed first
+        # must not decide (MSC: the triangle threshold at sigma 2 gained beyond the noise,
+        # then sigma 4 gained more over Li's, but not beyond the noise over sigma 2)
+        eligible = [row for row in rows if recorded(row) >= floor]
+        if eligible:
+            top = max(eligible, key=lambda row: row["score"])
+            if top["score"] > best["score"] + max(LAST_MIN_GAIN, noise(top, best)):
+                best = top
+        floor = max([floor, *(recorded(row) - CLEAN_TOLERANCE for row in rows)])
     record = {"chosen": best["settings"], "before": tried[0], "after": best,
               "frames": sum(len(f) for _, f in items),
               "outlined": sum(seq.labels(t) is not None for seq, f in items for t in f),
