@@ -99,7 +99,8 @@ def test_candidates_try_the_configs_own_values_first():
     assert options[0] == {"refine_boundaries": 0.0, "merge_fragments": 0.0, "seed_threshold": 0.7}
     assert len(options) == 16 and len({tuple(o.items()) for o in options}) == 16
     # the band, the growth, the growth with the trim and the filter are tried alone after
-    # the grid, in the order the stages act; a config's own value is not tried again
+    # the grid, in the order the stages act; a config's own value is not tried again, and
+    # a stage that is on is also tried off (its default)
     last = last_candidates(config.replace(min_contrast=0.1))
     assert last == {"refine_band": [6], "grow_foreground": ["li"],
                     "grow_trim": [{"grow_foreground": "li", "grow_trim": True}],
@@ -107,7 +108,7 @@ def test_candidates_try_the_configs_own_values_first():
                                        "grow_trim_snr": snr} for snr in (2.5, 1.2)],
                     "grow_sigma": [{"grow_foreground": "triangle"},
                                    {"grow_foreground": "triangle", "grow_sigma": 4.0}],
-                    "split_pairs": [0.85, 0.9], "merge_halves": [0.9], "min_contrast": [0.2],
+                    "split_pairs": [0.85, 0.9], "merge_halves": [0.9], "min_contrast": [0.2, 0.0],
                     "min_foreground": [0.25, 0.5]}
     assert list(last) == ["refine_band", "grow_foreground", "grow_trim", "grow_trim_snr",
                           "grow_sigma", "split_pairs", "merge_halves", "min_contrast", "min_foreground"]
@@ -269,6 +270,34 @@ def test_the_best_of_a_keys_values_wins_not_the_first_to_gain(toy, cells, tmp_pa
                         iter([predictor.method.config]))
     monkeypatch.setattr(module, "frame_scores", scores)
     assert module.calibrate(run)["chosen"]["min_contrast"] == 0.2
+
+
+def test_a_stage_a_model_has_on_can_be_turned_off_and_nothing_is_scored_twice(
+        toy, cells, tmp_path, monkeypatch):
+    """A model with the pair split and the trimmed growth on (as ``nuclei-ch`` is
+    shipped): the split is also tried off (its default) and chosen where that scores;
+    the growth and trim values it already has are not scored again."""
+    from instatrack import calibrate as module
+    from toy_method import ToyConfig
+
+    config = ToyConfig.build("fast", overrides=[
+        "val_frames=7:", "steps=2", "calibrate=false", "split_pairs=0.9",
+        "grow_foreground=li", "grow_trim=true"])
+    run = runs.Run.open(train("toy", cells, tmp_path / "run", config=config, progress=False))
+
+    def scores(pairs):
+        score = 0.5 + 0.01 * (next(iter(pairs)).split_pairs == 0)
+        return {"seg": score, "det": score, "score": score}
+
+    monkeypatch.setattr(module, "_labelled", lambda predictor, seq, frames:
+                        iter([predictor.method.config]))
+    monkeypatch.setattr(module, "frame_scores", scores)
+    bar = []
+    record = module.calibrate(run, progress=lambda done, total: bar.append((done, total)))
+    assert record["chosen"]["split_pairs"] == 0.0
+    settings = [json.dumps(row["settings"], sort_keys=True) for row in record["tried"]]
+    assert len(settings) == len(set(settings))
+    assert bar[-1][0] == bar[-1][1]  # the bar ends full
 
 
 def test_a_gain_within_the_frame_to_frame_noise_changes_nothing(toy, cells, tmp_path,

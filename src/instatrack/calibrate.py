@@ -113,7 +113,13 @@ class CalibrationSettings(Settings):
 
 
 def _listed(config, attribute: str) -> dict[str, list[Any]]:
-    """``{key: [own value, other listed values...]}`` of the stages' class ``attribute``."""
+    """``{key: [own value, other listed values...]}`` of the stages' class ``attribute``.
+
+    A stage tried last is also tried at its default (off) when the config's own value is
+    not that: a model shipped with a stage on (``nuclei-ch`` cuts waisted objects in two,
+    ``split_pairs=0.9``) must be able to turn it off on data where it does harm (MSC's
+    spread cells are waisted too, and were cut)."""
+    defaults = {field.name: field.default for field in dataclasses.fields(config)}
     values: dict[str, list[Any]] = {}
     for stage in type(config).__mro__:
         for key, options in vars(stage).get(attribute, {}).items():
@@ -121,6 +127,10 @@ def _listed(config, attribute: str) -> dict[str, list[Any]]:
                 continue
             own = getattr(config, key)
             values[key] = [own, *(v for v in options if v != own)]
+            default = defaults.get(key, dataclasses.MISSING)
+            if (attribute == "calibration_last" and default is not dataclasses.MISSING
+                    and default not in values[key]):
+                values[key].append(default)
     return values
 
 
@@ -408,6 +418,7 @@ def calibrate(run, data=None, device=None,
     sizes = fixed_sizes(Predictor(run.method_cls(config), net, device,
                                   object_size=parse_object_size(object_size)), items)
     tried: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []  # values of the last stages the best has already
     partial = _Partial(run, {"config": config.to_dict(), "frames": [f for _, f in items],
                              "data": [str(seq.frame_path(f[0])) for seq, f in items],
                              "dim": list(levels), "object_size": str(object_size),
@@ -435,7 +446,7 @@ def calibrate(run, data=None, device=None,
             partial.add(row)
         tried.append(row)
         if progress is not None:
-            progress(len(tried), total)
+            progress(len(tried) + len(skipped), total)
         return row
 
     if progress is not None:
@@ -458,7 +469,12 @@ def calibrate(run, data=None, device=None,
         for value in values:
             # a mapping sets several keys together (a value that needs another stage on)
             change = value if isinstance(value, dict) else {key: value}
-            rows.append(score({**best["settings"], **change}))
+            if {**best["settings"], **change} != best["settings"]:
+                rows.append(score({**best["settings"], **change}))
+            else:  # the value chosen already (a model shipped with it): scored
+                skipped.append(change)
+                if progress is not None:
+                    progress(len(tried) + len(skipped), total)
         # the best of the key's values, not the first to gain: which is listed first
         # must not decide (MSC: the triangle threshold at sigma 2 gained beyond the noise,
         # then sigma 4 gained more over Li's, but not beyond the noise over sigma 2)
