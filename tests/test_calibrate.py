@@ -111,7 +111,8 @@ def test_candidates_try_the_configs_own_values_first():
                     "split_pairs": [0.85, 0.9], "merge_halves": [0.9], "min_contrast": [0.2, 0.0],
                     "min_foreground": [0.25, 0.5]}
     assert list(last) == ["refine_band", "grow_foreground", "grow_trim", "grow_trim_snr",
-                          "grow_sigma", "split_pairs", "merge_halves", "min_contrast", "min_foreground"]
+                          "grow_sigma", "split_pairs", "merge_halves", "min_contrast",
+                          "min_foreground"]
 
 
 @pytest.fixture
