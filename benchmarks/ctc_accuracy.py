@@ -136,6 +136,9 @@ def main() -> None:
     parser.add_argument("--method", default="cosine-hourglass")
     parser.add_argument("--split", type=int, nargs=2, metavar=("A", "B"), required=True,
                         help="train on [0, A), validate on [A, B), test on [B, end)")
+    parser.add_argument("--test", type=int, default=None, metavar="C",
+                        help="test on [C, end) instead of [B, end) (C >= B), e.g. to compare "
+                             "validation windows on the same test frames")
     parser.add_argument("--run", default=None, help="run folder (trained when missing)")
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--steps", type=int, default=None)
@@ -155,21 +158,24 @@ def main() -> None:
 
     seq = CTCSequence(args.sequence)
     a, b = args.split
+    start = b if args.test is None else args.test
+    if start < b:
+        parser.error(f"--test {start} overlaps the validation frames {a}:{b}")
     if args.method != "classical":
         args.run = args.run or f"runs/{args.sequence.parent.name}-{args.method}"
         ensure_trained(args.method, args.sequence, Path(args.run), args.preset,
                        [f"train_frames=0:{a}", f"val_frames={a}:{b}", *args.set], args.steps,
                        args.quiet)
     with tempfile.TemporaryDirectory() as tmp:
-        gt = subset_ground_truth(seq.gt_dir, b, len(seq), Path(tmp) / "GT")
+        gt = subset_ground_truth(seq.gt_dir, start, len(seq), Path(tmp) / "GT")
         chosen, tried = choose_settings(args, seq, a, b, Path(tmp))
-        res = Path(args.run or tmp) / f"RES_{b}-{len(seq)}"
-        seconds, labels = track_test_frames(args, seq, b, res, settings=tuple(chosen))
+        res = Path(args.run or tmp) / f"RES_{start}-{len(seq)}"
+        seconds, labels = track_test_frames(args, seq, start, res, settings=tuple(chosen))
         scores = evaluate_ctc(gt, res, MEASURES)
         if args.method == "spatial-propagation":
-            scores.update(lineage_jf(seq, b, labels))
+            scores.update(lineage_jf(seq, start, labels))
     print(json.dumps({"sequence": str(args.sequence), "method": args.method,
-                      "train": f"0:{a}", "val": f"{a}:{b}", "test": f"{b}:{len(seq)}",
+                      "train": f"0:{a}", "val": f"{a}:{b}", "test": f"{start}:{len(seq)}",
                       "settings": [*args.infer_set, *chosen], "validation": tried,
                       **{k: round(v, 4) for k, v in scores.items()},
                       "seconds_per_frame": round(seconds, 3)}))
