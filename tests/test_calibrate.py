@@ -93,6 +93,28 @@ def test_validation_frames_with_markers_alone_count_in_detection(tmp_path):
     assert not outlined and gt.max() > 0 and _annotated(seq, 0)[1]
 
 
+def test_a_window_with_more_annotated_frames_than_are_used_says_so(tmp_path, monkeypatch):
+    """Calibration uses at most MAX_FRAMES frames; a wider window warns instead of quietly
+    dropping the rest, and a window that fits does not."""
+    import warnings
+
+    from instatrack import calibrate as module
+    from instatrack.config import TrainConfig
+    from instatrack.data.ctc import CTCSequence
+    from instatrack.data.synth import write_ctc_synthetic
+
+    root = write_ctc_synthetic(tmp_path / "synth", frames=6, size=(48, 48), seed=1)
+    seq = CTCSequence(next(p for p in root.iterdir() if p.is_dir() and not p.name.endswith("_GT")))
+    monkeypatch.setattr(module, "MAX_FRAMES", 4)
+    with pytest.warns(UserWarning, match="more than 4 annotated frames"):
+        chosen = module.validation_frames(TrainConfig().replace(val_frames="0:6"), [seq])
+    assert chosen == [(seq, [0, 1, 2, 3])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert module.validation_frames(TrainConfig().replace(val_frames="2:6"), [seq]) == [
+            (seq, [2, 3, 4, 5])]
+
+
 def test_candidates_try_the_configs_own_values_first():
     config = get_method("spatial-embedding").config_cls.build("fast").replace(seed_threshold=0.7)
     options = candidates(config)

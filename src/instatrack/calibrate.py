@@ -60,6 +60,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -302,15 +303,25 @@ def validation_frames(config, sequences, markers: bool = False
     window = parse_slice(config.val_frames)
     if window is None:
         return []
-    chosen, budget = [], MAX_FRAMES
-    for seq in sequences:
-        frames = [t for t in range(len(seq))[window]
-                  if seq.labels(t) is not None or (markers and marked(seq, t) is not None)
-                  ][:budget]
+
+    def annotated(seq):
+        return (t for t in range(len(seq))[window]
+                if seq.labels(t) is not None or (markers and marked(seq, t) is not None))
+
+    chosen, budget, sequences = [], MAX_FRAMES, list(sequences)
+    for i, seq in enumerate(sequences):
+        found = annotated(seq)
+        frames = list(itertools.islice(found, budget))
         if frames:
             chosen.append((seq, frames))
             budget -= len(frames)
         if budget <= 0:
+            # more annotated frames in the window are not used: say so, not silently
+            if next(found, None) is not None or any(
+                    next(annotated(other), None) is not None for other in sequences[i + 1:]):
+                warnings.warn(f"validation frames {config.val_frames} hold more than "
+                              f"{MAX_FRAMES} annotated frames; only the first {MAX_FRAMES} are "
+                              f"used (a narrower window chooses others)", stacklevel=2)
             break
     return chosen
 
