@@ -28,6 +28,7 @@ from instatrack.cluster.boundaries import BoundarySettings
 from instatrack.cluster.contrast import ContrastSettings
 from instatrack.cluster.fragments import FragmentSettings
 from instatrack.cluster.grow import GrowSettings
+from instatrack.cluster.seams import SeamSettings
 from instatrack.data.augment import AcquisitionSettings
 from instatrack.data.normalize import NORM_MODES
 from instatrack.errors import ConfigError
@@ -50,7 +51,8 @@ C = TypeVar("C", bound="TrainConfig")
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(OptimSettings, TrackSettings, BoundarySettings, GrowSettings,
-                  FragmentSettings, ContrastSettings, AcquisitionSettings, CalibrationSettings):
+                  FragmentSettings, SeamSettings, ContrastSettings, AcquisitionSettings,
+                  CalibrationSettings):
     """Fields every method shares: the stages in the bases, data and sampling below.
 
     To give every method a new stage, add its settings class to the bases.
