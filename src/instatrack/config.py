@@ -28,7 +28,6 @@ from instatrack.cluster.boundaries import BoundarySettings
 from instatrack.cluster.contrast import ContrastSettings
 from instatrack.cluster.fragments import FragmentSettings
 from instatrack.cluster.grow import GrowSettings
-from instatrack.cluster.seams import SeamSettings
 from instatrack.data.augment import AcquisitionSettings
 from instatrack.data.normalize import NORM_MODES
 from instatrack.errors import ConfigError
@@ -51,8 +50,7 @@ C = TypeVar("C", bound="TrainConfig")
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(OptimSettings, TrackSettings, BoundarySettings, GrowSettings,
-                  FragmentSettings, SeamSettings, ContrastSettings, AcquisitionSettings,
-                  CalibrationSettings):
+                  FragmentSettings, ContrastSettings, AcquisitionSettings, CalibrationSettings):
     """Fields every method shares: the stages in the bases, data and sampling below.
 
     To give every method a new stage, add its settings class to the bases.
