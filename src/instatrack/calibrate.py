@@ -482,7 +482,7 @@ def calibrate(run, data=None, device=None,
             change = value if isinstance(value, dict) else {key: value}
             if {**best["settings"], **change} != best["settings"]:
                 rows.append(score({**best["settings"], **change}))
-            else:  # the value chosen already (a model shipped with it): scored
+            else:  # the best has this value already (a model shipped with it): no new pass
                 skipped.append(change)
                 if progress is not None:
                     progress(len(tried) + len(skipped), total)
