@@ -102,11 +102,12 @@ def test_a_window_with_more_annotated_frames_than_are_used_says_so(tmp_path, mon
     from instatrack.config import TrainConfig
     from instatrack.data.ctc import CTCSequence
     from instatrack.data.synth import write_ctc_synthetic
+    from instatrack.errors import DataWarning
 
     root = write_ctc_synthetic(tmp_path / "synth", frames=6, size=(48, 48), seed=1)
     seq = CTCSequence(next(p for p in root.iterdir() if p.is_dir() and not p.name.endswith("_GT")))
     monkeypatch.setattr(module, "MAX_FRAMES", 4)
-    with pytest.warns(UserWarning, match="more than 4 annotated frames"):
+    with pytest.warns(DataWarning, match="more than 4 annotated frames"):
         chosen = module.validation_frames(TrainConfig().replace(val_frames="0:6"), [seq])
     assert chosen == [(seq, [0, 1, 2, 3])]
     with warnings.catch_warnings():

@@ -299,6 +299,7 @@ def validation_frames(config, sequences, markers: bool = False
     :data:`MAX_FRAMES` in all (a video's frames stay consecutive)."""
     from instatrack.config import parse_slice
     from instatrack.data.types import markers as marked
+    from instatrack.errors import DataWarning
 
     window = parse_slice(config.val_frames)
     if window is None:
@@ -321,7 +322,8 @@ def validation_frames(config, sequences, markers: bool = False
                     next(annotated(other), None) is not None for other in sequences[i + 1:]):
                 warnings.warn(f"validation frames {config.val_frames} hold more than "
                               f"{MAX_FRAMES} annotated frames; only the first {MAX_FRAMES} are "
-                              f"used (a narrower window chooses others)", stacklevel=2)
+                              f"used (a narrower window chooses others)", DataWarning,
+                              stacklevel=2)
             break
     return chosen
 
