@@ -136,3 +136,40 @@ def test_the_frames_of_a_window_agree_on_the_labels_of_splits_and_merges():
     assert out[1][_disc(frame.shape, 55, 158, 10)][0] == 8 + 5
     assert (out[:, _disc(frame.shape, 55, 40, 12)] == 4).all()   # the larger part keeps 4
     assert (out[:, nucleus] == 6).all()                   # the lower of the two labels
+
+
+def test_pieces_of_a_cell_without_a_core_of_their_own_join_it_and_touching_nuclei_stay():
+    from instatrack.cluster.fragments import merge_coreless
+
+    shape = (100, 170)
+    labels = np.zeros(shape, np.int32)
+    labels[_disc(shape, 50, 40, 20)] = 1
+    labels[_disc(shape, 50, 75, 20)] = 2   # touching nucleus 1 at a waist: its own peak
+    labels[45:55, 95:140] = 3              # an arm of cell 2, cut across
+    labels[45:55, 140:150] = 4             # and its tip, beyond the cut
+    labels[10:20, 150:160] = 5             # a small object alone
+    out = merge_coreless(labels, 0.2)
+    assert set(np.unique(out[(labels == 3) | (labels == 4)])) == {2}
+    for kept in (1, 2, 5):
+        assert (out[labels == kept] == kept).all()
+    assert merge_coreless(labels, 0) is labels
+    # the same at twice the size: the depth is a share of the peak's height
+    big = np.kron(labels, np.ones((2, 2), np.int32))
+    assert (np.kron(out, np.ones((2, 2), np.int32)) == merge_coreless(big, 0.2)).all()
+    with pytest.raises(ConfigError, match="merge_coreless must be a depth"):
+        FragmentSettings(merge_coreless=1.0)
+
+
+def test_coreless_pieces_are_merged_in_the_last_stages_when_asked():
+    from instatrack.api import finish_frame, finishes
+    from instatrack.config import TrainConfig
+
+    labels = np.zeros((40, 90), np.int32)
+    labels[_disc(labels.shape, 20, 20, 15)] = 1
+    labels[15:25, 35:80] = 2  # an arm of cell 1, cut off it: no core of its own
+    image = np.where(labels > 0, 100.0, 10.0)
+    assert not finishes(TrainConfig())
+    config = TrainConfig(merge_coreless=0.1)
+    assert finishes(config)
+    out = finish_frame(labels, np.stack([image, image]), config)
+    assert set(np.unique(out)) == {0, 1}

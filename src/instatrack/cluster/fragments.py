@@ -70,15 +70,20 @@ class FragmentSettings(Settings):
     :func:`merge_fragments`). ``merge_halves``: two touching objects whose union is
     at least this convex (solidity) and about one object's size are merged (0 = off;
     :func:`merge_halves`). ``split_pairs``: an object of about two objects' size less
-    convex than this is cut in two at its waist (0 = off; :func:`split_pairs`)."""
+    convex than this is cut in two at its waist (0 = off; :func:`split_pairs`).
+    ``merge_coreless``: an object holding no peak of the distance transform at least this
+    deep (a share of its height) is merged into the object it touches most, on the frame
+    after the instances are grown (0 = off; :func:`merge_coreless`)."""
 
     post_processing = True
     calibration = {"merge_fragments": (0.0, 0.25)}
-    calibration_last = {"split_pairs": (0.85, 0.9), "merge_halves": (0.9,)}
+    calibration_last = {"split_pairs": (0.85, 0.9), "merge_halves": (0.9,),
+                        "merge_coreless": (0.1, 0.3)}
 
     merge_fragments: float = 0.0
     split_pairs: float = 0.0
     merge_halves: float = 0.0
+    merge_coreless: float = 0.0
 
     def check(self) -> None:
         super().check()
@@ -86,6 +91,8 @@ class FragmentSettings(Settings):
                 f"merge_fragments must be in [0, 1) (0 = off), got {self.merge_fragments}")
         require(0 <= self.merge_halves <= 1,
                 f"merge_halves must be a solidity in [0, 1] (0 = off), got {self.merge_halves}")
+        require(0 <= self.merge_coreless < 1,
+                f"merge_coreless must be a depth in [0, 1) (0 = off), got {self.merge_coreless}")
         require(0 <= self.split_pairs <= 1,
                 f"split_pairs must be a solidity in [0, 1] (0 = off), got {self.split_pairs}")
 
@@ -107,6 +114,12 @@ def merge_fragments(labels: np.ndarray, limit: float, contact: float = CONTACT) 
         others, shared, ring = _touching(labels, boxes[label - 1], label)
         if others.size and shared.max() >= contact * ring:
             target[label] = int(others[np.argmax(shared)])
+    return _joined(labels, target, area)
+
+
+def _joined(labels: np.ndarray, target: dict[int, int], area: dict[int, int]) -> np.ndarray:
+    """``labels`` with each object ``k`` in ``target`` relabelled as the object its chain
+    ``k -> target[k] -> ...`` ends in; a cycle ends in its largest object."""
     if not target:
         return labels
     lookup = np.arange(int(labels.max()) + 1, dtype=labels.dtype)
@@ -140,6 +153,34 @@ def _relabelled(labels: np.ndarray, lookup: np.ndarray) -> np.ndarray:
     inside = out > 0
     out[inside] = lookup[out[inside]]
     return out
+
+
+def merge_coreless(labels: np.ndarray, depth: float) -> np.ndarray:
+    """``labels`` ``(Y, X)`` int with every object that holds no core merged into the
+    touching object it shares most border with (a chain of such objects ends in one
+    that has a core; objects that touch nothing are left).
+
+    A core is a peak of the distance transform of the union of the objects (the
+    objects' own borders do not count, the background does) whose saddle to any higher
+    peak lies at most ``1 - depth`` of its height: the peaks of
+    ``log(distance)`` at least ``-log(1 - depth)`` deep. Scale-free, so it works on the
+    frame at any size. 0 = off."""
+    from skimage.morphology import h_maxima
+
+    if depth <= 0 or not labels.any():
+        return labels
+    distance = ndi.distance_transform_edt(labels > 0)
+    cores = h_maxima(np.log(np.maximum(distance, 0.5)), -np.log(1.0 - depth)) > 0
+    ids, areas = np.unique(labels[labels > 0], return_counts=True)
+    area = dict(zip(ids.tolist(), areas.tolist(), strict=True))
+    held = set(np.unique(labels[cores]).tolist())
+    boxes = ndi.find_objects(labels)
+    target: dict[int, int] = {}
+    for label in (i for i in area if i not in held):
+        others, shared, _ = _touching(labels, boxes[label - 1], label)
+        if others.size:
+            target[label] = int(others[np.argmax(shared)])
+    return _joined(labels, target, area)
 
 
 def merge_halves(labels: np.ndarray, solidity: float, max_area: float | None = None,
