@@ -18,6 +18,7 @@ from instatrack.runs import Run
 
 SPATIAL = ["width=0.25", "stage1_blocks=1", "dilated_repeats=0", "decoder_blocks=0",
            "dropout=0", "crop=48,48", "coord_scale=64", "max_instances=10000"]
+RECURRENT = ["encoder_channels=8,8", "hidden=8", "max_steps=4"]
 HOURGLASS = ["levels=3", "filters=8", "clip_len=2", "crop=48,48", "stacks=2",
              "cluster_min_cluster_size=30"]
 
@@ -26,7 +27,7 @@ def random_run(folder: Path, method: str = "spatial-embedding", overrides=(), se
                ) -> Path:
     """A run folder with randomly initialised weights of a small network."""
     method_cls = get_method(method)
-    base = SPATIAL if method == "spatial-embedding" else HOURGLASS
+    base = {"spatial-embedding": SPATIAL, "recurrent-instance": RECURRENT}.get(method, HOURGLASS)
     config = method_cls.config_cls.build("fast", overrides=[*base, *overrides])
     torch.manual_seed(seed)
     model = method_cls(config).build_model()

@@ -162,3 +162,17 @@ def test_methods_that_cannot_be_tiled_say_why(tmp_path):
     run = random_run(tmp_path / "hg", "cosine-hourglass")
     with pytest.raises(ConfigError, match="cosine-hourglass"):
         TiledPredictor(instatrack.load(run, device="cpu"), tile=64)
+
+
+def test_recurrent_instance_runs_in_tiles_of_its_crop_and_warns_on_a_whole_frame(tmp_path):
+    from instatrack.errors import DataWarning
+
+    run = random_run(tmp_path / "ris", "recurrent-instance", overrides=["crop=64,64"])
+    predictor = instatrack.load(run, device="cpu")
+    image = cells_image((160, 200), seed=3)[0]
+    with pytest.warns(DataWarning, match="--tile 64"):
+        predictor.segment(image)
+    tiled = TiledPredictor(predictor, tile=64)
+    assert tiled.exact_overlap is None and tiled.overlap == 16  # a third, on the stride
+    labels = tiled.segment(image)  # no warning: each tile is a crop's size
+    assert labels.shape == image.shape

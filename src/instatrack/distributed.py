@@ -205,11 +205,10 @@ def track_plate(client, spec: RunSpec, sequences: SequenceType[FrameSequence], o
 
 def _method_name(spec: RunSpec) -> str:
     from instatrack.runs import Run
+    from instatrack.tiling import TILEABLE, WHY_NOT
 
     name = Run.open(spec.run).method
-    if spec.tile is not None and name != "spatial-embedding":
-        from instatrack.tiling import WHY_NOT
-
+    if spec.tile is not None and name not in TILEABLE:
         raise ConfigError(f"--tile is not available for {name}: {WHY_NOT.get(name, '')}")
     return name
 

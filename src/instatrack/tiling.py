@@ -36,12 +36,18 @@ from instatrack.api import Predictor, ProgressFn, TrackStream, finish_frame
 from instatrack.errors import ConfigError, DataError
 
 #: methods whose inference can run on tiles; the others say why not in WHY_NOT
-TILEABLE = ("spatial-embedding",)
+TILEABLE = ("spatial-embedding", "recurrent-instance")
+#: tileable methods whose every output depends on the whole tile: recurrent-instance emits
+#: the objects of what it sees one after the other, so there is no reach to measure and no
+#: overlap that gives the untiled result. Tiles are for a run trained on crops of larger
+#: frames: at the crop size it sees scenes like those it learnt on (docs/results.md,
+#: session 26: SIM+ 01, SEG 0.045 on whole frames, 0.437 in 128-px tiles). Overlap by
+#: default: :data:`SCENE_OVERLAP` of the tile
+SCENE_TILED = ("recurrent-instance",)
+SCENE_OVERLAP = 1 / 3
 WHY_NOT = {
     "cosine-hourglass": "its ConvGRU state and frame-pair clustering run over the whole "
                         "sequence; tiled tracking of it is not implemented yet",
-    "recurrent-instance": "its network emits the objects of the whole image one after the "
-                          "other and was trained on whole scenes; a tile is a different scene",
     "spatial-propagation": "it follows the objects of the first frame, which move across "
                            "tile borders over time",
 }
@@ -231,15 +237,21 @@ class TiledPredictor(Predictor):
         if name not in TILEABLE:
             raise ConfigError(f"--tile is not available for {name}: {WHY_NOT.get(name, '')}")
         self.align = network_alignment(self.model, name)
-        net = getattr(self.model, "_orig_mod", self.model)
-        reach = receptive_radius(net, self.config.in_channels, self.align, self.device)
-        #: the overlap that keeps every core pixel's network output exact
-        self.exact_overlap = -(-2 * (reach + self.align) // self.align) * self.align
-        overlap = self.exact_overlap if overlap is None else overlap
+        #: the overlap that keeps every core pixel's network output exact (None: no such
+        #: overlap, every output depends on the whole tile)
+        self.exact_overlap = None
+        if name in SCENE_TILED:
+            overlap = int(tile * SCENE_OVERLAP) // self.align * self.align \
+                if overlap is None else overlap
+        else:
+            net = getattr(self.model, "_orig_mod", self.model)
+            reach = receptive_radius(net, self.config.in_channels, self.align, self.device)
+            self.exact_overlap = -(-2 * (reach + self.align) // self.align) * self.align
+            overlap = self.exact_overlap if overlap is None else overlap
         if overlap < 0 or tile - overlap < self.align:
             raise ConfigError(f"--tile {tile} must exceed --overlap {overlap} by at least "
                               f"{self.align} pixels (the network's stride)")
-        if overlap < self.exact_overlap:
+        if self.exact_overlap is not None and overlap < self.exact_overlap:
             warnings.warn(f"--overlap {overlap} is below the network's reach "
                           f"({self.exact_overlap}): outputs near tile borders differ from an "
                           f"untiled pass", stacklevel=2)

@@ -22,6 +22,7 @@ The method is per frame (``temporal = False``): ``predict`` yields one
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,6 +30,7 @@ import torch
 
 from instatrack.cluster.crf import CRFParams, crf_refine, labels_from_masks
 from instatrack.config import TrainConfig
+from instatrack.errors import DataWarning
 from instatrack.losses.hungarian_iou import HungarianIoULoss
 from instatrack.methods.base import PerFrameMethod, unwrap
 from instatrack.models.recurrent_instance import RecurrentInstanceNet
@@ -118,6 +120,10 @@ class RecurrentInstanceConfig(TrainConfig, StoppingRule, CRFParams):
                 f"curriculum_fraction must be in [0, 1], got {self.curriculum_fraction}")
 
 
+#: an image larger than this many training crops is another scene to the net
+SCENE_AREA = 4
+
+
 class RecurrentInstance(PerFrameMethod):
     """Romera-Paredes & Torr: ConvLSTM emitting one instance per step."""
 
@@ -165,7 +171,18 @@ class RecurrentInstance(PerFrameMethod):
 
     # -- inference ------------------------------------------------------------------------------
     def segment_frame(self, net: RecurrentInstanceNet, image: torch.Tensor) -> np.ndarray:
-        """``(Y, X)`` int32 labels of one ``(1, C, Y, X)`` image: masks, CRF when on, labels."""
+        """``(Y, X)`` int32 labels of one ``(1, C, Y, X)`` image: masks, CRF when on, labels.
+
+        Warns when the image is more than :data:`SCENE_AREA` times the training crop: the
+        net learnt how many objects a crop holds and when to stop, and a whole frame is
+        another scene (SIM+ 01: SEG 0.045 on whole frames, 0.437 in tiles of the crop size;
+        docs/results.md, session 26)."""
+        crop = self.config.crop
+        if image.shape[-2] * image.shape[-1] > SCENE_AREA * crop[0] * crop[1]:
+            warnings.warn(f"recurrent-instance learnt on {crop[0]}x{crop[1]} crops and this "
+                          f"image is {image.shape[-2]}x{image.shape[-1]}: it finds few of its "
+                          f"objects at once; run it in tiles of the crop size (--tile "
+                          f"{max(crop)})", DataWarning, stacklevel=2)
         masks = self.segment_masks(net, image)
         if self.config.crf:
             masks = crf_refine(image[0], masks, CRFParams.of(self.config))
