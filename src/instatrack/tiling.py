@@ -41,7 +41,7 @@ TILEABLE = ("spatial-embedding", "recurrent-instance")
 #: the objects of what it sees one after the other, so there is no reach to measure and no
 #: overlap that gives the untiled result. Tiles are for a run trained on crops of larger
 #: frames: at the crop size it sees scenes like those it learnt on (docs/results.md,
-#: session 26: SIM+ 01, SEG 0.045 on whole frames, 0.437 in 128-px tiles). Overlap by
+#: session 26: SIM+ 01, SEG 0.045 on whole frames, 0.447 in 128-px tiles). Overlap by
 #: default: :data:`SCENE_OVERLAP` of the tile
 SCENE_TILED = ("recurrent-instance",)
 SCENE_OVERLAP = 1 / 3

@@ -175,7 +175,7 @@ class RecurrentInstance(PerFrameMethod):
 
         Warns when the image is more than :data:`SCENE_AREA` times the training crop: the
         net learnt how many objects a crop holds and when to stop, and a whole frame is
-        another scene (SIM+ 01: SEG 0.045 on whole frames, 0.437 in tiles of the crop size;
+        another scene (SIM+ 01: SEG 0.045 on whole frames, 0.447 in tiles of the crop size;
         docs/results.md, session 26)."""
         crop = self.config.crop
         if image.shape[-2] * image.shape[-1] > SCENE_AREA * crop[0] * crop[1]:
