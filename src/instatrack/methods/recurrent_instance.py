@@ -173,12 +173,14 @@ class RecurrentInstance(PerFrameMethod):
     def segment_frame(self, net: RecurrentInstanceNet, image: torch.Tensor) -> np.ndarray:
         """``(Y, X)`` int32 labels of one ``(1, C, Y, X)`` image: masks, CRF when on, labels.
 
-        Warns when the image is more than :data:`SCENE_AREA` times the training crop: the
+        Warns (once) when the image is more than :data:`SCENE_AREA` times the training crop: the
         net learnt how many objects a crop holds and when to stop, and a whole frame is
         another scene (SIM+ 01: SEG 0.045 on whole frames, 0.447 in tiles of the crop size;
         docs/results.md, session 26)."""
         crop = self.config.crop
-        if image.shape[-2] * image.shape[-1] > SCENE_AREA * crop[0] * crop[1]:
+        if image.shape[-2] * image.shape[-1] > SCENE_AREA * crop[0] * crop[1] \
+                and not getattr(self, "_warned_scene", False):
+            self._warned_scene = True  # once per model loaded, not per frame or validation
             warnings.warn(f"recurrent-instance learnt on {crop[0]}x{crop[1]} crops and this "
                           f"image is {image.shape[-2]}x{image.shape[-1]}: it finds few of its "
                           f"objects at once; run it in tiles of the crop size (--tile "
