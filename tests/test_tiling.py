@@ -174,5 +174,5 @@ def test_recurrent_instance_runs_in_tiles_of_its_crop_and_warns_on_a_whole_frame
         predictor.segment(image)
     tiled = TiledPredictor(predictor, tile=64)
     assert tiled.exact_overlap is None and tiled.overlap == 16  # a third, on the stride
-    labels = tiled.segment(image)  # no warning: each tile is a crop's size
+    labels = tiled.segment(image)  # each tile is the size of a training crop
     assert labels.shape == image.shape
