@@ -104,3 +104,35 @@ def test_training_sequences_are_the_synth_command_s_set_in_memory(tmp_path, monk
         for t in range(3):
             np.testing.assert_array_equal(a.image(t), b.image(t))
             np.testing.assert_array_equal(a.labels(t), b.labels(t))
+
+
+def test_later_ranges_leave_the_earlier_draws_as_they_were():
+    """Spread cells were added after the shipped models' data: without ``--range arms``
+    every draw, and so every movie, is what it was (values recorded before the change)."""
+    drawn = draw(16, 0)
+    assert (drawn["seed"], drawn["radius"]) == (401036374, 13.0028) and drawn["arms"] == 0
+    assert draw(22, 5)["seed"] == 2132483862
+
+
+def test_spread_cells_reach_out_in_arms_and_hold_several_cores():
+    """With arms a cell reaches well past its body (lower solidity) and often holds
+    several distance-transform peaks, yet stays one object; it is deterministic."""
+    from scipy import ndimage as ndi
+    from skimage.feature import peak_local_max
+    from skimage.measure import regionprops
+
+    def shapes(width):
+        look = None if width is None else Appearance(arms=3.0, arm_length=2.0, arm_width=width)
+        labels = generate_cells(3, (192, 192), seed=4, radius=(14.0, 18.0), density=2.0,
+                                appearance=look).labels[2]
+        props = regionprops(labels)
+        cores = [len(peak_local_max(ndi.distance_transform_edt(np.pad(p.image, 1)),
+                                    min_distance=3, exclude_border=False)) for p in props]
+        return labels, np.median([p.solidity for p in props]), np.mean(np.asarray(cores) > 1)
+
+    _, solid_plain, multi_plain = shapes(None)
+    thin, solid_thin, multi_thin = shapes(0.2)
+    assert solid_thin < solid_plain - 0.1 and multi_thin > multi_plain
+    assert np.array_equal(thin, shapes(0.2)[0])
+    with pytest.raises(ConfigError, match="arms"):
+        Appearance(arms=5.0)

@@ -54,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "scale_range=0.3,3 for approaching objects; repeatable)")
     p.add_argument("--range", action="append", default=[], metavar="NAME=LOW,HIGH",
                    help="with --randomise: draw NAME from LOW..HIGH instead of its default "
-                        "range (e.g. radius=12,32; names: instatrack.data.synth_random.RANGES; "
-                        "repeatable)")
+                        "range (e.g. radius=12,32, or arms=1,4 for spread cells; names: "
+                        "instatrack.data.synth_random.RANGES and LATER_RANGES; repeatable)")
     p.add_argument("--randomise", action="store_true",
                    help="cells: each sequence draws its look (size, shape, texture, density, "
                         "contrast, noise, blur, background) from broad ranges; knobs given "

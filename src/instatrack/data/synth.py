@@ -22,9 +22,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from instatrack.data.synth_appearance import (
+    ARM_SLOTS,
     ASPECT_HEADROOM,
     SHAPE_CEILING,
     Appearance,
+    arm_fade,
     camera,
     illumination,
     nucleus_intensity,
@@ -95,6 +97,9 @@ class _Cells:
     angle: np.ndarray      # (N,) orientation of the major axis
     shape: np.ndarray      # (N, H) harmonic amplitudes
     phase: np.ndarray      # (N, H) harmonic phases
+    arm: np.ndarray        # (N, A) length of each arm in radii (0: none), spread cells
+    arm_dir: np.ndarray    # (N, A) its direction (outline angle)
+    arm_width: np.ndarray  # (N, A) its angular half-width (radians)
     bright: np.ndarray     # (N,)
     texture: np.ndarray    # (N, 3, 3) wave vector y, x and phase of three texture waves
     age: np.ndarray        # (N,) frames since birth
@@ -261,7 +266,19 @@ def _new_cells(rng: np.random.Generator, n: int, world: tuple[int, int], knobs: 
         age=rng.integers(0, 20, n),
         ident=np.asarray(ident, np.int64),
         parent=np.asarray(parent, np.int64),
+        **_new_arms(rng, n, knobs.look),
     )
+
+
+def _new_arms(rng: np.random.Generator, n: int, look: Appearance) -> dict[str, np.ndarray]:
+    """Arms of ``n`` new spread cells; none (and no draw, so the movie of a look without
+    arms is what it always was) when ``look.arms`` is 0."""
+    if look.arms <= 0:
+        return {name: np.zeros((n, ARM_SLOTS)) for name in ("arm", "arm_dir", "arm_width")}
+    present = rng.random((n, ARM_SLOTS)) < look.arms / ARM_SLOTS
+    return {"arm": present * rng.uniform(0.3, 1.0, (n, ARM_SLOTS)) * look.arm_length,
+            "arm_dir": rng.uniform(0, 2 * np.pi, (n, ARM_SLOTS)),
+            "arm_width": rng.uniform(0.3, 1.0, (n, ARM_SLOTS)) * look.arm_width}
 
 
 def _step(cells: _Cells, rng: np.random.Generator, world: tuple[int, int], knobs: _Knobs,
@@ -277,6 +294,11 @@ def _step(cells: _Cells, rng: np.random.Generator, world: tuple[int, int], knobs
     cells.shape = np.clip(0.9 * cells.shape + rng.normal(0.0, 0.015, cells.shape.shape), 0,
                           look.irregularity * SHAPE_CEILING)
     cells.phase = cells.phase + rng.normal(0.0, 0.1, cells.phase.shape)
+    if look.arms > 0:  # arms grow, shrink and swing a little (none are born mid-life)
+        has = cells.arm > 0
+        cells.arm = np.where(has, np.clip(cells.arm + rng.normal(0.0, 0.04, has.shape), 0.05,
+                                          look.arm_length * 1.2), 0.0)
+        cells.arm_dir = cells.arm_dir + rng.normal(0.0, 0.05, has.shape)
     cells.radius = np.minimum(cells.radius * 1.01, knobs.radius[1] * 1.2)
     cells.age = cells.age + 1
     inside = np.all((cells.pos >= 0) & (cells.pos < world), axis=1)
@@ -359,7 +381,8 @@ def _render(cells: _Cells, size: tuple[int, int], margin: int, min_area: int,
     labels = np.zeros(size, np.int32)
     depth = np.full(size, np.inf)
     signal = np.zeros(size)
-    reach = cells.radius * np.sqrt(cells.aspect) * (1 + cells.shape.sum(1)) + 2
+    reach = cells.radius * np.sqrt(cells.aspect) * (1 + cells.shape.sum(1)
+                                                    + cells.arm.max(1)) + 2
     for i in range(len(cells)):
         cy, cx = cells.pos[i] - margin
         y0, y1 = max(int(cy - reach[i]), 0), min(int(cy + reach[i]) + 2, size[0])
@@ -367,13 +390,15 @@ def _render(cells: _Cells, size: tuple[int, int], margin: int, min_area: int,
         if y0 >= y1 or x0 >= x1:
             continue
         yy, xx = np.mgrid[y0:y1, x0:x1]
-        rel = _relative_radius(cells, i, yy - cy, xx - cx)
+        rel, beyond = _relative_radius(cells, i, yy - cy, xx - cx)
         inside = rel < 1.0
         window = (slice(y0, y1), slice(x0, x1))
         win = inside & (rel < depth[window])
         labels[window][win] = i + 1
         depth[window][win] = rel[win]
         shade = nucleus_intensity(cells.bright[i], cells.texture[i], yy - cy, xx - cx, rel, look)
+        if beyond is not None:
+            shade = shade * arm_fade(beyond)
         signal[window] += np.where(inside, shade, 0.0)
     areas = np.bincount(labels.ravel(), minlength=len(cells) + 1)
     labels[areas[labels] < min_area] = 0
@@ -401,8 +426,11 @@ def visible_outlines(labels: np.ndarray, signal: np.ndarray, blur: float) -> np.
     return np.where(grow, nearest, labels).astype(labels.dtype)
 
 
-def _relative_radius(cells: _Cells, i: int, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
-    """Distance from the centre divided by the outline radius in that direction (< 1 inside)."""
+def _relative_radius(cells: _Cells, i: int, dy: np.ndarray,
+                     dx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Distance from the centre divided by the outline radius in that direction (< 1
+    inside), and for a cell with arms how many radii a pixel lies past its body (None
+    without arms). An arm is a Gaussian bump of the outline around its direction."""
     c, s = np.cos(cells.angle[i]), np.sin(cells.angle[i])
     major = dy * s + dx * c
     minor = -dy * c + dx * s
@@ -410,7 +438,13 @@ def _relative_radius(cells: _Cells, i: int, dy: np.ndarray, dx: np.ndarray) -> n
     phi = np.arctan2(minor / semi[1], major / semi[0])
     outline = 1.0 + sum(cells.shape[i, k] * np.cos((k + 2) * phi + cells.phase[i, k])
                         for k in range(_HARMONICS))
-    return np.hypot(major / semi[0], minor / semi[1]) / outline
+    distance = np.hypot(major / semi[0], minor / semi[1])
+    arms = np.flatnonzero(cells.arm[i] > 0)
+    if not arms.size:
+        return distance / outline, None
+    bumps = sum(cells.arm[i, a] * np.exp(-0.5 * (np.angle(np.exp(1j * (
+        phi - cells.arm_dir[i, a]))) / cells.arm_width[i, a]) ** 2) for a in arms)
+    return distance / (outline + bumps), distance / outline - 1.0
 
 
 # -- ground-truth bookkeeping -------------------------------------------------------------------

@@ -21,6 +21,8 @@ from instatrack.settings import Settings, require
 SHAPE_CEILING = 1.875
 #: elongation drifts up to this much above the initial range
 ASPECT_HEADROOM = 0.2
+#: at most this many arms per spread cell (:attr:`Appearance.arms`)
+ARM_SLOTS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +38,13 @@ class Appearance(Settings):
     factor on the fluorescence (the noise floor stays); ``background``: level of
     the illumination, ``gradient`` the std of its slope across the field, ``blob``
     the height of a broad bright patch; ``blur``: Gaussian sigma of the optics (px).
+
+    Spread cells (mesenchymal-like, MSC): ``arms`` is the expected number of
+    protrusions per cell (each of :data:`ARM_SLOTS` slots holds one with probability
+    ``arms / ARM_SLOTS``; 0, the default, draws none and leaves every movie as it was);
+    an arm reaches up to ``arm_length`` radii beyond the outline and spans up to
+    ``arm_width`` radians around its direction (narrow: a tapering arm; wide: a lobe,
+    so one cell holds several cores). Light fades along an arm (thin cytoplasm).
     """
 
     aspect_max: float = 1.6
@@ -49,6 +58,9 @@ class Appearance(Settings):
     gradient: float = 0.04
     blob: float = 0.06
     blur: float = 1.0
+    arms: float = 0.0
+    arm_length: float = 1.5
+    arm_width: float = 0.35
 
     def check(self) -> None:
         super().check()
@@ -59,6 +71,9 @@ class Appearance(Settings):
                      "blob", "blur"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         require(self.contrast > 0, f"contrast must be > 0, got {self.contrast}")
+        require(0 <= self.arms <= ARM_SLOTS, f"arms must be in [0, {ARM_SLOTS}], got {self.arms}")
+        require(self.arm_length >= 0, f"arm_length must be >= 0, got {self.arm_length}")
+        require(self.arm_width > 0, f"arm_width must be > 0, got {self.arm_width}")
 
 
 def nucleus_intensity(bright: float, waves: np.ndarray, dy: np.ndarray, dx: np.ndarray,
@@ -70,6 +85,12 @@ def nucleus_intensity(bright: float, waves: np.ndarray, dy: np.ndarray, dx: np.n
     """
     texture = sum(np.cos(waves[0, k] * dy + waves[1, k] * dx + waves[2, k]) for k in range(3))
     return bright * (1.0 - look.dome * rel ** 2) * (1.0 + look.texture * texture)
+
+
+def arm_fade(beyond: np.ndarray) -> np.ndarray:
+    """Light of a spread cell's arm ``beyond`` radii past its body (0 inside it): thin
+    cytoplasm, half as bright one radius out, never below a quarter."""
+    return 0.25 + 0.75 / (1.0 + np.clip(beyond, 0, None) ** 2)
 
 
 def illumination(size: tuple[int, int], rng: np.random.Generator,

@@ -49,6 +49,14 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "blob": (0.0, 0.3, "lin"),
     "blur": (0.4, 3.0, "lin"),
 }
+#: drawn after each sequence's movie seed, so adding them changed no earlier draw: spread
+#: cells with arms and lobes (Appearance.arms ...). By default none; ``--range
+#: arms=1,4`` draws them (the nuclei-ch recipe's MSC-like set, docs/models.md)
+LATER_RANGES: dict[str, tuple[float, float, str]] = {
+    "arms": (0.0, 0.0, "lin"),
+    "arm_length": (0.5, 2.5, "lin"),
+    "arm_width": (0.15, 0.6, "log"),
+}
 #: the file in the dataset folder recording each sequence's seed and drawn values
 RECORD = "synth.json"
 #: the randomised set training mixes in (:func:`training_sequences`): how many movies,
@@ -59,16 +67,25 @@ TRAINING_SEQUENCES, TRAINING_SEED, TRAINING_SIZE = 24, 16, (320, 320)
 def draw(seed: int, index: int,
          ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
     """The values sequence ``index`` of a dataset with ``seed`` draws from :data:`RANGES`
-    (``ranges`` replaces some of their ``(low, high)``; the other values stay as drawn
-    without it), plus ``seed``: the seed of its movie."""
+    and :data:`LATER_RANGES` (``ranges`` replaces some of their ``(low, high)``; the other
+    values stay as drawn without it), plus ``seed``: the seed of its movie."""
     ranges = ranges or {}
-    unknown = sorted(set(ranges) - set(RANGES))
+    unknown = sorted(set(ranges) - set(RANGES) - set(LATER_RANGES))
     if unknown:
         raise ConfigError(f"unknown synthetic range(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(RANGES)}")
+                          f"{', '.join([*RANGES, *LATER_RANGES])}")
     rng = np.random.default_rng([seed, index])
     drawn: dict[str, Any] = {}
-    for name, (low, high, scale) in RANGES.items():
+    _draw_into(drawn, rng, RANGES, ranges)
+    drawn["seed"] = int(rng.integers(2**31))
+    _draw_into(drawn, rng, LATER_RANGES, ranges)
+    return drawn
+
+
+def _draw_into(drawn: dict[str, Any], rng: np.random.Generator,
+               table: dict[str, tuple[float, float, str]],
+               ranges: dict[str, tuple[float, float]]) -> None:
+    for name, (low, high, scale) in table.items():
         if name in ranges:
             low, high = ranges[name]
             if not (low <= high and (low > 0 or scale == "lin")):
@@ -77,8 +94,6 @@ def draw(seed: int, index: int,
         value = (np.exp(rng.uniform(np.log(low), np.log(high))) if scale == "log"
                  else rng.uniform(low, high))
         drawn[name] = round(float(value), 4)
-    drawn["seed"] = int(rng.integers(2**31))
-    return drawn
 
 
 def parse_ranges(items) -> dict[str, tuple[float, float]]:
