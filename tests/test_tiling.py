@@ -176,3 +176,39 @@ def test_recurrent_instance_runs_in_tiles_of_its_crop_and_warns_on_a_whole_frame
     assert tiled.exact_overlap is None and tiled.overlap == 16  # a third, on the stride
     labels = tiled.segment(image)  # each tile is the size of a training crop
     assert labels.shape == image.shape
+
+
+def test_validation_and_calibration_see_large_frames_in_tiles_where_the_method_needs_it(
+        tmp_path):
+    """recurrent-instance learnt scenes of its crop: a frame of more than ``scene_crops``
+    crops is scored in tiles of the crop (as ``--tile CROP`` runs it); a small frame, or
+    a method without the limit, is scored whole."""
+    from instatrack.tiling import scene_tiled
+
+    run = random_run(tmp_path / "ris", "recurrent-instance", overrides=["crop=64,64"])
+    predictor = instatrack.load(run, device="cpu")
+    tiled = scene_tiled(predictor, (160, 200))
+    assert isinstance(tiled, TiledPredictor) and tiled.tile == 64
+    assert scene_tiled(predictor, (100, 120)) is predictor  # under 4 crops
+    assert scene_tiled(tiled, (160, 200)) is tiled
+    se = instatrack.load(random_run(tmp_path / "se", "spatial-embedding"), device="cpu")
+    assert scene_tiled(se, (1000, 1000)) is se
+
+
+def test_training_validation_of_recurrent_instance_scores_large_frames_in_tiles(tmp_path):
+    import warnings
+
+    from instatrack.data.synth import MovieSequence, generate_cells
+    from instatrack.errors import DataWarning
+    from instatrack.runs import Run
+    from instatrack.train import _Validator
+
+    run = Run.open(random_run(tmp_path / "ris", "recurrent-instance",
+                                              overrides=["crop=64,64", "val_frames=1:3"]))
+    seq = MovieSequence("cells", generate_cells(3, (160, 200), seed=2))
+    method = run.method_cls(run.config)
+    model = method.build_model().eval()
+    validate = _Validator(method, [seq], run.config, torch.device("cpu"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)  # whole frames would warn
+        assert 0 <= validate(model)["val_seg"] <= 1

@@ -378,11 +378,15 @@ def _annotated(seq, t: int) -> tuple[np.ndarray, bool]:
 def _labelled(predictor, seq, frames: list[int]) -> Iterable[tuple[np.ndarray, ...]]:
     """``(gt, labels, outlined)`` of ``frames`` (:func:`_annotated`): a video tracked from
     its first chosen frame to its last (the first one's masks given, for methods that
-    start from them), stills one by one."""
-    if not seq.is_video:
+    start from them), stills one by one, and so frames a method sees in tiles
+    (:func:`~instatrack.tiling.scene_tiled`)."""
+    from instatrack.tiling import scene_tiled
+
+    tiled = scene_tiled(predictor, seq.image(frames[0]).shape[:2])
+    if not seq.is_video or tiled is not predictor:
         for t in frames:
             gt, outlined = _annotated(seq, t)
-            yield gt, predictor.segment(seq.image(t)), outlined
+            yield gt, tiled.segment(seq.image(t)), outlined
         return
     span = range(frames[0], frames[-1] + 1)
     first_gt, _ = _annotated(seq, frames[0])

@@ -309,6 +309,20 @@ class TiledPredictor(Predictor):
         return TrackStream(windows(), Tracker(self.config))
 
 
+def scene_tiled(predictor: Predictor, shape: tuple[int, ...]) -> Predictor:
+    """``predictor``, or for a method that learnt scenes of its crop size
+    (``scene_crops``) and frames of ``shape`` larger than that many crops, the same in
+    tiles of the crop size: how validation and calibration see such frames, as
+    ``--tile CROP`` does at inference (at whole-frame size they would choose weights and
+    thresholds on a scene the net never learnt)."""
+    crops = predictor.method.scene_crops
+    crop = predictor.config.crop
+    if (not crops or isinstance(predictor, TiledPredictor) or predictor.object_size is not None
+            or shape[0] * shape[1] <= crops * crop[0] * crop[1]):
+        return predictor
+    return TiledPredictor(predictor, max(crop))
+
+
 def instance_agreement(reference: np.ndarray, labels: np.ndarray) -> dict[str, int]:
     """How many instances of ``reference`` ``(Y, X)`` reappear in ``labels``.
 

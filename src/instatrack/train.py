@@ -413,7 +413,8 @@ class _LoopState:
 
 # -- validation -----------------------------------------------------------------------------------
 class _Validator:
-    """Segments held-out frames with the method's own ``predict`` and scores them
+    """Segments held-out frames with the method's own ``predict`` (in tiles where
+    :func:`~instatrack.tiling.scene_tiled` says the method needs them) and scores them
     with the CTC SEG measure (mean Jaccard of matched ground-truth objects)."""
 
     def __init__(self, algo: Method, sequences, config: TrainConfig, device: torch.device):
@@ -427,12 +428,22 @@ class _Validator:
                                      or step == self.config.steps)
 
     def __call__(self, model: torch.nn.Module) -> dict[str, float]:
+        from instatrack.api import Predictor
         from instatrack.data.normalize import Norm
         from instatrack.metrics.ctc import seg_frame
+        from instatrack.tiling import scene_tiled
 
         total, count = 0.0, 0
         model.eval()
         for seq, frames in self.items:
+            whole = Predictor(self.algo, model, self.device)
+            tiled = scene_tiled(whole, seq.image(frames[0]).shape[:2])
+            if tiled is not whole:  # a per-frame method that learnt scenes of its crop
+                for t in frames:
+                    if (gt := seq.labels(t)) is not None:
+                        jaccard, n = seg_frame(gt, tiled.segment(seq.image(t)))
+                        total, count = total + jaccard, count + n
+                continue
             clips = [frames] if seq.is_video else [[t] for t in frames]
             for clip in clips:
                 clip = list(range(clip[0], clip[-1] + 1))

@@ -50,8 +50,10 @@ class Method(abc.ABC):
     :data:`instatrack.methods.REGISTRY`), ``config_cls``, ``temporal`` (True
     when the network carries state across frames and trains on clips of
     ``clip_len`` frames), ``needs_first_masks`` (semi-supervised: ``predict``
-    follows the objects of frame 0) and ``demo_steps`` (training steps enough for
-    a visible result in ``instatrack demo``).
+    follows the objects of frame 0), ``demo_steps`` (training steps enough for
+    a visible result in ``instatrack demo``) and ``scene_crops`` (0, or: a frame larger
+    than this many training crops is another scene to the network, and validation and
+    calibration run it in tiles of the crop size, :func:`instatrack.tiling.scene_tiled`).
     """
 
     name: ClassVar[str]
@@ -59,6 +61,7 @@ class Method(abc.ABC):
     temporal: ClassVar[bool] = False
     needs_first_masks: ClassVar[bool] = False
     demo_steps: ClassVar[int] = 400
+    scene_crops: ClassVar[float] = 0
 
     def __init__(self, config: TrainConfig):
         if not isinstance(config, self.config_cls):

@@ -120,14 +120,12 @@ class RecurrentInstanceConfig(TrainConfig, StoppingRule, CRFParams):
                 f"curriculum_fraction must be in [0, 1], got {self.curriculum_fraction}")
 
 
-#: an image larger than this many training crops is another scene to the net
-SCENE_AREA = 4
-
-
 class RecurrentInstance(PerFrameMethod):
     """Romera-Paredes & Torr: ConvLSTM emitting one instance per step."""
 
     name: ClassVar[str] = "recurrent-instance"
+    #: an image larger than this many training crops is another scene to the net
+    scene_crops: ClassVar[float] = 4
     config_cls: ClassVar[type[TrainConfig]] = RecurrentInstanceConfig
     demo_steps: ClassVar[int] = 300
     config: RecurrentInstanceConfig
@@ -173,12 +171,12 @@ class RecurrentInstance(PerFrameMethod):
     def segment_frame(self, net: RecurrentInstanceNet, image: torch.Tensor) -> np.ndarray:
         """``(Y, X)`` int32 labels of one ``(1, C, Y, X)`` image: masks, CRF when on, labels.
 
-        Warns (once) when the image is more than :data:`SCENE_AREA` times the training crop: the
+        Warns (once) when the image is more than :attr:`scene_crops` training crops: the
         net learnt how many objects a crop holds and when to stop, and a whole frame is
         another scene (SIM+ 01: SEG 0.045 on whole frames, 0.447 in tiles of the crop size;
         docs/results.md, session 26)."""
         crop = self.config.crop
-        if image.shape[-2] * image.shape[-1] > SCENE_AREA * crop[0] * crop[1] \
+        if image.shape[-2] * image.shape[-1] > self.scene_crops * crop[0] * crop[1] \
                 and not getattr(self, "_warned_scene", False):
             self._warned_scene = True  # once per model loaded, not per frame or validation
             warnings.warn(f"recurrent-instance learnt on {crop[0]}x{crop[1]} crops and this "
