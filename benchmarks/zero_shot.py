@@ -9,6 +9,8 @@ chosen on frames [A, B) of SEQ as ``instatrack calibrate`` does (no training).
         --image ../shared/data/DSB2018_stardist_sample/img2d.tif:mask2d.tif
     python benchmarks/zero_shot.py nuclei-se-synthetic --ctc ../shared/data/Fluo-N2DH-GOWT1/01:36 \
         --calibrate ../shared/data/Fluo-N2DH-GOWT1/01:30:36
+    python benchmarks/zero_shot.py RUN --ctc ../shared/data/Fluo-N2DH-SIM+/01:45 \
+        --tile 128    # recurrent-instance in tiles of its training crop
 
 Prints one JSON line per model, data and object size.
 """
@@ -66,6 +68,9 @@ def main() -> None:
                         help="none, auto or diameters in pixels")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a post-processing setting (chosen elsewhere, not on these data)")
+    parser.add_argument("--tile", type=int, metavar="PIXELS",
+                        help="run the model in tiles of this size (as `instatrack track "
+                             "--tile`; e.g. recurrent-instance at its training crop)")
     parser.add_argument("--calibrate", metavar="SEQ:A:B",
                         help="first choose the post-processing on frames [A, B) of SEQ "
                              "(instatrack calibrate; a temporary copy of the model)")
@@ -78,6 +83,10 @@ def main() -> None:
                     if args.calibrate else None
                 predictor = instatrack.load(chosen["run"] if chosen else model, device="cpu",
                                             overrides=args.set, object_size=size)
+                if args.tile:
+                    from instatrack.tiling import TiledPredictor
+
+                    predictor = TiledPredictor(predictor, args.tile)
                 report(args, model, size or "none", predictor, chosen)
 
 
@@ -100,7 +109,8 @@ def report(args, model: str, size: str, predictor, chosen: dict | None) -> None:
         for spec in specs:
             scores = score(predictor, spec)
             print(json.dumps({"model": model, kind: spec, "object_size": size,
-                              "settings": args.set, **extra,
+                              "settings": args.set, **({"tile": args.tile} if args.tile else {}),
+                              **extra,
                               **{k: round(v, 4) for k, v in scores.items()}}), flush=True)
 
 
