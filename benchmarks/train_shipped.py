@@ -123,6 +123,12 @@ LEAVES_LIMITS = (
     "leaves found than there are, on average). Still images; a time-lapse is linked by "
     "overlap only. Non-commercial use only (the CVPPP terms, above).")
 
+#: spread cells with arms and lobes (MSC-like, ``instatrack synth --range arms=1,4``),
+#: sparse and large, added by ``--spread-cells`` (a measurement run). Session 27: added to
+#: nuclei-ch's data it made MSC and GOWT1 worse, not better (docs/results.md)
+SPREAD_CELLS = Synthetic(sequences=16, frames=12, size=(256, 256), seed=23, ranges=(
+    "arms=1,4", "arm_length=0.8,3", "radius=10,32", "coverage=0.05,0.2", "aspect_max=1.3,3"))
+
 RECIPES: dict[str, Recipe] = {
     # the synthetic frames train; frames 0-29 of each real sequence train and 30-35
     # validate (the best weights are chosen there), so its test frames stay unseen
@@ -434,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic-share", type=float, metavar="F",
                         help="draw this share of the training clips from the synthetic "
                              "folders (measurement runs; default: the recipe's)")
+    parser.add_argument("--spread-cells", action="store_true",
+                        help="add synthetic spread cells with arms and lobes (SPREAD_CELLS) "
+                             "to the recipe's synthetic data (a measurement run)")
     parser.add_argument("--without-synthetic", action="store_true",
                         help="train on the recipe's real data alone (a measurement run)")
     parser.add_argument("--quiet", action="store_true")
@@ -461,6 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--without-synthetic trains a run for measurement; it is not installed")
     if args.without_synthetic:
         recipe = dataclasses.replace(recipe, synthetic=())
+    if args.spread_cells and args.install:
+        parser.error("--spread-cells trains a run for measurement; it is not installed")
+    if args.spread_cells:
+        recipe = dataclasses.replace(recipe, synthetic=(*recipe.synthetic, SPREAD_CELLS))
     if args.synthetic_share is not None:
         if not 0 <= args.synthetic_share <= 1 or args.install:
             parser.error("--synthetic-share takes a share in [0, 1], for a measurement run")
@@ -485,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.set:  # training keys too: a measurement run changes the recipe this way
         recipe = dataclasses.replace(recipe, overrides=(*recipe.overrides, *args.set))
     # a leave-one-out run must not continue (or become) the recipe's own run
-    name = "-without-".join([args.name, *sorted(args.leave_out)])
+    name = "-without-".join([args.name, *sorted(args.leave_out)]) \
+        + ("-spread-cells" if args.spread_cells else "")
     out = args.out or Path("runs/shipped") / name
     run = train_recipe(args.name, recipe, out, args.work, args.data_root, args.steps, args.quiet)
     print(f"trained {args.name} into {run}; install it with: python benchmarks/train_shipped.py "
