@@ -125,7 +125,7 @@ LEAVES_LIMITS = (
 
 #: spread cells with arms and lobes (MSC-like, ``instatrack synth --range arms=1,4``),
 #: sparse and large, added by ``--spread-cells`` (a measurement run). Session 27: added to
-#: nuclei-ch's data it made MSC and GOWT1 worse, not better (docs/results.md)
+#: nuclei-ch's data, against a control run it helped on MSC and cost GOWT1 (docs/results.md)
 SPREAD_CELLS = Synthetic(sequences=16, frames=12, size=(256, 256), seed=23, ranges=(
     "arms=1,4", "arm_length=0.8,3", "radius=10,32", "coverage=0.05,0.2", "aspect_max=1.3,3"))
 

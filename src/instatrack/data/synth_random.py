@@ -51,7 +51,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
 }
 #: drawn after each sequence's movie seed, so adding them changed no earlier draw: spread
 #: cells with arms and lobes (Appearance.arms ...). By default none; ``--range
-#: arms=1,4`` draws them (the nuclei-ch recipe's MSC-like set, docs/models.md)
+#: arms=1,4`` draws them (benchmarks/train_shipped.py SPREAD_CELLS, docs/models.md)
 LATER_RANGES: dict[str, tuple[float, float, str]] = {
     "arms": (0.0, 0.0, "lin"),
     "arm_length": (0.5, 2.5, "lin"),
