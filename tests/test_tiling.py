@@ -189,6 +189,7 @@ def test_validation_and_calibration_see_large_frames_in_tiles_where_the_method_n
     predictor = instatrack.load(run, device="cpu")
     tiled = scene_tiled(predictor, (160, 200))
     assert isinstance(tiled, TiledPredictor) and tiled.tile == 64
+    assert not tiled.warn_cut  # no warning per frame scored (instances cut by tiles)
     assert scene_tiled(predictor, (100, 120)) is predictor  # under 4 crops
     assert scene_tiled(tiled, (160, 200)) is tiled
     se = instatrack.load(random_run(tmp_path / "se", "spatial-embedding"), device="cpu")

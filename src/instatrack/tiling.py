@@ -228,8 +228,12 @@ class TiledPredictor(Predictor):
     and outputs as the untiled predictor: ``segment``, ``stream``, ``track``.
     """
 
-    def __init__(self, predictor: Predictor, tile: int, overlap: int | None = None):
+    def __init__(self, predictor: Predictor, tile: int, overlap: int | None = None,
+                 warn_cut: bool = True):
         super().__init__(predictor.method, predictor.model, predictor.device)
+        #: warn (once) when instances reach a tile's edge; off where every frame of a
+        #: calibration or validation would repeat it
+        self.warn_cut = warn_cut
         name = self.method.name
         if predictor.object_size is not None:
             raise ConfigError("--tile and --object-size cannot be combined yet; resize the "
@@ -273,7 +277,7 @@ class TiledPredictor(Predictor):
                             f"{self.config.in_channels}")
         ranges = Norm.of(self.config).ranges(image, name)
         labels, cut = segment_tiled(self.predict_tile, image, ranges, self.tiles(shape[:2]))
-        if cut and not self.cut:
+        if cut and not self.cut and self.warn_cut:
             warnings.warn(f"{name}: {cut} instance(s) reach the edge of their tile and may be "
                           f"cut; raise --overlap above the largest object's diameter "
                           f"(now {self.overlap})", stacklevel=2)
@@ -320,7 +324,7 @@ def scene_tiled(predictor: Predictor, shape: tuple[int, ...]) -> Predictor:
     if (not crops or isinstance(predictor, TiledPredictor) or predictor.object_size is not None
             or shape[0] * shape[1] <= crops * crop[0] * crop[1]):
         return predictor
-    return TiledPredictor(predictor, max(crop))
+    return TiledPredictor(predictor, max(crop), warn_cut=False)
 
 
 def instance_agreement(reference: np.ndarray, labels: np.ndarray) -> dict[str, int]:
