@@ -414,8 +414,9 @@ class _LoopState:
 # -- validation -----------------------------------------------------------------------------------
 class _Validator:
     """Segments held-out frames with the method's own ``predict`` (in tiles where
-    :func:`~instatrack.tiling.scene_tiled` says the method needs them) and scores them
-    with the CTC SEG measure (mean Jaccard of matched ground-truth objects)."""
+    :func:`~instatrack.tiling.scene_tiled` says the method needs them; a tile also gets
+    the run's post-processing, as at inference) and scores them with the CTC SEG measure
+    (mean Jaccard of matched ground-truth objects)."""
 
     def __init__(self, algo: Method, sequences, config: TrainConfig, device: torch.device):
         from instatrack.calibrate import validation_frames
