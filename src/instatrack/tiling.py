@@ -37,13 +37,13 @@ from instatrack.errors import ConfigError, DataError
 
 #: methods whose inference can run on tiles; the others say why not in WHY_NOT
 TILEABLE = ("spatial-embedding", "recurrent-instance")
-#: tileable methods whose every output depends on the whole tile: recurrent-instance emits
-#: the objects of what it sees one after the other, so there is no reach to measure and no
-#: overlap that gives the untiled result. Tiles are for a run trained on crops of larger
-#: frames: at the crop size it sees scenes like those it learnt on (docs/results.md,
-#: session 26: SIM+ 01, SEG 0.045 on whole frames, 0.447 in 128-px tiles). Overlap by
-#: default: :data:`SCENE_OVERLAP` of the tile
-SCENE_TILED = ("recurrent-instance",)
+#: default overlap, as a share of the tile, for a tileable method that learnt scenes of its
+#: crop (its ``scene_crops`` is set: recurrent-instance), whose every output depends on the
+#: whole tile: it emits the objects of what it sees one after the other, so there is no
+#: reach to measure and no overlap that gives the untiled result. Tiles are for a run
+#: trained on crops of larger frames: at the crop size it sees scenes like those it learnt
+#: on (docs/results.md, session 26: SIM+ 01, SEG 0.045 on whole frames, 0.447 in 128-px
+#: tiles)
 SCENE_OVERLAP = 1 / 3
 WHY_NOT = {
     "cosine-hourglass": "its ConvGRU state and frame-pair clustering run over the whole "
@@ -244,7 +244,7 @@ class TiledPredictor(Predictor):
         #: the overlap that keeps every core pixel's network output exact (None: no such
         #: overlap, every output depends on the whole tile)
         self.exact_overlap = None
-        if name in SCENE_TILED:
+        if self.method.scene_crops:
             overlap = int(tile * SCENE_OVERLAP) // self.align * self.align \
                 if overlap is None else overlap
         else:
