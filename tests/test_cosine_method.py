@@ -173,6 +173,46 @@ def test_foreground_head_is_trained_and_decides_the_foreground(fake_clustering):
     assert foreground.dtype == bool and (foreground == expected.numpy()).mean() > 0.999
 
 
+def test_tta_joins_the_embeddings_of_four_flipped_views(fake_clustering):
+    method = _method("tta=true")
+    model = method.build_model().eval()
+    model.background.copy_(torch.tensor([0.0, 1.0, 0.0, 0.0]))
+    frames = _frames(3)
+    windows = list(method.predict(model, frames, "cpu"))
+    assert len(windows) == 2 and windows[0].labels.shape == (2, 21, 30)
+    shape, _, background, _, _ = fake_clustering[1]
+    assert shape == (2, 16, 21, 30)  # 4 views x 4 channels, the second pair window
+    np.testing.assert_allclose(background, np.tile([0.0, 1.0, 0.0, 0.0], 4) / 2)
+    # each view runs the whole clip flipped (its own recurrent state) and is flipped back
+    clip = torch.from_numpy(np.stack(frames))[None]
+    with torch.no_grad():
+        views = [model(clip.flip(flips) if flips else clip)[-1][0].flip(flips)
+                 if flips else model(clip)[-1][0] for flips in ((), (-1,), (-2,), (-2, -1))]
+    joined = torch.cat(views, dim=1) / 2  # (T, 16, Y, X)
+    expected = (joined[1:3, 0] > 0).numpy().astype(np.int32)
+    np.testing.assert_array_equal(windows[1].labels, expected)
+    norms = np.linalg.norm(joined.numpy(), axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=1e-5)  # still unit vectors
+
+
+def test_tta_averages_the_foreground_logits(fake_clustering):
+    method = _method("tta=true", "foreground_head=true", "cluster_foreground_prob=0.4")
+    model = method.build_model().eval()
+    frames = _frames(2)
+    clip = torch.from_numpy(np.stack(frames))[None]
+    with torch.no_grad():
+        logits = [model(clip.flip(f))[-1][0, :, -1].flip(f) if f else model(clip)[-1][0, :, -1]
+                  for f in ((), (-1,), (-2,), (-2, -1))]
+    mean = torch.stack(logits).mean(0)
+    threshold = float(mean.median())  # half the pixels either side: the test can fail
+    method = _method("tta=true", "foreground_head=true", "amp=false",  # float32 as above
+                     f"cluster_foreground_prob={float(torch.sigmoid(torch.tensor(threshold)))}")
+    list(method.predict(model, frames, "cpu"))
+    expected = (mean > threshold).numpy()
+    assert 0.3 < expected.mean() < 0.7
+    assert (fake_clustering[-1][3] == expected).mean() > 0.999
+
+
 def test_predict_rejects_bad_frames(fake_clustering):
     method = _method()
     model = method.build_model()

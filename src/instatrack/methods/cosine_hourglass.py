@@ -26,12 +26,12 @@ from torch.nn import functional as F
 from instatrack.cluster.hdbscan import ClusterParams, cluster_embeddings
 from instatrack.config import TrainConfig, require
 from instatrack.losses.cosine import background_direction, cosine_embedding_loss
-from instatrack.methods.base import Method, Window, with_precision
+from instatrack.methods.base import FlipAveraging, Method, Window, with_precision
 from instatrack.models.hourglass import StackedHourglass, split_foreground
 
 
 @dataclasses.dataclass(frozen=True)
-class CosineHourglassConfig(TrainConfig, ClusterParams):
+class CosineHourglassConfig(TrainConfig, ClusterParams, FlipAveraging):
     """Network and loss of the cosine-embedding method; the clustering's keys are
     those of :class:`~instatrack.cluster.hdbscan.ClusterParams`.
 
@@ -40,6 +40,12 @@ class CosineHourglassConfig(TrainConfig, ClusterParams):
     with binary cross-entropy (times ``foreground_weight``) beside the cosine loss;
     clustering then takes its foreground from it (``cluster_foreground_prob``)
     instead of from the cosine with the background direction.
+
+    ``tta`` (:class:`~instatrack.methods.base.FlipAveraging`) runs the network on the
+    sequence four times, as it comes and flipped left-right, up-down and both (each view
+    keeps its own recurrent state), flips the embeddings back and clusters them joined:
+    a pixel's four unit vectors are concatenated and scaled by 1/2, so the cosine of two
+    pixels is the mean of their four cosines.
     """
 
     clip_len: int = 10
@@ -145,14 +151,17 @@ class CosineHourglass(Method):
         # bfloat16 where it has kernels: embeddings within 3e-4 of float32 in cosine, and
         # 1.8x faster on a CPU (docs/benchmarks.md); clustering runs in float32
         model, fast = with_precision(model, self.config, device)
+        views = FLIPS if self.config.tta else ((),)
         background = model.background.detach().cpu().numpy().astype(np.float32)
-        reference = background if np.linalg.norm(background) > 0 else None
-        state = None
+        reference = (np.tile(background, len(views)) / math.sqrt(len(views))
+                     if np.linalg.norm(background) > 0 else None)
+        states: list = [None] * len(views)
         previous: tuple | None = None
         t = -1
         for t, frame in enumerate(frames):
-            current, state = _embed(model, self.frame_tensor(frame, t, device), state, fast,
-                                    self.config.embedding_dim, params.cluster_foreground_prob)
+            current, states = _embed(model, self.frame_tensor(frame, t, device), states, views,
+                                     fast, self.config.embedding_dim,
+                                     params.cluster_foreground_prob)
             # the frame itself, for the noise test of pieces at the edge (cluster_orphans)
             current = (*current, np.asarray(frame, np.float32).mean(0)
                        if params.cluster_orphans else None)
@@ -162,6 +171,10 @@ class CosineHourglass(Method):
             previous = current
         if t == 0:
             yield Window(0, _cluster([previous], params, reference, sizes))
+
+
+# the views of test-time augmentation: as it comes, flipped in x, in y, in both
+FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 
 
 def _cluster(frames: list[tuple], params: ClusterParams, reference: np.ndarray | None,
@@ -177,21 +190,33 @@ def _cluster(frames: list[tuple], params: ClusterParams, reference: np.ndarray |
 
 
 @torch.inference_mode()
-def _embed(model: StackedHourglass, image: torch.Tensor, state, bfloat16: bool,
-           embedding_dim: int, foreground_prob: float):
-    """Last stack's ``(embeddings (d, Y, X), foreground (Y, X) bool or None)`` (numpy) of
-    one frame ``(1, C, Y, X)``, and the new state.
+def _embed(model: StackedHourglass, image: torch.Tensor, states: list, views: tuple,
+           bfloat16: bool, embedding_dim: int, foreground_prob: float):
+    """Last stack's ``(embeddings (d * V, Y, X), foreground (Y, X) bool or None)`` (numpy)
+    of one frame ``(1, C, Y, X)`` seen in ``V`` flipped ``views``, and the views' new
+    states.
 
-    Grad mode is switched off here, per frame, rather than around the generator
-    in :meth:`CosineHourglass.predict`, whose caller runs between the yields.
+    The views' unit embeddings are flipped back and concatenated, scaled by
+    ``1 / sqrt(V)`` so that the result is a unit vector again; foreground logits are
+    averaged. Grad mode is switched off here, per frame, rather than around the
+    generator in :meth:`CosineHourglass.predict`, whose caller runs between the yields.
     """
-    with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=bfloat16):
-        outputs, state = model.step(image, state)
-    embeddings, logit = split_foreground(outputs[-1][0].float(), embedding_dim, 0)
+    embeddings, logits, new_states = [], [], []
+    for flips, state in zip(views, states, strict=True):
+        with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=bfloat16):
+            outputs, state = model.step(image.flip(flips) if flips else image, state)
+        out = outputs[-1][0].float()
+        out = out.flip(flips) if flips else out
+        embedding, logit = split_foreground(out, embedding_dim, 0)
+        embeddings.append(embedding)
+        logits.append(logit)
+        new_states.append(state)
+    joined = torch.cat(embeddings) / math.sqrt(len(views))
     # sigmoid(logit) > p  <=>  logit > log(p / (1 - p))
-    foreground = (None if logit is None else
-                  (logit > math.log(foreground_prob / (1 - foreground_prob))).cpu().numpy())
-    return (embeddings.cpu().numpy(), foreground), state
+    foreground = (None if logits[0] is None else
+                  (torch.stack(logits).mean(0) > math.log(foreground_prob / (1 - foreground_prob))
+                   ).cpu().numpy())
+    return (joined.cpu().numpy(), foreground), new_states
 
 
 def update_background(background: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor,

@@ -22,19 +22,9 @@ import torch
 from instatrack.cluster.seeds import SeedClustering, cluster_seeds
 from instatrack.config import TrainConfig
 from instatrack.losses.spatial_embedding import LossWeights, SpatialEmbeddingLoss
-from instatrack.methods.base import PerFrameMethod
+from instatrack.methods.base import FlipAveraging, PerFrameMethod
 from instatrack.models.erfnet import BranchedERFNet
-from instatrack.settings import Settings, require
-
-
-@dataclasses.dataclass(frozen=True)
-class FlipAveraging(Settings):
-    """Test-time augmentation: ``tta`` averages the network's outputs over the four
-    flips (and the transposes, on square frames) before clustering; 4-8x inference time."""
-
-    post_processing = True
-
-    tta: bool = False
+from instatrack.settings import require
 
 
 @dataclasses.dataclass(frozen=True)
