@@ -133,10 +133,11 @@ def test_candidates_try_the_configs_own_values_first():
                                    {"grow_foreground": "triangle", "grow_sigma": 4.0}],
                     "split_pairs": [0.85, 0.9], "merge_halves": [0.9],
                     "merge_coreless": [0.1, 0.3], "min_contrast": [0.2, 0.0],
-                    "min_foreground": [0.25, 0.5]}
+                    "min_foreground": [0.25, 0.5], "tta": [True]}
+    # test-time flips come last, on the values chosen without them
     assert list(last) == ["refine_band", "grow_foreground", "grow_trim", "grow_trim_snr",
                           "grow_sigma", "split_pairs", "merge_halves", "merge_coreless",
-                          "min_contrast", "min_foreground"]
+                          "min_contrast", "min_foreground", "tta"]
 
 
 @pytest.fixture

@@ -28,9 +28,12 @@ class FlipAveraging(Settings):
     """Test-time augmentation: with ``tta`` the network also sees the input flipped (left-
     right, up-down, both; spatial-embedding also the transposes of square frames), and
     its outputs, mapped back, are combined before clustering: spatial-embedding averages
-    them, cosine-hourglass joins the embeddings. 4-8x the network's inference time."""
+    them, cosine-hourglass joins the embeddings. 4-8x the network's inference time.
+    Calibration tries it last, on the values chosen without it: it helped the shipped
+    ``nuclei-ch`` on some unseen data and not on other (docs/results.md, session 28)."""
 
     post_processing = True
+    calibration_last: ClassVar[dict[str, tuple]] = {"tta": (True,)}
 
     tta: bool = False
 
