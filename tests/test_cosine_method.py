@@ -186,8 +186,8 @@ def test_tta_joins_the_embeddings_of_four_flipped_views(fake_clustering):
     # each view runs the whole clip flipped (its own recurrent state) and is flipped back
     clip = torch.from_numpy(np.stack(frames))[None]
     with torch.no_grad():
-        views = [model(clip.flip(flips) if flips else clip)[-1][0].flip(flips)
-                 if flips else model(clip)[-1][0] for flips in ((), (-1,), (-2,), (-2, -1))]
+        views = [model(clip.flip(f))[-1][0].flip(f) if f else model(clip)[-1][0]
+                 for f in ((), (-1,), (-2,), (-2, -1))]
     joined = torch.cat(views, dim=1) / 2  # (T, 16, Y, X)
     expected = (joined[1:3, 0] > 0).numpy().astype(np.int32)
     np.testing.assert_array_equal(windows[1].labels, expected)
@@ -196,8 +196,7 @@ def test_tta_joins_the_embeddings_of_four_flipped_views(fake_clustering):
 
 
 def test_tta_averages_the_foreground_logits(fake_clustering):
-    method = _method("tta=true", "foreground_head=true", "cluster_foreground_prob=0.4")
-    model = method.build_model().eval()
+    model = _method("tta=true", "foreground_head=true").build_model().eval()
     frames = _frames(2)
     clip = torch.from_numpy(np.stack(frames))[None]
     with torch.no_grad():
