@@ -38,6 +38,11 @@ class FlipAveraging(Settings):
     tta: bool = False
 
 
+#: the flips of test-time augmentation (:class:`FlipAveraging`), as axes of ``torch.flip``:
+#: as it comes, left-right, up-down, both
+FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+
+
 @dataclasses.dataclass
 class Window:
     """Instances found in ``W`` consecutive frames starting at frame ``start``.

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from instatrack.cluster.hdbscan import ClusterParams, cluster_embeddings
 from instatrack.config import TrainConfig, require
 from instatrack.losses.cosine import background_direction, cosine_embedding_loss
-from instatrack.methods.base import FlipAveraging, Method, Window, with_precision
+from instatrack.methods.base import FLIPS, FlipAveraging, Method, Window, with_precision
 from instatrack.models.hourglass import StackedHourglass, split_foreground
 
 
@@ -171,10 +171,6 @@ class CosineHourglass(Method):
             previous = current
         if t == 0:
             yield Window(0, _cluster([previous], params, reference, sizes))
-
-
-# the views of test-time augmentation: as it comes, flipped in x, in y, in both
-FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 
 
 def _cluster(frames: list[tuple], params: ClusterParams, reference: np.ndarray | None,

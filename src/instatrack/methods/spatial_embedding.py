@@ -22,7 +22,7 @@ import torch
 from instatrack.cluster.seeds import SeedClustering, cluster_seeds
 from instatrack.config import TrainConfig
 from instatrack.losses.spatial_embedding import LossWeights, SpatialEmbeddingLoss
-from instatrack.methods.base import FlipAveraging, PerFrameMethod
+from instatrack.methods.base import FLIPS, FlipAveraging, PerFrameMethod
 from instatrack.models.erfnet import BranchedERFNet
 from instatrack.settings import require
 
@@ -144,7 +144,7 @@ def flip_averaged(net: BranchedERFNet, image: torch.Tensor) -> dict[str, torch.T
     offsets = log_sigma = seed = 0.0
     count = 0
     for transpose in transposes:
-        for flips in ((), (-1,), (-2,), (-2, -1)):
+        for flips in FLIPS:
             x = image.transpose(-1, -2) if transpose else image
             out = net(x.flip(flips) if flips else x)
             o, ls, sd = out["offsets"], out["log_sigma"], out["seed"]
