@@ -336,8 +336,9 @@ def copy_to_calibrate(start, out, frames: str, data, overrides=()):
     from instatrack.runs import Run
 
     config = start.config.with_post_processing(overrides).replace(val_frames=frames)
-    run = Run.create(out, start.method_cls, config, data=data, init=start.reference)
-    run.save_weights(start.load_weights())
+    run = Run.create(out, start.method_cls, config, data=data, init=start.reference,
+                     members=start.members)
+    start.copy_weights(run.path)
     return run
 
 
@@ -440,7 +441,7 @@ def calibrate(run, data=None, device=None,
                              "data": [str(seq.frame_path(f[0])) for seq, f in items],
                              "dim": list(levels), "object_size": str(object_size),
                              "sizes": [str(size) for size in sizes],
-                             "weights": _digest(run.file(WEIGHTS))})
+                             "weights": _digest(*map(run.file, run.weight_files))})
 
     def score(combo: dict[str, Any]) -> dict[str, Any]:
         row = partial.row(combo)  # scored before the calibration stopped, or None
@@ -534,10 +535,14 @@ class ProgressBar:
             self.bar.close()
 
 
-def _digest(path: Path) -> str:
+def _digest(*paths: Path) -> str:
+    """SHA-256 of the files' bytes, in order (an ensemble's members together)."""
     import hashlib
 
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
 
 
 class _Partial:

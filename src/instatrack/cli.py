@@ -131,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, ... (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("ensemble", help="join trainings of one recipe (e.g. seeds) into one "
+                                        "model whose networks run together")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="run folders or shipped model names, two or more, one method and "
+                        "network; the first's post-processing values are kept")
+    p.add_argument("--out", required=True, help="the new run folder")
+
     p = sub.add_parser("export", help="write a trained run's network in another format")
     p.add_argument("--model", required=True, metavar="MODEL",
                    help="run folder from train, or the name of a shipped model")

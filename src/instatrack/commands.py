@@ -528,6 +528,17 @@ def calibrate(args) -> int:
     return 0
 
 
+def ensemble(args) -> int:
+    """Join runs of one recipe into an ensemble run folder."""
+    from instatrack.runs import Run
+
+    run = Run.create_ensemble(args.out, [Run.resolve(model) for model in args.models])
+    print(f"wrote {run.path}: {len(run.weight_files)} networks of {run.method}, with the "
+          f"post-processing values of {args.models[0]}; choose its own with `instatrack "
+          f"calibrate --model {run.path}`")
+    return 0
+
+
 def export(args) -> int:
     from instatrack.onnx import export_onnx
 

@@ -63,6 +63,9 @@ def init_config(start: runs.Run, file: str | Path | None = None,
 
 def check_fits_init(config: TrainConfig, start: runs.Run) -> None:
     """Raise unless ``config`` (fitted to the data) builds the network of ``start``."""
+    if start.members:
+        raise ConfigError(f"the init model {start.path.name} is an ensemble of "
+                          f"{len(start.weight_files)} networks; start from one of its trainings")
     if config.in_channels != start.config.in_channels:
         raise DataError(f"the training data has {config.in_channels} channel(s), the init "
                         f"model {start.path.name} was trained on {start.config.in_channels}")

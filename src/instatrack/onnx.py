@@ -43,10 +43,14 @@ def export_onnx(run_dir: str | Path, out: str | Path, weights: str = "weights.pt
     None takes the TorchScript exporter while torch still has it (ten times
     faster here and without the extra dependency), else the new one.
     """
-    from instatrack.runs import load_model
+    from instatrack.runs import Run
 
     onnx = _require("onnx")
-    method, model = load_model(run_dir, "cpu", weights=weights)
+    run = Run.resolve(run_dir)
+    if run.members:
+        raise ConfigError(f"export: {run.path} is an ensemble of {len(run.weight_files)} "
+                          f"networks; export one of its trainings")
+    method, model = run.load_model("cpu", weights=weights)
     if method.name not in EXPORTABLE:
         raise ConfigError(f"export: {method.name} cannot be exported (only "
                           f"{', '.join(EXPORTABLE)})")

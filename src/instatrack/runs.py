@@ -8,6 +8,7 @@ RUN/
   checkpoint.pt    model, optimiser, schedule, RNG states, step (for --resume)
   log.csv          one row per logged step (loss parts, lr, speed, validation)
   curves.png       training curves
+  weights-1.pt ... an ensemble's further members (``members`` in config.json)
 ```
 A pretrained model shipped in the package (:mod:`instatrack.pretrained`) is a
 folder of the same layout without the training files; it opens read-only.
@@ -35,6 +36,9 @@ LAST = "last.pt"
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.csv"
 CURVES = "curves.png"
+#: an ensemble's further members: weights-1.pt, weights-2.pt, ...
+MEMBER = "weights-{}.pt"
+MEMBER_RE = re.compile(r"weights-[1-9][0-9]*\.pt")
 #: entries every checkpoint has
 CHECKPOINT_KEYS = ("step", "best", "model", "optimiser", "schedule", "sampler", "torch_rng")
 
@@ -54,18 +58,21 @@ class Run:
 
     ``data``: the dataset folder(s) it was trained on (a list when several);
     ``init``: the model or run whose weights it started from (``--init``), or
-    None. A ``read_only`` run (a shipped model) refuses every write.
+    None; ``members``: an ensemble's weights files after ``weights.pt``
+    (:meth:`create_ensemble`), empty for one network. A ``read_only`` run (a shipped
+    model) refuses every write.
     """
 
     def __init__(self, path: Path, method_cls: type, config: Any,
                  data: str | list[str] | None = None, init: str | None = None,
-                 read_only: bool = False):
+                 read_only: bool = False, members: Sequence[str] = ()):
         self.path = Path(path)
         self.method_cls = method_cls
         self.config = config
         self.data = data
         self.init = init
         self.read_only = read_only
+        self.members = tuple(members)
 
     # -- opening and creating ----------------------------------------------------------------
     @classmethod
@@ -81,13 +88,19 @@ class Run:
             raise DataError(f"{config_path}: {err}") from None
         # like the method, these describe the run; they are not settings
         data, init = values.pop("data", None), values.pop("init", None)
+        members = values.pop("members", [])
+        if not (isinstance(members, list) and all(
+                isinstance(m, str) and MEMBER_RE.fullmatch(m) for m in members)):
+            raise DataError(f"{config_path}: members must be a list of file names like "
+                            f"weights-1.pt, got {members!r}")
         try:
             config = method_cls.config_cls.from_dict(values, where=str(config_path))
         except ConfigError as err:  # not every message names the file
             if str(config_path) in str(err):
                 raise
             raise ConfigError(f"{config_path}: {err}") from None
-        return cls(Path(path), method_cls, config, data, init, read_only=is_shipped(path))
+        return cls(Path(path), method_cls, config, data, init, read_only=is_shipped(path),
+                   members=members)
 
     @classmethod
     def resolve(cls, name_or_path: str | Path) -> Run:
@@ -106,13 +119,63 @@ class Run:
     @classmethod
     def create(cls, path: str | Path, method_cls: type, config: Any,
                data: str | Path | Sequence[str | Path] | None = None,
-               init: str | None = None) -> Run:
+               init: str | None = None, members: Sequence[str] = ()) -> Run:
         """Start a new run in ``path``: refuse a started run, replace an unstarted one."""
         path = Path(path)
         check_new(path)
         path.mkdir(parents=True, exist_ok=True)
-        run = cls(path, method_cls, config, data_record(data), init)
+        run = cls(path, method_cls, config, data_record(data), init, members=members)
         run.save_config(config)
+        return run
+
+    @classmethod
+    def create_ensemble(cls, path: str | Path, sources: Sequence[Run]) -> Run:
+        """A new run in ``path`` whose members are the weights of ``sources`` (runs or
+        shipped models: trainings of one recipe, e.g. different seeds), in order.
+
+        The members must share the method and every key that built the network or
+        reads its input; the ensemble takes the first's config (its post-processing
+        values: calibrate the ensemble for its own) and every source's training data.
+        """
+        from instatrack.finetune import INPUT_KEYS, tunable_keys
+
+        if len(sources) < 2:
+            raise ConfigError("an ensemble needs two or more runs or models")
+        first = sources[0]
+        if not first.method_cls.ensembles:
+            from instatrack.methods import REGISTRY, get_method
+
+            able = [name for name in REGISTRY if get_method(name).ensembles]
+            raise ConfigError(f"{first.method} does not combine networks; ensembles are for "
+                              f"{' and '.join(able)}")
+        tunable = set(tunable_keys(type(first.config))) - {"rescale", "object_size"}
+        for other in sources[1:]:
+            if other.method != first.method:
+                raise ConfigError(f"{other.path}: a {other.method} model; the first member, "
+                                  f"{first.path}, is {first.method}")
+            differ = [k for k in first.config.keys()
+                      if (k not in tunable or k in INPUT_KEYS)
+                      and getattr(first.config, k) != getattr(other.config, k)]
+            if differ:
+                raise ConfigError(f"{other.path}: {', '.join(differ)} differ from the first "
+                                  f"member, {first.path} (members share one network and input)")
+            if other.members:
+                raise ConfigError(f"{other.path}: is an ensemble already; list its trainings")
+        data: list[str] = []
+        for source in sources:
+            for item in [source.data] if isinstance(source.data, str) else source.data or []:
+                if item not in data:
+                    data.append(item)
+        path = Path(path)
+        check_new(path)
+        names = [WEIGHTS, *(MEMBER.format(i) for i in range(1, len(sources)))]
+        states = [source.load_weights() for source in sources]  # checked before writing
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path, first.method_cls, first.config, data_record(data) if data else None,
+                  init=", ".join(source.reference for source in sources), members=names[1:])
+        for name, state in zip(names, states, strict=True):
+            atomic_save(state, path / name)
+        run.save_config(first.config)  # last: the folder is a run once all weights are in
         return run
 
     def save_config(self, config: Any, data: str | Path | Sequence[str | Path] | None = None
@@ -135,9 +198,11 @@ class Run:
     def metadata(self) -> dict[str, Any]:
         """The entries of ``config.json`` that describe the run: ``method``, ``data``
         and, for a run started from another model's weights, ``init``."""
-        extra = {"method": self.method, "data": self.data}
+        extra: dict[str, Any] = {"method": self.method, "data": self.data}
         if self.init is not None:
             extra["init"] = self.init
+        if self.members:
+            extra["members"] = list(self.members)
         return extra
 
     @property
@@ -165,6 +230,16 @@ class Run:
     def save_weights(self, state: dict[str, Any], name: str = WEIGHTS) -> None:
         self._check_writable()
         atomic_save(state, self.path / name)
+
+    @property
+    def weight_files(self) -> list[str]:
+        """``weights.pt`` and an ensemble's further members."""
+        return [WEIGHTS, *self.members]
+
+    def copy_weights(self, folder: str | Path) -> None:
+        """Copy :attr:`weight_files` into ``folder`` (another run of the same network)."""
+        for name in self.weight_files:
+            atomic_save(self.load_weights(name), Path(folder) / name)
 
     def load_weights(self, name: str = WEIGHTS, device: Any = "cpu") -> dict[str, Any]:
         """The state dict in ``name`` (``weights.pt`` or ``last.pt``)."""
@@ -208,17 +283,33 @@ class Run:
         """``(method, model)`` ready for inference, the model in eval mode on ``device``.
 
         ``overrides`` (``key=value``) change the saved config, e.g. clustering
-        settings at inference; keys that shape the network must not change.
+        settings at inference; keys that shape the network must not change. An
+        ensemble (``members``) gives an :class:`~instatrack.models.ensemble.Ensemble` of
+        its ``weights.pt`` and members; it has no ``last.pt``.
         """
+        from instatrack.models.ensemble import Ensemble
+
         method = self.method_cls(self.config.with_post_processing(overrides))
-        model = method.build_model()
-        state = self.load_weights(weights, device)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            first = str(err).splitlines()[0]
-            raise DataError(f"{self.path / weights}: weights do not fit the config ({first})") \
-                from None
+        names = [weights]
+        if self.members and not self.method_cls.ensembles:
+            raise DataError(f"{self.path / CONFIG}: lists members, but {self.method} does "
+                            f"not combine networks")
+        if self.members:
+            if weights != WEIGHTS:
+                raise DataError(f"{self.path}: an ensemble has {WEIGHTS} and its members "
+                                f"only, not {weights}")
+            names = self.weight_files
+        models = []
+        for name in names:
+            model = method.build_model()
+            try:
+                model.load_state_dict(self.load_weights(name, device))
+            except RuntimeError as err:
+                first = str(err).splitlines()[0]
+                raise DataError(f"{self.path / name}: weights do not fit the config ({first})") \
+                    from None
+            models.append(model)
+        model = models[0] if len(models) == 1 else Ensemble(models)
         return method, model.to(device).eval()
 
 

@@ -72,9 +72,11 @@ class Method(abc.ABC):
     when the network carries state across frames and trains on clips of
     ``clip_len`` frames), ``needs_first_masks`` (semi-supervised: ``predict``
     follows the objects of frame 0), ``demo_steps`` (training steps enough for
-    a visible result in ``instatrack demo``) and ``scene_crops`` (0, or: a frame larger
+    a visible result in ``instatrack demo``), ``scene_crops`` (0, or: a frame larger
     than this many training crops is another scene to the network, and validation and
-    calibration run it in tiles of the crop size, :func:`instatrack.tiling.scene_tiled`).
+    calibration run it in tiles of the crop size, :func:`instatrack.tiling.scene_tiled`)
+    and ``ensembles`` (``predict`` takes an :class:`~instatrack.models.ensemble.Ensemble`
+    of networks and combines their outputs).
     """
 
     name: ClassVar[str]
@@ -83,6 +85,7 @@ class Method(abc.ABC):
     needs_first_masks: ClassVar[bool] = False
     demo_steps: ClassVar[int] = 400
     scene_crops: ClassVar[float] = 0
+    ensembles: ClassVar[bool] = False
 
     def __init__(self, config: TrainConfig):
         if not isinstance(config, self.config_cls):

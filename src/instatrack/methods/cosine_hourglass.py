@@ -15,6 +15,7 @@ the pair; the tracker links the overlapping pair windows into tracks.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
@@ -27,6 +28,7 @@ from instatrack.cluster.hdbscan import ClusterParams, cluster_embeddings
 from instatrack.config import TrainConfig, require
 from instatrack.losses.cosine import background_direction, cosine_embedding_loss
 from instatrack.methods.base import FLIPS, FlipAveraging, Method, Window, with_precision
+from instatrack.models.ensemble import members
 from instatrack.models.hourglass import StackedHourglass, split_foreground
 
 
@@ -100,6 +102,7 @@ class CosineHourglass(Method):
     name = "cosine-hourglass"
     config_cls = CosineHourglassConfig
     temporal = True
+    ensembles = True
 
     def build_model(self) -> StackedHourglass:
         c = self.config
@@ -151,15 +154,17 @@ class CosineHourglass(Method):
         # bfloat16 where it has kernels: embeddings within 3e-4 of float32 in cosine, and
         # 1.8x faster on a CPU (docs/benchmarks.md); clustering runs in float32
         model, fast = with_precision(model, self.config, device)
-        views = FLIPS if self.config.tta else ((),)
-        background = model.background.detach().cpu().numpy().astype(np.float32)
-        reference = (np.tile(background, len(views)) / math.sqrt(len(views))
-                     if np.linalg.norm(background) > 0 else None)
+        # every member of an ensemble, each seeing every flip, with a recurrent state each
+        views = list(itertools.product(members(model), FLIPS if self.config.tta else ((),)))
+        backgrounds = [net.background.detach().cpu().numpy().astype(np.float32)
+                       for net, _ in views]
+        reference = (np.concatenate(backgrounds) / math.sqrt(len(views))
+                     if all(np.linalg.norm(b) > 0 for b in backgrounds) else None)
         states: list = [None] * len(views)
         previous: tuple | None = None
         t = -1
         for t, frame in enumerate(frames):
-            current, states = _embed(model, self.frame_tensor(frame, t, device), states, views,
+            current, states = _embed(self.frame_tensor(frame, t, device), states, views,
                                      fast, self.config.embedding_dim,
                                      params.cluster_foreground_prob)
             # the frame itself, for the noise test of pieces at the edge (cluster_orphans)
@@ -186,11 +191,11 @@ def _cluster(frames: list[tuple], params: ClusterParams, reference: np.ndarray |
 
 
 @torch.inference_mode()
-def _embed(model: StackedHourglass, image: torch.Tensor, states: list, views: tuple,
-           bfloat16: bool, embedding_dim: int, foreground_prob: float):
+def _embed(image: torch.Tensor, states: list, views: list, bfloat16: bool, embedding_dim: int,
+           foreground_prob: float):
     """Last stack's ``(embeddings (d * V, Y, X), foreground (Y, X) bool or None)`` (numpy)
-    of one frame ``(1, C, Y, X)`` seen in ``V`` flipped ``views``, and the views' new
-    states.
+    of one frame ``(1, C, Y, X)`` seen in ``V`` views, ``(network, flips)`` pairs (an
+    ensemble's members, test-time flips), and the views' new states.
 
     The views' unit embeddings are flipped back and concatenated, scaled by
     ``1 / sqrt(V)`` so that the result is a unit vector again; foreground logits are
@@ -198,7 +203,7 @@ def _embed(model: StackedHourglass, image: torch.Tensor, states: list, views: tu
     generator in :meth:`CosineHourglass.predict`, whose caller runs between the yields.
     """
     embeddings, logits, new_states = [], [], []
-    for flips, state in zip(views, states, strict=True):
+    for (model, flips), state in zip(views, states, strict=True):
         with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=bfloat16):
             outputs, state = model.step(image.flip(flips) if flips else image, state)
         out = outputs[-1][0].float()

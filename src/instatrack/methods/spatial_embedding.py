@@ -14,6 +14,7 @@ The method is per frame (``temporal = False``): ``predict`` yields one
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,6 +24,7 @@ from instatrack.cluster.seeds import SeedClustering, cluster_seeds
 from instatrack.config import TrainConfig
 from instatrack.losses.spatial_embedding import LossWeights, SpatialEmbeddingLoss
 from instatrack.methods.base import FLIPS, FlipAveraging, PerFrameMethod
+from instatrack.models.ensemble import members
 from instatrack.models.erfnet import BranchedERFNet
 from instatrack.settings import require
 
@@ -100,6 +102,7 @@ class SpatialEmbedding(PerFrameMethod):
 
     name = "spatial-embedding"
     config_cls = SpatialEmbeddingConfig
+    ensembles = True
 
     def __init__(self, config: SpatialEmbeddingConfig):
         super().__init__(config)
@@ -125,38 +128,43 @@ class SpatialEmbedding(PerFrameMethod):
 
     def segment_frame(self, net: BranchedERFNet, image: torch.Tensor) -> np.ndarray:
         """``(Y, X)`` int32 labels of one ``(1, C, Y, X)`` image on the model's device."""
-        out = flip_averaged(net, image) if self.config.tta else net(image)
+        out = flip_averaged(net, image, self.config.tta)
         return cluster_seeds(out["embedding"][0].float(), out["sigma"][0].float(),
                              out["seed"][0, 0].float(), self.clustering)
 
 
 
-def flip_averaged(net: BranchedERFNet, image: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The network's ``embedding``, ``sigma`` and ``seed`` averaged over flips of ``image``.
+def flip_averaged(net: torch.nn.Module, image: torch.Tensor, flips: bool = True
+                  ) -> dict[str, torch.Tensor]:
+    """The network's ``embedding``, ``sigma`` and ``seed`` averaged over flips of ``image``
+    and over the members of an ensemble (:mod:`instatrack.models.ensemble`).
 
-    Every flip (and, for square images, transpose) of the ``(1, C, Y, X)``
+    With ``flips``, every flip (and, for square images, transpose) of the ``(1, C, Y, X)``
     input is run; each output is mapped back: flipped back, offsets along a
     flipped axis negated, offset and sigma channels of a transpose swapped.
     Offsets, log-sigma and seeds are averaged, then the embedding is the
     coordinate grid plus the mean offset.
     """
-    transposes = (False, True) if image.shape[-1] == image.shape[-2] else (False,)
+    nets = members(net)
+    if len(nets) == 1 and not flips:
+        return nets[0](image)
+    transposes = (False, True) if flips and image.shape[-1] == image.shape[-2] else (False,)
     offsets = log_sigma = seed = 0.0
     count = 0
-    for transpose in transposes:
-        for flips in FLIPS:
-            x = image.transpose(-1, -2) if transpose else image
-            out = net(x.flip(flips) if flips else x)
-            o, ls, sd = out["offsets"], out["log_sigma"], out["seed"]
-            if flips:
-                o, ls, sd = o.flip(flips), ls.flip(flips), sd.flip(flips)
-                sign = torch.ones(2, 1, 1, dtype=o.dtype, device=o.device)
-                for axis in flips:
-                    sign[axis] = -1.0  # -2 -> y channel 0, -1 -> x channel 1
-                o = o * sign
-            if transpose:
-                o, ls, sd = (v.transpose(-1, -2) for v in (o, ls, sd))
-                o, ls = o.flip(1), ls.flip(1)  # (x, y) channels -> (y, x)
-            offsets, log_sigma, seed = offsets + o, log_sigma + ls, seed + sd
-            count += 1
-    return net.outputs(offsets / count, log_sigma / count, seed / count)
+    for member, transpose, flip in itertools.product(nets, transposes,
+                                                    FLIPS if flips else ((),)):
+        x = image.transpose(-1, -2) if transpose else image
+        out = member(x.flip(flip) if flip else x)
+        o, ls, sd = out["offsets"], out["log_sigma"], out["seed"]
+        if flip:
+            o, ls, sd = o.flip(flip), ls.flip(flip), sd.flip(flip)
+            sign = torch.ones(2, 1, 1, dtype=o.dtype, device=o.device)
+            for axis in flip:
+                sign[axis] = -1.0  # -2 -> y channel 0, -1 -> x channel 1
+            o = o * sign
+        if transpose:
+            o, ls, sd = (v.transpose(-1, -2) for v in (o, ls, sd))
+            o, ls = o.flip(1), ls.flip(1)  # (x, y) channels -> (y, x)
+        offsets, log_sigma, seed = offsets + o, log_sigma + ls, seed + sd
+        count += 1
+    return nets[0].outputs(offsets / count, log_sigma / count, seed / count)

@@ -5,6 +5,7 @@ Each model is one folder here, named by the model's name::
     pretrained/NAME/
       config.json     method + every config field, as in a run folder (a Run opens it)
       weights.pt      the weights: a state dict, loaded with ``weights_only=True``
+      weights-1.pt    an ensemble's further members, if any (``members`` in config.json)
       model.json      what the listing shows: purpose, scores, training data, terms
       MODEL_CARD.md   training data and its terms, recipe, the command that
                       reproduces it, scores, intended use, known limits
@@ -161,16 +162,21 @@ def write_model(run: Run, folder: str | Path, purpose: str, scores: Mapping[str,
     folder = Path(folder)
     if not NAME_RE.match(folder.name):
         raise DataError(f"{folder.name!r}: a model name is letters, digits, '.', '_', '-'")
-    run.load_weights(weights)  # refuses a file that is not a plain state dict
+    names = {weights: WEIGHTS, **{m: m for m in run.members}}  # an ensemble's members too
+    for name in names:
+        run.load_weights(name)  # refuses a file that is not a plain state dict
     extra = {"method": run.method, "data": list(training_data)}
     if run.init is not None:
         extra["init"] = run.init
+    if run.members:
+        extra["members"] = list(run.members)
     info = {"purpose": purpose, "scores": {k: round(float(v), 4) for k, v in scores.items()},
             "training_data": list(training_data), "terms": terms}
     with Outputs(overwrite=True) as outputs:
         staging = outputs.folder(folder)
         run.config.save(staging / CONFIG, **extra)
-        shutil.copyfile(run.file(weights), staging / WEIGHTS)
+        for name, target in names.items():
+            shutil.copyfile(run.file(name), staging / target)
         (staging / INFO).write_text(json.dumps(info, indent=2) + "\n")
         (staging / CARD).write_text(card)
     return read(folder)
