@@ -333,7 +333,7 @@ def check_new(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{path}: exists and is not a folder; choose another --out")
     if _is_started(path):
-        hint = f"resume it with --resume {path} or " if (path / CONFIG).is_file() else ""
+        hint = f"resume it with --resume {path} or " if (path / CHECKPOINT).is_file() else ""
         raise ConfigError(f"{path} already holds a run; {hint}choose another --out")
 
 
