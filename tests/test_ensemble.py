@@ -13,16 +13,11 @@ from instatrack.cli import main
 from instatrack.errors import ConfigError, DataError
 from instatrack.methods.cosine_hourglass import CosineHourglass, CosineHourglassConfig
 from instatrack.methods.recurrent_instance import RecurrentInstance
-from instatrack.methods.spatial_embedding import (
-    SpatialEmbedding,
-    SpatialEmbeddingConfig,
-    flip_averaged,
-)
+from instatrack.methods.spatial_embedding import SpatialEmbedding, flip_averaged
 from instatrack.models.ensemble import Ensemble, members
 from instatrack.runs import Run
-
-SMALL = ["crop=48,48", "batch_size=1", "steps=5", "clip_len=2", "levels=3", "filters=6",
-         "embedding_dim=4", "neighbour_radius=6"]
+from test_cosine_method import SMALL
+from test_spatial_embedding import tiny_config
 
 
 def _cosine(*overrides: str) -> CosineHourglass:
@@ -72,9 +67,7 @@ def test_cosine_ensemble_joins_the_members_embeddings(monkeypatch):
 
 
 def test_spatial_embedding_ensemble_averages_the_members_outputs():
-    config = SpatialEmbeddingConfig.build("fast", overrides=[
-        "width=0.25", "stage1_blocks=1", "dilated_repeats=1", "decoder_blocks=1", "dropout=0",
-        "crop=48,48", "coord_scale=64"])
+    config = tiny_config()
     nets = []
     for seed in (0, 1):
         torch.manual_seed(seed)
@@ -125,10 +118,13 @@ def test_ensemble_refuses_what_cannot_run_together(tiny_cosine_run, tmp_path):
     with pytest.raises(ConfigError, match="does not combine"):
         Run.create_ensemble(tmp_path / "ri", [_run(tmp_path / "r1", recurrent),
                                               _run(tmp_path / "r2", recurrent)])
-    se = SpatialEmbedding(SpatialEmbeddingConfig.build("fast"))
+    se = SpatialEmbedding(tiny_config())
     with pytest.raises(ConfigError, match="spatial-embedding model"):
         Run.create_ensemble(tmp_path / "two-methods", [run, _run(tmp_path / "se", se)])
-    assert not (tmp_path / "mixed").exists() and not (tmp_path / "two-methods").exists()
+    ensemble = Run.create_ensemble(tmp_path / "ens", [run, run])
+    with pytest.raises(ConfigError, match="ensemble already"):
+        Run.create_ensemble(tmp_path / "nested", [ensemble, run])
+    assert not any((tmp_path / name).exists() for name in ("mixed", "two-methods", "nested"))
 
 
 def test_an_ensemble_is_calibrated_installed_but_not_fine_tuned_or_exported(

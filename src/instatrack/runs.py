@@ -137,7 +137,7 @@ class Run:
         reads its input; the ensemble takes the first's config (its post-processing
         values: calibrate the ensemble for its own) and every source's training data.
         """
-        from instatrack.finetune import INPUT_KEYS, tunable_keys
+        from instatrack.finetune import tunable_keys
 
         if len(sources) < 2:
             raise ConfigError("an ensemble needs two or more runs or models")
@@ -149,18 +149,19 @@ class Run:
             raise ConfigError(f"{first.method} does not combine networks; ensembles are for "
                               f"{' and '.join(able)}")
         tunable = set(tunable_keys(type(first.config))) - {"rescale", "object_size"}
+        for source in sources:
+            if source.members:
+                raise ConfigError(f"{source.path}: is an ensemble already; list its trainings")
         for other in sources[1:]:
             if other.method != first.method:
                 raise ConfigError(f"{other.path}: a {other.method} model; the first member, "
                                   f"{first.path}, is {first.method}")
-            differ = [k for k in first.config.keys()
-                      if (k not in tunable or k in INPUT_KEYS)
+            # the keys a fine-tuning could not change (network, input), and the input scale
+            differ = [k for k in first.config.keys() if k not in tunable
                       and getattr(first.config, k) != getattr(other.config, k)]
             if differ:
                 raise ConfigError(f"{other.path}: {', '.join(differ)} differ from the first "
                                   f"member, {first.path} (members share one network and input)")
-            if other.members:
-                raise ConfigError(f"{other.path}: is an ensemble already; list its trainings")
         data: list[str] = []
         for source in sources:
             for item in [source.data] if isinstance(source.data, str) else source.data or []:
@@ -196,8 +197,9 @@ class Run:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """The entries of ``config.json`` that describe the run: ``method``, ``data``
-        and, for a run started from another model's weights, ``init``."""
+        """The entries of ``config.json`` that describe the run: ``method``, ``data``,
+        for a run started from another model's weights ``init``, and for an ensemble
+        ``members``."""
         extra: dict[str, Any] = {"method": self.method, "data": self.data}
         if self.init is not None:
             extra["init"] = self.init
