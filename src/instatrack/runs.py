@@ -135,7 +135,8 @@ class Run:
 
         The members must share the method and every key that built the network or
         reads its input; the ensemble takes the first's config (its post-processing
-        values: calibrate the ensemble for its own) and every source's training data.
+        values: calibrate the ensemble for its own) and every source's training data;
+        ``init`` records the sources.
         """
         from instatrack.finetune import tunable_keys
 
