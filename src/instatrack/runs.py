@@ -168,16 +168,14 @@ class Run:
             for item in [source.data] if isinstance(source.data, str) else source.data or []:
                 if item not in data:
                     data.append(item)
-        path = Path(path)
-        check_new(path)
         names = [WEIGHTS, *(MEMBER.format(i) for i in range(1, len(sources)))]
         states = [source.load_weights() for source in sources]  # checked before writing
-        path.mkdir(parents=True, exist_ok=True)
-        run = cls(path, first.method_cls, first.config, data_record(data) if data else None,
-                  init=", ".join(source.reference for source in sources), members=names[1:])
-        for name, state in zip(names, states, strict=True):
-            atomic_save(state, path / name)
-        run.save_config(first.config)  # last: the folder is a run once all weights are in
+        run = cls.create(path, first.method_cls, first.config, data=data or None,
+                         init=", ".join(source.reference for source in sources),
+                         members=names[1:])
+        # weights.pt last: it marks the run as started, so all members are in by then
+        for name, state in reversed(list(zip(names, states, strict=True))):
+            run.save_weights(state, name)
         return run
 
     def save_config(self, config: Any, data: str | Path | Sequence[str | Path] | None = None
