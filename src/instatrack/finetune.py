@@ -42,6 +42,14 @@ def tunable_keys(config_cls: type[TrainConfig]) -> list[str]:
     return sorted(keys & set(config_cls.keys()))
 
 
+def network_differences(config: TrainConfig, other: TrainConfig, also: Sequence[str] = ()
+                        ) -> list[str]:
+    """The keys that built the network or read its input (all but :func:`tunable_keys`),
+    and ``also``, on which two configs of one method differ."""
+    fixed = set(config.keys()) - set(tunable_keys(type(config))) | set(also)
+    return [k for k in config.keys() if k in fixed and getattr(config, k) != getattr(other, k)]
+
+
 def init_config(start: runs.Run, file: str | Path | None = None,
                 overrides: Sequence[str] = ()) -> TrainConfig:
     """The config of a run started from ``start``: its config, :data:`DATA_KEYS` reset
@@ -72,9 +80,7 @@ def check_fits_init(config: TrainConfig, start: runs.Run) -> None:
     if type(config) is not type(start.config):
         raise ConfigError(f"a {type(config).__name__} cannot start from the init model "
                           f"{start.path.name}, a {start.method} model")
-    tunable = set(tunable_keys(type(config)))
-    differ = [k for k in config.keys() if k not in tunable
-              and getattr(config, k) != getattr(start.config, k)]
+    differ = network_differences(config, start.config)
     if differ:
         raise ConfigError(f"{', '.join(differ)}: differ from the init model {start.path.name}, "
                           f"whose network they built")

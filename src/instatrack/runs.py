@@ -138,7 +138,7 @@ class Run:
         values: calibrate the ensemble for its own) and every source's training data;
         ``init`` records the sources.
         """
-        from instatrack.finetune import tunable_keys
+        from instatrack.finetune import network_differences
 
         if len(sources) < 2:
             raise ConfigError("an ensemble needs two or more runs or models")
@@ -149,7 +149,6 @@ class Run:
             able = [name for name in REGISTRY if get_method(name).ensembles]
             raise ConfigError(f"{first.method} does not combine networks; ensembles are for "
                               f"{' and '.join(able)}")
-        tunable = set(tunable_keys(type(first.config))) - {"rescale", "object_size"}
         for source in sources:
             if source.members:
                 raise ConfigError(f"{source.path}: is an ensemble already; list its trainings")
@@ -157,9 +156,9 @@ class Run:
             if other.method != first.method:
                 raise ConfigError(f"{other.path}: a {other.method} model; the first member, "
                                   f"{first.path}, is {first.method}")
-            # the keys a fine-tuning could not change (network, input), and the input scale
-            differ = [k for k in first.config.keys() if k not in tunable
-                      and getattr(first.config, k) != getattr(other.config, k)]
+            # what a fine-tuning could not change (network, input), and the input scale
+            differ = network_differences(first.config, other.config,
+                                         also=("rescale", "object_size"))
             if differ:
                 raise ConfigError(f"{other.path}: {', '.join(differ)} differ from the first "
                                   f"member, {first.path} (members share one network and input)")
