@@ -200,6 +200,8 @@ def test_a_sliver_at_the_edge_too_small_to_cluster_is_kept_with_orphans_on():
     vectors[0], vectors[6] = np.eye(DIM)[0], np.eye(DIM)[1]  # unlike any disc
     emb, background = oracle(gt, noise=0.05, vectors=vectors)
     params = sized(cluster_min_cluster_size=100, cluster_min_samples=10, min_instance_area=10)
+    assert params.cluster_orphans  # on by default
+    params = params.replace(cluster_orphans=False)
     without = cluster_embeddings(emb, params, background)
     assert not without[gt == 6].any()
     with_orphans = cluster_embeddings(emb, params.replace(cluster_orphans=True), background)

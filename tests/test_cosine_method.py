@@ -105,7 +105,8 @@ def _frames(n, size=(21, 30), channels=1):
 
 
 def test_predict_yields_overlapping_pair_windows(fake_clustering):
-    method = _method("cluster_min_cluster_size=33", "min_instance_area=7")
+    method = _method("cluster_min_cluster_size=33", "min_instance_area=7",
+                     "cluster_orphans=false")
     model = method.build_model()
     windows = []
     for window in method.predict(model, iter(_frames(4)), "cpu"):
@@ -122,7 +123,7 @@ def test_predict_yields_overlapping_pair_windows(fake_clustering):
 
 
 def test_orphans_get_the_frames_for_their_noise_test(fake_clustering):
-    method = _method("cluster_orphans=true")
+    method = _method()  # on by default
     frames = _frames(2, channels=1)
     list(method.predict(method.build_model(), frames, "cpu"))
     images = fake_clustering[0][4]

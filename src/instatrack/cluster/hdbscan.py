@@ -122,9 +122,10 @@ class ClusterParams(Settings):
 
     post_processing = True
     calibration = {"cluster_background_cos": (0.15, 0.3, 0.5)}
-    # both values of the split, so that calibration can also turn it off for a model
-    # that has it on (on MSC it cut the large, irregular cells: docs/results.md, session 20)
-    calibration_last = {"cluster_orphans": (True,), "cluster_split_area": (0.0, 1.5)}
+    # both values of each, so that calibration can also turn a stage off for a model that
+    # has it on (on MSC the split cut the large, irregular cells: docs/results.md, session
+    # 20; the orphans are on by default since session 30)
+    calibration_last = {"cluster_orphans": (True, False), "cluster_split_area": (0.0, 1.5)}
 
     cluster_min_cluster_size: int = 0
     cluster_min_samples: int = 0
@@ -137,7 +138,7 @@ class ClusterParams(Settings):
     cluster_selection: str = "eom"
     cluster_foreground_prob: float = 0.5
     min_instance_area: int = 20
-    cluster_orphans: bool = False
+    cluster_orphans: bool = True
     cluster_orphan_z: float = 4.0
     cluster_split_area: float = 0.0
 
