@@ -140,6 +140,16 @@ def test_candidates_try_the_configs_own_values_first():
                           "min_contrast", "min_foreground", "tta"]
 
 
+def test_the_frame_edge_slivers_are_on_by_default_and_offered_both_ways():
+    """The cosine-hourglass keeps slivers at the frame's edge unless calibration sees them
+    cost; a run trained when they were off by default is offered them on."""
+    config = get_method("cosine-hourglass").config_cls.build("fast")
+    assert config.cluster_orphans
+    assert last_candidates(config, ["cluster_orphans"]) == {"cluster_orphans": [False]}
+    assert last_candidates(config.replace(cluster_orphans=False), ["cluster_orphans"]) == {
+        "cluster_orphans": [True]}
+
+
 @pytest.fixture
 def toy(monkeypatch):
     monkeypatch.setitem(REGISTRY, "toy", "toy_method:ToyMethod")
