@@ -25,10 +25,14 @@ from collections import defaultdict
 import numpy as np
 
 
-def covered(labels: np.ndarray, marker: np.ndarray) -> bool:
-    """True when one object of ``labels`` covers more than half of ``marker`` (CTC's rule)."""
-    values, counts = np.unique(labels[marker], return_counts=True)
-    return bool(((values > 0) & (counts * 2 > marker.sum())).any())
+def matched(markers: np.ndarray, labels: np.ndarray) -> set[int]:
+    """The markers one object of ``labels`` covers more than half of (CTC's rule, as
+    :func:`instatrack.metrics.ctc.match_frame` applies it)."""
+    from instatrack.labels import overlap_matrix
+
+    overlap = overlap_matrix(markers, labels)
+    rows = np.nonzero((2 * overlap.intersections > overlap.gt_sizes[:, None]).any(1))[0]
+    return set(overlap.gt_ids[rows].tolist())
 
 
 def main() -> None:
@@ -80,12 +84,13 @@ def main() -> None:
         image = np.asarray(frames[i], np.float64)
         image = image.mean(0) if image.ndim == 3 else image
         background = np.median(image[result.labels[i] == 0])
-        for k in np.unique(markers)[1:]:
+        in_pair, final = matched(markers, labels), matched(markers, result.labels[i])
+        for k in np.unique(markers)[1:].tolist():
             marker = markers == k
-            row = (first + i, int(k), covered(labels, marker),
+            row = (first + i, k, k in in_pair,
                    float("nan") if cosine is None else float(np.median(cosine[marker])),
                    float(np.median(image[marker]) - background))
-            (found if covered(result.labels[i], marker) else missed).append(row)
+            (found if k in final else missed).append(row)
 
     lost_early = sum(1 for row in missed if not row[2])
     print(f"{args.model} on {args.ctc}: {len(missed) + len(found)} markers, {len(missed)} "
