@@ -98,6 +98,7 @@ def test_registered_and_presets_validate():
     ("fg_width=0", "fg_width"), ("region_min_fraction=-1", "region_min_fraction"),
     ("contest=random", "contest"), ("finetune_object_bias=2", "finetune_object_bias"),
     ("previous_dilate=-0.1", "previous_dilate"), ("finetune_zoom=0.5", "finetune_zoom"),
+    ("online_steps=-1", "online_steps"), ("online_margin=0", "online_margin"),
 ])
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
@@ -274,6 +275,42 @@ def test_full_network_fine_tuning_runs(trained):
     windows = list(method.predict(model, list(images), "cpu", first_masks=labels[0]))
     assert len(windows) == 3
     assert set(np.unique(windows[-1].labels)) <= {0, 1, 2, 3}
+
+
+def test_online_adaptation_needs_head_fine_tuning():
+    with pytest.raises(ConfigError, match="online_steps"):
+        SpatialPropagationConfig.build("fast", overrides=["online_steps=5", "finetune=all"])
+
+
+def test_confident_targets_keep_a_core_and_far_background_and_skip_the_band():
+    from instatrack.methods.spatial_propagation import confident_targets
+
+    labels = np.zeros((64, 64), np.int64)
+    labels[22:42, 22:42] = 7        # 400 px: equivalent radius 11.3
+    targets, valid = confident_targets(labels, np.array([7, 9]), margin=0.5)
+    assert targets.shape == (1, 2, 64, 64) and valid.shape == (1, 1, 64, 64)
+    core = targets[0, 0].numpy() > 0
+    assert core[32, 32] and not core[22, 32] and core.sum() < 400   # eroded
+    assert not targets[0, 1].any()                                   # object 9 not found
+    trained = valid[0, 0].numpy()
+    assert trained[32, 32] and trained[0, 0]                         # core and far background
+    assert not trained[22, 32] and not trained[32, 45]               # its rim, the band outside
+    assert confident_targets(np.zeros((8, 8), np.int64), np.array([1]), 0.5) == (None, None)
+
+
+def test_online_adaptation_follows_the_discs_and_keeps_the_model(trained):
+    method, model = trained
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    online = small_method("finetune_steps=30", "online_steps=3")
+    ids = (3, 8, 20)
+    images, labels = moving_discs(10, seed=1, ids=ids)
+    with torch.no_grad():
+        windows = list(online.predict(model, list(images), "cpu", first_masks=labels[0]))
+    predicted = np.concatenate([w.labels for w in windows])
+    scores = [jaccard(predicted[t] == k, labels[t] == k) for t in range(1, 10) for k in ids]
+    assert min(scores) > 0.7 and np.mean(scores) > 0.85
+    for key, value in model.state_dict().items():   # only the per-object copies learn
+        assert torch.equal(value, before[key])
 
 
 def test_predict_under_no_grad_and_leaves_the_model_unchanged(trained):

@@ -94,6 +94,10 @@ class FirstFrameTuning(Settings):
     conditioned net tends to keep a part of the mask it is given, and fed its own
     output an approaching object shrinks away frame by frame
     (docs/propagation_pretraining.md); a wider prior leaves it room to grow.
+    ``online_steps`` (0 = off; ``finetune="head"``): after each frame the heads train
+    this many steps on the frame's own result (OnAVOS: an object that changes its looks
+    or size over a video is learnt again as it goes; :meth:`TunedHeads.adapt`), with
+    pixels beyond ``online_margin`` object radii of every found object as background.
     """
 
     post_processing = True
@@ -107,11 +111,18 @@ class FirstFrameTuning(Settings):
     finetune_object_bias: float = 0.5
     finetune_zoom: float = 1.0
     previous_dilate: float = 0.0
+    online_steps: int = 0
+    online_margin: float = 0.5
 
     def check(self) -> None:
         super().check()
         require(0 <= self.previous_dilate <= 2,
                 f"previous_dilate must be in [0, 2] (object radii), got {self.previous_dilate}")
+        require(self.online_steps >= 0, f"online_steps must be >= 0, got {self.online_steps}")
+        require(self.online_steps == 0 or self.finetune == "head",
+                "online_steps > 0 adapts the per-object heads: it needs finetune='head'")
+        require(self.online_margin > 0,
+                f"online_margin must be > 0 (object radii), got {self.online_margin}")
         require(self.finetune_zoom >= 1,
                 f"finetune_zoom must be >= 1 (1 = off), got {self.finetune_zoom}")
         require(0 <= self.finetune_object_bias <= 1,
@@ -314,10 +325,12 @@ class SpatialPropagation(Method):
         for t, frame in enumerate(iterator, start=1):
             array = frame_array(frame, first.shape, cfg.in_channels, t)
             image = torch.from_numpy(array).to(device)[None]
+            given = widened(previous, cfg.previous_dilate)
             with torch.inference_mode():
-                scores = self._refined_scores(model, scorer, image,
-                                              widened(previous, cfg.previous_dilate))
+                scores, features = self._refined_scores(model, scorer, image, given)
             labels = filter_and_assign(scores, memory, ids, self.config)
+            if cfg.online_steps:
+                scorer.adapt(features, given, labels)
             if previous is not None:
                 # an object lost in this frame keeps the last mask it had
                 current = object_masks(labels, ids, device)
@@ -326,76 +339,146 @@ class SpatialPropagation(Method):
             yield Window(t, labels[None], tracked=True)
 
     def _refined_scores(self, model: PropagationModel, scorer: Scorer, image: torch.Tensor,
-                        previous: torch.Tensor | None = None) -> np.ndarray:
-        """Refined per-object probabilities ``(K, Y, X)`` for one frame ``(1, C, Y, X)``;
+                        previous: torch.Tensor | None = None
+                        ) -> tuple[np.ndarray, torch.Tensor]:
+        """Refined per-object probabilities ``(K, Y, X)`` for one frame ``(1, C, Y, X)``,
+        and the foreground net's features the heads read;
         ``previous`` ``(K, 1, Y, X)``: the objects' masks in the previous frame, with
         ``previous_mask`` (the net then runs once per object)."""
         if previous is None:
             features, fg_logits = model.fg.forward_features(image)
             foreground = torch.sigmoid(fg_logits) > self.config.fg_threshold
             coarse = torch.sigmoid(scorer(image, features, None)) * foreground
-            return model.refine(coarse, image, features)[0].cpu().numpy()
+            return model.refine(coarse, image, features)[0].cpu().numpy(), features
         images = image.expand(len(previous), -1, -1, -1)
         features, fg_logits = model.fg.forward_features(model.inputs(images, previous))
         foreground = torch.sigmoid(fg_logits) > self.config.fg_threshold
         coarse = torch.sigmoid(scorer(image, features, previous))[0][:, None] * foreground
-        return model.refine(coarse, images, features)[:, 0].cpu().numpy()
+        return model.refine(coarse, images, features)[:, 0].cpu().numpy(), features
 
     def _instance_scorer(self, model: PropagationModel, frame: np.ndarray, first: np.ndarray,
                          ids: np.ndarray, device: torch.device) -> Scorer:
         """Per-object models fine-tuned on frame 0 ``(C, Y, X)`` and its labels ``(Y, X)``."""
-        tune = finetune_heads if self.config.finetune == "head" else finetune_networks
+        tune = TunedHeads if self.config.finetune == "head" else finetune_networks
         # the caller may be inside no_grad; fine-tuning needs gradients
         with torch.enable_grad():
             return tune(model.fg, frame, first, ids, self.config, device)
 
 
 # -- per-object fine-tuning ---------------------------------------------------
-def finetune_heads(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, ids: np.ndarray,
-                   cfg: SpatialPropagationConfig, device: torch.device) -> Scorer:
-    """Train ``K`` copies of ``fg.head`` on frozen features of augmented copies of frame 0.
+class TunedHeads:
+    """``K`` copies of ``fg.head`` trained on frozen features of augmented copies of frame 0;
+    called as a :data:`Scorer`.
 
     ``frame`` ``(C, Y, X)``, ``first`` ``(Y, X)`` labels, ``ids`` ``(K,)``. The
     backbone runs once on a pool of ``finetune_pool`` augmented frames (the first
     one unaugmented); the heads then train on ``crop``-sized windows of the pool
     placed on random objects, so a step costs the same for any frame size.
+    With ``online_steps``, :meth:`adapt` trains them further on each frame's own result.
     """
-    rng = np.random.default_rng(cfg.seed)
-    images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_pool, rng, device,
-                                              cfg.finetune_zoom)
-    with torch.no_grad():
-        if cfg.previous_mask:
-            # every copy once per object, with that object's jittered mask as the channel
-            n, k, Y, X = targets.shape
-            previous = previous_masks(targets.reshape(n * k, 1, Y, X), cfg, rng)
-            inputs = torch.cat([images.repeat_interleave(k, 0), previous], 1)
-        else:
-            inputs = images
-        features = torch.cat([fg.forward_features(chunk)[0]
-                              for chunk in inputs.split(cfg.finetune_batch)])
-        if cfg.previous_mask:
-            features = features.reshape(n, k * features.shape[1], Y, X)
-    heads = replicate_head(fg.head, len(ids), own_inputs=cfg.previous_mask)
-    optimiser = torch.optim.Adam(heads.parameters(), lr=cfg.finetune_lr)
-    for _ in range(cfg.finetune_steps):
-        windows = object_windows(targets, cfg.crop, cfg.finetune_batch, rng,
-                                 cfg.finetune_object_bias)
-        logits = heads(gather_windows(features, windows))
-        window_targets = gather_windows(targets, windows)
-        loss = weighted_bce_with_logits(logits, window_targets, gather_windows(valid, windows),
-                                        balance_weights(window_targets))
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-    heads.eval()
 
-    def score(image: torch.Tensor, image_features: torch.Tensor,
-              previous: torch.Tensor | None) -> torch.Tensor:
+    def __init__(self, fg: ForegroundNet, frame: np.ndarray, first: np.ndarray,
+                 ids: np.ndarray, cfg: SpatialPropagationConfig, device: torch.device):
+        self.cfg, self.ids = cfg, ids
+        self.rng = np.random.default_rng(cfg.seed)
+        self.pool_images, self.pool_targets, self.pool_valid = augmented_copies(
+            frame, first, ids, cfg.finetune_pool, self.rng, device, cfg.finetune_zoom)
+        with torch.no_grad():
+            if cfg.previous_mask:
+                # every copy once per object, with that object's jittered mask as the channel
+                n, k, Y, X = self.pool_targets.shape
+                previous = previous_masks(self.pool_targets.reshape(n * k, 1, Y, X), cfg,
+                                          self.rng)
+                inputs = torch.cat([self.pool_images.repeat_interleave(k, 0), previous], 1)
+            else:
+                inputs = self.pool_images
+            features = torch.cat([fg.forward_features(chunk)[0]
+                                  for chunk in inputs.split(cfg.finetune_batch)])
+            if cfg.previous_mask:
+                features = features.reshape(n, k * features.shape[1], Y, X)
+        self.pool_features = features
+        self.heads = replicate_head(fg.head, len(ids), own_inputs=cfg.previous_mask)
+        self.optimiser = torch.optim.Adam(self.heads.parameters(), lr=cfg.finetune_lr)
+        self._train(self.pool_features, self.pool_targets, self.pool_valid, cfg.finetune_steps)
+
+    def _train(self, features: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor,
+               steps: int, first: int = 0) -> None:
+        """``steps`` steps on windows of samples ``first..`` of ``features``
+        ``(N, W, Y, X)``, ``targets`` ``(N, K, Y, X)`` and ``valid`` ``(N, 1, Y, X)``;
+        each batch's windows are drawn from samples ``first`` onwards, half of them
+        (with ``first`` > 0) from the samples before it."""
+        cfg = self.cfg
+        self.heads.train()
+        for _ in range(steps):
+            old = cfg.finetune_batch // 2 if first else 0
+            windows = [(i + first, rows, cols) for i, rows, cols in object_windows(
+                targets[first:], cfg.crop, cfg.finetune_batch - old, self.rng,
+                cfg.finetune_object_bias)]
+            if old:
+                windows += object_windows(targets[:first], cfg.crop, old, self.rng,
+                                          cfg.finetune_object_bias)
+            logits = self.heads(gather_windows(features, windows))
+            window_targets = gather_windows(targets, windows)
+            loss = weighted_bce_with_logits(logits, window_targets,
+                                            gather_windows(valid, windows),
+                                            balance_weights(window_targets))
+            self.optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimiser.step()
+        self.heads.eval()
+
+    def __call__(self, image: torch.Tensor, image_features: torch.Tensor,
+                 previous: torch.Tensor | None) -> torch.Tensor:
+        return self.heads(self._joined(image_features, previous))
+
+    def _joined(self, image_features: torch.Tensor, previous: torch.Tensor | None
+                ) -> torch.Tensor:
         if previous is not None:  # (K, W, Y, X): object k's features to head k
-            image_features = image_features.reshape(1, -1, *image_features.shape[2:])
-        return heads(image_features)
+            return image_features.reshape(1, -1, *image_features.shape[2:])
+        return image_features
 
-    return score
+    def adapt(self, image_features: torch.Tensor, previous: torch.Tensor | None,
+              labels: np.ndarray) -> None:
+        """Online adaptation (Voigtlaender & Leibe 2017, OnAVOS): ``online_steps`` steps
+        on this frame's features, with its found ``labels`` ``(Y, X)`` as targets: each
+        object's mask, eroded by a tenth of its equivalent radius, is the object; pixels
+        farther than ``online_margin`` radii from every object are background; the band
+        between is not trained on. Half of each batch comes from frame 0's pool, so
+        the heads keep what the given masks taught them."""
+        cfg = self.cfg
+        targets, valid = confident_targets(labels, self.ids, cfg.online_margin)
+        if targets is None:
+            return
+        device = self.pool_features.device
+        features = self._joined(image_features, previous).detach().clone()
+        with torch.enable_grad():
+            self._train(torch.cat([self.pool_features, features]),
+                        torch.cat([self.pool_targets, targets.to(device)]),
+                        torch.cat([self.pool_valid, valid.to(device)]),
+                        cfg.online_steps, first=len(self.pool_features))
+
+
+def confident_targets(labels: np.ndarray, ids: np.ndarray, margin: float
+                      ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Targets ``(1, K, Y, X)`` and trained pixels ``(1, 1, Y, X)`` from a frame's own
+    ``labels`` (:meth:`TunedHeads.adapt`); None, None when no object was found."""
+    from scipy import ndimage as ndi
+
+    masks = labels[None] == ids[:, None, None]
+    areas = masks.reshape(len(ids), -1).sum(1)
+    if not areas.any():
+        return None, None
+    cores = np.zeros_like(masks)
+    near = np.zeros(labels.shape, bool)
+    for k, (mask, area) in enumerate(zip(masks, areas, strict=True)):
+        if not area:
+            continue
+        radius = float(np.sqrt(area / np.pi))
+        cores[k] = ndi.distance_transform_edt(mask) > max(1.0, 0.1 * radius)
+        near |= ndi.distance_transform_edt(~mask) <= margin * radius
+    valid = cores.any(0) | ~near
+    return (torch.from_numpy(cores).float()[None],
+            torch.from_numpy(valid)[None, None])
 
 
 def finetune_networks(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, ids: np.ndarray,
