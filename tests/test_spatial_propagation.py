@@ -270,7 +270,7 @@ def test_magnified_copies_show_an_object_larger_and_keep_the_frame_size(trained)
 
 def test_full_network_fine_tuning_runs(trained):
     _, model = trained
-    method = small_method("finetune=all", "finetune_steps=3", "finetune_batch=2")
+    method = small_method("finetune=all", "finetune_steps=3", "finetune_batch=2", "online_steps=0")
     images, labels = moving_discs(3, seed=2)
     windows = list(method.predict(model, list(images), "cpu", first_masks=labels[0]))
     assert len(windows) == 3
@@ -362,7 +362,7 @@ def test_a_widened_previous_mask_grows_by_a_share_of_its_radius():
 
 def test_previous_mask_with_full_network_fine_tuning(trained_on_previous_mask):
     _, model = trained_on_previous_mask
-    method = small_method("finetune=all", "finetune_steps=3", "finetune_batch=2",
+    method = small_method("finetune=all", "finetune_steps=3", "finetune_batch=2", "online_steps=0",
                           "previous_mask=true")
     images, labels = moving_discs(3, seed=2)
     windows = list(method.predict(model, list(images), "cpu", first_masks=labels[0]))

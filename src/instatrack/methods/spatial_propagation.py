@@ -94,10 +94,12 @@ class FirstFrameTuning(Settings):
     conditioned net tends to keep a part of the mask it is given, and fed its own
     output an approaching object shrinks away frame by frame
     (docs/propagation_pretraining.md); a wider prior leaves it room to grow.
-    ``online_steps`` (0 = off; ``finetune="head"``): after each frame the heads train
-    this many steps on the frame's own result (OnAVOS: an object that changes its looks
-    or size over a video is learnt again as it goes; :meth:`TunedHeads.adapt`), with
-    pixels beyond ``online_margin`` object radii of every found object as background.
+    ``online_steps`` (0 = off; needs ``finetune="head"``): after each frame the heads
+    train this many steps on the frame's own result (OnAVOS: an object that changes its
+    looks or size over a video is learnt again as it goes; :meth:`TunedHeads.adapt`),
+    with pixels beyond ``online_margin`` object radii of every found object as
+    background. Defaults chosen on held-out synthetic videos with two parent networks
+    (docs/propagation_pretraining.md, "Online adaptation"); about 1.7x the time a frame.
     """
 
     post_processing = True
@@ -111,8 +113,8 @@ class FirstFrameTuning(Settings):
     finetune_object_bias: float = 0.5
     finetune_zoom: float = 1.0
     previous_dilate: float = 0.0
-    online_steps: int = 0
-    online_margin: float = 0.5
+    online_steps: int = 30
+    online_margin: float = 0.25
 
     def check(self) -> None:
         super().check()
@@ -120,7 +122,8 @@ class FirstFrameTuning(Settings):
                 f"previous_dilate must be in [0, 2] (object radii), got {self.previous_dilate}")
         require(self.online_steps >= 0, f"online_steps must be >= 0, got {self.online_steps}")
         require(self.online_steps == 0 or self.finetune == "head",
-                "online_steps > 0 adapts the per-object heads: it needs finetune='head'")
+                f"online_steps={self.online_steps} adapts the per-object heads, which "
+                "finetune='all' does not have: set online_steps=0 with it")
         require(self.online_margin > 0,
                 f"online_margin must be > 0 (object radii), got {self.online_margin}")
         require(self.finetune_zoom >= 1,
@@ -186,7 +189,7 @@ class SpatialPropagationConfig(TrainConfig, FirstFrameTuning, RegionSettings):
             "fg_width": 64, "fg_levels": 4, "fg_blocks": 2, "spn_width": 32, "spn_depth": 4,
             "crop": (320, 320), "batch_size": 4, "steps": 30000, "lr": 1e-4, "lr_final": 1e-5,
             "finetune": "all", "finetune_steps": 300, "finetune_lr": 1e-5, "finetune_batch": 2,
-            "region_max_distance": float("inf"), "contest": "score",
+            "online_steps": 0, "region_max_distance": float("inf"), "contest": "score",
         },
     }
 
