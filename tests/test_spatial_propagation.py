@@ -288,10 +288,10 @@ def test_confident_targets_keep_a_core_and_far_background_and_skip_the_band():
     labels = np.zeros((64, 64), np.int64)
     labels[22:42, 22:42] = 7        # 400 px: equivalent radius 11.3
     targets, valid = confident_targets(labels, np.array([7, 9]), margin=0.5)
-    assert targets.shape == (1, 2, 64, 64) and valid.shape == (1, 1, 64, 64)
+    assert targets.shape == (1, 2, 64, 64) and valid.shape == (1, 2, 64, 64)
     core = targets[0, 0].numpy() > 0
     assert core[32, 32] and not core[22, 32] and core.sum() < 400   # eroded
-    assert not targets[0, 1].any()                                   # object 9 not found
+    assert not targets[0, 1].any() and not valid[0, 1].any()        # object 9 not found: untrained
     trained = valid[0, 0].numpy()
     assert trained[32, 32] and trained[0, 0]                         # core and far background
     assert not trained[22, 32] and not trained[32, 45]               # its rim, the band outside

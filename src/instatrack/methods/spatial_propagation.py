@@ -454,17 +454,20 @@ class TunedHeads:
             return
         device = self.pool_features.device
         features = self._joined(image_features, previous).detach().clone()
+        pool_valid = self.pool_valid.expand(-1, len(self.ids), -1, -1)
         with torch.enable_grad():
             self._train(torch.cat([self.pool_features, features]),
                         torch.cat([self.pool_targets, targets.to(device)]),
-                        torch.cat([self.pool_valid, valid.to(device)]),
+                        torch.cat([pool_valid, valid.to(device)]),
                         cfg.online_steps, first=len(self.pool_features))
 
 
 def confident_targets(labels: np.ndarray, ids: np.ndarray, margin: float
                       ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Targets ``(1, K, Y, X)`` and trained pixels ``(1, 1, Y, X)`` from a frame's own
-    ``labels`` (:meth:`TunedHeads.adapt`); None, None when no object was found."""
+    """Targets ``(1, K, Y, X)`` and trained pixels ``(1, K, Y, X)`` from a frame's own
+    ``labels`` (:meth:`TunedHeads.adapt`); None, None when no object was found. An
+    object missing from ``labels`` (hidden, or lost) trains on no pixel of the frame,
+    so its head is not taught that it is gone."""
     from scipy import ndimage as ndi
 
     masks = labels[None] == ids[:, None, None]
@@ -479,9 +482,8 @@ def confident_targets(labels: np.ndarray, ids: np.ndarray, margin: float
         radius = float(np.sqrt(area / np.pi))
         cores[k] = ndi.distance_transform_edt(mask) > max(1.0, 0.1 * radius)
         near |= ndi.distance_transform_edt(~mask) <= margin * radius
-    valid = cores.any(0) | ~near
-    return (torch.from_numpy(cores).float()[None],
-            torch.from_numpy(valid)[None, None])
+    valid = (cores.any(0) | ~near)[None] & (areas > 0)[:, None, None]
+    return torch.from_numpy(cores).float()[None], torch.from_numpy(valid)[None]
 
 
 def finetune_networks(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, ids: np.ndarray,
