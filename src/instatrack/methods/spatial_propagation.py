@@ -99,7 +99,7 @@ class FirstFrameTuning(Settings):
     looks or size over a video is learnt again as it goes; :meth:`TunedHeads.adapt`),
     with pixels beyond ``online_margin`` object radii of every found object as
     background. Defaults chosen on held-out synthetic videos with two parent networks
-    (docs/propagation_pretraining.md, "Online adaptation"); about 1.7x the time a frame.
+    (docs/propagation_pretraining.md, "Online adaptation"); about twice the time a frame.
     """
 
     post_processing = True
@@ -113,7 +113,7 @@ class FirstFrameTuning(Settings):
     finetune_object_bias: float = 0.5
     finetune_zoom: float = 1.0
     previous_dilate: float = 0.0
-    online_steps: int = 30
+    online_steps: int = 60
     online_margin: float = 0.25
 
     def check(self) -> None:
@@ -179,7 +179,7 @@ class SpatialPropagationConfig(TrainConfig, FirstFrameTuning, RegionSettings):
         "fast": {
             "fg_width": 8, "fg_levels": 3, "fg_blocks": 1, "spn_width": 8, "spn_depth": 2,
             "crop": (64, 64), "batch_size": 4, "steps": 4000, "lr": 1e-3, "lr_final": 1e-4,
-            "finetune": "head", "finetune_steps": 30, "finetune_pool": 4, "finetune_lr": 5e-3,
+            "finetune": "head", "finetune_steps": 100, "finetune_pool": 4, "finetune_lr": 5e-3,
             "finetune_batch": 8,
             "val_every": 500,
         },
