@@ -402,29 +402,31 @@ class TunedHeads:
         self.pool_features = features
         self.heads = replicate_head(fg.head, len(ids), own_inputs=cfg.previous_mask)
         self.optimiser = torch.optim.Adam(self.heads.parameters(), lr=cfg.finetune_lr)
-        self._train(self.pool_features, self.pool_targets, self.pool_valid, cfg.finetune_steps)
+        self._train(cfg.finetune_steps)
 
-    def _train(self, features: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor,
-               steps: int, first: int = 0) -> None:
-        """``steps`` steps on windows of samples ``first..`` of ``features``
-        ``(N, W, Y, X)``, ``targets`` ``(N, K, Y, X)`` and ``valid`` ``(N, 1, Y, X)``;
-        each batch's windows are drawn from samples ``first`` onwards, half of them
-        (with ``first`` > 0) from the samples before it."""
+    def _train(self, steps: int, current: tuple[torch.Tensor, ...] | None = None) -> None:
+        """``steps`` steps on ``crop``-sized windows of frame 0's pool; with ``current``
+        (features ``(1, W, Y, X)``, targets ``(1, K, Y, X)`` and trained pixels
+        ``(1, K, Y, X)`` of a later frame), half of each batch's windows come from it. Only
+        the windows are copied, never the pool."""
         cfg = self.cfg
+        pool = (self.pool_features, self.pool_targets, self.pool_valid)
+        from_pool = cfg.finetune_batch // 2 if current is not None else cfg.finetune_batch
+        sources = [(current, cfg.finetune_batch - from_pool), (pool, from_pool)]
+        k = len(self.ids)
         self.heads.train()
         for _ in range(steps):
-            old = cfg.finetune_batch // 2 if first else 0
-            windows = [(i + first, rows, cols) for i, rows, cols in object_windows(
-                targets[first:], cfg.crop, cfg.finetune_batch - old, self.rng,
-                cfg.finetune_object_bias)]
-            if old:
-                windows += object_windows(targets[:first], cfg.crop, old, self.rng,
-                                          cfg.finetune_object_bias)
-            logits = self.heads(gather_windows(features, windows))
-            window_targets = gather_windows(targets, windows)
-            loss = weighted_bce_with_logits(logits, window_targets,
-                                            gather_windows(valid, windows),
-                                            balance_weights(window_targets))
+            parts = []
+            for source, count in sources:
+                if source is None or count == 0:
+                    continue
+                windows = object_windows(source[1], cfg.crop, count, self.rng,
+                                         cfg.finetune_object_bias)
+                features, targets, valid = (gather_windows(x, windows) for x in source)
+                parts.append((features, targets, valid.expand(-1, k, -1, -1)))
+            features, targets, valid = (torch.cat(stack) for stack in zip(*parts, strict=True))
+            loss = weighted_bce_with_logits(self.heads(features), targets, valid,
+                                            balance_weights(targets))
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
             self.optimiser.step()
@@ -453,13 +455,10 @@ class TunedHeads:
         if targets is None:
             return
         device = self.pool_features.device
-        features = self._joined(image_features, previous).detach().clone()
-        pool_valid = self.pool_valid.expand(-1, len(self.ids), -1, -1)
+        # a copy: the features were made under inference mode, which autograd cannot save
+        features = self._joined(image_features, previous).clone()
         with torch.enable_grad():
-            self._train(torch.cat([self.pool_features, features]),
-                        torch.cat([self.pool_targets, targets.to(device)]),
-                        torch.cat([pool_valid, valid.to(device)]),
-                        cfg.online_steps, first=len(self.pool_features))
+            self._train(cfg.online_steps, (features, targets.to(device), valid.to(device)))
 
 
 def confident_targets(labels: np.ndarray, ids: np.ndarray, margin: float
