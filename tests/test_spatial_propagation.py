@@ -277,11 +277,6 @@ def test_full_network_fine_tuning_runs(trained):
     assert set(np.unique(windows[-1].labels)) <= {0, 1, 2, 3}
 
 
-def test_online_adaptation_needs_head_fine_tuning():
-    with pytest.raises(ConfigError, match="online_steps"):
-        SpatialPropagationConfig.build("fast", overrides=["online_steps=5", "finetune=all"])
-
-
 def test_confident_targets_keep_a_core_and_far_background_and_skip_the_band():
     from instatrack.methods.spatial_propagation import confident_targets
 
@@ -298,10 +293,12 @@ def test_confident_targets_keep_a_core_and_far_background_and_skip_the_band():
     assert confident_targets(np.zeros((8, 8), np.int64), np.array([1]), 0.5) == (None, None)
 
 
-def test_online_adaptation_follows_the_discs_and_keeps_the_model(trained):
+@pytest.mark.parametrize("tuning", [("finetune=head",),
+                                    ("finetune=all", "finetune_lr=1e-4")])
+def test_online_adaptation_follows_the_discs_and_keeps_the_model(trained, tuning):
     method, model = trained
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    online = small_method("finetune_steps=30", "online_steps=3")
+    online = small_method("finetune_steps=30", "online_steps=3", *tuning)
     ids = (3, 8, 20)
     images, labels = moving_discs(10, seed=1, ids=ids)
     with torch.no_grad():
@@ -360,10 +357,11 @@ def test_a_widened_previous_mask_grows_by_a_share_of_its_radius():
     assert torch.all(wide >= masks)
 
 
-def test_previous_mask_with_full_network_fine_tuning(trained_on_previous_mask):
+@pytest.mark.parametrize("online_steps", [0, 2])
+def test_previous_mask_with_full_network_fine_tuning(trained_on_previous_mask, online_steps):
     _, model = trained_on_previous_mask
-    method = small_method("finetune=all", "finetune_steps=3", "finetune_batch=2", "online_steps=0",
-                          "previous_mask=true")
+    method = small_method("finetune=all", "finetune_steps=3", "finetune_batch=2",
+                          f"online_steps={online_steps}", "previous_mask=true")
     images, labels = moving_discs(3, seed=2)
     windows = list(method.predict(model, list(images), "cpu", first_masks=labels[0]))
     assert len(windows) == 3

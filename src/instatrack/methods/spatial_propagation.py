@@ -94,9 +94,9 @@ class FirstFrameTuning(Settings):
     conditioned net tends to keep a part of the mask it is given, and fed its own
     output an approaching object shrinks away frame by frame
     (docs/propagation_pretraining.md); a wider prior leaves it room to grow.
-    ``online_steps`` (0 = off; needs ``finetune="head"``): after each frame the heads
+    ``online_steps`` (0 = off): after each frame the per-object heads (or networks)
     train this many steps on the frame's own result (OnAVOS: an object that changes its
-    looks or size over a video is learnt again as it goes; :meth:`TunedHeads.adapt`),
+    looks or size over a video is learnt again as it goes; :meth:`TunedObjects.adapt`),
     with pixels beyond ``online_margin`` object radii of every found object as
     background. Defaults chosen on held-out synthetic videos with two parent networks
     (docs/propagation_pretraining.md, "Online adaptation"); about twice the time a frame.
@@ -121,9 +121,6 @@ class FirstFrameTuning(Settings):
         require(0 <= self.previous_dilate <= 2,
                 f"previous_dilate must be in [0, 2] (object radii), got {self.previous_dilate}")
         require(self.online_steps >= 0, f"online_steps must be >= 0, got {self.online_steps}")
-        require(self.online_steps == 0 or self.finetune == "head",
-                f"online_steps={self.online_steps} adapts the per-object heads, which "
-                "finetune='all' does not have: set online_steps=0 with it")
         require(self.online_margin > 0,
                 f"online_margin must be > 0 (object radii), got {self.online_margin}")
         require(self.finetune_zoom >= 1,
@@ -333,7 +330,7 @@ class SpatialPropagation(Method):
                 scores, features = self._refined_scores(model, scorer, image, given)
             labels = filter_and_assign(scores, memory, ids, self.config)
             if cfg.online_steps:
-                scorer.adapt(features, given, labels)
+                scorer.adapt(image, features, given, labels)
             if previous is not None:
                 # an object lost in this frame keeps the last mask it had
                 current = object_masks(labels, ids, device)
@@ -362,59 +359,48 @@ class SpatialPropagation(Method):
     def _instance_scorer(self, model: PropagationModel, frame: np.ndarray, first: np.ndarray,
                          ids: np.ndarray, device: torch.device) -> Scorer:
         """Per-object models fine-tuned on frame 0 ``(C, Y, X)`` and its labels ``(Y, X)``."""
-        tune = TunedHeads if self.config.finetune == "head" else finetune_networks
+        tune = TunedHeads if self.config.finetune == "head" else TunedNetworks
         # the caller may be inside no_grad; fine-tuning needs gradients
         with torch.enable_grad():
             return tune(model.fg, frame, first, ids, self.config, device)
 
 
 # -- per-object fine-tuning ---------------------------------------------------
-class TunedHeads:
-    """``K`` copies of ``fg.head`` trained on frozen features of augmented copies of frame 0;
-    called as a :data:`Scorer`.
+class TunedObjects:
+    """Per-object models trained on ``crop``-sized windows of augmented copies of frame 0;
+    called as a :data:`Scorer`. :class:`TunedHeads` and :class:`TunedNetworks` say what
+    the models are and what they read.
 
-    ``frame`` ``(C, Y, X)``, ``first`` ``(Y, X)`` labels, ``ids`` ``(K,)``. The
-    backbone runs once on a pool of ``finetune_pool`` augmented frames (the first
-    one unaugmented); the heads then train on ``crop``-sized windows of the pool
-    placed on random objects, so a step costs the same for any frame size.
-    With ``online_steps``, :meth:`adapt` trains them further on each frame's own result.
+    ``models`` maps ``(B, ..., Y, X)`` inputs to ``(B, K, Y, X)`` logits, one channel per
+    object; ``pool``: inputs ``(N, ..., Y, X)``, targets ``(N, K, Y, X)`` and trained pixels
+    ``(N, 1, Y, X)`` of the augmented copies (the first one unaugmented). A step costs the
+    same for any frame size. With ``online_steps``, :meth:`adapt` trains the models further
+    on each frame's own result.
     """
 
-    def __init__(self, fg: ForegroundNet, frame: np.ndarray, first: np.ndarray,
-                 ids: np.ndarray, cfg: SpatialPropagationConfig, device: torch.device):
-        self.cfg, self.ids = cfg, ids
-        self.rng = np.random.default_rng(cfg.seed)
-        self.pool_images, self.pool_targets, self.pool_valid = augmented_copies(
-            frame, first, ids, cfg.finetune_pool, self.rng, device, cfg.finetune_zoom)
-        with torch.no_grad():
-            if cfg.previous_mask:
-                # every copy once per object, with that object's jittered mask as the channel
-                n, k, Y, X = self.pool_targets.shape
-                previous = previous_masks(self.pool_targets.reshape(n * k, 1, Y, X), cfg,
-                                          self.rng)
-                inputs = torch.cat([self.pool_images.repeat_interleave(k, 0), previous], 1)
-            else:
-                inputs = self.pool_images
-            features = torch.cat([fg.forward_features(chunk)[0]
-                                  for chunk in inputs.split(cfg.finetune_batch)])
-            if cfg.previous_mask:
-                features = features.reshape(n, k * features.shape[1], Y, X)
-        self.pool_features = features
-        self.heads = replicate_head(fg.head, len(ids), own_inputs=cfg.previous_mask)
-        self.optimiser = torch.optim.Adam(self.heads.parameters(), lr=cfg.finetune_lr)
+    def __init__(self, models: nn.Module, pool: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                 ids: np.ndarray, cfg: SpatialPropagationConfig, rng: np.random.Generator):
+        self.cfg, self.ids, self.rng = cfg, ids, rng
+        self.models, self.pool = models, pool
+        self.optimiser = torch.optim.Adam(models.parameters(), lr=cfg.finetune_lr)
         self._train(cfg.finetune_steps)
 
+    def _inputs(self, image: torch.Tensor, image_features: torch.Tensor,
+                previous: torch.Tensor | None) -> torch.Tensor:
+        """What the models read for a frame: ``image`` ``(1, C, Y, X)``, the foreground
+        net's ``image_features`` and the objects' ``previous`` masks (see :data:`Scorer`)."""
+        raise NotImplementedError
+
     def _train(self, steps: int, current: tuple[torch.Tensor, ...] | None = None) -> None:
-        """``steps`` steps on ``crop``-sized windows of frame 0's pool; with ``current``
-        (features ``(1, W, Y, X)``, targets ``(1, K, Y, X)`` and trained pixels
-        ``(1, K, Y, X)`` of a later frame), half of each batch's windows come from it. Only
-        the windows are copied, never the pool."""
+        """``steps`` steps on windows of frame 0's pool; with ``current`` (inputs
+        ``(1, ..., Y, X)``, targets ``(1, K, Y, X)`` and trained pixels ``(1, K, Y, X)``
+        of a later frame), half of each batch's windows come from it. Only the windows
+        are copied, never the pool."""
         cfg = self.cfg
-        pool = (self.pool_features, self.pool_targets, self.pool_valid)
         from_pool = cfg.finetune_batch // 2 if current is not None else cfg.finetune_batch
-        sources = [(current, cfg.finetune_batch - from_pool), (pool, from_pool)]
+        sources = [(current, cfg.finetune_batch - from_pool), (self.pool, from_pool)]
         k = len(self.ids)
-        self.heads.train()
+        self.models.train()
         for _ in range(steps):
             parts = []
             for source, count in sources:
@@ -422,49 +408,127 @@ class TunedHeads:
                     continue
                 windows = object_windows(source[1], cfg.crop, count, self.rng,
                                          cfg.finetune_object_bias)
-                features, targets, valid = (gather_windows(x, windows) for x in source)
-                parts.append((features, targets, valid.expand(-1, k, -1, -1)))
-            features, targets, valid = (torch.cat(stack) for stack in zip(*parts, strict=True))
-            loss = weighted_bce_with_logits(self.heads(features), targets, valid,
+                inputs, targets, valid = (gather_windows(x, windows) for x in source)
+                parts.append((inputs, targets, valid.expand(-1, k, -1, -1)))
+            inputs, targets, valid = (torch.cat(stack) for stack in zip(*parts, strict=True))
+            loss = weighted_bce_with_logits(self.models(inputs), targets, valid,
                                             balance_weights(targets))
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
             self.optimiser.step()
-        self.heads.eval()
+        self.models.eval()
 
     def __call__(self, image: torch.Tensor, image_features: torch.Tensor,
                  previous: torch.Tensor | None) -> torch.Tensor:
-        return self.heads(self._joined(image_features, previous))
+        return self.models(self._inputs(image, image_features, previous))
 
-    def _joined(self, image_features: torch.Tensor, previous: torch.Tensor | None
-                ) -> torch.Tensor:
-        if previous is not None:  # (K, W, Y, X): object k's features to head k
-            return image_features.reshape(1, -1, *image_features.shape[2:])
-        return image_features
-
-    def adapt(self, image_features: torch.Tensor, previous: torch.Tensor | None,
-              labels: np.ndarray) -> None:
+    def adapt(self, image: torch.Tensor, image_features: torch.Tensor,
+              previous: torch.Tensor | None, labels: np.ndarray) -> None:
         """Online adaptation (Voigtlaender & Leibe 2017, OnAVOS): ``online_steps`` steps
-        on this frame's features, with its found ``labels`` ``(Y, X)`` as targets: each
-        object's mask, eroded by a tenth of its equivalent radius, is the object; pixels
-        farther than ``online_margin`` radii from every object are background; the band
-        between is not trained on. Half of each batch comes from frame 0's pool, so
-        the heads keep what the given masks taught them."""
+        on this frame, with its found ``labels`` ``(Y, X)`` as targets: each object's
+        mask, eroded by a tenth of its equivalent radius, is the object; pixels farther
+        than ``online_margin`` radii from every object are background; the band between
+        is not trained on. Half of each batch comes from frame 0's pool, so the models
+        keep what the given masks taught them."""
         cfg = self.cfg
         targets, valid = confident_targets(labels, self.ids, cfg.online_margin)
         if targets is None:
             return
-        device = self.pool_features.device
-        # a copy: the features were made under inference mode, which autograd cannot save
-        features = self._joined(image_features, previous).clone()
+        device = self.pool[0].device
+        # a copy: the inputs were made under inference mode, which autograd cannot save
+        inputs = self._inputs(image, image_features, previous).clone()
         with torch.enable_grad():
-            self._train(cfg.online_steps, (features, targets.to(device), valid.to(device)))
+            self._train(cfg.online_steps, (inputs, targets.to(device), valid.to(device)))
+
+
+class TunedHeads(TunedObjects):
+    """``K`` copies of ``fg.head`` on frozen features of the foreground net.
+
+    ``frame`` ``(C, Y, X)``, ``first`` ``(Y, X)`` labels, ``ids`` ``(K,)``. The
+    backbone runs once on a pool of ``finetune_pool`` augmented frames; with
+    ``previous_mask`` once per copy and object, with that object's jittered mask as the
+    channel, and head ``k`` reads object ``k``'s features.
+    """
+
+    def __init__(self, fg: ForegroundNet, frame: np.ndarray, first: np.ndarray,
+                 ids: np.ndarray, cfg: SpatialPropagationConfig, device: torch.device):
+        rng = np.random.default_rng(cfg.seed)
+        images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_pool, rng,
+                                                  device, cfg.finetune_zoom)
+        with torch.no_grad():
+            inputs = pool_inputs(images, targets, cfg, rng)
+            features = torch.cat([fg.forward_features(chunk)[0]
+                                  for chunk in inputs.split(cfg.finetune_batch)])
+            if cfg.previous_mask:
+                features = features.reshape(len(images), -1, *features.shape[2:])
+        heads = replicate_head(fg.head, len(ids), own_inputs=cfg.previous_mask)
+        super().__init__(heads, (features, targets, valid), ids, cfg, rng)
+
+    def _inputs(self, image: torch.Tensor, image_features: torch.Tensor,
+                previous: torch.Tensor | None) -> torch.Tensor:
+        if previous is not None:  # (K, W, Y, X): object k's features to head k
+            return image_features.reshape(1, -1, *image_features.shape[2:])
+        return image_features
+
+
+class TunedNetworks(TunedObjects):
+    """One full copy of the foreground net per object (``finetune="all"``, as in the
+    paper), trained on windows of ``finetune_pool`` augmented copies of frame 0; with
+    ``previous_mask`` copy ``k`` reads the image and object ``k``'s previous mask."""
+
+    def __init__(self, fg: ForegroundNet, frame: np.ndarray, first: np.ndarray,
+                 ids: np.ndarray, cfg: SpatialPropagationConfig, device: torch.device):
+        rng = np.random.default_rng(cfg.seed)
+        images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_pool, rng,
+                                                  device, cfg.finetune_zoom)
+        inputs = pool_inputs(images, targets, cfg, rng)
+        if cfg.previous_mask:
+            inputs = inputs.reshape(len(images), -1, *inputs.shape[2:])
+        nets = PerObjectNets(fg, len(ids), own_inputs=cfg.previous_mask)
+        super().__init__(nets, (inputs, targets, valid), ids, cfg, rng)
+
+    def _inputs(self, image: torch.Tensor, image_features: torch.Tensor,
+                previous: torch.Tensor | None) -> torch.Tensor:
+        if previous is None:
+            return image
+        images = image.expand(len(previous), -1, -1, -1)
+        return torch.cat([images, previous.to(image.dtype)], 1).reshape(
+            1, -1, *image.shape[2:])
+
+
+class PerObjectNets(nn.Module):
+    """``copies`` independent copies of ``net`` evaluated as one, like
+    :func:`~instatrack.models.foreground.replicate_head` for a head: every copy reads the
+    input ``(B, C, Y, X)``, or with ``own_inputs`` its own group ``k`` of a
+    ``(B, copies * C, Y, X)`` input; output ``(B, copies, Y, X)``, channel ``k`` from copy
+    ``k``."""
+
+    def __init__(self, net: nn.Module, copies: int, own_inputs: bool = False):
+        super().__init__()
+        self.nets = nn.ModuleList(copy.deepcopy(net) for _ in range(copies))
+        self.own_inputs = own_inputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = x.chunk(len(self.nets), 1) if self.own_inputs else [x] * len(self.nets)
+        return torch.cat([net(part) for net, part in zip(self.nets, parts, strict=True)], 1)
+
+
+def pool_inputs(images: torch.Tensor, targets: torch.Tensor, cfg: SpatialPropagationConfig,
+                rng: np.random.Generator) -> torch.Tensor:
+    """The foreground net's inputs for a pool of ``images`` ``(N, C, Y, X)``: the images;
+    with ``previous_mask`` every image once per object ``(N * K, C + 1, Y, X)``, with that
+    object's mask of ``targets`` ``(N, K, Y, X)`` jittered as the channel."""
+    if not cfg.previous_mask:
+        return images
+    n, k, Y, X = targets.shape
+    previous = previous_masks(targets.reshape(n * k, 1, Y, X), cfg, rng)
+    return torch.cat([images.repeat_interleave(k, 0), previous], 1)
 
 
 def confident_targets(labels: np.ndarray, ids: np.ndarray, margin: float
                       ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Targets ``(1, K, Y, X)`` and trained pixels ``(1, K, Y, X)`` from a frame's own
-    ``labels`` (:meth:`TunedHeads.adapt`); None, None when no object was found. An
+    ``labels`` (:meth:`TunedObjects.adapt`); None, None when no object was found. An
     object missing from ``labels`` (hidden, or lost) trains on no pixel of the frame,
     so its head is not taught that it is gone."""
     from scipy import ndimage as ndi
@@ -483,45 +547,6 @@ def confident_targets(labels: np.ndarray, ids: np.ndarray, margin: float
         near |= ndi.distance_transform_edt(~mask) <= margin * radius
     valid = (cores.any(0) | ~near)[None] & (areas > 0)[:, None, None]
     return torch.from_numpy(cores).float()[None], torch.from_numpy(valid)[None]
-
-
-def finetune_networks(fg: ForegroundNet, frame: np.ndarray, first: np.ndarray, ids: np.ndarray,
-                      cfg: SpatialPropagationConfig, device: torch.device) -> Scorer:
-    """Fine-tune one full copy of ``fg`` per object on augmented frame 0 (as in the paper).
-
-    Each step trains on ``crop``-sized windows placed on random objects.
-    """
-    rng = np.random.default_rng(cfg.seed)
-    nets = [copy.deepcopy(fg).train() for _ in ids]
-    optimisers = [torch.optim.Adam(net.parameters(), lr=cfg.finetune_lr) for net in nets]
-    for _ in range(cfg.finetune_steps):
-        images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_batch, rng,
-                                                  device, cfg.finetune_zoom)
-        windows = object_windows(targets, cfg.crop, cfg.finetune_batch, rng,
-                                 cfg.finetune_object_bias)
-        images, targets, valid = (gather_windows(x, windows) for x in (images, targets, valid))
-        weights = balance_weights(targets)
-        for k, (net, optimiser) in enumerate(zip(nets, optimisers, strict=True)):
-            inputs = images
-            if cfg.previous_mask:
-                previous = previous_masks(targets[:, k:k + 1], cfg, rng)
-                inputs = torch.cat([images, previous], 1)
-            loss = weighted_bce_with_logits(net(inputs), targets[:, k:k + 1], valid,
-                                            weights[:, k:k + 1])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-    for net in nets:
-        net.eval()
-
-    def score(image: torch.Tensor, image_features: torch.Tensor,
-              previous: torch.Tensor | None) -> torch.Tensor:
-        if previous is None:
-            return torch.cat([net(image) for net in nets], 1)
-        return torch.cat([net(torch.cat([image, previous[k:k + 1]], 1))
-                          for k, net in enumerate(nets)], 1)
-
-    return score
 
 
 def previous_masks(masks: torch.Tensor, cfg: SpatialPropagationConfig,
