@@ -369,21 +369,25 @@ class SpatialPropagation(Method):
 class TunedObjects:
     """Per-object models trained on ``crop``-sized windows of augmented copies of frame 0;
     called as a :data:`Scorer`. :class:`TunedHeads` and :class:`TunedNetworks` say what
-    the models are and what they read.
+    the models are, what they read and where frame 0's windows come from
+    (:meth:`_frame0_windows`).
 
     ``models`` maps ``(B, ..., Y, X)`` inputs to ``(B, K, Y, X)`` logits, one channel per
-    object; ``pool``: inputs ``(N, ..., Y, X)``, targets ``(N, K, Y, X)`` and trained pixels
-    ``(N, 1, Y, X)`` of the augmented copies (the first one unaugmented). A step costs the
-    same for any frame size. With ``online_steps``, :meth:`adapt` trains the models further
-    on each frame's own result.
+    object. A step costs the same for any frame size. With ``online_steps``,
+    :meth:`adapt` trains the models further on each frame's own result.
     """
 
-    def __init__(self, models: nn.Module, pool: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-                 ids: np.ndarray, cfg: SpatialPropagationConfig, rng: np.random.Generator):
-        self.cfg, self.ids, self.rng = cfg, ids, rng
-        self.models, self.pool = models, pool
+    def __init__(self, models: nn.Module, ids: np.ndarray, cfg: SpatialPropagationConfig,
+                 rng: np.random.Generator, device: torch.device):
+        self.cfg, self.ids, self.rng, self.device = cfg, ids, rng, device
+        self.models = models
         self.optimiser = torch.optim.Adam(models.parameters(), lr=cfg.finetune_lr)
         self._train(cfg.finetune_steps)
+
+    def _frame0_windows(self, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``count`` training windows of augmented copies of frame 0: inputs, targets
+        ``(count, K, h, w)`` and trained pixels ``(count, 1, h, w)``."""
+        raise NotImplementedError
 
     def _inputs(self, image: torch.Tensor, image_features: torch.Tensor,
                 previous: torch.Tensor | None) -> torch.Tensor:
@@ -392,24 +396,23 @@ class TunedObjects:
         raise NotImplementedError
 
     def _train(self, steps: int, current: tuple[torch.Tensor, ...] | None = None) -> None:
-        """``steps`` steps on windows of frame 0's pool; with ``current`` (inputs
-        ``(1, ..., Y, X)``, targets ``(1, K, Y, X)`` and trained pixels ``(1, K, Y, X)``
-        of a later frame), half of each batch's windows come from it. Only the windows
-        are copied, never the pool."""
+        """``steps`` steps on windows of frame 0 (:meth:`_frame0_windows`); with
+        ``current`` (inputs ``(1, ..., Y, X)``, targets ``(1, K, Y, X)`` and trained pixels
+        ``(1, K, Y, X)`` of a later frame), half of each batch's windows come from it."""
         cfg = self.cfg
-        from_pool = cfg.finetune_batch // 2 if current is not None else cfg.finetune_batch
-        sources = [(current, cfg.finetune_batch - from_pool), (self.pool, from_pool)]
+        from_first = cfg.finetune_batch // 2 if current is not None else cfg.finetune_batch
         k = len(self.ids)
         self.models.train()
         for _ in range(steps):
             parts = []
-            for source, count in sources:
-                if source is None or count == 0:
-                    continue
-                windows = object_windows(source[1], cfg.crop, count, self.rng,
-                                         cfg.finetune_object_bias)
-                inputs, targets, valid = (gather_windows(x, windows) for x in source)
-                parts.append((inputs, targets, valid.expand(-1, k, -1, -1)))
+            if current is not None and cfg.finetune_batch > from_first:
+                windows = object_windows(current[1], cfg.crop, cfg.finetune_batch - from_first,
+                                         self.rng, cfg.finetune_object_bias)
+                parts.append(tuple(gather_windows(x, windows) for x in current))
+            if from_first:
+                parts.append(self._frame0_windows(from_first))
+            parts = [(inputs, targets, valid.expand(-1, k, -1, -1))
+                     for inputs, targets, valid in parts]
             inputs, targets, valid = (torch.cat(stack) for stack in zip(*parts, strict=True))
             loss = weighted_bce_with_logits(self.models(inputs), targets, valid,
                                             balance_weights(targets))
@@ -434,11 +437,11 @@ class TunedObjects:
         targets, valid = confident_targets(labels, self.ids, cfg.online_margin)
         if targets is None:
             return
-        device = self.pool[0].device
         # a copy: the inputs were made under inference mode, which autograd cannot save
         inputs = self._inputs(image, image_features, previous).clone()
         with torch.enable_grad():
-            self._train(cfg.online_steps, (inputs, targets.to(device), valid.to(device)))
+            self._train(cfg.online_steps,
+                        (inputs, targets.to(self.device), valid.to(self.device)))
 
 
 class TunedHeads(TunedObjects):
@@ -447,7 +450,8 @@ class TunedHeads(TunedObjects):
     ``frame`` ``(C, Y, X)``, ``first`` ``(Y, X)`` labels, ``ids`` ``(K,)``. The
     backbone runs once on a pool of ``finetune_pool`` augmented frames; with
     ``previous_mask`` once per copy and object, with that object's jittered mask as the
-    channel, and head ``k`` reads object ``k``'s features.
+    channel, and head ``k`` reads object ``k``'s features. The heads then train on
+    windows of this pool (only the windows are copied, never the pool).
     """
 
     def __init__(self, fg: ForegroundNet, frame: np.ndarray, first: np.ndarray,
@@ -461,8 +465,14 @@ class TunedHeads(TunedObjects):
                                   for chunk in inputs.split(cfg.finetune_batch)])
             if cfg.previous_mask:
                 features = features.reshape(len(images), -1, *features.shape[2:])
+        self.pool = (features, targets, valid)
         heads = replicate_head(fg.head, len(ids), own_inputs=cfg.previous_mask)
-        super().__init__(heads, (features, targets, valid), ids, cfg, rng)
+        super().__init__(heads, ids, cfg, rng, device)
+
+    def _frame0_windows(self, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        windows = object_windows(self.pool[1], self.cfg.crop, count, self.rng,
+                                 self.cfg.finetune_object_bias)
+        return tuple(gather_windows(x, windows) for x in self.pool)
 
     def _inputs(self, image: torch.Tensor, image_features: torch.Tensor,
                 previous: torch.Tensor | None) -> torch.Tensor:
@@ -473,19 +483,27 @@ class TunedHeads(TunedObjects):
 
 class TunedNetworks(TunedObjects):
     """One full copy of the foreground net per object (``finetune="all"``, as in the
-    paper), trained on windows of ``finetune_pool`` augmented copies of frame 0; with
-    ``previous_mask`` copy ``k`` reads the image and object ``k``'s previous mask."""
+    paper); with ``previous_mask`` copy ``k`` reads the image and object ``k``'s
+    previous mask. Every step augments frame 0 afresh, one copy per window: a whole
+    network fitted a pool of 4 copies worse (DAVIS J&F 0.277 against 0.313, one run each,
+    docs/propagation_pretraining.md, session 32)."""
 
     def __init__(self, fg: ForegroundNet, frame: np.ndarray, first: np.ndarray,
                  ids: np.ndarray, cfg: SpatialPropagationConfig, device: torch.device):
-        rng = np.random.default_rng(cfg.seed)
-        images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_pool, rng,
-                                                  device, cfg.finetune_zoom)
-        inputs = pool_inputs(images, targets, cfg, rng)
-        if cfg.previous_mask:
-            inputs = inputs.reshape(len(images), -1, *inputs.shape[2:])
+        self.frame, self.first = frame, first
         nets = PerObjectNets(fg, len(ids), own_inputs=cfg.previous_mask)
-        super().__init__(nets, (inputs, targets, valid), ids, cfg, rng)
+        super().__init__(nets, ids, cfg, np.random.default_rng(cfg.seed), device)
+
+    def _frame0_windows(self, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        images, targets, valid = augmented_copies(self.frame, self.first, self.ids, count,
+                                                  self.rng, self.device, cfg.finetune_zoom)
+        windows = object_windows(targets, cfg.crop, count, self.rng, cfg.finetune_object_bias)
+        images, targets, valid = (gather_windows(x, windows) for x in (images, targets, valid))
+        inputs = pool_inputs(images, targets, cfg, self.rng)
+        if cfg.previous_mask:
+            inputs = inputs.reshape(count, -1, *inputs.shape[2:])
+        return inputs, targets, valid
 
     def _inputs(self, image: torch.Tensor, image_features: torch.Tensor,
                 previous: torch.Tensor | None) -> torch.Tensor:
