@@ -176,7 +176,7 @@ class SpatialPropagationConfig(TrainConfig, FirstFrameTuning, RegionSettings):
         "fast": {
             "fg_width": 8, "fg_levels": 3, "fg_blocks": 1, "spn_width": 8, "spn_depth": 2,
             "crop": (64, 64), "batch_size": 4, "steps": 4000, "lr": 1e-3, "lr_final": 1e-4,
-            "finetune": "head", "finetune_steps": 100, "finetune_pool": 4, "finetune_lr": 5e-3,
+            "finetune": "head", "finetune_steps": 1000, "finetune_pool": 4, "finetune_lr": 5e-3,
             "finetune_batch": 8,
             "val_every": 500,
         },
