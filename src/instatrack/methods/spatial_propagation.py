@@ -373,8 +373,8 @@ class TunedObjects:
     (:meth:`_frame0_windows`).
 
     ``models`` maps ``(B, ..., Y, X)`` inputs to ``(B, K, Y, X)`` logits, one channel per
-    object. A step costs the same for any frame size. With ``online_steps``,
-    :meth:`adapt` trains the models further on each frame's own result.
+    object. With ``online_steps``, :meth:`adapt` trains the models further on each
+    frame's own result.
     """
 
     def __init__(self, models: nn.Module, ids: np.ndarray, cfg: SpatialPropagationConfig,
@@ -431,7 +431,7 @@ class TunedObjects:
         on this frame, with its found ``labels`` ``(Y, X)`` as targets: each object's
         mask, eroded by a tenth of its equivalent radius, is the object; pixels farther
         than ``online_margin`` radii from every object are background; the band between
-        is not trained on. Half of each batch comes from frame 0's pool, so the models
+        is not trained on. Half of each batch still comes from frame 0, so the models
         keep what the given masks taught them."""
         cfg = self.cfg
         targets, valid = confident_targets(labels, self.ids, cfg.online_margin)
@@ -451,7 +451,8 @@ class TunedHeads(TunedObjects):
     backbone runs once on a pool of ``finetune_pool`` augmented frames; with
     ``previous_mask`` once per copy and object, with that object's jittered mask as the
     channel, and head ``k`` reads object ``k``'s features. The heads then train on
-    windows of this pool (only the windows are copied, never the pool).
+    windows of this pool (only the windows are copied, never the pool), so a step costs
+    the same for any frame size.
     """
 
     def __init__(self, fg: ForegroundNet, frame: np.ndarray, first: np.ndarray,
