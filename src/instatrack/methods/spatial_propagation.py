@@ -395,6 +395,15 @@ class TunedObjects:
         net's ``image_features`` and the objects' ``previous`` masks (see :data:`Scorer`)."""
         raise NotImplementedError
 
+    def _windows(self, source: tuple[torch.Tensor, ...], count: int
+                 ) -> tuple[torch.Tensor, ...]:
+        """``count`` ``crop``-sized windows cut alike from each tensor of ``source``
+        (inputs, targets ``(N, K, Y, X)``, trained pixels), placed by the targets
+        (:func:`object_windows`)."""
+        windows = object_windows(source[1], self.cfg.crop, count, self.rng,
+                                 self.cfg.finetune_object_bias)
+        return tuple(gather_windows(x, windows) for x in source)
+
     def _train(self, steps: int, current: tuple[torch.Tensor, ...] | None = None) -> None:
         """``steps`` steps on windows of frame 0 (:meth:`_frame0_windows`); with
         ``current`` (inputs ``(1, ..., Y, X)``, targets ``(1, K, Y, X)`` and trained pixels
@@ -406,9 +415,7 @@ class TunedObjects:
         for _ in range(steps):
             parts = []
             if current is not None and cfg.finetune_batch > from_first:
-                windows = object_windows(current[1], cfg.crop, cfg.finetune_batch - from_first,
-                                         self.rng, cfg.finetune_object_bias)
-                parts.append(tuple(gather_windows(x, windows) for x in current))
+                parts.append(self._windows(current, cfg.finetune_batch - from_first))
             if from_first:
                 parts.append(self._frame0_windows(from_first))
             parts = [(inputs, targets, valid.expand(-1, k, -1, -1))
@@ -471,9 +478,7 @@ class TunedHeads(TunedObjects):
         super().__init__(heads, ids, cfg, rng, device)
 
     def _frame0_windows(self, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        windows = object_windows(self.pool[1], self.cfg.crop, count, self.rng,
-                                 self.cfg.finetune_object_bias)
-        return tuple(gather_windows(x, windows) for x in self.pool)
+        return self._windows(self.pool, count)
 
     def _inputs(self, image: torch.Tensor, image_features: torch.Tensor,
                 previous: torch.Tensor | None) -> torch.Tensor:
@@ -497,10 +502,9 @@ class TunedNetworks(TunedObjects):
 
     def _frame0_windows(self, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cfg = self.cfg
-        images, targets, valid = augmented_copies(self.frame, self.first, self.ids, count,
-                                                  self.rng, self.device, cfg.finetune_zoom)
-        windows = object_windows(targets, cfg.crop, count, self.rng, cfg.finetune_object_bias)
-        images, targets, valid = (gather_windows(x, windows) for x in (images, targets, valid))
+        images, targets, valid = self._windows(
+            augmented_copies(self.frame, self.first, self.ids, count, self.rng, self.device,
+                             cfg.finetune_zoom), count)
         inputs = pool_inputs(images, targets, cfg, self.rng)
         if cfg.previous_mask:
             inputs = inputs.reshape(count, -1, *inputs.shape[2:])
