@@ -489,6 +489,35 @@ def test_a_stopped_calibration_goes_on_where_it_stopped(toy, cells, tmp_path, mo
     assert len(scored) == passes
 
 
+def test_the_methods_labels_are_reused_for_the_stages_after_it(toy, cells, tmp_path,
+                                                                 monkeypatch):
+    """Every value of a stage that acts on the method's labels after it (outlines,
+    growth, fragments, contrast) reuses the labels the method gave once per frame set;
+    the choice is the one that computing them again makes."""
+    from instatrack import calibrate as module
+    from toy_method import ToyConfig, ToyMethod
+
+    config = ToyConfig.build("fast", overrides=["val_frames=7:", "steps=2", "calibrate=false"])
+    run = runs.Run.open(train("toy", cells, tmp_path / "run", config=config, progress=False))
+    calls = []
+    predict = ToyMethod.predict
+
+    def counted(self, *args, **kwargs):
+        calls.append(self.config)
+        return predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(ToyMethod, "predict", counted)
+    reused = module.calibrate(run)
+    keys = {module.method_key(c) for c in calls}
+    assert len(keys) == 1 and len(calls) < len(reused["tried"])
+    run.save_config(config)
+    monkeypatch.setattr(module, "method_key", lambda config: module._canonical(config.to_dict()))
+    calls.clear()
+    again = module.calibrate(run)
+    assert len(calls) > len(reused["tried"])
+    assert again["chosen"] == reused["chosen"] and again["tried"] == reused["tried"]
+
+
 def test_cli_names_the_stopped_calibration_it_would_go_on_with(cells, tmp_path, capsys):
     from instatrack.calibrate import PARTIAL_FILE
     from instatrack.cli import main

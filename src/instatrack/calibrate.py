@@ -443,14 +443,17 @@ def calibrate(run, data=None, device=None,
                              "sizes": [str(size) for size in sizes],
                              "weights": _digest(*map(run.file, run.weight_files))})
 
+    kept: dict[tuple, list] = {}  # the method's own labels, for _Reused
+
     def score(combo: dict[str, Any]) -> dict[str, Any]:
         row = partial.row(combo)  # scored before the calibration stopped, or None
         if row is None:
             method = run.method_cls(config.replace(**combo))
-            predictors = [Predictor(method, net, device, object_size=size) for size in sizes]
             each = {factor: frame_scores(itertools.chain.from_iterable(
-                        _labelled(predictor, seq, frames)
-                        for predictor, (seq, frames) in zip(predictors, level, strict=True)))
+                        _labelled(Predictor(_Reused(method, kept, (factor, i)), net, device,
+                                            object_size=size), seq, frames)
+                        for i, (size, (seq, frames)) in enumerate(zip(sizes, level,
+                                                                      strict=True))))
                     for factor, level in levels.items()}
             mean = {k: float(np.mean([s[k] for s in each.values()]))
                     for k in ("seg", "det", "score")}
@@ -533,6 +536,41 @@ class ProgressBar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def method_key(config) -> str:
+    """``config`` without the keys of the stages that act after the method
+    (:attr:`~instatrack.settings.Settings.after_method`): equal for two configs whose
+    methods give the same labels."""
+    after = {key for stage in type(config).__mro__ if vars(stage).get("after_method")
+             for key in stage.keys()}
+    return _canonical({k: v for k, v in config.to_dict().items() if k not in after})
+
+
+class _Reused:
+    """``method`` with its labels kept in ``kept`` and given back, not computed again,
+    to a later combination whose config differs only in stages that act after the
+    method (:func:`method_key`): a spatial-propagation run fits every object on the
+    first frame anew for each of its ~20 combinations, none of which changes that
+    fit. ``item`` names the frames; calls are counted, so a method called once per
+    tile is reused tile by tile. The frames are still read on a reuse (the stages after
+    the method keep them as they pass)."""
+
+    def __init__(self, method, kept: dict[tuple, list], item: tuple):
+        self._method, self._kept, self._item, self._calls = method, kept, item, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._method, name)
+
+    def predict(self, model, frames, device="cpu", **kwargs):
+        key = (self._item, self._calls, method_key(self._method.config))
+        self._calls += 1
+        if key in self._kept:
+            for _ in frames:
+                pass
+        else:
+            self._kept[key] = list(self._method.predict(model, frames, device, **kwargs))
+        return iter([dataclasses.replace(w, labels=w.labels.copy()) for w in self._kept[key]])
 
 
 def _digest(*paths: Path) -> str:

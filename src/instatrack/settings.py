@@ -55,6 +55,10 @@ class Settings:
     #: they add passes, not a factor): a stage that acts last, or a refinement of a value
     #: the grid chose, ``{key: (value, ...)}``
     calibration_last: ClassVar[dict[str, tuple]] = {}
+    #: True for a stage that works on the method's labels after the method has given
+    #: them (:meth:`instatrack.api.Predictor._windows`), never inside it: calibration
+    #: then reuses the method's labels for every value of its keys
+    after_method: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         hints = _type_hints(type(self))

@@ -49,6 +49,7 @@ class BoundarySettings(Settings):
     """
 
     post_processing = True
+    after_method = True
     calibration = {"refine_boundaries": (0.0, 0.3)}
     # a wider band lets an outline reach a nucleus's dim body when the network kept only
     # its bright foci (left-out SIM+: SEG 0.786 -> 0.804 at 6 px; a model that saw SIM+

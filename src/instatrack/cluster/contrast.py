@@ -55,6 +55,7 @@ class ContrastSettings(Settings):
     frame's foreground threshold are dropped (0 = off; :func:`drop_background`)."""
 
     post_processing = True
+    after_method = True
     # tried one at a time on the best combination of the other stages' values (the
     # filter acts last, so it need not multiply their grid)
     calibration_last = {"min_contrast": (0.1, 0.2), "min_foreground": (0.25, 0.5)}

@@ -76,6 +76,7 @@ class FragmentSettings(Settings):
     after the instances are grown (0 = off; :func:`merge_coreless`)."""
 
     post_processing = True
+    after_method = True
     calibration = {"merge_fragments": (0.0, 0.25)}
     calibration_last = {"split_pairs": (0.85, 0.9), "merge_halves": (0.9,),
                         "merge_coreless": (0.1, 0.3)}

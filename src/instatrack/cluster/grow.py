@@ -74,6 +74,7 @@ class GrowSettings(Settings):
     :func:`contrast_to_noise`)."""
 
     post_processing = True
+    after_method = True
     # Li's threshold: the classical pipeline's (it beat Otsu's and the triangle's on SIM+);
     # trimming is tried after it, with it (a no-op without growth)
     calibration_last = {"grow_foreground": ("li",),
