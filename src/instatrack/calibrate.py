@@ -52,7 +52,11 @@ does it by itself:
 
 The values tried are a few per key, so the cost is a few validation passes:
 seconds for the spatial-embedding nets, a minute or two for the cosine-hourglass, times
-the number of contrast divisors in ``calibrate_dim``.
+the number of contrast divisors in ``calibrate_dim``. Only combinations that change
+what the method itself does cost a pass of the network: the stages that act on its
+labels afterwards (outlines, growth, fragments, contrast;
+:attr:`~instatrack.settings.Settings.after_method`) reuse the labels it gave
+(:class:`_Reused`).
 """
 
 from __future__ import annotations
