@@ -32,8 +32,7 @@ class RegionSettings(Settings):
     ``contest``: who gets a pixel that several objects claim, ``"distance"``
     (the object whose previous mask is nearest) or ``"score"`` (the highest
     score, as the paper); ``region_motion``: shift each previous mask by the
-    object's last motion before comparing; ``region_growth``: the largest ratio of
-    an object's area to its previous area (0 = no limit; :func:`limit_growth`).
+    object's last motion before comparing.
     """
 
     post_processing = True
@@ -43,7 +42,6 @@ class RegionSettings(Settings):
     region_max_distance: float = 1.0
     contest: str = "distance"
     region_motion: bool = True
-    region_growth: float = 0.0
 
     def check(self) -> None:
         super().check()
@@ -55,8 +53,6 @@ class RegionSettings(Settings):
                 f"region_max_distance must be >= 0, got {self.region_max_distance}")
         require(self.contest in ("distance", "score"),
                 f"contest must be 'distance' or 'score', got {self.contest!r}")
-        require(self.region_growth == 0 or self.region_growth >= 1,
-                f"region_growth must be 0 (no limit) or >= 1, got {self.region_growth}")
 
 
 def shift_mask(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -199,23 +195,6 @@ def assign_pixels(scores: np.ndarray, ids: np.ndarray, threshold: float = 0.5,
     return labels
 
 
-def limit_growth(score: np.ndarray, mask: np.ndarray, reference: np.ndarray | None,
-                 growth: float) -> np.ndarray:
-    """``mask`` ``(Y, X)`` bool cut to at most ``growth`` times ``reference``'s area:
-    only its ``growth * area`` highest-``score`` pixels stay, and of those the connected
-    region that best matches ``reference``."""
-    if reference is None:
-        return mask
-    limit = int(growth * np.count_nonzero(reference))
-    values = score[mask]
-    if limit == 0 or len(values) <= limit:
-        return mask
-    cut = np.partition(values, len(values) - limit)[len(values) - limit]
-    # pixels tied at the cut (saturated scores) all go, unless nothing is left
-    above = mask & (score > cut)
-    return best_region(above if above.any() else mask & (score >= cut), reference)
-
-
 def filter_and_assign(scores: np.ndarray, memory: ObjectMemory, ids: np.ndarray,
                       settings: RegionSettings) -> np.ndarray:
     """Region filter per object, then pixel assignment; updates ``memory``.
@@ -232,8 +211,6 @@ def filter_and_assign(scores: np.ndarray, memory: ObjectMemory, ids: np.ndarray,
     for k in range(len(ids)):
         keep = filter_regions(masks[k], references[k], settings.region_min_fraction,
                               settings.region_max_distance, claimed=claims - best[k] > 0)
-        if settings.region_growth:
-            keep = limit_growth(scores[k], keep, references[k], settings.region_growth)
         scores[k][~keep] = 0.0
     contest = np.stack(references) if settings.contest == "distance" else None
     labels = assign_pixels(scores, ids, settings.score_threshold, contest)

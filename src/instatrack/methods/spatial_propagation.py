@@ -115,7 +115,6 @@ class FirstFrameTuning(Settings):
     previous_dilate: float = 0.0
     online_steps: int = 60
     online_margin: float = 0.25
-    online_confidence: float = 0.0
 
     def check(self) -> None:
         super().check()
@@ -331,7 +330,7 @@ class SpatialPropagation(Method):
                 scores, features = self._refined_scores(model, scorer, image, given)
             labels = filter_and_assign(scores, memory, ids, self.config)
             if cfg.online_steps:
-                scorer.adapt(image, features, given, labels, scores)
+                scorer.adapt(image, features, given, labels)
             if previous is not None:
                 # an object lost in this frame keeps the last mask it had
                 current = object_masks(labels, ids, device)
@@ -434,8 +433,7 @@ class TunedObjects:
         return self.models(self._inputs(image, image_features, previous))
 
     def adapt(self, image: torch.Tensor, image_features: torch.Tensor,
-              previous: torch.Tensor | None, labels: np.ndarray,
-              scores: np.ndarray | None = None) -> None:
+              previous: torch.Tensor | None, labels: np.ndarray) -> None:
         """Online adaptation (Voigtlaender & Leibe 2017, OnAVOS): ``online_steps`` steps
         on this frame, with its found ``labels`` ``(Y, X)`` as targets: each object's
         mask, eroded by a tenth of its equivalent radius, is the object; pixels farther
@@ -443,10 +441,7 @@ class TunedObjects:
         is not trained on. Half of each batch still comes from frame 0, so the models
         keep what the given masks taught them."""
         cfg = self.cfg
-        confident = None
-        if cfg.online_confidence and scores is not None:
-            confident = scores >= cfg.online_confidence
-        targets, valid = confident_targets(labels, self.ids, cfg.online_margin, confident)
+        targets, valid = confident_targets(labels, self.ids, cfg.online_margin)
         if targets is None:
             return
         # a copy: the inputs were made under inference mode, which autograd cannot save
@@ -553,8 +548,7 @@ def pool_inputs(images: torch.Tensor, targets: torch.Tensor, cfg: SpatialPropaga
     return torch.cat([images.repeat_interleave(k, 0), previous], 1)
 
 
-def confident_targets(labels: np.ndarray, ids: np.ndarray, margin: float,
-                      confident: np.ndarray | None = None
+def confident_targets(labels: np.ndarray, ids: np.ndarray, margin: float
                       ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Targets ``(1, K, Y, X)`` and trained pixels ``(1, K, Y, X)`` from a frame's own
     ``labels`` (:meth:`TunedObjects.adapt`); None, None when no object was found. An
@@ -573,8 +567,6 @@ def confident_targets(labels: np.ndarray, ids: np.ndarray, margin: float,
             continue
         radius = float(np.sqrt(area / np.pi))
         cores[k] = ndi.distance_transform_edt(mask) > max(1.0, 0.1 * radius)
-        if confident is not None:
-            cores[k] &= confident[k]
         near |= ndi.distance_transform_edt(~mask) <= margin * radius
     valid = (cores.any(0) | ~near)[None] & (areas > 0)[:, None, None]
     return torch.from_numpy(cores).float()[None], torch.from_numpy(valid)[None]
