@@ -516,6 +516,11 @@ def test_the_methods_labels_are_reused_for_the_stages_after_it(toy, cells, tmp_p
     again = module.calibrate(run)
     assert len(calls) > len(reused["tried"])
     assert again["chosen"] == reused["chosen"] and again["tried"] == reused["tried"]
+    # with no room to keep labels, only the last method's are kept: the same choice
+    monkeypatch.undo()
+    monkeypatch.setattr(module, "KEPT_BYTES", 0)
+    run.save_config(config)
+    assert module.calibrate(run)["tried"] == reused["tried"]
 
 
 def test_cli_names_the_stopped_calibration_it_would_go_on_with(cells, tmp_path, capsys):

@@ -82,6 +82,9 @@ FN_WEIGHT, FP_WEIGHT, SPLIT_WEIGHT = 10.0, 1.0, 5.0
 #: validation frames scored, at most: by each validation during training and by each
 #: combination here (:func:`validation_frames` chooses them for both)
 MAX_FRAMES = 12
+#: bytes of the method's labels calibration keeps for reuse (:class:`_Reused`); beyond
+#: it the least recently used are dropped (and computed again if asked for)
+KEPT_BYTES = 1 << 30
 #: a value tried after the grid replaces the one chosen so far only when it raises the
 #: score by more than this: on 6-12 frames smaller gains are noise (the shipped
 #: ``nuclei-se`` "gained" 0.0003 with ``refine_band=6`` and lost 0.004-0.007 SEG on its
@@ -558,7 +561,7 @@ class _Reused:
     first frame anew for each of its ~20 combinations, none of which changes that
     fit. ``item`` names the frames; calls are counted, so a method called once per
     tile is reused tile by tile. The frames are still read on a reuse (the stages after
-    the method keep them as they pass)."""
+    the method keep them as they pass). At most :data:`KEPT_BYTES` of labels are kept."""
 
     def __init__(self, method, kept: dict[tuple, list], item: tuple):
         self._method, self._kept, self._item, self._calls = method, kept, item, 0
@@ -569,12 +572,17 @@ class _Reused:
     def predict(self, model, frames, device="cpu", **kwargs):
         key = (self._item, self._calls, method_key(self._method.config))
         self._calls += 1
-        if key in self._kept:
+        windows = self._kept.pop(key, None)
+        if windows is not None:
             for _ in frames:
                 pass
         else:
-            self._kept[key] = list(self._method.predict(model, frames, device, **kwargs))
-        return iter([dataclasses.replace(w, labels=w.labels.copy()) for w in self._kept[key]])
+            windows = list(self._method.predict(model, frames, device, **kwargs))
+        self._kept[key] = windows  # the most recently used last
+        while (sum(w.labels.nbytes for kept in self._kept.values() for w in kept)
+               > KEPT_BYTES and len(self._kept) > 1):
+            del self._kept[next(iter(self._kept))]
+        return iter([dataclasses.replace(w, labels=w.labels.copy()) for w in windows])
 
 
 def _digest(*paths: Path) -> str:
