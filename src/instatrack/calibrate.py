@@ -549,8 +549,7 @@ def method_key(config) -> str:
     """``config`` without the keys of the stages that act after the method
     (:attr:`~instatrack.settings.Settings.after_method`): equal for two configs whose
     methods give the same labels."""
-    after = {key for stage in type(config).__mro__ if vars(stage).get("after_method")
-             for key in stage.keys()}
+    after = set(type(config).after_method_keys())
     return _canonical({k: v for k, v in config.to_dict().items() if k not in after})
 
 

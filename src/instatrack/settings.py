@@ -82,9 +82,20 @@ class Settings:
     @classmethod
     def post_processing_keys(cls) -> list[str]:
         """The keys that some post-processing stage composed here declares (sorted)."""
+        return cls._stage_keys("post_processing")
+
+    @classmethod
+    def after_method_keys(cls) -> list[str]:
+        """The keys that some stage composed here acting after the method declares
+        (:attr:`after_method`; sorted)."""
+        return cls._stage_keys("after_method")
+
+    @classmethod
+    def _stage_keys(cls, flag: str) -> list[str]:
+        """The keys declared by the stages composed here whose class sets ``flag``."""
         keys: set[str] = set()
         for stage in cls.__mro__:
-            if vars(stage).get("post_processing"):
+            if vars(stage).get(flag):
                 keys.update(vars(stage).get("__annotations__", {}))
         return sorted(keys & set(cls.keys()))
 
