@@ -31,11 +31,8 @@ def timed(model: str, out: Path, data: str | None, frames: str | None, reuse: bo
 
     start = Run.resolve(model)
     shutil.rmtree(out, ignore_errors=True)
-    if data is None:
-        run = module.copy_to_calibrate(start, out, frames or start.config.val_frames,
-                                       start.data)
-    else:
-        run = module.copy_to_calibrate(start, out, frames or ":", data)
+    default = start.config.val_frames if data is None else ":"
+    run = module.copy_to_calibrate(start, out, frames or default, data or start.data)
     passes = []
     method_cls = run.method_cls
     real = method_cls.predict
