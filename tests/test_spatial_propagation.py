@@ -401,3 +401,16 @@ def test_backbone_is_loaded_for_training_only(tmp_path):
     _, model = load_model(run)
     assert torch.allclose(model.fg.head[2].weight, torch.full_like(model.fg.head[2].weight, 0.25),
                           atol=1e-6)
+
+
+def test_flow_prior_tracks_the_discs_and_is_checked(trained):
+    method, model = trained
+    flowing = small_method("finetune_steps=30", "online_steps=0", "flow_prior=0.4")
+    ids = (3, 8, 20)
+    images, labels = moving_discs(10, seed=1, ids=ids)
+    windows = list(flowing.predict(model, list(images), "cpu", first_masks=labels[0]))
+    predicted = np.concatenate([w.labels for w in windows])
+    scores = [jaccard(predicted[t] == k, labels[t] == k) for t in range(1, 10) for k in ids]
+    assert min(scores) > 0.7 and np.mean(scores) > 0.85
+    with pytest.raises(ConfigError, match="flow_prior"):
+        small_method("flow_prior=1")

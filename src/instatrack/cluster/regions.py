@@ -32,7 +32,10 @@ class RegionSettings(Settings):
     ``contest``: who gets a pixel that several objects claim, ``"distance"``
     (the object whose previous mask is nearest) or ``"score"`` (the highest
     score, as the paper); ``region_motion``: shift each previous mask by the
-    object's last motion before comparing.
+    object's last motion before comparing; ``flow_prior`` (0 = off): each object's
+    mask in the previous frame, carried into this one by optical flow, is blended
+    into its score map with this weight before thresholding
+    (:mod:`instatrack.cluster.flow`).
     """
 
     post_processing = True
@@ -42,6 +45,7 @@ class RegionSettings(Settings):
     region_max_distance: float = 1.0
     contest: str = "distance"
     region_motion: bool = True
+    flow_prior: float = 0.0
 
     def check(self) -> None:
         super().check()
@@ -53,6 +57,8 @@ class RegionSettings(Settings):
                 f"region_max_distance must be >= 0, got {self.region_max_distance}")
         require(self.contest in ("distance", "score"),
                 f"contest must be 'distance' or 'score', got {self.contest!r}")
+        require(0 <= self.flow_prior < 1,
+                f"flow_prior must be in [0, 1), got {self.flow_prior}")
 
 
 def shift_mask(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:

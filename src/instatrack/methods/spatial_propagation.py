@@ -49,6 +49,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from instatrack.cluster.flow import backward_flow, blend_carried, carry_masks, grey
 from instatrack.cluster.regions import ObjectMemory, RegionSettings, filter_and_assign
 from instatrack.config import TrainConfig
 from instatrack.data.augment import Augmenter
@@ -315,20 +316,29 @@ class SpatialPropagation(Method):
         frame = next(iterator, None)
         if frame is None:
             return
-        scorer = self._instance_scorer(model, frame_array(frame, first.shape, cfg.in_channels, 0),
-                                       first, ids, device)
+        array = frame_array(frame, first.shape, cfg.in_channels, 0)
+        scorer = self._instance_scorer(model, array, first, ids, device)
         yield Window(0, first.astype(np.int32)[None], tracked=True)
         masks = first[None] == ids[:, None, None]
         memory = ObjectMemory(masks)
         previous = (torch.from_numpy(masks).float()[:, None].to(device)
                     if cfg.previous_mask else None)
+        # the frame and masks the flow carries from (flow_prior)
+        last_grey, last_masks = grey(array), masks
         for t, frame in enumerate(iterator, start=1):
             array = frame_array(frame, first.shape, cfg.in_channels, t)
             image = torch.from_numpy(array).to(device)[None]
             given = widened(previous, cfg.previous_dilate)
             with torch.inference_mode():
                 scores, features = self._refined_scores(model, scorer, image, given)
+            if cfg.flow_prior:
+                now = grey(array)
+                carried = carry_masks(last_masks, backward_flow(now, last_grey))
+                blend_carried(scores, carried, last_masks.reshape(len(ids), -1).any(1),
+                              cfg.flow_prior)
+                last_grey = now
             labels = filter_and_assign(scores, memory, ids, self.config)
+            last_masks = labels[None] == ids[:, None, None]
             if cfg.online_steps:
                 scorer.adapt(image, features, given, labels)
             if previous is not None:

@@ -1,0 +1,57 @@
+"""Each object's previous mask carried into the next frame by dense optical flow,
+and blended into its score map (``flow_prior`` of
+:class:`~instatrack.cluster.regions.RegionSettings`).
+
+The per-object score maps of mask propagation say what each pixel looks like;
+they know nothing of where the object was. When an object changes its looks
+faster than its heads can learn it (a rider turning towards the camera), the
+maps drop it and may take a look-alike region instead. The flow between two
+frames says where each pixel of the previous frame went, whatever it looks like:
+the previous mask warped along it is a second, independent guess of where the
+object is now, as flow-guided mask propagation in video object segmentation
+uses it. :func:`blend_carried` averages the two, so a pixel needs both, or one of
+them strongly, to stay in the object.
+
+The flow is Lucas–Kanade's (iterative, pyramidal;
+:func:`skimage.registration.optical_flow_ilk`) on the frames' mean channel: half of
+TV-L1's time on an 854×480 frame (1.3 s against 2.5 s, one core).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+
+def grey(frame: np.ndarray) -> np.ndarray:
+    """``(Y, X)`` float32 mean over the channels of a ``(C, Y, X)`` frame."""
+    return np.asarray(frame, np.float32).mean(0)
+
+
+def backward_flow(image: np.ndarray, previous: np.ndarray, radius: int = 7) -> np.ndarray:
+    """``(2, Y, X)`` displacement from each pixel of ``image`` ``(Y, X)`` to where it
+    was in ``previous`` ``(Y, X)``: ``previous[y + dy, x + dx] ~ image[y, x]``."""
+    from skimage.registration import optical_flow_ilk
+
+    return optical_flow_ilk(image, previous, radius=radius)
+
+
+def carry_masks(masks: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """``(K, Y, X)`` bool masks of the previous frame warped along ``flow`` ``(2, Y, X)``
+    (:func:`backward_flow`) into the current one: ``(K, Y, X)`` float32 in [0, 1]."""
+    Y, X = masks.shape[1:]
+    yy, xx = np.meshgrid(np.arange(Y, dtype=np.float32), np.arange(X, dtype=np.float32),
+                         indexing="ij")
+    coords = np.stack([yy + flow[0], xx + flow[1]])
+    return np.stack([ndi.map_coordinates(m.astype(np.float32), coords, order=1,
+                                         mode="constant") for m in masks]).astype(np.float32)
+
+
+def blend_carried(scores: np.ndarray, carried: np.ndarray, found: np.ndarray,
+                  weight: float) -> np.ndarray:
+    """``(1 - weight) * scores + weight * carried`` for the objects ``found`` ``(K,)`` bool
+    in the previous frame (the others keep their scores: nothing carries a lost object).
+    ``scores`` and ``carried`` ``(K, Y, X)``; changes ``scores`` in place and returns it."""
+    for k in np.flatnonzero(found):
+        scores[k] = (1 - weight) * scores[k] + weight * carried[k]
+    return scores

@@ -1,0 +1,47 @@
+"""Previous masks carried by optical flow into the next frame (``flow_prior``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from instatrack.cluster.flow import backward_flow, blend_carried, carry_masks
+
+
+def textured_pair(shift: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A textured square on a smooth textured background, and the next frame with
+    the square moved by ``shift``: (previous image, image, previous mask)."""
+    rng = np.random.default_rng(0)
+    background = ndi.gaussian_filter(rng.normal(size=(80, 96)), 6).astype(np.float32)
+    texture = ndi.gaussian_filter(rng.normal(size=(24, 24)), 1.5).astype(np.float32)
+    mask = np.zeros((80, 96), bool)
+    mask[20:44, 30:54] = True
+    previous = background.copy()
+    previous[mask] = 1 + 3 * texture.ravel()
+    image = background.copy()
+    moved = np.roll(mask, shift, axis=(0, 1))
+    image[moved] = 1 + 3 * texture.ravel()
+    return previous, image, mask
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.mark.parametrize("shift", [(3, 4), (-5, 2)])
+def test_a_moved_square_is_carried_to_where_it_went(shift):
+    previous, image, mask = textured_pair(shift)
+    carried = carry_masks(mask[None], backward_flow(image, previous))
+    assert carried.shape == (1, 80, 96) and carried.dtype == np.float32
+    assert 0 <= carried.min() and carried.max() <= 1
+    moved = np.roll(mask, shift, axis=(0, 1))
+    assert iou(carried[0] > 0.5, moved) > 0.8 > iou(mask, moved)
+
+
+def test_blending_leaves_objects_lost_in_the_previous_frame_alone():
+    scores = np.full((2, 4, 4), 0.2, np.float32)
+    carried = np.ones((2, 4, 4), np.float32)
+    out = blend_carried(scores, carried, np.array([True, False]), 0.5)
+    assert out is scores
+    assert np.allclose(out[0], 0.6) and np.allclose(out[1], 0.2)
