@@ -45,16 +45,3 @@ def test_blending_leaves_objects_lost_in_the_previous_frame_alone():
     out = blend_carried(scores, carried, np.array([True, False]), 0.5)
     assert out is scores
     assert np.allclose(out[0], 0.6) and np.allclose(out[1], 0.2)
-
-
-def test_a_band_blurs_the_carried_outline_by_a_share_of_the_radius():
-    mask = np.zeros((1, 64, 64), bool)
-    mask[0, 22:42, 22:42] = True                 # equivalent radius 11.3
-    still = np.zeros((2, 64, 64), np.float32)
-    sharp = carry_masks(mask, still)
-    assert np.array_equal(sharp[0] > 0.5, mask[0])
-    blurred = carry_masks(mask, still, band=0.2)[0]   # sigma 2.3 px
-    assert blurred[32, 32] > 0.99 and blurred[0, 0] < 0.01
-    assert 0.3 < blurred[22, 32] < 0.7               # the outline is mid-band
-    assert 0.02 < blurred[19, 32] < 0.3              # three pixels outside, a little
-    assert blurred.sum() == pytest.approx(mask.sum(), rel=0.02)

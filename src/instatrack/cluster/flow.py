@@ -36,24 +36,15 @@ def backward_flow(image: np.ndarray, previous: np.ndarray, radius: int = 7) -> n
     return optical_flow_ilk(image, previous, radius=radius)
 
 
-def carry_masks(masks: np.ndarray, flow: np.ndarray, band: float = 0.0) -> np.ndarray:
+def carry_masks(masks: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """``(K, Y, X)`` bool masks of the previous frame warped along ``flow`` ``(2, Y, X)``
-    (:func:`backward_flow`) into the current one: ``(K, Y, X)`` float32 in [0, 1].
-
-    ``band`` > 0 blurs each carried mask by this fraction of the object's equivalent
-    radius (a Gaussian's sigma): its outline becomes a band where the score maps decide.
-    """
+    (:func:`backward_flow`) into the current one: ``(K, Y, X)`` float32 in [0, 1]."""
     Y, X = masks.shape[1:]
     yy, xx = np.meshgrid(np.arange(Y, dtype=np.float32), np.arange(X, dtype=np.float32),
                          indexing="ij")
     coords = np.stack([yy + flow[0], xx + flow[1]])
-    carried = []
-    for mask in masks:
-        warped = ndi.map_coordinates(mask.astype(np.float32), coords, order=1, mode="constant")
-        if band > 0:
-            warped = ndi.gaussian_filter(warped, band * np.sqrt(mask.sum() / np.pi))
-        carried.append(warped)
-    return np.stack(carried).astype(np.float32)
+    return np.stack([ndi.map_coordinates(m.astype(np.float32), coords, order=1,
+                                         mode="constant") for m in masks]).astype(np.float32)
 
 
 def blend_carried(scores: np.ndarray, carried: np.ndarray, found: np.ndarray,

@@ -34,8 +34,8 @@ class RegionSettings(Settings):
     score, as the paper); ``region_motion``: shift each previous mask by the
     object's last motion before comparing; ``flow_prior`` (0 = off): each object's
     mask in the previous frame, carried into this one by optical flow, is blended
-    into its score map with this weight before thresholding, blurred by ``flow_band``
-    object radii (:mod:`instatrack.cluster.flow`).
+    into its score map with this weight before thresholding
+    (:mod:`instatrack.cluster.flow`).
     """
 
     post_processing = True
@@ -46,7 +46,6 @@ class RegionSettings(Settings):
     contest: str = "distance"
     region_motion: bool = True
     flow_prior: float = 0.0
-    flow_band: float = 0.0
 
     def check(self) -> None:
         super().check()
@@ -60,8 +59,6 @@ class RegionSettings(Settings):
                 f"contest must be 'distance' or 'score', got {self.contest!r}")
         require(0 <= self.flow_prior < 1,
                 f"flow_prior must be in [0, 1), got {self.flow_prior}")
-        require(0 <= self.flow_band <= 1,
-                f"flow_band must be in [0, 1] (object radii), got {self.flow_band}")
 
 
 def shift_mask(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
