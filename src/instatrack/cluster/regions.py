@@ -35,7 +35,11 @@ class RegionSettings(Settings):
     object's last motion before comparing; ``flow_prior`` (0 = off): each object's
     mask in the previous frame, carried into this one by optical flow, is blended
     into its score map with this weight before thresholding
-    (:mod:`instatrack.cluster.flow`).
+    (:mod:`instatrack.cluster.flow`). Above 0.5 a pixel the flow carries is kept and
+    one it does not is added only at the carried outline: the score maps find the
+    object in frame 1 and again after it is lost, the flow follows it in between.
+    0.55 was chosen on held-out synthetic videos with two parent networks (0.25, 0.4
+    and 0.55 tried; docs/propagation_pretraining.md, "Masks carried by optical flow").
     """
 
     post_processing = True
@@ -45,7 +49,7 @@ class RegionSettings(Settings):
     region_max_distance: float = 1.0
     contest: str = "distance"
     region_motion: bool = True
-    flow_prior: float = 0.0
+    flow_prior: float = 0.55
 
     def check(self) -> None:
         super().check()

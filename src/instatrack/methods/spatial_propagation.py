@@ -20,8 +20,12 @@ Additions to the paper, for look-alike objects such as cells (whose score
 maps barely differ): a large extra region is kept only near the object
 (``region_max_distance``) and when no other object's best region holds it,
 and a pixel claimed by several objects goes to the one whose previous mask
-is nearest (``contest="distance"``). The ``paper`` preset turns both off
-(``region_max_distance=inf``, ``contest="score"``).
+is nearest (``contest="distance"``). Before the filter, each object's mask in
+the previous frame, carried into this frame by optical flow, is blended into
+its refined scores (``flow_prior``, :mod:`instatrack.cluster.flow`): the flow
+follows an object whose looks change faster than its head can learn them. The
+``paper`` preset turns these off (``region_max_distance=inf``,
+``contest="score"``, ``flow_prior=0``).
 
 Training teaches the foreground net (BCE against ``label > 0``) and the SPN
 (refine a degraded ground-truth instance mask back into the mask).
@@ -187,7 +191,8 @@ class SpatialPropagationConfig(TrainConfig, FirstFrameTuning, RegionSettings):
             "fg_width": 64, "fg_levels": 4, "fg_blocks": 2, "spn_width": 32, "spn_depth": 4,
             "crop": (320, 320), "batch_size": 4, "steps": 30000, "lr": 1e-4, "lr_final": 1e-5,
             "finetune": "all", "finetune_steps": 300, "finetune_lr": 1e-5, "finetune_batch": 2,
-            "online_steps": 0, "region_max_distance": float("inf"), "contest": "score",
+            "online_steps": 0, "flow_prior": 0.0,
+            "region_max_distance": float("inf"), "contest": "score",
         },
     }
 
