@@ -17,10 +17,13 @@ the same process, and every model's time is also given as a multiple of it (the
 ratio is what survives a busy machine). The rounds interleave the models, so a
 change of load hits all of them alike. One-channel models get synthetic
 fluorescence frames (4 cells per 100x100 px), three-channel models tiles of
-synthetic leaf rosettes (leaves of CVPPP size)::
+synthetic leaf rosettes (leaves of CVPPP size). A semi-supervised model
+(``objects-spn``) follows the objects of a synthetic video's first frame instead: its
+seconds per later frame, and the first frame's fitting apart::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_inference.py \\
         --models nuclei-se nuclei-se-synthetic leaves-se --sizes 512 1024 --repeats 5
+    OMP_NUM_THREADS=1 python benchmarks/bench_inference.py --models objects-spn
 """
 
 from __future__ import annotations
@@ -43,18 +46,56 @@ from instatrack.data.synth import generate_cells, generate_leaves
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classical_baseline import ClassicalSettings, segment_classical  # noqa: E402
 
+#: frames of the synthetic video a semi-supervised model follows (:func:`time_followers`)
+FOLLOWED = 6
 #: side of one synthetic rosette in a leaf frame: its leaves then have a median area
 #: of ~1,700 px, as CVPPP A1's (1,800 px on the training plants)
 ROSETTE = 320
 
 
-def seconds_per_frame(predictor, frames: list[np.ndarray]) -> float:
+def frame_gaps(predictor, frames: list[np.ndarray], first_masks=None) -> np.ndarray:
+    """Seconds between the frames of tracking ``frames``; the first gap holds the first
+    frame's extra work (a semi-supervised model fits its objects to it)."""
     stamps = [time.perf_counter()]
-    for _ in predictor.stream(frames, first_masks=None,
+    for _ in predictor.stream(frames, first_masks=first_masks,
                               progress=lambda n: stamps.append(time.perf_counter())):
         pass
-    gaps = np.diff(stamps)[1:]
+    return np.diff(stamps)
+
+
+def seconds_per_frame(predictor, frames: list[np.ndarray], first_masks=None) -> float:
+    gaps = frame_gaps(predictor, frames, first_masks)[1:]
     return float(statistics.median(gaps)) if len(gaps) else float("nan")
+
+
+def time_followers(models: list[str], sizes: list[int], frames: int, device=None
+                   ) -> list[dict]:
+    """Semi-supervised models (``objects-spn``): at each size, a synthetic video of the
+    package's own (``instatrack synth --kind video``) followed from its first frame's
+    objects; the median seconds per later frame, the first frame's fitting, and the
+    classical pipeline on the same frames in the same process (``ratio``)."""
+    from instatrack.data.synth_video import generate_video
+
+    classical = ClassicalSettings()
+    rows = []
+    for size in sizes:
+        images, labels = generate_video(frames, (size, size), seed=0)
+        for model in models:
+            predictor = instatrack.load(model, device=device)
+            gaps = frame_gaps(predictor, list(images), labels[0])
+            seconds = float(statistics.median(gaps[1:]))
+            base = statistics.median(_timed(segment_classical, image, classical)
+                                     for image in images)
+            rows.append({"model": model, "size": size, "channels": 3, "seconds": seconds,
+                         "first": float(gaps[0]), "ratio": seconds / base,
+                         "objects": len(np.unique(labels[0])) - 1})
+    return rows
+
+
+def _timed(function, *args) -> float:
+    clock = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - clock
 
 
 def test_frame(channels: int, size: int, seed: int = 0) -> np.ndarray:
@@ -101,10 +142,15 @@ def speed_table(models: list[str], sizes: list[int], repeats: int, device=None,
     """Rows of :func:`time_segmenters` for the models and the classical pipeline on each
     kind of frame they get, each with ``ratio``: its time over the classical one's.
     ``object_size``: as ``instatrack.load``'s, for every model (None: each its default)."""
-    segmenters = {}
+    segmenters, followers = {}, []
     for model in models:
         predictor = instatrack.load(model, device=device, object_size=object_size)
+        if predictor.method.needs_first_masks:
+            followers.append(model)
+            continue
         segmenters[model] = (predictor.config.in_channels, predictor.segment)
+    if not segmenters:
+        return time_followers(followers, sizes, FOLLOWED, device)
     classical = ClassicalSettings()
     for channels in sorted({c for c, _ in segmenters.values()}):
         segmenters[f"classical ({channels} ch)"] = (
@@ -112,7 +158,8 @@ def speed_table(models: list[str], sizes: list[int], repeats: int, device=None,
     rows = time_segmenters(segmenters, sizes, repeats)
     reference = {(r["size"], r["channels"]): r["seconds"] for r in rows
                  if r["model"].startswith("classical")}
-    return [{**r, "ratio": r["seconds"] / reference[r["size"], r["channels"]]} for r in rows]
+    return ([{**r, "ratio": r["seconds"] / reference[r["size"], r["channels"]]} for r in rows]
+            + (time_followers(followers, sizes, FOLLOWED, device) if followers else []))
 
 
 def machine() -> str:
@@ -127,6 +174,8 @@ def print_table(rows: list[dict]) -> None:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         kind = "fluorescence" if r["channels"] == 1 else "RGB leaves"
+        if "first" in r:
+            kind = f"RGB video, followed (frame 0: {r['first']:.1f} s)"
         print(f"| {r['model']} | {r['size']}x{r['size']} | {kind} | {r['seconds']:.3f} | "
               f"{1 / r['seconds']:.2f} | {r['ratio']:.1f} | {r['objects']} |")
 
@@ -154,7 +203,8 @@ def main() -> None:
     if args.models:
         rows = speed_table(args.models, args.sizes, args.repeats, args.device,
                            args.object_size)
-        print(f"# {machine()}; median of {args.repeats} rounds")
+        print(f"# {machine()}; median of {args.repeats} rounds (a followed video: of its "
+              f"{FOLLOWED - 1} frames after the first)")
         print_table(rows)
         return
     predictor = instatrack.load(args.run, device=args.device)

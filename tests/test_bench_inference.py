@@ -35,3 +35,23 @@ def test_speed_table_of_a_shipped_model():
     rows = bench_inference.speed_table(["nuclei-se-synthetic"], [64], repeats=1, device="cpu")
     assert [r["model"] for r in rows] == ["nuclei-se-synthetic", "classical (1 ch)"]
     assert rows[1]["ratio"] == 1.0 and rows[0]["seconds"] > 0
+
+
+def test_a_semi_supervised_model_is_timed_following_its_first_masks(monkeypatch):
+    given = []
+
+    class Follower:
+        class method:                       # noqa: N801 (the predictor's attribute)
+            needs_first_masks = True
+
+        def stream(self, frames, first_masks=None, progress=None):
+            given.append(first_masks)
+            for t, _ in enumerate(frames):
+                yield t, None
+                progress(t + 1)
+
+    monkeypatch.setattr(bench_inference.instatrack, "load", lambda *a, **k: Follower())
+    rows = bench_inference.speed_table(["follower"], [48], repeats=1)
+    assert [(r["model"], r["size"], r["channels"]) for r in rows] == [("follower", 48, 3)]
+    assert rows[0]["first"] >= 0 and rows[0]["ratio"] > 0 and rows[0]["objects"] >= 1
+    assert given[0].shape == (48, 48) and given[0].max() >= 1     # frame 0's objects given
