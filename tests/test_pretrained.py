@@ -146,7 +146,7 @@ def test_a_shipped_model_is_never_written(shipped, tmp_path, capsys):
     assert _snapshot(model.path) == before
 
 
-def test_every_installed_model_loads_and_segments(monkeypatch):
+def test_every_installed_model_loads_and_segments(monkeypatch, tmp_path, capsys):
     """The models really shipped in the package (none in a checkout without weights)."""
     import instatrack
 
@@ -172,3 +172,14 @@ def test_every_installed_model_loads_and_segments(monkeypatch):
         clip = [image, rng.integers(0, 255, shape).astype(np.uint8)]
         labels = predictor.track(clip, first_masks=first).labels
         assert labels.shape == (2, 64, 64) and set(np.unique(labels)) <= {0, 3}, model.name
+        # without the first frame's masks the command says which option gives them
+        from PIL import Image
+
+        frames = tmp_path / model.name
+        frames.mkdir()
+        Image.fromarray(image).save(frames / "00000.png")
+        code = main(["track", "--model", model.name, "--input", str(frames),
+                     "--output", str(tmp_path / "out"), "--quiet"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and "--first-masks" in err, err
+        assert not (tmp_path / "out").exists()

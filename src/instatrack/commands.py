@@ -280,6 +280,9 @@ def track(args) -> int:
         if args.method and args.method != predictor.method.name:
             raise ConfigError(f"{args.model} was trained with {predictor.method.name}, "
                               f"not {args.method}")
+        if predictor.method.needs_first_masks and args.first_masks is None:
+            raise DataError(f"{args.model} follows the objects you outline in the first "
+                            f"frame: give their label image with --first-masks MASKS")
         frames = open_images(args.input, video=True)
         first = _read_first_masks(args.first_masks, frames)
         _check_channels(frames, predictor.config.in_channels, args.model)
