@@ -414,3 +414,5 @@ def test_flow_prior_tracks_the_discs_and_is_checked(trained):
     assert min(scores) > 0.7 and np.mean(scores) > 0.85
     with pytest.raises(ConfigError, match="flow_prior"):
         small_method("flow_prior=1")
+    with pytest.raises(ConfigError, match="flow_radius"):
+        small_method("flow_radius=0")

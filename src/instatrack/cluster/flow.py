@@ -9,8 +9,10 @@ maps drop it and may take a look-alike region instead. The flow between two
 frames says where each pixel of the previous frame went, whatever it looks like:
 the previous mask warped along it is a second, independent guess of where the
 object is now, as flow-guided mask propagation in video object segmentation
-uses it. :func:`blend_carried` averages the two, so a pixel needs both, or one of
-them strongly, to stay in the object.
+uses it. :func:`blend_carried` averages the two with a weight: below 0.5 a pixel
+needs both, or one of them strongly, to stay in the object; above 0.5 (the
+default, 0.55) the flow holds a pixel by itself and a pixel it does not carry
+joins only at the carried outline.
 
 The flow is Lucas–Kanade's (iterative, pyramidal;
 :func:`skimage.registration.optical_flow_ilk`) on the frames' mean channel: half of

@@ -40,6 +40,8 @@ class RegionSettings(Settings):
     object in frame 1 and again after it is lost, the flow follows it in between.
     0.55 was chosen on held-out synthetic videos with two parent networks (0.25, 0.4
     and 0.55 tried; docs/propagation_pretraining.md, "Masks carried by optical flow").
+    ``flow_radius``: the flow's window radius in pixels; best at 4 on 240x432 frames,
+    at 7 (the default) on 480x854 ones, so larger frames want a larger radius.
     """
 
     post_processing = True
@@ -50,6 +52,7 @@ class RegionSettings(Settings):
     contest: str = "distance"
     region_motion: bool = True
     flow_prior: float = 0.55
+    flow_radius: int = 7
 
     def check(self) -> None:
         super().check()
@@ -63,6 +66,7 @@ class RegionSettings(Settings):
                 f"contest must be 'distance' or 'score', got {self.contest!r}")
         require(0 <= self.flow_prior < 1,
                 f"flow_prior must be in [0, 1), got {self.flow_prior}")
+        require(self.flow_radius >= 1, f"flow_radius must be >= 1, got {self.flow_radius}")
 
 
 def shift_mask(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -338,7 +338,7 @@ class SpatialPropagation(Method):
                 scores, features = self._refined_scores(model, scorer, image, given)
             if cfg.flow_prior:
                 now = grey(array)
-                carried = carry_masks(last_masks, backward_flow(now, last_grey))
+                carried = carry_masks(last_masks, backward_flow(now, last_grey, cfg.flow_radius))
                 blend_carried(scores, carried, last_masks.reshape(len(ids), -1).any(1),
                               cfg.flow_prior)
                 last_grey = now
