@@ -46,7 +46,7 @@ def carry_masks(masks: np.ndarray, flow: np.ndarray) -> np.ndarray:
                          indexing="ij")
     coords = np.stack([yy + flow[0], xx + flow[1]])
     return np.stack([ndi.map_coordinates(m.astype(np.float32), coords, order=1,
-                                         mode="constant") for m in masks]).astype(np.float32)
+                                         mode="constant") for m in masks])
 
 
 def blend_carried(scores: np.ndarray, carried: np.ndarray, found: np.ndarray,

@@ -233,10 +233,13 @@ def filter_and_assign(scores: np.ndarray, memory: ObjectMemory, ids: np.ndarray,
 
 
 class ObjectMemory:
-    """Last non-empty mask and motion of each object, for the region filter."""
+    """Last non-empty mask and motion of each object, for the region filter, and
+    ``latest``: the ``(K, Y, X)`` masks of the last frame recorded (empty where an
+    object was not found), which the flow carries on (``flow_prior``)."""
 
     def __init__(self, masks: np.ndarray):
         self.masks = masks.copy()
+        self.latest = self.masks
         self.centres = [centroid(m) for m in masks]
         self.motion = [(0, 0)] * len(masks)
 
@@ -248,6 +251,7 @@ class ObjectMemory:
 
     def update(self, masks: np.ndarray) -> None:
         """Record ``(K, Y, X)`` new masks; a vanished object keeps its last mask, at rest."""
+        self.latest = masks
         for k, mask in enumerate(masks):
             centre = centroid(mask)
             if centre is None:

@@ -328,8 +328,7 @@ class SpatialPropagation(Method):
         memory = ObjectMemory(masks)
         previous = (torch.from_numpy(masks).float()[:, None].to(device)
                     if cfg.previous_mask else None)
-        # the frame and masks the flow carries from (flow_prior)
-        last_grey, last_masks = grey(array), masks
+        last_grey = grey(array) if cfg.flow_prior else None  # the flow's previous frame
         for t, frame in enumerate(iterator, start=1):
             array = frame_array(frame, first.shape, cfg.in_channels, t)
             image = torch.from_numpy(array).to(device)[None]
@@ -338,12 +337,11 @@ class SpatialPropagation(Method):
                 scores, features = self._refined_scores(model, scorer, image, given)
             if cfg.flow_prior:
                 now = grey(array)
-                carried = carry_masks(last_masks, backward_flow(now, last_grey, cfg.flow_radius))
-                blend_carried(scores, carried, last_masks.reshape(len(ids), -1).any(1),
-                              cfg.flow_prior)
+                carried = carry_masks(memory.latest, backward_flow(now, last_grey,
+                                                                   cfg.flow_radius))
+                blend_carried(scores, carried, memory.latest.any((1, 2)), cfg.flow_prior)
                 last_grey = now
             labels = filter_and_assign(scores, memory, ids, self.config)
-            last_masks = labels[None] == ids[:, None, None]
             if cfg.online_steps:
                 scorer.adapt(image, features, given, labels)
             if previous is not None:
