@@ -68,9 +68,9 @@ def seconds_per_frame(predictor, frames: list[np.ndarray], first_masks=None) -> 
     return float(statistics.median(gaps)) if len(gaps) else float("nan")
 
 
-def time_followers(models: list[str], sizes: list[int], frames: int, device=None
+def time_followers(followers: dict[str, object], sizes: list[int], frames: int
                    ) -> list[dict]:
-    """Semi-supervised models (``objects-spn``): at each size, a synthetic video of the
+    """Semi-supervised predictors by name (``objects-spn``): at each size, a synthetic video of the
     package's own (``instatrack synth --kind video``) followed from its first frame's
     objects; the median seconds per later frame, the first frame's fitting, and the
     classical pipeline on the same frames in the same process (``ratio``)."""
@@ -80,8 +80,7 @@ def time_followers(models: list[str], sizes: list[int], frames: int, device=None
     rows = []
     for size in sizes:
         images, labels = generate_video(frames, (size, size), seed=0)
-        for model in models:
-            predictor = instatrack.load(model, device=device)
+        for model, predictor in followers.items():
             gaps = frame_gaps(predictor, list(images), labels[0])
             seconds = float(statistics.median(gaps[1:]))
             base = statistics.median(_timed(segment_classical, image, classical)
@@ -142,15 +141,13 @@ def speed_table(models: list[str], sizes: list[int], repeats: int, device=None,
     """Rows of :func:`time_segmenters` for the models and the classical pipeline on each
     kind of frame they get, each with ``ratio``: its time over the classical one's.
     ``object_size``: as ``instatrack.load``'s, for every model (None: each its default)."""
-    segmenters, followers = {}, []
+    segmenters, followers = {}, {}
     for model in models:
         predictor = instatrack.load(model, device=device, object_size=object_size)
         if predictor.method.needs_first_masks:
-            followers.append(model)
+            followers[model] = predictor
             continue
         segmenters[model] = (predictor.config.in_channels, predictor.segment)
-    if not segmenters:
-        return time_followers(followers, sizes, FOLLOWED, device)
     classical = ClassicalSettings()
     for channels in sorted({c for c, _ in segmenters.values()}):
         segmenters[f"classical ({channels} ch)"] = (
@@ -159,7 +156,7 @@ def speed_table(models: list[str], sizes: list[int], repeats: int, device=None,
     reference = {(r["size"], r["channels"]): r["seconds"] for r in rows
                  if r["model"].startswith("classical")}
     return ([{**r, "ratio": r["seconds"] / reference[r["size"], r["channels"]]} for r in rows]
-            + (time_followers(followers, sizes, FOLLOWED, device) if followers else []))
+            + (time_followers(followers, sizes, FOLLOWED) if followers else []))
 
 
 def machine() -> str:
