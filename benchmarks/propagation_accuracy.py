@@ -12,7 +12,9 @@ several, e.g. held-out synthetic videos from ``instatrack synth --kind video``).
         --steps 1500 --run runs/davis-spn
 
 ``--infer-set KEY=VALUE`` changes post-processing at inference (e.g.
-``score_threshold``, ``finetune_steps``); ``--out`` writes the DAVIS-layout masks.
+``score_threshold``, ``finetune_steps``); ``--out`` writes the DAVIS-layout masks;
+``--per-frame`` adds each frame's J and F (``"per_frame"``), to see where the masks
+drift.
 
 ``--model`` judges a network that never saw the video instead (a run folder or a
 shipped model, e.g. one pretrained on synthetic videos): nothing is trained, only
@@ -44,6 +46,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--infer-set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=None, help="write predicted masks here")
+    parser.add_argument("--per-frame", action="store_true",
+                        help="also print each frame's J and F (mean over objects)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
 
@@ -66,11 +70,12 @@ def main() -> None:
     for seq in sequences:
         out = None if args.out is None else \
             args.out / seq.name if len(sequences) > 1 else args.out
-        scores = judge(predictor, seq, out)
+        scores, frames = judge(predictor, seq, out)
         rows.append(scores)
+        extra = {"per_frame": frames} if args.per_frame else {}
         print(json.dumps({"dataset": str(args.dataset), "sequence": seq.name,
                           "model": str(run), "train_frames": trained_on,
-                          "infer_set": args.infer_set, **scores}), flush=True)
+                          "infer_set": args.infer_set, **scores, **extra}), flush=True)
     if len(rows) > 1:
         print(json.dumps({"dataset": str(args.dataset), "sequence": f"mean of {len(rows)}",
                           "model": str(run), "train_frames": trained_on,
@@ -79,9 +84,11 @@ def main() -> None:
                              for k in rows[0]}}))
 
 
-def judge(predictor, seq, out: Path | None) -> dict[str, float]:
-    """Propagate ``seq``'s first annotated masks through it; its DAVIS scores and speed."""
-    from instatrack.metrics.davis import evaluate_davis
+def judge(predictor, seq, out: Path | None
+          ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Propagate ``seq``'s first annotated masks through it: its DAVIS scores and speed,
+    and each frame's J and F."""
+    from instatrack.metrics.davis import davis_per_frame, evaluate_davis
 
     frames = [seq.image(t) for t in range(len(seq))]
     gts = [np.maximum(seq.labels(t), 0) for t in range(len(seq))]
@@ -95,8 +102,10 @@ def judge(predictor, seq, out: Path | None) -> dict[str, float]:
         for t, labels in enumerate(result.labels):
             write_annotation(out / f"{t:05d}.png", labels)
     scores = evaluate_davis(gts, list(result.labels))
-    return {**{k: round(float(v), 4) for k, v in scores.items()},
-            "seconds_per_frame": round(seconds, 3)}
+    frames = {k: [round(v, 3) for v in values]
+              for k, values in davis_per_frame(gts, list(result.labels)).items()}
+    return ({**{k: round(float(v), 4) for k, v in scores.items()},
+             "seconds_per_frame": round(seconds, 3)}, frames)
 
 if __name__ == "__main__":
     main()

@@ -10,6 +10,7 @@ from instatrack.metrics.davis import (
     boundary_map,
     boundary_tolerance,
     contour_accuracy,
+    davis_per_frame,
     evaluate_davis,
     jf_statistics,
     region_similarity,
@@ -82,6 +83,16 @@ def test_evaluate_davis_by_hand():
     assert result["n_objects"] == 2
     # DAVIS protocol: only the middle frame counts
     assert evaluate_davis(gt, pred)["J&F"] == pytest.approx(0.5)
+
+
+def test_per_frame_shows_where_an_object_is_lost():
+    gt, pred = two_object_video()
+    frames = davis_per_frame(gt, pred)
+    # every frame, the first and last included; object 2 lost in frame 1 halves it
+    assert frames["J"] == pytest.approx([1.0, 0.5, 1.0])
+    assert frames["F"] == pytest.approx([1.0, 0.5, 1.0])
+    with pytest.raises(DataError, match="3 reference frames and 2"):
+        davis_per_frame(gt, pred[:2])
 
 
 def test_single_object_compares_foregrounds():

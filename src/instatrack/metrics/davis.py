@@ -180,3 +180,21 @@ def evaluate_davis(
     result["J&F"] = (result["J_mean"] + result["F_mean"]) / 2
     result["n_objects"] = float(len(ids))
     return result
+
+
+def davis_per_frame(gt_masks: Sequence[np.ndarray], pred_masks: Sequence[np.ndarray],
+                    binary: bool | None = None, bound_th: float = 0.008
+                    ) -> dict[str, list[float]]:
+    """``{"J": [...], "F": [...]}``: each frame's J and F averaged over the objects, for
+    every frame (the first and last included), to see where a video's masks drift;
+    arguments as for :func:`evaluate_davis`."""
+    gt_masks, pred_masks = [np.asarray(m) for m in gt_masks], [np.asarray(m) for m in pred_masks]
+    if len(gt_masks) != len(pred_masks) or not gt_masks:
+        raise DataError(f"got {len(gt_masks)} reference frames and {len(pred_masks)} predicted")
+    ids = _object_ids(gt_masks)
+    if ids.size == 0:
+        raise DataError("the reference masks contain no object (all frames are background)")
+    binary = ids.size == 1 if binary is None else binary
+    values = np.stack([_per_frame_jf(g, p, ids, binary, bound_th)
+                       for g, p in zip(gt_masks, pred_masks, strict=True)]).mean(2)
+    return {"J": values[:, 0].tolist(), "F": values[:, 1].tolist()}
