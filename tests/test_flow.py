@@ -30,9 +30,12 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("shift", [(3, 4), (-5, 2)])
-def test_a_moved_square_is_carried_to_where_it_went(shift):
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_a_moved_square_is_carried_to_where_it_went(shift, scale):
     previous, image, mask = textured_pair(shift)
-    carried = carry_masks(mask[None], backward_flow(image, previous))
+    flow = backward_flow(image, previous, scale=scale)
+    assert flow.shape == (2, 80, 96)
+    carried = carry_masks(mask[None], flow)
     assert carried.shape == (1, 80, 96) and carried.dtype == np.float32
     assert 0 <= carried.min() and carried.max() <= 1
     moved = np.roll(mask, shift, axis=(0, 1))

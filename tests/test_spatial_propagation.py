@@ -416,3 +416,5 @@ def test_flow_prior_tracks_the_discs_and_is_checked(trained):
         small_method("flow_prior=1")
     with pytest.raises(ConfigError, match="flow_radius"):
         small_method("flow_radius=0")
+    with pytest.raises(ConfigError, match="flow_scale"):
+        small_method("flow_scale=0")

@@ -30,12 +30,23 @@ def grey(frame: np.ndarray) -> np.ndarray:
     return np.asarray(frame, np.float32).mean(0)
 
 
-def backward_flow(image: np.ndarray, previous: np.ndarray, radius: int = 7) -> np.ndarray:
+def backward_flow(image: np.ndarray, previous: np.ndarray, radius: int = 7,
+                  scale: float = 1.0) -> np.ndarray:
     """``(2, Y, X)`` displacement from each pixel of ``image`` ``(Y, X)`` to where it
-    was in ``previous`` ``(Y, X)``: ``previous[y + dy, x + dx] ~ image[y, x]``."""
+    was in ``previous`` ``(Y, X)``: ``previous[y + dy, x + dx] ~ image[y, x]``.
+
+    ``radius``: the window in pixels of ``image``; ``scale`` < 1 computes the flow on
+    both frames shrunk by that factor (the window with them), then enlarges it back:
+    about ``scale**2`` of the time."""
     from skimage.registration import optical_flow_ilk
 
-    return optical_flow_ilk(image, previous, radius=radius)
+    if scale >= 1:
+        return optical_flow_ilk(image, previous, radius=radius)
+    small = [ndi.zoom(np.asarray(a, np.float32), scale, order=1) for a in (image, previous)]
+    flow = optical_flow_ilk(*small, radius=max(1, round(radius * scale)))
+    factors = np.array(image.shape) / np.array(flow.shape[1:])
+    return np.stack([ndi.zoom(f, factors, order=1, grid_mode=True, mode="nearest") * factor
+                     for f, factor in zip(flow, factors, strict=True)])
 
 
 def carry_masks(masks: np.ndarray, flow: np.ndarray) -> np.ndarray:

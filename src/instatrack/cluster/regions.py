@@ -42,6 +42,8 @@ class RegionSettings(Settings):
     and 0.55 tried; docs/propagation_pretraining.md, "Masks carried by optical flow").
     ``flow_radius``: the flow's window radius in pixels; best at 4 on 240x432 frames,
     at 7 (the default) on 480x854 ones, so larger frames want a larger radius.
+    ``flow_scale``: the flow is computed on both frames shrunk by this factor (the
+    window with them) and enlarged back, for speed (1 = full size).
     """
 
     post_processing = True
@@ -53,6 +55,7 @@ class RegionSettings(Settings):
     region_motion: bool = True
     flow_prior: float = 0.55
     flow_radius: int = 7
+    flow_scale: float = 1.0
 
     def check(self) -> None:
         super().check()
@@ -67,6 +70,7 @@ class RegionSettings(Settings):
         require(0 <= self.flow_prior < 1,
                 f"flow_prior must be in [0, 1), got {self.flow_prior}")
         require(self.flow_radius >= 1, f"flow_radius must be >= 1, got {self.flow_radius}")
+        require(0 < self.flow_scale <= 1, f"flow_scale must be in (0, 1], got {self.flow_scale}")
 
 
 def shift_mask(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:

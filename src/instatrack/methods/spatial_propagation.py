@@ -337,8 +337,8 @@ class SpatialPropagation(Method):
                 scores, features = self._refined_scores(model, scorer, image, given)
             if cfg.flow_prior:
                 now = grey(array)
-                carried = carry_masks(memory.latest, backward_flow(now, last_grey,
-                                                                   cfg.flow_radius))
+                carried = carry_masks(memory.latest, backward_flow(
+                    now, last_grey, cfg.flow_radius, cfg.flow_scale))
                 blend_carried(scores, carried, memory.latest.any((1, 2)), cfg.flow_prior)
                 last_grey = now
             labels = filter_and_assign(scores, memory, ids, self.config)
