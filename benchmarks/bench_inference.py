@@ -24,6 +24,13 @@ seconds per later frame, and the first frame's fitting apart::
     OMP_NUM_THREADS=1 python benchmarks/bench_inference.py \\
         --models nuclei-se nuclei-se-synthetic leaves-se --sizes 512 1024 --repeats 5
     OMP_NUM_THREADS=1 python benchmarks/bench_inference.py --models objects-spn
+
+``--flow``: the optical flow that carries a semi-supervised model's masks
+(``flow_prior``) on square ``--sizes`` frames, at each ``--flow-scales`` (``flow_scale``:
+the flow on shrunk frames), the median over ``--repeats`` rounds and each scale's
+speed-up over the first::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_inference.py --flow --flow-scales 1 0.5
 """
 
 from __future__ import annotations
@@ -177,18 +184,48 @@ def print_table(rows: list[dict]) -> None:
               f"{1 / r['seconds']:.2f} | {r['ratio']:.1f} | {r['objects']} |")
 
 
+def time_flow(sizes: list[int], scales: list[float], repeats: int) -> None:
+    """Print the median seconds of one flow at each size and scale: a smooth random
+    frame and the same frame moved by (3, 2) px."""
+    from scipy import ndimage
+
+    from instatrack.cluster.flow import backward_flow
+
+    rng = np.random.default_rng(0)
+    print(f"# {machine()}; median of {repeats} rounds")
+    print("| frame | flow_scale | s | speed-up |\n| --- | --- | --- | --- |")
+    for size in sizes:
+        previous = ndimage.gaussian_filter(rng.random((size, size)), 2).astype(np.float32)
+        image = np.roll(previous, (3, 2), (0, 1))
+        times: dict[float, list[float]] = {scale: [] for scale in scales}
+        for _ in range(repeats):  # interleaved, so a change of load hits every scale
+            for scale in scales:
+                clock = time.perf_counter()
+                backward_flow(image, previous, scale=scale)
+                times[scale].append(time.perf_counter() - clock)
+        first = statistics.median(times[scales[0]])
+        for scale in scales:
+            median = statistics.median(times[scale])
+            print(f"| {size}x{size} | {scale:g} | {median:.2f} | {first / median:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--run", help="trained run folder: time end-to-end tracking")
     what.add_argument("--models", nargs="+", metavar="NAME_OR_RUN",
                       help="shipped models or run folders: time segmenting a still frame")
+    what.add_argument("--flow", action="store_true",
+                      help="time the optical flow of semi-supervised models")
+    parser.add_argument("--flow-scales", type=float, nargs="+", default=[1.0, 0.5],
+                        help="with --flow: the flow_scale values")
     parser.add_argument("--size", type=int, nargs=2, default=(512, 512),
                         help="with --run: frame size Y X")
     parser.add_argument("--frames", type=int, default=8, help="with --run: frames tracked")
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024],
-                        help="with --models: sides of the square frames")
-    parser.add_argument("--repeats", type=int, default=5, help="with --models: timed rounds")
+                        help="with --models or --flow: sides of the square frames")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="with --models or --flow: timed rounds")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--device", default=None)
     parser.add_argument("--object-size", default=None,
@@ -197,6 +234,9 @@ def main() -> None:
                              "model's own default")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.flow:
+        time_flow(args.sizes, args.flow_scales, args.repeats)
+        return
     if args.models:
         rows = speed_table(args.models, args.sizes, args.repeats, args.device,
                            args.object_size)

@@ -55,3 +55,10 @@ def test_a_semi_supervised_model_is_timed_following_its_first_masks(monkeypatch)
     assert [(r["model"], r["size"], r["channels"]) for r in rows] == [("follower", 48, 3)]
     assert rows[0]["first"] >= 0 and rows[0]["ratio"] > 0 and rows[0]["objects"] >= 1
     assert given[0].shape == (48, 48) and given[0].max() >= 1     # frame 0's objects given
+
+
+def test_time_flow_prints_a_row_per_size_and_scale(capsys):
+    bench_inference.time_flow([48], [1.0, 0.5], repeats=1)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 48x48")]
+    assert [row.split(" | ")[1] for row in rows] == ["1", "0.5"]
+    assert rows[0].endswith("| 1.0 |")
