@@ -238,6 +238,12 @@ RECIPES["objects-spn-zoom"] = dataclasses.replace(
     RECIPES["objects-spn-mask"],
     synthetic=(Synthetic(sequences=60, frames=10, size=(240, 432), seed=31, randomise=False,
                          kind="video", video=("zoom=0.1", "scale_range=0.3,3")),))
+# a foreground net twice as wide (session 35: better on the held-out synthetic videos)
+RECIPES["objects-spn-w32"] = dataclasses.replace(
+    RECIPES["objects-spn"],
+    purpose=RECIPES["objects-spn"].purpose + "; its foreground net twice as wide",
+    overrides=tuple(o if o != "fg_width=16" else "fg_width=32"
+                    for o in RECIPES["objects-spn"].overrides))
 # real textures: half the backgrounds and object textures cut from photographs
 # (VideoSettings.photos; scikit-image's CC0 / public-domain sample photographs)
 _PHOTO_VIDEOS = (Synthetic(sequences=60, frames=10, size=(240, 432), seed=31, randomise=False,
