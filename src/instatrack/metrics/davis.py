@@ -120,6 +120,19 @@ def _object_ids(gt_masks: list[np.ndarray]) -> np.ndarray:
     return ids[ids > 0]
 
 
+def _checked(gt_masks: Sequence[np.ndarray], pred_masks: Sequence[np.ndarray]
+             ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Both videos as arrays, and the reference's object ids; DataError when the frame
+    counts differ or the reference holds no object."""
+    gt_masks, pred_masks = [np.asarray(m) for m in gt_masks], [np.asarray(m) for m in pred_masks]
+    if len(gt_masks) != len(pred_masks) or not gt_masks:
+        raise DataError(f"got {len(gt_masks)} reference frames and {len(pred_masks)} predicted")
+    ids = _object_ids(gt_masks)
+    if ids.size == 0:
+        raise DataError("the reference masks contain no object (all frames are background)")
+    return gt_masks, pred_masks, ids
+
+
 def _per_frame_jf(gt: np.ndarray, pred: np.ndarray, ids, binary: bool, bound_th: float):
     """J and F of every object in one frame, ``(2, n_objects)``."""
     if gt.shape != pred.shape:
@@ -159,12 +172,7 @@ def evaluate_davis(
         ``F_decay`` (per-object statistics averaged over objects), ``J&F`` (mean
         of ``J_mean`` and ``F_mean``) and ``n_objects``.
     """
-    gt_masks, pred_masks = [np.asarray(m) for m in gt_masks], [np.asarray(m) for m in pred_masks]
-    if len(gt_masks) != len(pred_masks) or not gt_masks:
-        raise DataError(f"got {len(gt_masks)} reference frames and {len(pred_masks)} predicted")
-    ids = _object_ids(gt_masks)
-    if ids.size == 0:
-        raise DataError("the reference masks contain no object (all frames are background)")
+    gt_masks, pred_masks, ids = _checked(gt_masks, pred_masks)
     if binary is None:
         binary = ids.size == 1
     n_frames = len(gt_masks)
@@ -188,12 +196,7 @@ def davis_per_frame(gt_masks: Sequence[np.ndarray], pred_masks: Sequence[np.ndar
     """``{"J": [...], "F": [...]}``: each frame's J and F averaged over the objects, for
     every frame (the first and last included), to see where a video's masks drift;
     arguments as for :func:`evaluate_davis`."""
-    gt_masks, pred_masks = [np.asarray(m) for m in gt_masks], [np.asarray(m) for m in pred_masks]
-    if len(gt_masks) != len(pred_masks) or not gt_masks:
-        raise DataError(f"got {len(gt_masks)} reference frames and {len(pred_masks)} predicted")
-    ids = _object_ids(gt_masks)
-    if ids.size == 0:
-        raise DataError("the reference masks contain no object (all frames are background)")
+    gt_masks, pred_masks, ids = _checked(gt_masks, pred_masks)
     binary = ids.size == 1 if binary is None else binary
     values = np.stack([_per_frame_jf(g, p, ids, binary, bound_th)
                        for g, p in zip(gt_masks, pred_masks, strict=True)]).mean(2)
