@@ -87,6 +87,15 @@ def _one_line_error(capsys, argv: list[str], code: int = 2) -> str:
     return err
 
 
+@pytest.fixture(autouse=True)
+def _ctrl_c_as_in_a_terminal():
+    """Ctrl-C reaches Python's default handler, as in a terminal, even when pytest runs as
+    a background job: those start with SIGINT ignored, and training then leaves it so."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _sigint_in_loss(monkeypatch, at_call: int, times: int = 1) -> None:
     """Send SIGINT to this process from inside the loss of the ``at_call``-th step,
     i.e. in the middle of a step, as a real Ctrl-C mostly lands."""
@@ -142,7 +151,8 @@ def test_ctrl_c_before_the_first_checkpoint_leaves_a_rerunnable_folder(cells, tm
 #: runs the CLI on one thread with the toy method registered and each step slowed
 #: down, so that a SIGINT sent from outside lands while training
 DRIVER = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see above)
 sys.path.insert(0, {tests!r})
 import torch
 import toy_method
