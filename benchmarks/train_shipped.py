@@ -238,7 +238,7 @@ RECIPES["objects-spn-zoom"] = dataclasses.replace(
     RECIPES["objects-spn-mask"],
     synthetic=(Synthetic(sequences=60, frames=10, size=(240, 432), seed=31, randomise=False,
                          kind="video", video=("zoom=0.1", "scale_range=0.3,3")),))
-# a foreground net twice as wide (session 35: better on the held-out synthetic videos)
+# a foreground net twice as wide (session 35: not shown better; docs/propagation_pretraining.md)
 RECIPES["objects-spn-w32"] = dataclasses.replace(
     RECIPES["objects-spn"],
     purpose=RECIPES["objects-spn"].purpose + "; its foreground net twice as wide",
