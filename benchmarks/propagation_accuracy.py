@@ -70,9 +70,9 @@ def main() -> None:
     for seq in sequences:
         out = None if args.out is None else \
             args.out / seq.name if len(sequences) > 1 else args.out
-        scores, frames = judge(predictor, seq, out)
+        scores, frames = judge(predictor, seq, out, args.per_frame)
         rows.append(scores)
-        extra = {"per_frame": frames} if args.per_frame else {}
+        extra = {"per_frame": frames} if frames else {}
         print(json.dumps({"dataset": str(args.dataset), "sequence": seq.name,
                           "model": str(run), "train_frames": trained_on,
                           "infer_set": args.infer_set, **scores, **extra}), flush=True)
@@ -84,10 +84,10 @@ def main() -> None:
                              for k in rows[0]}}))
 
 
-def judge(predictor, seq, out: Path | None
-          ) -> tuple[dict[str, float], dict[str, list[float]]]:
+def judge(predictor, seq, out: Path | None, per_frame: bool = False
+          ) -> tuple[dict[str, float], dict[str, list[float]] | None]:
     """Propagate ``seq``'s first annotated masks through it: its DAVIS scores and speed,
-    and each frame's J and F."""
+    and with ``per_frame`` each frame's J and F (else None)."""
     from instatrack.metrics.davis import davis_per_frame, evaluate_davis
 
     frames = [seq.image(t) for t in range(len(seq))]
@@ -102,8 +102,9 @@ def judge(predictor, seq, out: Path | None
         for t, labels in enumerate(result.labels):
             write_annotation(out / f"{t:05d}.png", labels)
     scores = evaluate_davis(gts, list(result.labels))
-    frames = {k: [round(v, 3) for v in values]
-              for k, values in davis_per_frame(gts, list(result.labels)).items()}
+    frames = None if not per_frame else {
+        k: [round(v, 3) for v in values]
+        for k, values in davis_per_frame(gts, list(result.labels)).items()}
     return ({**{k: round(float(v), 4) for k, v in scores.items()},
              "seconds_per_frame": round(seconds, 3)}, frames)
 
