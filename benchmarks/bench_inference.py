@@ -42,6 +42,7 @@ import statistics
 import sys
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -87,11 +88,11 @@ def time_followers(followers: dict[str, object], sizes: list[int], frames: int
     rows = []
     for size in sizes:
         images, labels = generate_video(frames, (size, size), seed=0)
+        base = statistics.median(_timed(segment_classical, image, classical)
+                                 for image in images)
         for model, predictor in followers.items():
             gaps = frame_gaps(predictor, list(images), labels[0])
             seconds = float(statistics.median(gaps[1:]))
-            base = statistics.median(_timed(segment_classical, image, classical)
-                                     for image in images)
             rows.append({"model": model, "size": size, "channels": 3, "seconds": seconds,
                          "first": float(gaps[0]), "ratio": seconds / base,
                          "objects": len(np.unique(labels[0])) - 1})
@@ -200,9 +201,7 @@ def time_flow(sizes: list[int], scales: list[float], repeats: int) -> None:
         times: dict[float, list[float]] = {scale: [] for scale in scales}
         for _ in range(repeats):  # interleaved, so a change of load hits every scale
             for scale in scales:
-                clock = time.perf_counter()
-                backward_flow(image, previous, scale=scale)
-                times[scale].append(time.perf_counter() - clock)
+                times[scale].append(_timed(partial(backward_flow, scale=scale), image, previous))
         first = statistics.median(times[scales[0]])
         for scale in scales:
             median = statistics.median(times[scale])
