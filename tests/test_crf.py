@@ -123,3 +123,19 @@ def test_labels_from_masks_overlaps_small_pieces_and_numbering():
     assert (labels == 1).sum() == 16 and (labels[2:4, 2:4] == 1).all()
     assert (labels == 2).sum() == 12 and labels[7, 7] == 0
     assert labels.max() == 2
+
+
+def test_crf_near_the_objects_labels_as_the_whole_frame():
+    from scipy import ndimage as ndi
+
+    from instatrack.cluster.crf import crf_refine_near
+
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(ndi.gaussian_filter(rng.random((3, 120, 200)), (0, 3, 3)) * 3).float()
+    masks = torch.zeros(2, 120, 200)
+    masks[0, 20:60, 30:75], masks[1, 50:90, 100:130] = 0.8, 0.7
+    masks = torch.from_numpy(ndi.gaussian_filter(masks.numpy(), (0, 4, 4))).float()
+    masks += 0.01 * torch.from_numpy(rng.random((2, 120, 200))).float()
+    whole, near = crf_refine(image, masks), crf_refine_near(image, masks)
+    assert torch.equal(whole > 0.5, near > 0.5)
+    assert torch.equal(crf_refine_near(image, masks * 0.01), masks * 0.01)  # nothing near
