@@ -48,3 +48,16 @@ def test_blending_leaves_objects_lost_in_the_previous_frame_alone():
     out = blend_carried(scores, carried, np.array([True, False]), 0.5)
     assert out is scores
     assert np.allclose(out[0], 0.6) and np.allclose(out[1], 0.2)
+
+
+@pytest.mark.parametrize("edge", ["background", "nearest"])
+def test_an_object_cut_by_the_frame_edge(edge):
+    """Moving down into view: the part that enters is carried only with ``"nearest"``."""
+    mask = np.zeros((1, 20, 20), bool)
+    mask[0, :6, 5:15] = True  # cut by the top edge
+    flow = np.zeros((2, 20, 20), np.float32)
+    flow[0] = -3  # every pixel came from 3 rows up
+    carried = carry_masks(mask, flow, edge) > 0.5
+    assert carried[0, 3:9, 5:15].all() and not carried[0, 9:].any()
+    assert carried[0, :3, 5:15].all() == (edge == "nearest")
+    assert not carried[0, :3, 5:15].any() == (edge == "background")

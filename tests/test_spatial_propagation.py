@@ -418,3 +418,21 @@ def test_flow_prior_tracks_the_discs_and_is_checked(trained):
         small_method("flow_radius=0")
     with pytest.raises(ConfigError, match="flow_scale"):
         small_method("flow_scale=0")
+    with pytest.raises(ConfigError, match="flow_edge"):
+        small_method("flow_edge=wrap")
+
+
+def test_crf_sharpens_the_propagated_masks_and_is_checked(trained):
+    """The dense CRF on the score maps (on by default) keeps the discs; its own tests are
+    in test_crf.py."""
+    method, model = trained
+    refined = small_method("finetune_steps=30", "online_steps=0")
+    assert refined.config.crf and not small_method("crf=false").config.crf
+    ids = (3, 8, 20)
+    images, labels = moving_discs(6, seed=1, ids=ids)
+    windows = list(refined.predict(model, list(images), "cpu", first_masks=labels[0]))
+    predicted = np.concatenate([w.labels for w in windows])
+    scores = [jaccard(predicted[t] == k, labels[t] == k) for t in range(1, 6) for k in ids]
+    assert min(scores) > 0.7 and np.mean(scores) > 0.85
+    with pytest.raises(ConfigError, match="crf_iterations"):
+        small_method("crf=true", "crf_iterations=0")

@@ -49,15 +49,20 @@ def backward_flow(image: np.ndarray, previous: np.ndarray, radius: int = 7,
                      for f, factor in zip(flow, factors, strict=True)])
 
 
-def carry_masks(masks: np.ndarray, flow: np.ndarray) -> np.ndarray:
+def carry_masks(masks: np.ndarray, flow: np.ndarray, edge: str = "background") -> np.ndarray:
     """``(K, Y, X)`` bool masks of the previous frame warped along ``flow`` ``(2, Y, X)``
-    (:func:`backward_flow`) into the current one: ``(K, Y, X)`` float32 in [0, 1]."""
+    (:func:`backward_flow`) into the current one: ``(K, Y, X)`` float32 in [0, 1].
+
+    ``edge``: what a pixel whose source lies beyond the frame carries: ``"background"``,
+    or ``"nearest"``, the value at the frame's edge (an object cut by the edge goes on
+    beyond it, so the part of it that comes into view is carried too)."""
     Y, X = masks.shape[1:]
     yy, xx = np.meshgrid(np.arange(Y, dtype=np.float32), np.arange(X, dtype=np.float32),
                          indexing="ij")
     coords = np.stack([yy + flow[0], xx + flow[1]])
     return np.stack([ndi.map_coordinates(m.astype(np.float32), coords, order=1,
-                                         mode="constant") for m in masks])
+                                         mode="constant" if edge == "background" else "nearest")
+                     for m in masks])
 
 
 def blend_carried(scores: np.ndarray, carried: np.ndarray, found: np.ndarray,

@@ -43,7 +43,10 @@ class RegionSettings(Settings):
     ``flow_radius``: the flow's window radius in pixels; best at 4 on 240x432 frames,
     at 7 (the default) on 480x854 ones, so larger frames want a larger radius.
     ``flow_scale``: the flow is computed on both frames shrunk by this factor (the
-    window with them) and enlarged back, for speed (1 = full size).
+    window with them) and enlarged back, for speed (1 = full size). ``flow_edge``: what a
+    pixel carries whose source lies beyond the previous frame: ``"background"``, or
+    ``"nearest"``, the mask at the frame's edge, so an object cut by the edge goes on
+    beyond it (:func:`~instatrack.cluster.flow.carry_masks`).
     """
 
     post_processing = True
@@ -56,6 +59,7 @@ class RegionSettings(Settings):
     flow_prior: float = 0.55
     flow_radius: int = 7
     flow_scale: float = 1.0
+    flow_edge: str = "background"
 
     def check(self) -> None:
         super().check()
@@ -71,6 +75,8 @@ class RegionSettings(Settings):
                 f"flow_prior must be in [0, 1), got {self.flow_prior}")
         require(self.flow_radius >= 1, f"flow_radius must be >= 1, got {self.flow_radius}")
         require(0 < self.flow_scale <= 1, f"flow_scale must be in (0, 1], got {self.flow_scale}")
+        require(self.flow_edge in ("background", "nearest"),
+                f"flow_edge must be 'background' or 'nearest', got {self.flow_edge!r}")
 
 
 def shift_mask(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
