@@ -31,6 +31,12 @@ the flow on shrunk frames), the median over ``--repeats`` rounds and each scale'
 speed-up over the first::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_inference.py --flow --flow-scales 1 0.5
+
+``--crf``: the dense CRF of a semi-supervised model's scores (``crf``) on square
+``--sizes`` frames with one object, on the whole frame and on the box around the object
+(as the method runs it), the median over ``--repeats`` interleaved rounds::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_inference.py --crf --sizes 512 1024
 """
 
 from __future__ import annotations
@@ -208,6 +214,31 @@ def time_flow(sizes: list[int], scales: list[float], repeats: int) -> None:
             print(f"| {size}x{size} | {scale:g} | {median:.2f} | {first / median:.1f} |")
 
 
+def time_crf(sizes: list[int], repeats: int) -> None:
+    """Print the median seconds of the dense CRF of spatial-propagation (default kernels)
+    on a smooth random RGB frame with one object, a disc of a sixth of the side: on the
+    whole frame, and on the box around the object as the method runs it."""
+    from scipy import ndimage
+
+    from instatrack.cluster.crf import CRFParams, crf_refine, crf_refine_near
+
+    rng = np.random.default_rng(0)
+    print(f"# {machine()}; median of {repeats} rounds")
+    print("| frame | whole frame, s | near the object, s | speed-up |\n| --- | --- | --- | --- |")
+    for size in sizes:
+        image = torch.from_numpy(ndimage.gaussian_filter(
+            rng.random((3, size, size)), (0, 2, 2))).float()
+        yy, xx = np.mgrid[:size, :size]
+        disc = np.hypot(yy - size / 2, xx - size / 3) < size / 12
+        masks = torch.from_numpy(ndimage.gaussian_filter(disc * 0.9, 3)[None]).float()
+        times: dict[str, list[float]] = {"whole": [], "near": []}
+        for _ in range(repeats):  # interleaved, so a change of load hits both
+            times["whole"].append(_timed(crf_refine, image, masks, CRFParams()))
+            times["near"].append(_timed(crf_refine_near, image, masks, CRFParams()))
+        whole, near = (statistics.median(times[k]) for k in ("whole", "near"))
+        print(f"| {size}x{size} | {whole:.2f} | {near:.2f} | {whole / near:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     what = parser.add_mutually_exclusive_group(required=True)
@@ -216,15 +247,17 @@ def main() -> None:
                       help="shipped models or run folders: time segmenting a still frame")
     what.add_argument("--flow", action="store_true",
                       help="time the optical flow of semi-supervised models")
+    what.add_argument("--crf", action="store_true",
+                      help="time the dense CRF of semi-supervised models")
     parser.add_argument("--flow-scales", type=float, nargs="+", default=[1.0, 0.5],
                         help="with --flow: the flow_scale values")
     parser.add_argument("--size", type=int, nargs=2, default=(512, 512),
                         help="with --run: frame size Y X")
     parser.add_argument("--frames", type=int, default=8, help="with --run: frames tracked")
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024],
-                        help="with --models or --flow: sides of the square frames")
+                        help="with --models, --flow or --crf: sides of the square frames")
     parser.add_argument("--repeats", type=int, default=5,
-                        help="with --models or --flow: timed rounds")
+                        help="with --models, --flow or --crf: timed rounds")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--device", default=None)
     parser.add_argument("--object-size", default=None,
@@ -235,6 +268,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.flow:
         time_flow(args.sizes, args.flow_scales, args.repeats)
+        return
+    if args.crf:
+        time_crf(args.sizes, args.repeats)
         return
     if args.models:
         rows = speed_table(args.models, args.sizes, args.repeats, args.device,

@@ -62,3 +62,9 @@ def test_time_flow_prints_a_row_per_size_and_scale(capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 48x48")]
     assert [row.split(" | ")[1] for row in rows] == ["1", "0.5"]
     assert rows[0].endswith("| 1.0 |")
+
+
+def test_time_crf_prints_a_row_per_size(capsys):
+    bench_inference.time_crf([48, 64], repeats=1)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[2:]] == ["| 48x48", "| 64x64"]
