@@ -50,14 +50,26 @@ def test_blending_leaves_objects_lost_in_the_previous_frame_alone():
     assert np.allclose(out[0], 0.6) and np.allclose(out[1], 0.2)
 
 
-@pytest.mark.parametrize("edge", ["background", "nearest"])
+@pytest.mark.parametrize("edge", ["background", "nearest", "moving"])
 def test_an_object_cut_by_the_frame_edge(edge):
-    """Moving down into view: the part that enters is carried only with ``"nearest"``."""
+    """Moving down into view: the part that enters is carried, except with "background"."""
     mask = np.zeros((1, 20, 20), bool)
     mask[0, :6, 5:15] = True  # cut by the top edge
     flow = np.zeros((2, 20, 20), np.float32)
     flow[0] = -3  # every pixel came from 3 rows up
     carried = carry_masks(mask, flow, edge) > 0.5
     assert carried[0, 3:9, 5:15].all() and not carried[0, 9:].any()
-    assert carried[0, :3, 5:15].all() == (edge == "nearest")
+    assert carried[0, :3, 5:15].all() == (edge != "background")
     assert not carried[0, :3, 5:15].any() == (edge == "background")
+
+
+def test_what_enters_moving_unlike_the_object_is_not_carried_with_moving():
+    """A camera pans past an object cut by the edge: what comes into view beside it moves
+    another way, and only "nearest" takes it for the object."""
+    mask = np.zeros((1, 20, 20), bool)
+    mask[0, :6, 5:15] = True
+    flow = np.zeros((2, 20, 20), np.float32)
+    flow[0, :3] = -6  # the top rows show what came in from beyond, moving faster
+    nearest, moving = (carry_masks(mask, flow, edge)[0, :3, 5:15] > 0.5
+                       for edge in ("nearest", "moving"))
+    assert nearest.all() and not moving.any()

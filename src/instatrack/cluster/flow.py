@@ -53,16 +53,37 @@ def carry_masks(masks: np.ndarray, flow: np.ndarray, edge: str = "background") -
     """``(K, Y, X)`` bool masks of the previous frame warped along ``flow`` ``(2, Y, X)``
     (:func:`backward_flow`) into the current one: ``(K, Y, X)`` float32 in [0, 1].
 
-    ``edge``: what a pixel whose source lies beyond the frame carries: ``"background"``,
-    or ``"nearest"``, the value at the frame's edge (an object cut by the edge goes on
-    beyond it, so the part of it that comes into view is carried too)."""
+    ``edge``: what a pixel whose source lies beyond the frame carries:
+    ``"background"``; ``"nearest"``, the value at the frame's edge (an object cut by the
+    edge goes on beyond it, so the part of it that comes into view is carried too); or
+    ``"moving"``, the same only where the pixel's flow agrees with the object's own
+    motion (the median flow over its carried pixels, within 1 px plus half its length):
+    what the camera brings into view beside the object moves another way and is not
+    taken for it (docs/propagation_pretraining.md, "A dense CRF on the carried
+    scores")."""
     Y, X = masks.shape[1:]
     yy, xx = np.meshgrid(np.arange(Y, dtype=np.float32), np.arange(X, dtype=np.float32),
                          indexing="ij")
     coords = np.stack([yy + flow[0], xx + flow[1]])
-    return np.stack([ndi.map_coordinates(m.astype(np.float32), coords, order=1,
-                                         mode="constant" if edge == "background" else "nearest")
-                     for m in masks])
+    inside = np.stack([ndi.map_coordinates(m.astype(np.float32), coords, order=1,
+                                           mode="constant") for m in masks])
+    if edge == "background":
+        return inside
+    beyond = ((coords < -0.5) | (coords > np.array([Y - 1, X - 1])[:, None, None] + 0.5)).any(0)
+    nearest = np.stack([ndi.map_coordinates(m.astype(np.float32), coords, order=1,
+                                            mode="nearest") for m in masks])
+    if edge == "nearest":
+        return nearest
+    out = inside
+    for k in range(len(masks)):
+        body = inside[k] > 0.5
+        if not body.any() or not beyond.any():
+            continue
+        own = np.median(flow[:, body], axis=1)  # the object's own motion
+        agrees = np.hypot(*(flow - own[:, None, None])) <= 1 + 0.5 * np.hypot(*own)
+        take = beyond & agrees
+        out[k][take] = nearest[k][take]
+    return out
 
 
 def blend_carried(scores: np.ndarray, carried: np.ndarray, found: np.ndarray,
