@@ -223,9 +223,12 @@ RECIPES: dict[str, Recipe] = {
                "Never saw a real image: the foreground net knows synthetic objects only. "
                "The per-object heads, fitted to frame 0, find each object in frame 1 and "
                "again once lost; in between, each mask is carried along the optical flow "
-               "(flow_prior), which drifts over long videos (DAVIS motocross-jump J&F "
-               "0.462: the mask keeps 0.9 of the rider's IoU at frame 1, about 0.45 from "
-               "frame 15, and spreads over the track in the last frames)."),
+               "(flow_prior) and its outline drawn to the image's colour edges by a dense "
+               "CRF (crf). The carried mask drifts over long videos (DAVIS motocross-jump "
+               "J&F 0.482: the mask keeps 0.9 of the rider's IoU at frame 1, about 0.5 "
+               "from frame 15, and spreads over the sky in the last frames); where an "
+               "untextured region scores like the object, the CRF can spread the mask "
+               "over it."),
 }
 # the same, the foreground net conditioned on the object's previous mask
 RECIPES["objects-spn-mask"] = dataclasses.replace(
