@@ -88,7 +88,7 @@ def judge(predictor, seq, out: Path | None, per_frame: bool = False
           ) -> tuple[dict[str, float], dict[str, list[float]] | None]:
     """Propagate ``seq``'s first annotated masks through it: its DAVIS scores and speed,
     and with ``per_frame`` each frame's J and F (else None)."""
-    from instatrack.metrics.davis import davis_per_frame, evaluate_davis
+    from instatrack.metrics.davis import davis_with_per_frame, evaluate_davis
 
     frames = [seq.image(t) for t in range(len(seq))]
     gts = [np.maximum(seq.labels(t), 0) for t in range(len(seq))]
@@ -101,10 +101,11 @@ def judge(predictor, seq, out: Path | None, per_frame: bool = False
         out.mkdir(parents=True, exist_ok=True)
         for t, labels in enumerate(result.labels):
             write_annotation(out / f"{t:05d}.png", labels)
-    scores = evaluate_davis(gts, list(result.labels))
-    frames = None if not per_frame else {
-        k: [round(v, 3) for v in values]
-        for k, values in davis_per_frame(gts, list(result.labels)).items()}
+    if per_frame:  # each frame scored once for both
+        scores, frames = davis_with_per_frame(gts, list(result.labels))
+        frames = {k: [round(v, 3) for v in values] for k, values in frames.items()}
+    else:
+        scores, frames = evaluate_davis(gts, list(result.labels)), None
     return ({**{k: round(float(v), 4) for k, v in scores.items()},
              "seconds_per_frame": round(seconds, 3)}, frames)
 

@@ -11,6 +11,7 @@ from instatrack.metrics.davis import (
     boundary_tolerance,
     contour_accuracy,
     davis_per_frame,
+    davis_with_per_frame,
     evaluate_davis,
     jf_statistics,
     region_similarity,
@@ -93,6 +94,10 @@ def test_per_frame_shows_where_an_object_is_lost():
     assert frames["F"] == pytest.approx([1.0, 0.5, 1.0])
     with pytest.raises(DataError, match="3 reference frames and 2"):
         davis_per_frame(gt, pred[:2])
+    summary, again = davis_with_per_frame(gt, pred)  # both from one scoring
+    assert again == frames and summary == evaluate_davis(gt, pred)
+    two = davis_with_per_frame(gt[:2], pred[:2])[0]  # too short to leave frames out
+    assert two == evaluate_davis(gt[:2], pred[:2], skip_first_last=False)
 
 
 def test_single_object_compares_foregrounds():

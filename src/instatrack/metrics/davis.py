@@ -30,6 +30,7 @@ from instatrack.metrics.matching import IGNORE
 __all__ = [
     "boundary_map",
     "contour_accuracy",
+    "davis_with_per_frame",
     "evaluate_davis",
     "jf_statistics",
     "region_similarity",
@@ -180,13 +181,19 @@ def evaluate_davis(
     values = np.stack(
         [_per_frame_jf(gt_masks[t], pred_masks[t], ids, binary, bound_th) for t in frames]
     )
+    return _summary(values)
+
+
+def _summary(values: np.ndarray) -> dict[str, float]:
+    """:func:`evaluate_davis`'s dictionary from J and F ``(frames, 2, n_objects)``."""
+    n_objects = values.shape[2]
     result = {}
     for index, measure in enumerate(("J", "F")):
-        stats = [jf_statistics(values[:, index, k]) for k in range(len(ids))]
+        stats = [jf_statistics(values[:, index, k]) for k in range(n_objects)]
         for name in ("mean", "recall", "decay"):
             result[f"{measure}_{name}"] = float(np.mean([s[name] for s in stats]))
     result["J&F"] = (result["J_mean"] + result["F_mean"]) / 2
-    result["n_objects"] = float(len(ids))
+    result["n_objects"] = float(n_objects)
     return result
 
 
@@ -196,8 +203,18 @@ def davis_per_frame(gt_masks: Sequence[np.ndarray], pred_masks: Sequence[np.ndar
     """``{"J": [...], "F": [...]}``: each frame's J and F averaged over the objects, for
     every frame (the first and last included), to see where a video's masks drift;
     arguments as for :func:`evaluate_davis`."""
+    return davis_with_per_frame(gt_masks, pred_masks, binary, bound_th)[1]
+
+
+def davis_with_per_frame(gt_masks: Sequence[np.ndarray], pred_masks: Sequence[np.ndarray],
+                         binary: bool | None = None, bound_th: float = 0.008
+                         ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """:func:`evaluate_davis` (first and last frames left out) and
+    :func:`davis_per_frame` together, each frame scored once."""
     gt_masks, pred_masks, ids = _checked(gt_masks, pred_masks)
     binary = ids.size == 1 if binary is None else binary
     values = np.stack([_per_frame_jf(g, p, ids, binary, bound_th)
-                       for g, p in zip(gt_masks, pred_masks, strict=True)]).mean(2)
-    return {"J": values[:, 0].tolist(), "F": values[:, 1].tolist()}
+                       for g, p in zip(gt_masks, pred_masks, strict=True)])
+    inner = values[1:-1] if len(values) >= 3 else values
+    means = values.mean(2)
+    return _summary(inner), {"J": means[:, 0].tolist(), "F": means[:, 1].tolist()}
