@@ -403,14 +403,20 @@ def test_backbone_is_loaded_for_training_only(tmp_path):
                           atol=1e-6)
 
 
+def disc_scores(method: SpatialPropagation, model, frames: int) -> list[float]:
+    """IoU of each of three moving discs in every frame after the first, followed by
+    ``method`` from frame 0's masks."""
+    ids = (3, 8, 20)
+    images, labels = moving_discs(frames, seed=1, ids=ids)
+    windows = list(method.predict(model, list(images), "cpu", first_masks=labels[0]))
+    predicted = np.concatenate([w.labels for w in windows])
+    return [jaccard(predicted[t] == k, labels[t] == k) for t in range(1, frames) for k in ids]
+
+
 def test_flow_prior_tracks_the_discs_and_is_checked(trained):
     method, model = trained
-    flowing = small_method("finetune_steps=30", "online_steps=0", "flow_prior=0.4")
-    ids = (3, 8, 20)
-    images, labels = moving_discs(10, seed=1, ids=ids)
-    windows = list(flowing.predict(model, list(images), "cpu", first_masks=labels[0]))
-    predicted = np.concatenate([w.labels for w in windows])
-    scores = [jaccard(predicted[t] == k, labels[t] == k) for t in range(1, 10) for k in ids]
+    scores = disc_scores(small_method("finetune_steps=30", "online_steps=0", "flow_prior=0.4"),
+                         model, 10)
     assert min(scores) > 0.7 and np.mean(scores) > 0.85
     with pytest.raises(ConfigError, match="flow_prior"):
         small_method("flow_prior=1")
@@ -428,11 +434,7 @@ def test_crf_sharpens_the_propagated_masks_and_is_checked(trained):
     method, model = trained
     refined = small_method("finetune_steps=30", "online_steps=0")
     assert refined.config.crf and not small_method("crf=false").config.crf
-    ids = (3, 8, 20)
-    images, labels = moving_discs(6, seed=1, ids=ids)
-    windows = list(refined.predict(model, list(images), "cpu", first_masks=labels[0]))
-    predicted = np.concatenate([w.labels for w in windows])
-    scores = [jaccard(predicted[t] == k, labels[t] == k) for t in range(1, 6) for k in ids]
+    scores = disc_scores(refined, model, 6)
     assert min(scores) > 0.7 and np.mean(scores) > 0.85
     with pytest.raises(ConfigError, match="crf_iterations"):
         small_method("crf=true", "crf_iterations=0")
