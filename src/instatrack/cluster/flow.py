@@ -72,18 +72,17 @@ def carry_masks(masks: np.ndarray, flow: np.ndarray, edge: str = "background") -
     beyond = ((coords < -0.5) | (coords > np.array([Y - 1, X - 1])[:, None, None] + 0.5)).any(0)
     nearest = np.stack([ndi.map_coordinates(m.astype(np.float32), coords, order=1,
                                             mode="nearest") for m in masks])
-    if edge == "nearest":
-        return nearest
-    out = inside
-    for k in range(len(masks)):
-        body = inside[k] > 0.5
-        if not body.any() or not beyond.any():
+    if edge == "nearest" or not beyond.any():
+        return nearest if edge == "nearest" else inside
+    carried = inside.copy()
+    for k, body in enumerate(inside > 0.5):
+        if not body.any():
             continue
         own = np.median(flow[:, body], axis=1)  # the object's own motion
         agrees = np.hypot(*(flow - own[:, None, None])) <= 1 + 0.5 * np.hypot(*own)
         take = beyond & agrees
-        out[k][take] = nearest[k][take]
-    return out
+        carried[k][take] = nearest[k][take]
+    return carried
 
 
 def blend_carried(scores: np.ndarray, carried: np.ndarray, found: np.ndarray,
