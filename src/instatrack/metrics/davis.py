@@ -176,12 +176,16 @@ def evaluate_davis(
     gt_masks, pred_masks, ids = _checked(gt_masks, pred_masks)
     if binary is None:
         binary = ids.size == 1
-    n_frames = len(gt_masks)
-    frames = range(1, n_frames - 1) if skip_first_last and n_frames >= 3 else range(n_frames)
-    values = np.stack(
-        [_per_frame_jf(gt_masks[t], pred_masks[t], ids, binary, bound_th) for t in frames]
-    )
+    frames = _scored(len(gt_masks), skip_first_last)
+    values = np.stack([_per_frame_jf(g, p, ids, binary, bound_th)
+                       for g, p in zip(gt_masks[frames], pred_masks[frames], strict=True)])
     return _summary(values)
+
+
+def _scored(n_frames: int, skip_first_last: bool = True) -> slice:
+    """The frames a video's summary counts: all but the first and last (DAVIS protocol)
+    when ``skip_first_last`` and there are at least 3."""
+    return slice(1, n_frames - 1) if skip_first_last and n_frames >= 3 else slice(None)
 
 
 def _summary(values: np.ndarray) -> dict[str, float]:
@@ -215,6 +219,6 @@ def davis_with_per_frame(gt_masks: Sequence[np.ndarray], pred_masks: Sequence[np
     binary = ids.size == 1 if binary is None else binary
     values = np.stack([_per_frame_jf(g, p, ids, binary, bound_th)
                        for g, p in zip(gt_masks, pred_masks, strict=True)])
-    inner = values[1:-1] if len(values) >= 3 else values
     means = values.mean(2)
-    return _summary(inner), {"J": means[:, 0].tolist(), "F": means[:, 1].tolist()}
+    return (_summary(values[_scored(len(values))]),
+            {"J": means[:, 0].tolist(), "F": means[:, 1].tolist()})
