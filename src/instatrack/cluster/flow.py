@@ -69,19 +69,22 @@ def carry_masks(masks: np.ndarray, flow: np.ndarray, edge: str = "background") -
                                            mode="constant") for m in masks])
     if edge == "background":
         return inside
+    if edge == "nearest":
+        return np.stack([ndi.map_coordinates(m.astype(np.float32), coords, order=1,
+                                             mode="nearest") for m in masks])
     beyond = ((coords < -0.5) | (coords > np.array([Y - 1, X - 1])[:, None, None] + 0.5)).any(0)
-    nearest = np.stack([ndi.map_coordinates(m.astype(np.float32), coords, order=1,
-                                            mode="nearest") for m in masks])
-    if edge == "nearest" or not beyond.any():
-        return nearest if edge == "nearest" else inside
+    if not beyond.any():
+        return inside
+    sources, entering = coords[:, beyond], flow[:, beyond]  # only the pixels that entered
     carried = inside.copy()
     for k, body in enumerate(inside > 0.5):
         if not body.any():
             continue
         own = np.median(flow[:, body], axis=1)  # the object's own motion
-        agrees = np.hypot(*(flow - own[:, None, None])) <= 1 + 0.5 * np.hypot(*own)
-        take = beyond & agrees
-        carried[k][take] = nearest[k][take]
+        agrees = np.hypot(*(entering - own[:, None])) <= 1 + 0.5 * np.hypot(*own)
+        edge_values = ndi.map_coordinates(masks[k].astype(np.float32), sources[:, agrees],
+                                          order=1, mode="nearest")
+        carried[k][tuple(np.argwhere(beyond)[agrees].T)] = edge_values
     return carried
 
 
