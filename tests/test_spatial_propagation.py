@@ -249,6 +249,23 @@ def test_tracks_moving_discs_with_first_frame_ids(trained):
     assert np.mean(scores) > 0.85
 
 
+def test_an_ensemble_averages_its_members_and_two_copies_follow_as_one(trained):
+    """Each member fits its own heads to frame 0 from the same seed, so an ensemble of
+    two copies of one network gives exactly that network's labels."""
+    import copy
+
+    from instatrack.models.ensemble import Ensemble
+
+    method, model = trained
+    images, labels = moving_discs(4, seed=1)
+    alone = [w.labels for w in method.predict(model, list(images), "cpu", first_masks=labels[0])]
+    pair = Ensemble([model, copy.deepcopy(model)])
+    together = [w.labels for w in method.predict(pair, list(images), "cpu",
+                                                  first_masks=labels[0])]
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
+    assert method.ensembles
+
+
 def test_magnified_copies_show_an_object_larger_and_keep_the_frame_size(trained):
     image, labels = moving_discs(1, seed=0)
     image, labels = image[0], labels[0].astype(np.int64)

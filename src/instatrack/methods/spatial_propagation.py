@@ -70,6 +70,7 @@ from instatrack.losses.propagation import (
     weighted_bce_with_logits,
 )
 from instatrack.methods.base import Method, Window
+from instatrack.models.ensemble import members
 from instatrack.models.foreground import ForegroundNet, replicate_head
 from instatrack.models.spn import SpatialPropagationNetwork
 from instatrack.settings import Settings, require
@@ -271,6 +272,7 @@ class SpatialPropagation(Method):
     temporal = False
     needs_first_masks = True
     demo_steps = 200
+    ensembles = True
 
     def build_model(self) -> PropagationModel:
         return PropagationModel(self.config.in_channels, self.config)
@@ -329,12 +331,13 @@ class SpatialPropagation(Method):
                    ) -> Iterator[Window]:
         cfg = self.config
         model.eval()
+        nets = members(model)
         iterator = iter(frames)
         frame = next(iterator, None)
         if frame is None:
             return
         array = frame_array(frame, first.shape, cfg.in_channels, 0)
-        scorer = self._instance_scorer(model, array, first, ids, device)
+        scorers = [self._instance_scorer(net, array, first, ids, device) for net in nets]
         yield Window(0, first.astype(np.int32)[None], tracked=True)
         masks = first[None] == ids[:, None, None]
         memory = ObjectMemory(masks)
@@ -346,7 +349,11 @@ class SpatialPropagation(Method):
             image = torch.from_numpy(array).to(device)[None]
             given = widened(previous, cfg.previous_dilate)
             with torch.inference_mode():
-                scores, features = self._refined_scores(model, scorer, image, given)
+                refined = [self._refined_scores(net, scorer, image, given)
+                           for net, scorer in zip(nets, scorers, strict=True)]
+            # an ensemble's members each fit their own heads; their scores are averaged
+            scores = np.mean([member_scores for member_scores, _ in refined], axis=0,
+                             dtype=np.float32)
             if cfg.flow_prior:
                 now = grey(array)
                 carried = carry_masks(memory.latest, backward_flow(
@@ -358,7 +365,8 @@ class SpatialPropagation(Method):
                                          CRFParams.of(cfg)).numpy()
             labels = filter_and_assign(scores, memory, ids, self.config)
             if cfg.online_steps:
-                scorer.adapt(image, features, given, labels)
+                for scorer, (_, features) in zip(scorers, refined, strict=True):
+                    scorer.adapt(image, features, given, labels)
             if previous is not None:
                 # an object lost in this frame keeps the last mask it had
                 current = object_masks(labels, ids, device)

@@ -4,7 +4,9 @@ Trainings of one recipe that differ only in their seed disagree on data none of 
 saw (docs/results.md: three `nuclei-ch` trainings scored SEG 0.40-0.64 on one MSC
 window). Run together, the method combines their outputs as it combines the views of
 test-time flips: spatial-embedding averages offsets, sigmas and seeds; cosine-hourglass
-joins the unit embeddings so that a cosine is the mean of the members' cosines. An
+joins the unit embeddings so that a cosine is the mean of the members' cosines;
+spatial-propagation fits each member's heads to frame 0 and averages their per-object
+scores. An
 ensemble is a run folder with more than one weights file (:class:`instatrack.runs.Run`,
 ``members``); ``instatrack ensemble`` makes one.
 """
