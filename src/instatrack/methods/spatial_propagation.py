@@ -70,7 +70,7 @@ from instatrack.losses.propagation import (
     weighted_bce_with_logits,
 )
 from instatrack.methods.base import Method, Window
-from instatrack.models.ensemble import members
+from instatrack.models.ensemble import Ensemble, members
 from instatrack.models.foreground import ForegroundNet, replicate_head
 from instatrack.models.spn import SpatialPropagationNetwork
 from instatrack.settings import Settings, require
@@ -315,18 +315,20 @@ class SpatialPropagation(Method):
         return total, {"fg": float(fg_loss.detach()), "spn": float(spn_loss.detach())}
 
     # -- inference --------------------------------------------------------
-    def predict(self, model: PropagationModel, frames: Iterable[np.ndarray],
+    def predict(self, model: PropagationModel | Ensemble, frames: Iterable[np.ndarray],
                 device: torch.device | str = "cpu",
                 first_masks: np.ndarray | None = None) -> Iterator[Window]:
         """Propagate ``first_masks`` (``(Y, X)`` labels of frame 0) through ``frames``.
 
         Yields ``Window(t, labels (1, Y, X) int32, tracked=True)`` per frame, the
         first one being ``first_masks`` itself; objects keep their first-frame ids.
+        ``model`` may be an :class:`~instatrack.models.ensemble.Ensemble` of networks:
+        each fits its own heads, and their per-object scores are averaged.
         """
         first, ids = check_first_masks(first_masks)
         return self._propagate(model, frames, torch.device(device), first, ids)
 
-    def _propagate(self, model: PropagationModel, frames: Iterable[np.ndarray],
+    def _propagate(self, model: PropagationModel | Ensemble, frames: Iterable[np.ndarray],
                    device: torch.device, first: np.ndarray, ids: np.ndarray
                    ) -> Iterator[Window]:
         cfg = self.config
