@@ -226,9 +226,9 @@ RECIPES: dict[str, Recipe] = {
                "(flow_prior) and its outline drawn to the image's colour edges by a dense "
                "CRF (crf). The carried mask drifts over long videos (DAVIS motocross-jump "
                "J&F 0.482: the mask keeps 0.9 of the rider's IoU at frame 1, about 0.5 "
-               "from frame 15, and spreads over the sky in the last frames); where an "
-               "untextured region scores like the object, the CRF can spread the mask "
-               "over it."),
+               "from frame 15, and in the last frames spreads over the trees beside him, "
+               "which the flow drags along); where an untextured region scores like the "
+               "object, the CRF can spread the mask over it."),
 }
 # the same, the foreground net conditioned on the object's previous mask
 RECIPES["objects-spn-mask"] = dataclasses.replace(
