@@ -65,13 +65,11 @@ def carry_masks(masks: np.ndarray, flow: np.ndarray, edge: str = "background") -
     yy, xx = np.meshgrid(np.arange(Y, dtype=np.float32), np.arange(X, dtype=np.float32),
                          indexing="ij")
     coords = np.stack([yy + flow[0], xx + flow[1]])
-    inside = np.stack([ndi.map_coordinates(m.astype(np.float32), coords, order=1,
-                                           mode="constant") for m in masks])
-    if edge == "background":
+    mode = "nearest" if edge == "nearest" else "constant"
+    inside = np.stack([ndi.map_coordinates(m.astype(np.float32), coords, order=1, mode=mode)
+                       for m in masks])
+    if edge != "moving":
         return inside
-    if edge == "nearest":
-        return np.stack([ndi.map_coordinates(m.astype(np.float32), coords, order=1,
-                                             mode="nearest") for m in masks])
     beyond = ((coords < -0.5) | (coords > np.array([Y - 1, X - 1])[:, None, None] + 0.5)).any(0)
     if not beyond.any():
         return inside
