@@ -346,6 +346,7 @@ class SpatialPropagation(Method):
         previous = (torch.from_numpy(masks).float()[:, None].to(device)
                     if cfg.previous_mask else None)
         last_grey = grey(array) if cfg.flow_prior else None  # the flow's previous frame
+        crf_params = CRFParams.of(cfg) if cfg.crf else None
         for t, frame in enumerate(iterator, start=1):
             array = frame_array(frame, first.shape, cfg.in_channels, t)
             image = torch.from_numpy(array).to(device)[None]
@@ -363,8 +364,7 @@ class SpatialPropagation(Method):
                 blend_carried(scores, carried, memory.latest.any((1, 2)), cfg.flow_prior)
                 last_grey = now
             if cfg.crf:
-                scores = crf_refine_near(image[0], torch.from_numpy(scores),
-                                         CRFParams.of(cfg)).numpy()
+                scores = crf_refine_near(image[0], torch.from_numpy(scores), crf_params).numpy()
             labels = filter_and_assign(scores, memory, ids, self.config)
             if cfg.online_steps:
                 for scorer, (_, features) in zip(scorers, refined, strict=True):
