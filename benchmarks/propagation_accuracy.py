@@ -16,6 +16,17 @@ several, e.g. held-out synthetic videos from ``instatrack synth --kind video``).
 ``--per-frame`` adds each frame's J and F (``"per_frame"``), to see where the masks
 drift.
 
+``--degrade KIND=VALUE`` judges the frames made worse in one documented way (the
+first frame's masks stay as given): ``noise=S``, Gaussian noise of std ``S`` times the
+frame's value range (255 for 8-bit frames); ``blur=S``, a Gaussian blur of ``S``
+pixels in each channel; ``dim=K``, every value's distance from the frame's mean
+divided by ``K`` (a flatter, darker-looking frame); ``jpeg=Q``, saved and read back
+as JPEG at quality ``Q``. The noise is drawn with a fixed seed per frame, so a run
+repeats exactly.
+
+    python benchmarks/propagation_accuracy.py ../shared/data/DAVIS2016_sample \
+        --model objects-spn --degrade noise=0.05
+
 ``--model`` judges a network that never saw the video instead (a run folder or a
 shipped model, e.g. one pretrained on synthetic videos): nothing is trained, only
 the per-object heads are fine-tuned on the first frame at inference, as always.
@@ -48,8 +59,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write predicted masks here")
     parser.add_argument("--per-frame", action="store_true",
                         help="also print each frame's J and F (mean over objects)")
+    parser.add_argument("--degrade", default=None, metavar="KIND=VALUE",
+                        help="make every frame worse: noise=S, blur=S, dim=K or jpeg=Q")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
+    degrade = None if args.degrade is None else parse_degrade(args.degrade, parser)
 
     from common import ensure_trained
 
@@ -70,27 +84,77 @@ def main() -> None:
     for seq in sequences:
         out = None if args.out is None else \
             args.out / seq.name if len(sequences) > 1 else args.out
-        scores, frames = judge(predictor, seq, out, args.per_frame)
+        scores, frames = judge(predictor, seq, out, args.per_frame, degrade)
         rows.append(scores)
         extra = {"per_frame": frames} if frames else {}
         print(json.dumps({"dataset": str(args.dataset), "sequence": seq.name,
                           "model": str(run), "train_frames": trained_on,
-                          "infer_set": args.infer_set, **scores, **extra}), flush=True)
+                          "infer_set": args.infer_set, "degrade": args.degrade,
+                          **scores, **extra}), flush=True)
     if len(rows) > 1:
         print(json.dumps({"dataset": str(args.dataset), "sequence": f"mean of {len(rows)}",
                           "model": str(run), "train_frames": trained_on,
-                          "infer_set": args.infer_set,
+                          "infer_set": args.infer_set, "degrade": args.degrade,
                           **{k: round(float(np.mean([r[k] for r in rows])), 4)
                              for k in rows[0]}}))
 
 
-def judge(predictor, seq, out: Path | None, per_frame: bool = False
+DEGRADATIONS = ("noise", "blur", "dim", "jpeg")
+
+
+def parse_degrade(text: str, parser: argparse.ArgumentParser) -> tuple[str, float]:
+    """``KIND=VALUE`` of ``--degrade``, checked."""
+    kind, _, value = text.partition("=")
+    try:
+        amount = float(value)
+    except ValueError:
+        parser.error(f"--degrade {text!r}: expected KIND=NUMBER, e.g. noise=0.05")
+    if kind not in DEGRADATIONS:
+        parser.error(f"--degrade {text!r}: KIND must be one of {', '.join(DEGRADATIONS)}")
+    if amount <= 0 or (kind == "dim" and amount < 1) or (kind == "jpeg" and amount > 100):
+        parser.error(f"--degrade {text!r}: out of range (noise, blur > 0; dim >= 1; "
+                     "jpeg quality 1-100)")
+    return kind, amount
+
+
+def degraded(image: np.ndarray, kind: str, amount: float, t: int) -> np.ndarray:
+    """Frame ``t`` (``(Y, X)`` or ``(Y, X, C)``) made worse as ``--degrade`` says, in its
+    own dtype and value range."""
+    import io
+
+    from PIL import Image
+    from scipy import ndimage as ndi
+
+    top = 255.0 if image.dtype == np.uint8 else float(np.max(image)) or 1.0
+    values = np.asarray(image, np.float64)
+    if kind == "noise":
+        values = values + np.random.default_rng(t).normal(0, amount * top, values.shape)
+    elif kind == "blur":
+        sigma = (amount, amount, 0) if values.ndim == 3 else amount
+        values = ndi.gaussian_filter(values, sigma)
+    elif kind == "dim":
+        values = values.mean() + (values - values.mean()) / amount
+    else:  # jpeg, through 8 bits
+        buffer = io.BytesIO()
+        Image.fromarray(np.clip(values / top * 255, 0, 255).astype(np.uint8).squeeze()
+                        ).save(buffer, format="JPEG", quality=int(amount))
+        values = np.asarray(Image.open(buffer), np.float64).reshape(values.shape) / 255 * top
+    values = np.clip(values, 0, top)
+    return (np.round(values) if np.issubdtype(image.dtype, np.integer) else values
+            ).astype(image.dtype)
+
+
+def judge(predictor, seq, out: Path | None, per_frame: bool = False,
+          degrade: tuple[str, float] | None = None
           ) -> tuple[dict[str, float], dict[str, list[float]] | None]:
     """Propagate ``seq``'s first annotated masks through it: its DAVIS scores and speed,
-    and with ``per_frame`` each frame's J and F (else None)."""
+    and with ``per_frame`` each frame's J and F (else None); ``degrade`` ``(kind,
+    amount)`` makes every frame worse first (:func:`degraded`)."""
     from instatrack.metrics.davis import davis_with_per_frame, evaluate_davis
 
     frames = [seq.image(t) for t in range(len(seq))]
+    if degrade is not None:
+        frames = [degraded(frame, *degrade, t) for t, frame in enumerate(frames)]
     gts = [np.maximum(seq.labels(t), 0) for t in range(len(seq))]
     clock = time.perf_counter()
     result = predictor.track(frames, first_masks=gts[0])
