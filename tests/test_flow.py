@@ -6,12 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from instatrack.cluster.flow import (
-    backward_flow,
-    blend_carried,
-    carry_masks,
-    drop_background_motion,
-)
+from instatrack.cluster.flow import backward_flow, blend_carried, carry_masks
 
 
 def textured_pair(shift: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -78,33 +73,3 @@ def test_what_enters_moving_unlike_the_object_is_not_carried_with_moving():
     nearest, moving = (carry_masks(mask, flow, edge)[0, :3, 5:15] > 0.5
                        for edge in ("nearest", "moving"))
     assert nearest.all() and not moving.any()
-
-
-def _object_with_trail(scene_motion: float, object_motion: float, scene_noise: float = 0.0):
-    """A 64x64 frame: an object (rows 20-40, columns 20-40) carried with a trail of
-    background (rows 20-40, columns 40-50) that moves with the scene."""
-    rng = np.random.default_rng(1)
-    flow = np.zeros((2, 64, 64), np.float32)
-    flow[1] = scene_motion + scene_noise * rng.normal(size=(64, 64))
-    flow[1, 20:40, 20:40] = object_motion
-    carried = np.zeros((1, 64, 64), np.float32)
-    carried[0, 20:40, 20:50] = 1
-    return carried, flow
-
-
-def test_a_trail_that_moves_with_the_scene_is_not_carried():
-    carried, flow = _object_with_trail(scene_motion=-12, object_motion=10)
-    out = drop_background_motion(carried.copy(), flow, 8, 0.5)
-    assert out[0, 20:40, 20:40].all() and not out[0, 20:40, 40:50].any()
-
-
-@pytest.mark.parametrize("case", ["slow", "incoherent scene"])
-def test_the_trail_stays_where_the_motions_cannot_be_told_apart(case):
-    """Below ``min_separation``, or where the scene does not move as one (no camera
-    motion to tell), nothing changes."""
-    if case == "slow":
-        carried, flow = _object_with_trail(scene_motion=-3, object_motion=3)
-    else:
-        carried, flow = _object_with_trail(scene_motion=-12, object_motion=10, scene_noise=20)
-    out = drop_background_motion(carried.copy(), flow, 8, 0.5)
-    assert np.array_equal(out, carried)

@@ -86,45 +86,6 @@ def carry_masks(masks: np.ndarray, flow: np.ndarray, edge: str = "background") -
     return carried
 
 
-def drop_background_motion(carried: np.ndarray, flow: np.ndarray,
-                           min_separation: float = 2.0, coherence: float = 0.0) -> np.ndarray:
-    """``carried`` ``(K, Y, X)`` with each object's pixels that move as the background
-    does set to 0, where the object moves otherwise: what the flow carries along with
-    the scene behind an object (a trail the mask took in) is not the object.
-
-    The background's motion is the median flow ``(2, Y, X)`` over the pixels farther
-    than a quarter of each object's equivalent radius (at least 8 px) from every carried
-    mask; an object's, the median over its carried pixels. Where the two differ by at
-    least ``min_separation`` pixels, a carried pixel whose flow lies nearer the
-    background's motion than the object's, and within 1 px plus a quarter of their
-    separation of the background's, carries nothing. Changes ``carried`` in place."""
-    bodies = carried > 0.5
-    if not bodies.any():
-        return carried
-    near = np.zeros(bodies.shape[1:], bool)
-    for body in bodies:
-        if body.any():
-            reach = max(8, round(0.25 * np.sqrt(body.sum() / np.pi)))
-            near |= ndi.binary_dilation(body, iterations=reach)
-    if (~near).sum() < 0.05 * near.size:
-        return carried
-    scene = np.median(flow[:, ~near], axis=1)
-    to_scene = np.hypot(*(flow - scene[:, None, None]))
-    for k, body in enumerate(bodies):
-        if not body.any():
-            continue
-        own = np.median(flow[:, body], axis=1)
-        separation = float(np.hypot(*(own - scene)))
-        if separation < min_separation:
-            continue
-        if coherence and (to_scene[~near] <= 1 + 0.25 * separation).mean() < coherence:
-            continue
-        to_own = np.hypot(*(flow - own[:, None, None]))
-        with_scene = body & (to_scene < to_own) & (to_scene <= 1 + 0.25 * separation)
-        carried[k][with_scene] = 0
-    return carried
-
-
 def blend_carried(scores: np.ndarray, carried: np.ndarray, found: np.ndarray,
                   weight: float) -> np.ndarray:
     """``(1 - weight) * scores + weight * carried`` for the objects ``found`` ``(K,)`` bool

@@ -52,10 +52,6 @@ class RegionSettings(Settings):
     0.839 -> 0.928 on the faster one, against 0.962 and 0.916 with ``"nearest"``), and
     the one of the two that does not take in what a panning camera brings into view
     beside an object (DAVIS ``motocross-jump`` 0.480 -> 0.482; 0.451 with ``"nearest"``).
-    ``flow_split`` (0 = off), ``flow_split_coherence``: the carried pixels that move as
-    the background does are dropped where the object moves otherwise by at least
-    ``flow_split`` pixels and the background moves as one
-    (:func:`~instatrack.cluster.flow.drop_background_motion`; a trial, session 38).
     """
 
     post_processing = True
@@ -69,8 +65,6 @@ class RegionSettings(Settings):
     flow_radius: int = 7
     flow_scale: float = 1.0
     flow_edge: str = "moving"
-    flow_split: float = 0.0
-    flow_split_coherence: float = 0.0
 
     def check(self) -> None:
         super().check()

@@ -54,13 +54,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from instatrack.cluster.crf import CRFParams, crf_refine_near
-from instatrack.cluster.flow import (
-    backward_flow,
-    blend_carried,
-    carry_masks,
-    drop_background_motion,
-    grey,
-)
+from instatrack.cluster.flow import backward_flow, blend_carried, carry_masks, grey
 from instatrack.cluster.regions import ObjectMemory, RegionSettings, filter_and_assign
 from instatrack.config import TrainConfig
 from instatrack.data.augment import Augmenter
@@ -365,11 +359,8 @@ class SpatialPropagation(Method):
                              dtype=np.float32)
             if cfg.flow_prior:
                 now = grey(array)
-                flow = backward_flow(now, last_grey, cfg.flow_radius, cfg.flow_scale)
-                carried = carry_masks(memory.latest, flow, cfg.flow_edge)
-                if cfg.flow_split:
-                    drop_background_motion(carried, flow, cfg.flow_split,
-                                           cfg.flow_split_coherence)
+                carried = carry_masks(memory.latest, backward_flow(
+                    now, last_grey, cfg.flow_radius, cfg.flow_scale), cfg.flow_edge)
                 blend_carried(scores, carried, memory.latest.any((1, 2)), cfg.flow_prior)
                 last_grey = now
             if cfg.crf:
