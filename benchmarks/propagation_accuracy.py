@@ -111,7 +111,7 @@ def parse_degrade(text: str, parser: argparse.ArgumentParser) -> tuple[str, floa
         parser.error(f"--degrade {text!r}: expected KIND=NUMBER, e.g. noise=0.05")
     if kind not in DEGRADATIONS:
         parser.error(f"--degrade {text!r}: KIND must be one of {', '.join(DEGRADATIONS)}")
-    if amount <= 0 or (kind == "dim" and amount < 1) or (kind == "jpeg" and amount > 100):
+    if amount <= 0 or (kind == "dim" and amount < 1) or (kind == "jpeg" and not 1 <= amount <= 100):
         parser.error(f"--degrade {text!r}: out of range (noise, blur > 0; dim >= 1; "
                      "jpeg quality 1-100)")
     return kind, amount

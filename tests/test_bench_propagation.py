@@ -32,7 +32,7 @@ def test_dimming_flattens_the_frame_around_its_mean():
     assert out.std() == pytest.approx(frame.std() / 4, rel=1e-4)
 
 
-@pytest.mark.parametrize("text", ["fog=1", "noise=x", "dim=0.5", "jpeg=200", "blur=0"])
+@pytest.mark.parametrize("text", ["fog=1", "noise=x", "dim=0.5", "jpeg=200", "jpeg=0.5", "blur=0"])
 def test_a_bad_degradation_is_refused_with_its_text(text, capsys):
     with pytest.raises(SystemExit):
         propagation_accuracy.parse_degrade(text, argparse.ArgumentParser())
