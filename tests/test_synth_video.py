@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -134,3 +135,39 @@ def test_a_photo_texture_fills_any_shape_in_range():
         texture = photo_texture(rng, shape)
         assert texture.shape == (*shape, 3) and texture.dtype == np.float32
         assert 0 <= texture.min() and texture.max() <= 1 and texture.std() > 0
+
+
+def test_hard_motion_settings_leave_0_as_before_and_are_checked():
+    plain = generate_video(3, (64, 96), seed=4)
+    off = generate_video(3, (64, 96), seed=4, settings=VideoSettings(
+        articulation=0.0, motion_blur=0.0, flat=0.0))
+    assert np.array_equal(plain[0], off[0]) and np.array_equal(plain[1], off[1])
+    for bad in ({"articulation": -0.1}, {"motion_blur": 4.0}, {"flat": 1.5}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            VideoSettings(**bad)
+
+
+def test_motion_blur_smears_the_frames_and_leaves_the_annotation_sharp():
+    settings = VideoSettings(speed=0.1, noise=(0.0, 0.0), blur=(0.0, 0.0))
+    sharp = generate_video(4, (64, 96), seed=2, settings=settings)
+    smeared = generate_video(4, (64, 96), seed=2, settings=dataclasses.replace(
+        settings, motion_blur=1.5))
+    assert np.array_equal(sharp[1], smeared[1]), "draws no random number; labels unchanged"
+    assert np.array_equal(sharp[0][0], smeared[0][0]), "frame 0 has no motion to smear"
+    assert not np.array_equal(sharp[0][1:], smeared[0][1:])
+
+
+def test_articulated_parts_swing_and_flat_parts_are_one_colour():
+    from instatrack.data.synth_video import _new_object
+
+    rng = np.random.default_rng(1)
+    settings = VideoSettings(articulation=1.0, flat=1.0)
+    objects = [_new_object(rng, (120, 160), settings) for _ in range(20)]
+    for obj in objects:
+        assert all(np.ptp(part.texture.reshape(-1, 3), 0).max() == 0 for part in obj.parts)
+        assert obj.parts[0].swing == (0.0, 0.0, 0.0), "the main part does not swing"
+        assert all(0.3 <= part.swing[0] <= 1.0 for part in obj.parts[1:])
+    assert any(len(obj.parts) > 1 for obj in objects)
+    frames, labels = generate_video(8, (64, 96), seed=7, settings=VideoSettings(
+        articulation=1.0, max_objects=1, distractor_rate=0.0))
+    assert all((labels[t] > 0).any() for t in range(8))

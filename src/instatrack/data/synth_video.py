@@ -14,6 +14,11 @@ real videos. Each video draws, from its own seed:
   occlude like objects but are background in the annotation (as in DAVIS,
   where one object of the scene is the target);
 * acquisition: blur, noise, brightness and contrast, JPEG compression on writing;
+* with ``articulation``, ``motion_blur`` or ``flat`` above 0, motion that an optical
+  flow follows badly, as in real videos: parts that swing about where they join the
+  object (a rider's arms and a bike's wheels do not move as one), objects smeared along
+  their motion while their annotation stays sharp, and untextured object parts and
+  backgrounds (sky, a plain wall) where the flow has nothing to lock on to;
 * with ``photos`` above 0, real textures: the background and the textures of clutter and
   object parts are, with that probability each, crops of photographs that scikit-image
   ships (CC0 or public domain, no download; :data:`PHOTOS`), randomly zoomed, turned,
@@ -56,6 +61,14 @@ class VideoSettings(Settings):
     each texture of a clutter shape or an object part, is a crop of a photograph
     (:data:`PHOTOS`) instead of procedural noise; 0 draws exactly the videos drawn
     before the setting existed.
+
+    Motion the optical flow follows badly (0 draws exactly the videos drawn before
+    these existed; ``benchmarks/flow_difficulty.py`` measures a set): ``articulation``,
+    the largest swing in radians of an object's second and third parts about where
+    they join it, each part at its own pace; ``motion_blur``, objects are smeared over
+    this fraction of their displacement between frames (1: the shutter open all the
+    frame long), their annotation left sharp; ``flat``: probability that the background,
+    and each object part, is one flat colour (the background with a faint gradient).
     """
 
     max_objects: int = 3
@@ -73,6 +86,9 @@ class VideoSettings(Settings):
     noise: tuple[float, float] = (0.0, 0.06)
     blur: tuple[float, float] = (0.0, 1.2)
     photos: float = 0.0
+    articulation: float = 0.0
+    motion_blur: float = 0.0
+    flat: float = 0.0
 
     def check(self) -> None:
         super().check()
@@ -86,7 +102,13 @@ class VideoSettings(Settings):
         for name in ("speed", "spin", "zoom", "warp", "camera_speed"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         require(self.clutter >= 0, f"clutter must be >= 0, got {self.clutter}")
-        require(0 <= self.photos <= 1, f"photos must be in [0, 1], got {self.photos}")
+        for name in ("photos", "flat"):
+            require(0 <= getattr(self, name) <= 1,
+                    f"{name} must be in [0, 1], got {getattr(self, name)}")
+        require(0 <= self.articulation <= np.pi,
+                f"articulation must be in [0, pi] (radians), got {self.articulation}")
+        require(0 <= self.motion_blur <= 3,
+                f"motion_blur must be in [0, 3] (frame displacements), got {self.motion_blur}")
         for name in ("noise", "blur"):
             low, high = getattr(self, name)
             require(0 <= low <= high, f"{name} must be 0 <= low <= high, got {(low, high)}")
@@ -208,6 +230,8 @@ class _Part:
     harmonics: np.ndarray
     texture: np.ndarray          # (S, S, 3), part coordinates centred at S / 2
     shading: float
+    # swing about the object's centre (articulation): amplitude (rad), pace (rad/frame), phase
+    swing: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @dataclasses.dataclass
@@ -251,7 +275,7 @@ def _new_object(rng: np.random.Generator, shape: tuple[int, int], s: VideoSettin
     centre = rng.uniform(margin, np.array(shape) - margin)
     direction = rng.uniform(0, 2 * np.pi)
     speed = side * s.speed * rng.uniform(0.2, 1.0)
-    return _Object(
+    obj = _Object(
         radius=radius, parts=parts, centre=centre,
         velocity=speed * np.array([np.sin(direction), np.cos(direction)]),
         angle=rng.uniform(0, 2 * np.pi), spin=rng.uniform(-s.spin, s.spin),
@@ -259,6 +283,17 @@ def _new_object(rng: np.random.Generator, shape: tuple[int, int], s: VideoSettin
         warp=np.concatenate([rng.uniform(0.5, 2.5, (2, 2)), rng.uniform(0, 2 * np.pi, (2, 1)),
                              rng.uniform(0.1, 0.5, (2, 1))], 1),
         warp_amplitude=rng.uniform(0, s.warp))
+    # drawn after everything else, and only when asked, so earlier videos stay the same
+    if s.flat:
+        for part in obj.parts:
+            if rng.random() < s.flat:
+                part.texture = np.broadcast_to(rng.uniform(0, 1, 3).astype(np.float32),
+                                               part.texture.shape).copy()
+    if s.articulation:
+        for part in obj.parts[1:]:
+            part.swing = (float(rng.uniform(0.3, 1.0) * s.articulation),
+                          float(rng.uniform(0.1, 0.5)), float(rng.uniform(0, 2 * np.pi)))
+    return obj
 
 
 def _move(obj: _Object, rng: np.random.Generator, shape: tuple[int, int],
@@ -299,7 +334,15 @@ def _render_object(obj: _Object, t: int, shape: tuple[int, int]
     mask = np.zeros(u.shape, bool)
     colour = np.zeros((*u.shape, 3), np.float32)
     for part in obj.parts:
-        pu, pv = u - part.offset[0], (v - part.offset[1]) / part.aspect
+        pu, pv = u - part.offset[0], v - part.offset[1]
+        amplitude, pace, phase = part.swing
+        if amplitude:
+            # the part turns about the object's centre, and with it
+            turn = amplitude * np.sin(pace * t + phase)
+            cos_turn, sin_turn = np.cos(turn), np.sin(turn)
+            pu = cos_turn * u + sin_turn * v - part.offset[0]
+            pv = -sin_turn * u + cos_turn * v - part.offset[1]
+        pv = pv / part.aspect
         rho = np.hypot(pu, pv)
         outline = part.radius * star_radius(np.arctan2(pu, pv), part.harmonics)
         inside = (rho < outline) & ~mask
@@ -324,6 +367,9 @@ def _world(rng: np.random.Generator, shape: tuple[int, int], s: VideoSettings) -
     textured clutter shapes."""
     if s.photos and rng.random() < s.photos:
         world = 0.2 * gradient(rng, shape) + 0.8 * photo_texture(rng, shape)
+    elif s.flat and rng.random() < s.flat:
+        # a plain backdrop: one colour with a faint gradient, and no clutter
+        return (0.85 * rng.uniform(0, 1, 3) + 0.15 * gradient(rng, shape)).astype(np.float32)
     else:
         world = 0.5 * gradient(rng, shape) + 0.5 * colour_noise(rng, shape, rng.uniform(4, 40))
     side = min(shape)
@@ -396,13 +442,42 @@ def generate_video(frames: int = 10, size: tuple[int, int] = (240, 432), seed: i
             if drawn is None:
                 continue
             window, mask, colour = drawn
-            frame[window][mask] = colour[mask]
+            if s.motion_blur and t:
+                _composite_smeared(frame, window, mask, colour,
+                                   s.motion_blur * obj.velocity)
+            else:
+                frame[window][mask] = colour[mask]
             labels[t][window][mask] = label
         if blur > 0.3:
             frame = ndi.gaussian_filter(frame, (blur, blur, 0))
         frame = gain * frame + offset + noise * rng.standard_normal(frame.shape)
         images[t] = np.clip(frame * 255 + 0.5, 0, 255).astype(np.uint8)
     return images, labels
+
+
+def _composite_smeared(frame: np.ndarray, window: tuple[slice, slice], mask: np.ndarray,
+                       colour: np.ndarray, smear: np.ndarray) -> None:
+    """Paint an object over ``frame`` ``(Y, X, 3)`` smeared along ``smear`` ``(2,)``
+    pixels, centred on where it is (a shutter open over that part of its motion):
+    its colour and coverage averaged over shifted copies, then blended in."""
+    length = float(np.hypot(*smear))
+    if length < 0.5:
+        frame[window][mask] = colour[mask]
+        return
+    pad = int(np.ceil(length / 2)) + 1
+    ys, xs = window
+    y0, y1 = max(ys.start - pad, 0), min(ys.stop + pad, frame.shape[0])
+    x0, x1 = max(xs.start - pad, 0), min(xs.stop + pad, frame.shape[1])
+    layer = np.zeros((y1 - y0, x1 - x0, 4), np.float32)
+    inner = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
+    layer[inner][..., :3] = colour * mask[..., None]
+    layer[inner][..., 3] = mask
+    steps = int(np.ceil(length)) + 1
+    smeared = np.mean([ndi.shift(layer, (*(f * smear), 0), order=1)
+                       for f in np.linspace(-0.5, 0.5, steps)], axis=0)
+    alpha = smeared[..., 3:]
+    region = frame[y0:y1, x0:x1]
+    region[:] = region * (1 - alpha) + smeared[..., :3]
 
 
 def write_davis_videos(out_dir: str | Path, videos: int = 1, frames: int = 10,
