@@ -1,4 +1,4 @@
-"""The propagation benchmark's degraded frames (``--degrade``)."""
+"""The propagation benchmarks: degraded frames (``--degrade``) and flow difficulty."""
 
 from __future__ import annotations
 
@@ -37,3 +37,18 @@ def test_a_bad_degradation_is_refused_with_its_text(text, capsys):
     with pytest.raises(SystemExit):
         propagation_accuracy.parse_degrade(text, argparse.ArgumentParser())
     assert text in capsys.readouterr().err
+
+
+def test_flow_difficulty_carries_true_masks_better_than_leaving_them(tmp_path):
+    """A fast synthetic video: the flow-carried earlier mask overlaps the later one more
+    than the earlier mask left in place."""
+    import flow_difficulty
+
+    from instatrack.data.davis import open_sequences
+    from instatrack.data.synth_video import VideoSettings, write_davis_videos
+
+    write_davis_videos(tmp_path, videos=1, frames=4, size=(96, 128), seed=3,
+                       settings=VideoSettings(speed=0.08, max_objects=1, distractor_rate=0))
+    row = flow_difficulty.video_difficulty(open_sequences(tmp_path)[0], radius=7, min_area=50)
+    assert row["pairs"] == 3
+    assert 0 <= row["still_iou"] < row["carried_iou"] <= 1
