@@ -266,32 +266,6 @@ def test_an_ensemble_averages_its_members_and_two_copies_follow_as_one(trained):
     assert method.ensembles
 
 
-def test_fit_seeds_fit_heads_with_consecutive_seeds_and_follow_the_discs(trained):
-    """``fit_seeds=2`` fits two sets of heads per network (seeds ``seed``, ``seed + 1``)
-    and averages them; the first set is what ``fit_seeds=1`` fits alone."""
-    import dataclasses
-
-    _, model = trained
-    method = small_method("finetune_steps=30", "fit_seeds=2", "seed=5")
-    seeds = []
-    fit = method._instance_scorer
-
-    def spy(net, frame, first, ids, device, seed):
-        seeds.append(seed)
-        return fit(net, frame, first, ids, device, seed)
-
-    method._instance_scorer = spy
-    ids = (3, 8, 20)
-    images, labels = moving_discs(6, seed=1, ids=ids)
-    predicted = np.concatenate([w.labels for w in method.predict(
-        model, list(images), "cpu", first_masks=labels[0])])
-    assert seeds == [5, 6]
-    scores = [jaccard(predicted[t] == k, labels[t] == k) for t in range(1, 6) for k in ids]
-    assert min(scores) > 0.7
-    with pytest.raises(ConfigError, match="fit_seeds"):
-        dataclasses.replace(method.config, fit_seeds=0).check()
-
-
 def test_magnified_copies_show_an_object_larger_and_keep_the_frame_size(trained):
     image, labels = moving_discs(1, seed=0)
     image, labels = image[0], labels[0].astype(np.int64)

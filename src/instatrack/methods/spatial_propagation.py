@@ -107,11 +107,6 @@ class FirstFrameTuning(Settings):
     with pixels beyond ``online_margin`` object radii of every found object as
     background. Defaults chosen on held-out synthetic videos with two parent networks
     (docs/propagation_pretraining.md, "Online adaptation"); about twice the time a frame.
-    ``fit_seeds``: each network fits this many sets of heads (or networks) to frame 0,
-    with seeds ``seed``, ``seed + 1``, ...; their per-object scores are averaged like an
-    ensemble's members' (the features are computed once; the fitting and online
-    adaptation cost grows with it). The fitting seed alone moved DAVIS J&F over
-    0.457-0.508 (session 38).
     """
 
     post_processing = True
@@ -127,11 +122,9 @@ class FirstFrameTuning(Settings):
     previous_dilate: float = 0.0
     online_steps: int = 60
     online_margin: float = 0.25
-    fit_seeds: int = 1
 
     def check(self) -> None:
         super().check()
-        require(self.fit_seeds >= 1, f"fit_seeds must be >= 1, got {self.fit_seeds}")
         require(0 <= self.previous_dilate <= 2,
                 f"previous_dilate must be in [0, 2] (object radii), got {self.previous_dilate}")
         require(self.online_steps >= 0, f"online_steps must be >= 0, got {self.online_steps}")
@@ -346,9 +339,7 @@ class SpatialPropagation(Method):
         if frame is None:
             return
         array = frame_array(frame, first.shape, cfg.in_channels, 0)
-        # each network fits ``fit_seeds`` sets of heads, one per fitting seed
-        scorers = [[self._instance_scorer(net, array, first, ids, device, cfg.seed + i)
-                    for i in range(cfg.fit_seeds)] for net in nets]
+        scorers = [self._instance_scorer(net, array, first, ids, device) for net in nets]
         yield Window(0, first.astype(np.int32)[None], tracked=True)
         masks = first[None] == ids[:, None, None]
         memory = ObjectMemory(masks)
@@ -361,12 +352,11 @@ class SpatialPropagation(Method):
             image = torch.from_numpy(array).to(device)[None]
             given = widened(previous, cfg.previous_dilate)
             with torch.inference_mode():
-                refined = [self._refined_scores(net, fitted, image, given)
-                           for net, fitted in zip(nets, scorers, strict=True)]
-            # an ensemble's members (and fitting seeds) each fit their own heads; their
-            # scores are averaged
-            scores = np.mean([one for member_scores, _ in refined for one in member_scores],
-                             axis=0, dtype=np.float32)
+                refined = [self._refined_scores(net, scorer, image, given)
+                           for net, scorer in zip(nets, scorers, strict=True)]
+            # an ensemble's members each fit their own heads; their scores are averaged
+            scores = np.mean([member_scores for member_scores, _ in refined], axis=0,
+                             dtype=np.float32)
             if cfg.flow_prior:
                 now = grey(array)
                 carried = carry_masks(memory.latest, backward_flow(
@@ -377,9 +367,8 @@ class SpatialPropagation(Method):
                 scores = crf_refine_near(image[0], torch.from_numpy(scores), crf_params).numpy()
             labels = filter_and_assign(scores, memory, ids, self.config)
             if cfg.online_steps:
-                for fitted, (_, features) in zip(scorers, refined, strict=True):
-                    for scorer in fitted:
-                        scorer.adapt(image, features, given, labels)
+                for scorer, (_, features) in zip(scorers, refined, strict=True):
+                    scorer.adapt(image, features, given, labels)
             if previous is not None:
                 # an object lost in this frame keeps the last mask it had
                 current = object_masks(labels, ids, device)
@@ -387,37 +376,31 @@ class SpatialPropagation(Method):
                 previous = torch.where(found, current, previous)
             yield Window(t, labels[None], tracked=True)
 
-    def _refined_scores(self, model: PropagationModel, scorers: list[Scorer],
-                        image: torch.Tensor, previous: torch.Tensor | None = None
-                        ) -> tuple[list[np.ndarray], torch.Tensor]:
+    def _refined_scores(self, model: PropagationModel, scorer: Scorer, image: torch.Tensor,
+                        previous: torch.Tensor | None = None
+                        ) -> tuple[np.ndarray, torch.Tensor]:
         """Refined per-object probabilities ``(K, Y, X)`` for one frame ``(1, C, Y, X)``,
-        one array per scorer of ``scorers`` (heads fitted to frame 0 with different
-        seeds), and the foreground net's features the heads read (computed once);
+        and the foreground net's features the heads read;
         ``previous`` ``(K, 1, Y, X)``: the objects' masks in the previous frame, with
         ``previous_mask`` (the net then runs once per object)."""
-        images = image if previous is None else image.expand(len(previous), -1, -1, -1)
-        features, fg_logits = model.fg.forward_features(
-            image if previous is None else model.inputs(images, previous))
+        if previous is None:
+            features, fg_logits = model.fg.forward_features(image)
+            foreground = torch.sigmoid(fg_logits) > self.config.fg_threshold
+            coarse = torch.sigmoid(scorer(image, features, None)) * foreground
+            return model.refine(coarse, image, features)[0].cpu().numpy(), features
+        images = image.expand(len(previous), -1, -1, -1)
+        features, fg_logits = model.fg.forward_features(model.inputs(images, previous))
         foreground = torch.sigmoid(fg_logits) > self.config.fg_threshold
-        refined = []
-        for scorer in scorers:
-            if previous is None:
-                coarse = torch.sigmoid(scorer(image, features, None)) * foreground
-                refined.append(model.refine(coarse, image, features)[0].cpu().numpy())
-            else:
-                coarse = torch.sigmoid(scorer(image, features, previous))[0][:, None] * foreground
-                refined.append(model.refine(coarse, images, features)[:, 0].cpu().numpy())
-        return refined, features
+        coarse = torch.sigmoid(scorer(image, features, previous))[0][:, None] * foreground
+        return model.refine(coarse, images, features)[:, 0].cpu().numpy(), features
 
     def _instance_scorer(self, model: PropagationModel, frame: np.ndarray, first: np.ndarray,
-                         ids: np.ndarray, device: torch.device, seed: int) -> Scorer:
-        """Per-object models fine-tuned on frame 0 ``(C, Y, X)`` and its labels ``(Y, X)``,
-        their augmentations and windows drawn with ``seed``."""
+                         ids: np.ndarray, device: torch.device) -> Scorer:
+        """Per-object models fine-tuned on frame 0 ``(C, Y, X)`` and its labels ``(Y, X)``."""
         tune = TunedHeads if self.config.finetune == "head" else TunedNetworks
-        cfg = dataclasses.replace(self.config, seed=seed)
         # the caller may be inside no_grad; fine-tuning needs gradients
         with torch.enable_grad():
-            return tune(model.fg, frame, first, ids, cfg, device)
+            return tune(model.fg, frame, first, ids, self.config, device)
 
 
 # -- per-object fine-tuning ---------------------------------------------------
