@@ -263,6 +263,17 @@ RECIPES["objects-spn-mask-photo"] = dataclasses.replace(
     RECIPES["objects-spn-mask"], synthetic=_PHOTO_VIDEOS,
     purpose=RECIPES["objects-spn-mask"].purpose + "; half its textures cut from photographs")
 
+# motion the optical flow follows badly: swinging parts, smeared objects, flat colours
+# (VideoSettings.articulation, motion_blur, flat; milder than the held-out set
+# runs/spn-heldout-hard that judges it, docs/propagation_pretraining.md, session 39)
+RECIPES["objects-spn-hard"] = dataclasses.replace(
+    RECIPES["objects-spn"],
+    synthetic=(Synthetic(sequences=60, frames=10, size=(240, 432), seed=31, randomise=False,
+                         kind="video",
+                         video=("articulation=0.6", "motion_blur=1", "flat=0.3")),),
+    purpose=RECIPES["objects-spn"].purpose + "; its videos have swinging parts, motion "
+            "blur and flat colours")
+
 
 def build_data(recipe: Recipe, work: Path, data_root: Path) -> list[Path]:
     """The dataset folders of the recipe: real ones found (first, so they validate), then
