@@ -66,8 +66,9 @@ class VideoSettings(Settings):
     these existed; ``benchmarks/flow_difficulty.py`` measures a set): ``articulation``,
     the largest swing in radians of an object's second and third parts about where
     they join it, each part at its own pace; ``motion_blur``, objects are smeared over
-    this fraction of their displacement between frames (1: the shutter open all the
-    frame long), their annotation left sharp; ``flat``: probability that the background,
+    this fraction of their displacement since the previous frame (1: the shutter open
+    all the frame long; frame 0, with no motion before it, stays sharp), their
+    annotation left sharp; ``flat``: probability that the background,
     and each object part, is one flat colour (the background with a faint gradient).
     """
 
