@@ -335,15 +335,14 @@ def _render_object(obj: _Object, t: int, shape: tuple[int, int]
     mask = np.zeros(u.shape, bool)
     colour = np.zeros((*u.shape, 3), np.float32)
     for part in obj.parts:
-        pu, pv = u - part.offset[0], v - part.offset[1]
+        pu, pv = u, v
         amplitude, pace, phase = part.swing
         if amplitude:
             # the part turns about the object's centre, and with it
             turn = amplitude * np.sin(pace * t + phase)
             cos_turn, sin_turn = np.cos(turn), np.sin(turn)
-            pu = cos_turn * u + sin_turn * v - part.offset[0]
-            pv = -sin_turn * u + cos_turn * v - part.offset[1]
-        pv = pv / part.aspect
+            pu, pv = cos_turn * u + sin_turn * v, -sin_turn * u + cos_turn * v
+        pu, pv = pu - part.offset[0], (pv - part.offset[1]) / part.aspect
         rho = np.hypot(pu, pv)
         outline = part.radius * star_radius(np.arctan2(pu, pv), part.harmonics)
         inside = (rho < outline) & ~mask
