@@ -442,11 +442,9 @@ def generate_video(frames: int = 10, size: tuple[int, int] = (240, 432), seed: i
             if drawn is None:
                 continue
             window, mask, colour = drawn
-            if s.motion_blur and t:
-                _composite_smeared(frame, window, mask, colour,
-                                   s.motion_blur * obj.velocity)
-            else:
-                frame[window][mask] = colour[mask]
+            # frame 0 has no motion before it to smear
+            _composite_smeared(frame, window, mask, colour,
+                               s.motion_blur * obj.velocity if t else np.zeros(2))
             labels[t][window][mask] = label
         if blur > 0.3:
             frame = ndi.gaussian_filter(frame, (blur, blur, 0))
@@ -459,7 +457,8 @@ def _composite_smeared(frame: np.ndarray, window: tuple[slice, slice], mask: np.
                        colour: np.ndarray, smear: np.ndarray) -> None:
     """Paint an object over ``frame`` ``(Y, X, 3)`` smeared along ``smear`` ``(2,)``
     pixels, centred on where it is (a shutter open over that part of its motion):
-    its colour and coverage averaged over shifted copies, then blended in."""
+    its colour and coverage averaged over shifted copies, then blended in; under half a
+    pixel (``motion_blur`` 0 among them), painted as it is."""
     length = float(np.hypot(*smear))
     if length < 0.5:
         frame[window][mask] = colour[mask]
