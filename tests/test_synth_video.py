@@ -140,9 +140,9 @@ def test_a_photo_texture_fills_any_shape_in_range():
 def test_hard_motion_settings_leave_0_as_before_and_are_checked():
     plain = generate_video(3, (64, 96), seed=4)
     off = generate_video(3, (64, 96), seed=4, settings=VideoSettings(
-        articulation=0.0, motion_blur=0.0, flat=0.0))
+        articulation=0.0, motion_blur=0.0, flat=0.0, thin=0.0))
     assert np.array_equal(plain[0], off[0]) and np.array_equal(plain[1], off[1])
-    for bad in ({"articulation": -0.1}, {"motion_blur": 4.0}, {"flat": 1.5}):
+    for bad in ({"articulation": -0.1}, {"motion_blur": 4.0}, {"flat": 1.5}, {"thin": -0.5}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             VideoSettings(**bad)
 
@@ -171,3 +171,16 @@ def test_articulated_parts_swing_and_flat_parts_are_one_colour():
     frames, labels = generate_video(8, (64, 96), seed=7, settings=VideoSettings(
         articulation=1.0, max_objects=1, distractor_rate=0.0))
     assert all((labels[t] > 0).any() for t in range(8))
+
+
+def test_wheels_show_the_background_between_spokes_that_turn():
+    from scipy import ndimage as ndi
+
+    frames, labels = generate_video(4, (96, 128), seed=3, settings=VideoSettings(
+        thin=1.0, max_objects=1, distractor_rate=0.0, speed=0.0, spin=0.0, zoom=0.0,
+        warp=0.0, camera_speed=0.0))
+    masks = labels > 0
+    for mask in masks:
+        holes = ndi.binary_fill_holes(mask) & ~mask
+        assert mask.any() and holes.sum() > 0.2 * mask.sum(), "rim and spokes, not a disc"
+    assert not np.array_equal(masks[0], masks[3]), "the spokes turn"

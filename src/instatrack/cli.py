@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video: a field of VideoSettings (e.g. zoom=0.1, "
                         "scale_range=0.3,3 for approaching objects; articulation=1, "
                         "motion_blur=1.5, flat=0.5 for motion the optical flow follows "
-                        "badly; repeatable)")
+                        "badly; thin=0.3 for wheels the background shows through; "
+                        "repeatable)")
     p.add_argument("--range", action="append", default=[], metavar="NAME=LOW,HIGH",
                    help="with --randomise: draw NAME from LOW..HIGH instead of its default "
                         "range (e.g. radius=12,32, or arms=1,4 for spread cells; names: "

@@ -19,6 +19,9 @@ real videos. Each video draws, from its own seed:
   object (a rider's arms and a bike's wheels do not move as one), objects smeared along
   their motion while their annotation stays sharp, and untextured object parts and
   backgrounds (sky, a plain wall) where the flow has nothing to lock on to;
+* with ``thin`` above 0, object parts drawn as wheels: a rim and spokes that turn, the
+  background showing between them (a bike's wheels, a fence: real objects are not all
+  solid, and a flow or a network that fills them in marks the background as object);
 * with ``photos`` above 0, real textures: the background and the textures of clutter and
   object parts are, with that probability each, crops of photographs that scikit-image
   ships (CC0 or public domain, no download; :data:`PHOTOS`), randomly zoomed, turned,
@@ -70,6 +73,9 @@ class VideoSettings(Settings):
     all the frame long; frame 0, with no motion before it, stays sharp), their
     annotation left sharp; ``flat``: probability that the background,
     and each object part, is one flat colour (the background with a faint gradient).
+    ``thin``: probability that an object part is a wheel, a rim and three to eight
+    spokes turning at their own pace, with the background between them (background in
+    the annotation too).
     """
 
     max_objects: int = 3
@@ -90,6 +96,7 @@ class VideoSettings(Settings):
     articulation: float = 0.0
     motion_blur: float = 0.0
     flat: float = 0.0
+    thin: float = 0.0
 
     def check(self) -> None:
         super().check()
@@ -103,7 +110,7 @@ class VideoSettings(Settings):
         for name in ("speed", "spin", "zoom", "warp", "camera_speed"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         require(self.clutter >= 0, f"clutter must be >= 0, got {self.clutter}")
-        for name in ("photos", "flat"):
+        for name in ("photos", "flat", "thin"):
             require(0 <= getattr(self, name) <= 1,
                     f"{name} must be in [0, 1], got {getattr(self, name)}")
         require(0 <= self.articulation <= np.pi,
@@ -233,6 +240,9 @@ class _Part:
     shading: float
     # swing about the object's centre (articulation): amplitude (rad), pace (rad/frame), phase
     swing: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # a wheel (thin): spokes (0 = a solid part), rim width (fraction of the radius),
+    # turn (rad/frame), spoke width (fraction of the radius)
+    wheel: tuple[int, float, float, float] = (0, 0.0, 0.0, 0.0)
 
 
 @dataclasses.dataclass
@@ -294,7 +304,24 @@ def _new_object(rng: np.random.Generator, shape: tuple[int, int], s: VideoSettin
         for part in obj.parts[1:]:
             part.swing = (float(rng.uniform(0.3, 1.0) * s.articulation),
                           float(rng.uniform(0.1, 0.5)), float(rng.uniform(0, 2 * np.pi)))
+    if s.thin:
+        for part in obj.parts:
+            if rng.random() < s.thin:
+                part.wheel = (int(rng.integers(3, 9)), float(rng.uniform(0.1, 0.25)),
+                              float(rng.uniform(-0.3, 0.3)), float(rng.uniform(0.06, 0.15)))
     return obj
+
+
+def _wheel(part: _Part, rho: np.ndarray, theta: np.ndarray, outline: np.ndarray,
+           t: int) -> np.ndarray:
+    """Where a wheel part has rim, spokes or hub (polar part coordinates ``rho``,
+    ``theta`` and the outline's radius there), its spokes turned to frame ``t``."""
+    spokes, rim, turn, width = part.wheel
+    sector = 2 * np.pi / spokes
+    off = np.abs(np.mod(theta - turn * t + sector / 2, sector) - sector / 2)
+    half = 0.5 * width * part.radius
+    return ((rho > (1 - rim) * outline) | (rho * np.sin(off) < half)
+            | (rho < 2 * half))
 
 
 def _move(obj: _Object, rng: np.random.Generator, shape: tuple[int, int],
@@ -344,8 +371,11 @@ def _render_object(obj: _Object, t: int, shape: tuple[int, int]
             pu, pv = cos_turn * u + sin_turn * v, -sin_turn * u + cos_turn * v
         pu, pv = pu - part.offset[0], (pv - part.offset[1]) / part.aspect
         rho = np.hypot(pu, pv)
-        outline = part.radius * star_radius(np.arctan2(pu, pv), part.harmonics)
+        theta = np.arctan2(pu, pv)
+        outline = part.radius * star_radius(theta, part.harmonics)
         inside = (rho < outline) & ~mask
+        if part.wheel[0]:
+            inside &= _wheel(part, rho, theta, outline, t)
         if not inside.any():
             continue
         half = part.texture.shape[0] / 2
