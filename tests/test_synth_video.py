@@ -140,9 +140,10 @@ def test_a_photo_texture_fills_any_shape_in_range():
 def test_hard_motion_settings_leave_0_as_before_and_are_checked():
     plain = generate_video(3, (64, 96), seed=4)
     off = generate_video(3, (64, 96), seed=4, settings=VideoSettings(
-        articulation=0.0, motion_blur=0.0, flat=0.0, thin=0.0))
+        articulation=0.0, motion_blur=0.0, flat=0.0, thin=0.0, restyle=0.0))
     assert np.array_equal(plain[0], off[0]) and np.array_equal(plain[1], off[1])
-    for bad in ({"articulation": -0.1}, {"motion_blur": 4.0}, {"flat": 1.5}, {"thin": -0.5}):
+    for bad in ({"articulation": -0.1}, {"motion_blur": 4.0}, {"flat": 1.5}, {"thin": -0.5},
+                {"restyle": 2.0}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             VideoSettings(**bad)
 
@@ -184,3 +185,18 @@ def test_wheels_show_the_background_between_spokes_that_turn():
         holes = ndi.binary_fill_holes(mask) & ~mask
         assert mask.any() and holes.sum() > 0.2 * mask.sum(), "rim and spokes, not a disc"
     assert not np.array_equal(masks[0], masks[3]), "the spokes turn"
+
+
+def test_restyled_parts_fade_into_a_second_texture():
+    from instatrack.data.synth_video import _new_object
+
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        for part in _new_object(rng, (120, 160), VideoSettings(restyle=0.5)).parts:
+            assert part.later.shape == part.texture.shape and 0.25 <= part.fade <= 0.5
+            assert np.array_equal(part.look(0), part.texture)
+            assert np.allclose(part.look(4), part.later), "all the way after 1 / fade frames"
+            halfway = part.look(1)
+            assert not np.allclose(halfway, part.texture) and not np.allclose(halfway, part.later)
+    frames, labels = generate_video(4, (64, 96), seed=5, settings=VideoSettings(restyle=0.3))
+    assert frames.shape == (4, 64, 96, 3) and (labels > 0).any()

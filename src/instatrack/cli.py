@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "scale_range=0.3,3 for approaching objects; articulation=1, "
                         "motion_blur=1.5, flat=0.5 for motion the optical flow follows "
                         "badly; thin=0.3 for wheels the background shows through; "
+                        "restyle=0.05 for objects whose look changes; "
                         "repeatable)")
     p.add_argument("--range", action="append", default=[], metavar="NAME=LOW,HIGH",
                    help="with --randomise: draw NAME from LOW..HIGH instead of its default "

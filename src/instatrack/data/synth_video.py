@@ -22,6 +22,9 @@ real videos. Each video draws, from its own seed:
 * with ``thin`` above 0, object parts drawn as wheels: a rim and spokes that turn, the
   background showing between them (a bike's wheels, a fence: real objects are not all
   solid, and a flow or a network that fills them in marks the background as object);
+* with ``restyle`` above 0, objects that change their look over the video: each part's
+  texture fades into another one (a turning rider shows another side, an approaching
+  one detail that was not there), so what was learnt on frame 0 goes stale;
 * with ``photos`` above 0, real textures: the background and the textures of clutter and
   object parts are, with that probability each, crops of photographs that scikit-image
   ships (CC0 or public domain, no download; :data:`PHOTOS`), randomly zoomed, turned,
@@ -75,7 +78,8 @@ class VideoSettings(Settings):
     and each object part, is one flat colour (the background with a faint gradient).
     ``thin``: probability that an object part is a wheel, a rim and three to eight
     spokes turning at their own pace, with the background between them (background in
-    the annotation too).
+    the annotation too). ``restyle``: the fraction of its look an object part changes a
+    frame (each part at 0.5-1 times this pace): its texture fades into a second one.
     """
 
     max_objects: int = 3
@@ -97,6 +101,7 @@ class VideoSettings(Settings):
     motion_blur: float = 0.0
     flat: float = 0.0
     thin: float = 0.0
+    restyle: float = 0.0
 
     def check(self) -> None:
         super().check()
@@ -110,7 +115,7 @@ class VideoSettings(Settings):
         for name in ("speed", "spin", "zoom", "warp", "camera_speed"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         require(self.clutter >= 0, f"clutter must be >= 0, got {self.clutter}")
-        for name in ("photos", "flat", "thin"):
+        for name in ("photos", "flat", "thin", "restyle"):
             require(0 <= getattr(self, name) <= 1,
                     f"{name} must be in [0, 1], got {getattr(self, name)}")
         require(0 <= self.articulation <= np.pi,
@@ -243,6 +248,16 @@ class _Part:
     # a wheel (thin): spokes (0 = a solid part), rim width (fraction of the radius),
     # turn (rad/frame), spoke width (fraction of the radius)
     wheel: tuple[int, float, float, float] = (0, 0.0, 0.0, 0.0)
+    # restyle: the texture this part fades into, and the fraction of the way a frame
+    later: np.ndarray | None = None
+    fade: float = 0.0
+
+    def look(self, t: int) -> np.ndarray:
+        """The part's texture at frame ``t``."""
+        if self.later is None:
+            return self.texture
+        weight = min(1.0, self.fade * t)
+        return (1 - weight) * self.texture + weight * self.later
 
 
 @dataclasses.dataclass
@@ -309,6 +324,11 @@ def _new_object(rng: np.random.Generator, shape: tuple[int, int], s: VideoSettin
             if rng.random() < s.thin:
                 part.wheel = (int(rng.integers(3, 9)), float(rng.uniform(0.1, 0.25)),
                               float(rng.uniform(-0.3, 0.3)), float(rng.uniform(0.06, 0.15)))
+    if s.restyle:
+        for part in obj.parts:
+            part.later = _texture(rng, part.texture.shape[:2],
+                                  rng.uniform(1.5, max(1.5, 0.4 * part.radius)), s.photos)
+            part.fade = float(rng.uniform(0.5, 1.0) * s.restyle)
     return obj
 
 
@@ -378,12 +398,13 @@ def _render_object(obj: _Object, t: int, shape: tuple[int, int]
             inside &= _wheel(part, rho, theta, outline, t)
         if not inside.any():
             continue
-        half = part.texture.shape[0] / 2
+        texture = part.look(t)
+        half = texture.shape[0] / 2
         coords = [np.clip(pu[inside] + half, 0, 2 * half - 1),
                   np.clip(pv[inside] + half, 0, 2 * half - 1)]
         shade = 1 - part.shading * np.clip(rho[inside] / np.maximum(outline[inside], 1e-3),
                                            0, 1) ** 2
-        colour[inside] = np.stack([ndi.map_coordinates(part.texture[..., c], coords, order=1)
+        colour[inside] = np.stack([ndi.map_coordinates(texture[..., c], coords, order=1)
                                    for c in range(3)], -1) * shade[:, None]
         mask |= inside
     if not mask.any():
