@@ -277,13 +277,19 @@ class _Object:
     warp_amplitude: float
 
 
+def _part_texture(rng: np.random.Generator, size: int, radius: float,
+                  photos: float) -> np.ndarray:
+    """A ``(size, size, 3)`` texture for a part of ``radius``: features of 1.5 px up to
+    0.4 of the radius."""
+    return _texture(rng, (size, size), rng.uniform(1.5, max(1.5, 0.4 * radius)), photos)
+
+
 def _new_part(rng: np.random.Generator, radius: float, offset: np.ndarray,
               photos: float = 0.0) -> _Part:
     size = int(2 * radius * 2.2) + 4
     return _Part(offset=offset, radius=radius, aspect=rng.uniform(1.0, 2.2),
                  harmonics=random_harmonics(rng, rng.uniform(0.2, 1.5)),
-                 texture=_texture(rng, (size, size),
-                                  rng.uniform(1.5, max(1.5, 0.4 * radius)), photos),
+                 texture=_part_texture(rng, size, radius, photos),
                  shading=rng.uniform(0.0, 0.5))
 
 
@@ -326,8 +332,7 @@ def _new_object(rng: np.random.Generator, shape: tuple[int, int], s: VideoSettin
                               float(rng.uniform(-0.3, 0.3)), float(rng.uniform(0.06, 0.15)))
     if s.restyle:
         for part in obj.parts:
-            part.later = _texture(rng, part.texture.shape[:2],
-                                  rng.uniform(1.5, max(1.5, 0.4 * part.radius)), s.photos)
+            part.later = _part_texture(rng, part.texture.shape[0], part.radius, s.photos)
             part.fade = float(rng.uniform(0.5, 1.0) * s.restyle)
     return obj
 
