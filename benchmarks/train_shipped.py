@@ -276,6 +276,15 @@ RECIPES["objects-spn-hard"] = dataclasses.replace(
             "blur and flat colours")
 
 
+# three times the videos (180, the first 60 those of objects-spn), the steps unchanged:
+# more objects and backgrounds, each seen less often (session 41, measured, not shipped)
+RECIPES["objects-spn-more"] = dataclasses.replace(
+    RECIPES["objects-spn"],
+    synthetic=(Synthetic(sequences=180, frames=10, size=(240, 432), seed=31,
+                         randomise=False, kind="video"),),
+    purpose=RECIPES["objects-spn"].purpose + "; three times the training videos")
+
+
 def build_data(recipe: Recipe, work: Path, data_root: Path) -> list[Path]:
     """The dataset folders of the recipe: real ones found (first, so they validate), then
     the synthetic one (written into ``work`` unless already there)."""
