@@ -280,8 +280,7 @@ RECIPES["objects-spn-hard"] = dataclasses.replace(
 # more objects and backgrounds, each seen less often (session 41, measured, not shipped)
 RECIPES["objects-spn-more"] = dataclasses.replace(
     RECIPES["objects-spn"],
-    synthetic=(Synthetic(sequences=180, frames=10, size=(240, 432), seed=31,
-                         randomise=False, kind="video"),),
+    synthetic=(dataclasses.replace(RECIPES["objects-spn"].synthetic[0], sequences=180),),
     purpose=RECIPES["objects-spn"].purpose + "; three times the training videos")
 
 
