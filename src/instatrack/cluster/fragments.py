@@ -79,7 +79,7 @@ class FragmentSettings(Settings):
     after_method = True
     calibration = {"merge_fragments": (0.0, 0.25)}
     calibration_last = {"split_pairs": (0.85, 0.9), "merge_halves": (0.9,),
-                        "merge_coreless": (0.1, 0.3)}
+                        "merge_coreless": (0.1, 0.3, 0.5, 0.7)}
 
     merge_fragments: float = 0.0
     split_pairs: float = 0.0
