@@ -3,9 +3,10 @@ parent, written as a model folder that every command takes.
 
 Only runs that share a parent can be averaged this way (their weights lie near each
 other); for independently trained networks use ``instatrack ensemble``, which averages
-their outputs instead. The folder takes everything but the weights from ``--like`` (a
-shipped model's name or a run folder), so inference settings are that model's; ``--seed``
-sets the config's ``seed`` (for spatial-propagation: the seed its heads are fitted with).
+their outputs instead. The folder takes its config from ``--like`` (a shipped model's name
+or a run folder), so inference settings are that model's, and records the averaged runs
+as its ``init``; ``--seed`` sets the config's ``seed`` (for spatial-propagation: the seed
+its heads are fitted with).
 
     python benchmarks/weight_soup.py runs/soup runs/ft-s1 runs/ft-s2 runs/ft-s3 --like objects-spn
 """
@@ -13,8 +14,6 @@ sets the config's ``seed`` (for spatial-propagation: the seed its heads are fitt
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 from pathlib import Path
 
 
@@ -29,32 +28,35 @@ def average(states: list[dict]) -> dict:
 
 
 def main() -> None:
-    import torch
-
-    from instatrack.pretrained import locate
+    from instatrack.errors import InstatrackError
+    from instatrack.finetune import network_differences
+    from instatrack.runs import Run
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders holding weights.pt")
+    parser.add_argument("runs", nargs="+", help="run folders (or shipped models) to average")
     parser.add_argument("--like", required=True, help="model whose config the soup takes")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
-    if args.out.exists():
-        raise SystemExit(f"error: {args.out} exists; choose another folder")
-    for run in args.runs:
-        if not (run / "weights.pt").is_file():
-            raise SystemExit(f"error: {run / 'weights.pt'} not found")
-    states = [torch.load(run / "weights.pt", map_location="cpu", weights_only=True)
-              for run in args.runs]
-    soup = average(states)
-    shutil.copytree(locate(args.like), args.out,
-                    ignore=shutil.ignore_patterns("weights.pt", "*.pt", "calibration*.json"))
-    torch.save(soup, args.out / "weights.pt")
-    if args.seed is not None:
-        config = json.loads((args.out / "config.json").read_text())
-        config["seed"] = args.seed
-        (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    print(f"wrote the average of {len(states)} runs to {args.out}")
+    try:
+        like = Run.resolve(args.like)
+        sources = [Run.resolve(run) for run in args.runs]
+        for source in sources:
+            if source.method != like.method:
+                raise SystemExit(f"error: {source.path}: a {source.method} model; "
+                                 f"{like.path} is {like.method}")
+            differ = network_differences(like.config, source.config)
+            if differ:
+                raise SystemExit(f"error: {source.path}: {', '.join(differ)} differ from "
+                                 f"{like.path} (a soup averages one network)")
+        soup = average([source.load_weights() for source in sources])
+        config = like.config if args.seed is None else like.config.replace(seed=args.seed)
+        run = Run.create(args.out, like.method_cls, config, data=like.data,
+                         init=", ".join(source.reference for source in sources))
+        run.save_weights(soup)
+    except InstatrackError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"wrote the average of {len(sources)} runs to {run.path}")
 
 
 if __name__ == "__main__":
