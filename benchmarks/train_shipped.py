@@ -128,6 +128,14 @@ LEAVES_LIMITS = (
 #: nuclei-ch's data, against a control run it helped on MSC and cost GOWT1 (docs/results.md)
 SPREAD_CELLS = Synthetic(sequences=16, frames=12, size=(256, 256), seed=23, ranges=(
     "arms=1,4", "arm_length=0.8,3", "radius=10,32", "coverage=0.05,0.2", "aspect_max=1.3,3"))
+#: ``--spread-cells msc`` (session 43): closer to MSC than the lobed cells above: long,
+#: thin tapering arms, large flat bodies with little texture, and the light MSC has
+#: without ground truth (out-of-focus cells of another plane, bright debris specks)
+SPREAD_CELLS_MSC = Synthetic(sequences=16, frames=12, size=(256, 256), seed=24, ranges=(
+    "arms=1,4", "arm_length=1.5,5", "arm_width=0.06,0.3", "radius=12,40",
+    "coverage=0.03,0.15", "aspect_max=1.3,3", "texture=0,0.08", "ghosts=0.3,1.5",
+    "specks=0.05,0.3"))
+SPREAD_LOOKS = {"lobes": SPREAD_CELLS, "msc": SPREAD_CELLS_MSC}
 
 RECIPES: dict[str, Recipe] = {
     # the synthetic frames train; frames 0-29 of each real sequence train and 30-35
@@ -320,8 +328,9 @@ def build_data(recipe: Recipe, work: Path, data_root: Path) -> list[Path]:
 
 
 def train_recipe(name: str, recipe: Recipe, out: Path, work: Path, data_root: Path,
-                 steps: int | None = None, quiet: bool = False) -> Path:
-    """Train (or continue) the run ``out`` of the recipe; returns the run folder."""
+                 steps: int | None = None, quiet: bool = False, init: str | None = None) -> Path:
+    """Train (or continue) the run ``out`` of the recipe, from scratch or fine-tuned from
+    ``init`` (a shipped model or run, with the recipe's config); returns the run folder."""
     from instatrack.methods import get_method
     from instatrack.train import train_or_resume
 
@@ -333,7 +342,7 @@ def train_recipe(name: str, recipe: Recipe, out: Path, work: Path, data_root: Pa
     if max(config.instance_area) <= 0 and config.object_size == 0 and not shares:
         config = config.replace(instance_area=sequence_object_areas(data, config.train_frames))
     return train_or_resume(recipe.method, data, out, config=config, steps=steps,
-                           progress=not quiet)
+                           progress=not quiet, init=init)
 
 
 def share_weights(recipe: Recipe, data: list[Path]) -> list[str]:
@@ -478,9 +487,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic-share", type=float, metavar="F",
                         help="draw this share of the training clips from the synthetic "
                              "folders (measurement runs; default: the recipe's)")
-    parser.add_argument("--spread-cells", action="store_true",
-                        help="add synthetic spread cells with arms and lobes (SPREAD_CELLS) "
-                             "to the recipe's synthetic data (a measurement run)")
+    parser.add_argument("--spread-cells", nargs="?", const="lobes", choices=SPREAD_LOOKS,
+                        help="add synthetic spread cells to the recipe's synthetic data (a "
+                             "measurement run): 'lobes' (the default; SPREAD_CELLS, session 27) "
+                             "or 'msc' (SPREAD_CELLS_MSC: thin arms, out-of-focus cells and "
+                             "specks without ground truth)")
+    parser.add_argument("--init", metavar="MODEL",
+                        help="fine-tune from this shipped model or run on the recipe's data "
+                             "and frame split instead of training from scratch (a "
+                             "measurement run)")
     parser.add_argument("--without-synthetic", action="store_true",
                         help="train on the recipe's real data alone (a measurement run)")
     parser.add_argument("--quiet", action="store_true")
@@ -511,7 +526,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.spread_cells and args.install:
         parser.error("--spread-cells trains a run for measurement; it is not installed")
     if args.spread_cells:
-        recipe = dataclasses.replace(recipe, synthetic=(*recipe.synthetic, SPREAD_CELLS))
+        recipe = dataclasses.replace(recipe, synthetic=(*recipe.synthetic,
+                                                        SPREAD_LOOKS[args.spread_cells]))
+    if args.init and args.install:
+        parser.error("--init trains a run for measurement; install the run it makes")
     if args.synthetic_share is not None:
         if not 0 <= args.synthetic_share <= 1 or args.install:
             parser.error("--synthetic-share takes a share in [0, 1], for a measurement run")
@@ -537,9 +555,12 @@ def main(argv: list[str] | None = None) -> int:
         recipe = dataclasses.replace(recipe, overrides=(*recipe.overrides, *args.set))
     # a leave-one-out run must not continue (or become) the recipe's own run
     name = "-without-".join([args.name, *sorted(args.leave_out)]) \
-        + ("-spread-cells" if args.spread_cells else "")
+        + {None: "", "lobes": "-spread-cells"}.get(args.spread_cells,
+                                                   f"-spread-cells-{args.spread_cells}") \
+        + (f"-from-{Path(args.init).name}" if args.init else "")
     out = args.out or Path("runs/shipped") / name
-    run = train_recipe(args.name, recipe, out, args.work, args.data_root, args.steps, args.quiet)
+    run = train_recipe(args.name, recipe, out, args.work, args.data_root, args.steps, args.quiet,
+                       init=args.init)
     print(f"trained {args.name} into {run}; install it with: python benchmarks/train_shipped.py "
           f"{args.name} --install {run}")
     return 0

@@ -136,3 +136,24 @@ def test_spread_cells_reach_out_in_arms_and_hold_several_cores():
     assert np.array_equal(thin, shapes(0.2)[0])
     with pytest.raises(ConfigError, match="arms"):
         Appearance(arms=5.0)
+
+
+def test_clutter_adds_light_without_ground_truth_and_leaves_the_cells_in_focus():
+    """Out-of-focus cells and specks light the image where no object is annotated; the
+    labels are those of the movie without it, and (noise-free) it only adds light."""
+    def movie(look=None):
+        return generate_cells(3, (128, 128), seed=5, radius=(10.0, 14.0), density=2.0,
+                              noise=0.0, appearance=look)
+
+    plain = movie()
+    look = Appearance(ghosts=1.5, specks=0.5)
+    cluttered = movie(look)
+    np.testing.assert_array_equal(plain.labels, cluttered.labels)
+    assert plain.lineage == cluttered.lineage
+    extra = cluttered.images.astype(float) - plain.images.astype(float)
+    background = plain.labels == 0
+    assert extra[background].mean() > 5 and extra.min() >= 0
+    assert np.array_equal(cluttered.images, movie(look).images)
+    assert draw(16, 0, {"ghosts": (0.5, 0.5)})["ghosts"] == 0.5
+    with pytest.raises(ConfigError, match="specks"):
+        Appearance(specks=-1.0)

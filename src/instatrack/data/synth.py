@@ -174,14 +174,19 @@ def generate_cells(frames: int = 20, size: tuple[int, int] = (128, 128), seed: i
     images = np.empty((frames, *size), np.uint16)
     labels = np.zeros((frames, *size), np.int32)
     tracker = _TrackBook()
+    clutter = _Clutter(seed, target, world, knobs) if look.ghosts or look.specks else None
     for t in range(frames):
         labels[t], signal = _render(cells, size, margin, min_area, look)
         if outline == "visible":
             labels[t] = visible_outlines(labels[t], signal, look.blur)
         tracker.update(t, labels[t], cells)
         labels[t] = tracker.relabel(labels[t])
+        if clutter is not None:  # light without ground truth, after the labels
+            signal = signal + clutter.light(size, margin)
         images[t] = camera(signal * (look.contrast * contrast[t]) + background, noise, rng, look)
         if t + 1 < frames:
+            if clutter is not None:
+                clutter.step(world, drift)
             aim = max(1, round(target * crowding[t + 1]))
             # a crowding phase fills up by divisions (and cells entering at the edges)
             busy = knobs if crowding[t + 1] <= 1 else dataclasses.replace(
@@ -367,6 +372,62 @@ def _relax(cells: _Cells, iterations: int) -> _Cells:
         np.fill_diagonal(push, 0.0)
         cells.pos = cells.pos + (push[..., None] * delta).sum(1)
     return cells
+
+
+class _Clutter:
+    """Light that the ground truth leaves out (:attr:`Appearance.ghosts`, ``.specks``):
+    out-of-focus cells of another plane, faint and blurred, that wander like the cells in
+    focus, and small bright debris that stays put. Drawn from a random stream of its
+    own, so the cells in focus, their labels and the camera noise are those of the same
+    movie without clutter."""
+
+    #: a ghost's light is this range of a cell's in focus (by its id, so it keeps it)
+    DIM = (0.12, 0.4)
+    #: its blur, in radii of the movie's mean cell
+    BLUR_RADII = 0.35
+
+    def __init__(self, seed: int, target: int, world: tuple[int, int], knobs: _Knobs):
+        self.rng = np.random.default_rng([seed, 7])
+        plain = dataclasses.replace(knobs.look, arms=0.0, ghosts=0.0, specks=0.0)
+        self.knobs = dataclasses.replace(knobs, division_rate=0.0, min_area=1, look=plain)
+        self.target = int(self.rng.poisson(knobs.look.ghosts * target))
+        n = self.target
+        self.ghosts = _relax(_new_cells(self.rng, n, world, self.knobs, np.arange(n),
+                                        np.full(n, -1)), 10)
+        self.next_id = n
+        area = (world[0] * world[1]) / 1e4
+        m = int(self.rng.poisson(knobs.look.specks * area))
+        self.speck_pos = self.rng.uniform((0, 0), world, (m, 2))
+        self.speck_radius = self.rng.uniform(0.8, 2.0, m)
+        self.speck_bright = self.rng.uniform(1.0, 3.0, m)
+
+    def light(self, size: tuple[int, int], margin: int) -> np.ndarray:
+        """The clutter's noise-free fluorescence ``(Y, X)`` in the field of view."""
+        light = np.zeros(size)
+        if len(self.ghosts):
+            owner, ghosts = _render(self.ghosts, size, margin, 1, self.knobs.look)
+            # a fixed dimness per ghost, by its id's golden-ratio fraction within DIM
+            low, high = self.DIM
+            dim = low + (high - low) * ((self.ghosts.ident * 0.618034) % 1.0)
+            dimness = np.where(owner > 0, dim[np.maximum(owner - 1, 0)], 0.0)
+            light += ndi.gaussian_filter(ghosts * dimness,
+                                         self.BLUR_RADII * float(np.mean(self.knobs.radius)))
+        for (y, x), radius, bright in zip(self.speck_pos - margin, self.speck_radius,
+                                          self.speck_bright):
+            reach = int(3 * radius) + 1
+            y0, y1 = max(int(y) - reach, 0), min(int(y) + reach + 1, size[0])
+            x0, x1 = max(int(x) - reach, 0), min(int(x) + reach + 1, size[1])
+            if y0 < y1 and x0 < x1:
+                yy, xx = np.mgrid[y0:y1, x0:x1]
+                light[y0:y1, x0:x1] += bright * np.exp(
+                    -((yy - y) ** 2 + (xx - x) ** 2) / (2 * radius ** 2))
+        return light
+
+    def step(self, world: tuple[int, int], drift: np.ndarray) -> None:
+        """Move the ghosts one frame (they neither divide nor grow in number)."""
+        if self.target:
+            self.ghosts, self.next_id = _step(self.ghosts, self.rng, world, self.knobs, drift,
+                                              self.target, self.next_id)
 
 
 # -- rendering ----------------------------------------------------------------------------------

@@ -45,6 +45,12 @@ class Appearance(Settings):
     an arm reaches up to ``arm_length`` radii beyond the outline and spans up to
     ``arm_width`` radians around its direction (narrow: a tapering arm; wide: a lobe,
     so one cell holds several cores). Light fades along an arm (thin cytoplasm).
+
+    Unannotated clutter, also MSC's (0, the default, draws none and leaves every movie
+    as it was): ``ghosts``, out-of-focus cells in another plane as a share of the cells
+    in focus (faint, blurred over a third of their radius, not in the ground truth);
+    ``specks``, small bright debris per 100 x 100 pixels (1-3 px, as bright as a
+    nucleus or brighter, not in the ground truth).
     """
 
     aspect_max: float = 1.6
@@ -61,6 +67,8 @@ class Appearance(Settings):
     arms: float = 0.0
     arm_length: float = 1.5
     arm_width: float = 0.35
+    ghosts: float = 0.0
+    specks: float = 0.0
 
     def check(self) -> None:
         super().check()
@@ -74,6 +82,8 @@ class Appearance(Settings):
         require(0 <= self.arms <= ARM_SLOTS, f"arms must be in [0, {ARM_SLOTS}], got {self.arms}")
         require(self.arm_length >= 0, f"arm_length must be >= 0, got {self.arm_length}")
         require(self.arm_width > 0, f"arm_width must be > 0, got {self.arm_width}")
+        require(self.ghosts >= 0, f"ghosts must be >= 0, got {self.ghosts}")
+        require(self.specks >= 0, f"specks must be >= 0, got {self.specks}")
 
 
 def nucleus_intensity(bright: float, waves: np.ndarray, dy: np.ndarray, dx: np.ndarray,

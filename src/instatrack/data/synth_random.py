@@ -56,6 +56,9 @@ LATER_RANGES: dict[str, tuple[float, float, str]] = {
     "arms": (0.0, 0.0, "lin"),
     "arm_length": (0.5, 2.5, "lin"),
     "arm_width": (0.15, 0.6, "log"),
+    # unannotated clutter (Appearance.ghosts, .specks); none by default
+    "ghosts": (0.0, 0.0, "lin"),
+    "specks": (0.0, 0.0, "lin"),
 }
 #: the file in the dataset folder recording each sequence's seed and drawn values
 RECORD = "synth.json"
