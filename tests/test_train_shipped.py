@@ -120,3 +120,20 @@ def test_a_synthetic_share_weighs_the_folders_that_are_there(tmp_path):
     assert train_shipped.share_weights(recipe, [synthetic]) == []
     unshared = dataclasses.replace(recipe, synthetic_share=None)
     assert train_shipped.share_weights(unshared, [*real, synthetic]) == []
+
+
+def test_a_recipe_fine_tunes_from_a_run_with_the_recipes_frame_split(tmp_path):
+    """``--init``: the recipe's data and split (a measurement run), the init's weights."""
+    from instatrack.runs import Run
+
+    recipe = _tiny("nuclei-se-synthetic")
+    parent = train_shipped.train_recipe("nuclei-se-synthetic", recipe, tmp_path / "parent",
+                                        tmp_path / "work", tmp_path / "no-data", quiet=True)
+    child = train_shipped.train_recipe("nuclei-se-synthetic", recipe, tmp_path / "child",
+                                       tmp_path / "work", tmp_path / "no-data", quiet=True,
+                                       init=str(parent))
+    run = Run.open(child)
+    assert run.init and Path(run.init).name == "parent"
+    assert run.config.train_frames == Run.open(parent).config.train_frames
+    with pytest.raises(SystemExit):
+        train_shipped.main(["nuclei-ch", "--init", "nuclei-ch", "--install", "x"])
