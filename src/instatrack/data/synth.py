@@ -413,7 +413,7 @@ class _Clutter:
             light += ndi.gaussian_filter(ghosts * dimness,
                                          self.BLUR_RADII * float(np.mean(self.knobs.radius)))
         for (y, x), radius, bright in zip(self.speck_pos - margin, self.speck_radius,
-                                          self.speck_bright):
+                                          self.speck_bright, strict=True):
             reach = int(3 * radius) + 1
             y0, y1 = max(int(y) - reach, 0), min(int(y) + reach + 1, size[0])
             x0, x1 = max(int(x) - reach, 0), min(int(x) + reach + 1, size[1])
