@@ -49,8 +49,8 @@ class Appearance(Settings):
     Unannotated clutter, also MSC's (0, the default, draws none and leaves every movie
     as it was): ``ghosts``, out-of-focus cells in another plane as a share of the cells
     in focus (faint, blurred over a third of their radius, not in the ground truth);
-    ``specks``, small bright debris per 100 x 100 pixels (1-3 px, as bright as a
-    nucleus or brighter, not in the ground truth).
+    ``specks``, small bright debris per 100 x 100 pixels (Gaussian spots of 0.8-2 px
+    sigma, 1-3 times a bright nucleus's light, not in the ground truth).
     """
 
     aspect_max: float = 1.6
