@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", required=True, help="ground truth (CTC NN_GT, label folder, DAVIS)")
     p.add_argument("--res", required=True, help="results in the matching layout")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--objects", metavar="CSV",
+                   help="also write a row per object to this CSV file: each reference "
+                        "object's overlap and verdict (missed, cut, merged, too large, too "
+                        "small, ok) and each false object; a count of each verdict is printed")
 
     p = sub.add_parser("demo", help="synthesise, track with a shipped model, fine-tune, "
                                     "evaluate and draw, in minutes")

@@ -422,8 +422,9 @@ def evaluate(args) -> int:
     from instatrack.metrics.evaluate import evaluate as run_evaluation
 
     scores = run_evaluation(args.gt, args.res)
+    verdicts = _object_table(args.gt, args.res, args.objects) if args.objects else {}
     if args.json:
-        print(json.dumps(scores))
+        print(json.dumps({**scores, **({"objects": verdicts} if args.objects else {})}))
     else:
         width = max(len(k) for k in scores)
         for key, value in scores.items():
@@ -432,7 +433,20 @@ def evaluate(args) -> int:
         if "FN" in scores:
             print("(TRA's errors: FN missed objects, FP false ones, NS true objects merged "
                   "into one found object; ED / EA / EC links to delete / add / relabel)")
+        if args.objects:
+            print(f"objects ({args.objects}):")
+            for key, count in verdicts.items():
+                print(f"  {key:<18}  {count}")
     return 0
+
+
+def _object_table(gt, res, path) -> dict[str, int]:
+    """Write ``evaluate --objects``'s table to ``path``; the count of each verdict."""
+    from instatrack.metrics.objects import object_table, summary, write_table
+
+    rows = object_table(gt, res)
+    write_table(rows, path)
+    return summary(rows)
 
 
 def demo(args) -> int:
