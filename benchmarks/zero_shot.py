@@ -11,6 +11,9 @@ chosen on frames [A, B) of SEQ as ``instatrack calibrate`` does (no training).
         --calibrate ../shared/data/Fluo-N2DH-GOWT1/01:30:36
     python benchmarks/zero_shot.py RUN --ctc ../shared/data/Fluo-N2DH-SIM+/01:45 \
         --tile 128    # recurrent-instance in tiles of its training crop
+    python benchmarks/zero_shot.py RUN --ctc ../shared/data/Fluo-C2DL-MSC/02:36 \
+        --objects runs/objects   # + a row per object (instatrack evaluate --objects),
+                                 # in runs/objects/RUN-size-none/02-36.csv
 
 Prints one JSON line per model, data and object size.
 """
@@ -24,7 +27,10 @@ import time
 from pathlib import Path
 
 
-def ctc_scores(predictor, spec: str) -> dict[str, float]:
+def ctc_scores(predictor, spec: str, objects: Path | None = None) -> dict:
+    """SEG / TRA / DET and TRA's error counts; with ``objects`` (a folder) also the count
+    of each verdict of :mod:`instatrack.metrics.objects`, whose table is written there as
+    ``NAME-FIRST.csv`` (the sequence folder's name and its first frame scored)."""
     from ctc_accuracy import subset_ground_truth
 
     from instatrack.data.ctc import CTCSequence
@@ -37,8 +43,16 @@ def ctc_scores(predictor, spec: str) -> dict[str, float]:
     seconds = (time.perf_counter() - clock) / max(1, len(seq) - first)
     with tempfile.TemporaryDirectory() as tmp:
         gt = subset_ground_truth(seq.gt_dir, first, len(seq), Path(tmp) / "GT")
-        scores = evaluate_ctc(gt, result.to_ctc(Path(tmp) / "RES"),
-                              ("SEG", "TRA", "DET", *AOGM_COUNTS))  # the counts: what TRA lost
+        res = result.to_ctc(Path(tmp) / "RES")
+        scores = evaluate_ctc(gt, res, ("SEG", "TRA", "DET", *AOGM_COUNTS))  # what TRA lost
+        if objects is not None:
+            from instatrack.metrics.objects import object_table, summary, write_table
+
+            rows = [{**row, "frame": row["frame"] + first}  # the sequence's own frame numbers
+                    for row in object_table(gt, res)]
+            objects.mkdir(parents=True, exist_ok=True)
+            write_table(rows, objects / f"{Path(path).name}-{first}.csv")
+            scores["objects"] = summary(rows)
     return {**scores, "s_per_frame": seconds}
 
 
@@ -71,6 +85,9 @@ def main() -> None:
     parser.add_argument("--tile", type=int, metavar="PIXELS",
                         help="run the model in tiles of this size (as `instatrack track "
                              "--tile`; e.g. recurrent-instance at its training crop)")
+    parser.add_argument("--objects", type=Path, metavar="DIR",
+                        help="also write a row per object of each --ctc sequence to DIR "
+                             "(instatrack evaluate --objects) and count the verdicts")
     parser.add_argument("--calibrate", metavar="SEQ:A:B",
                         help="first choose the post-processing on frames [A, B) of SEQ "
                              "(instatrack calibrate; a temporary copy of the model)")
@@ -107,11 +124,14 @@ def report(args, model: str, size: str, predictor, chosen: dict | None) -> None:
     extra = {k: v for k, v in (chosen or {}).items() if k != "run"}
     for kind, specs, score in (("ctc", args.ctc, ctc_scores), ("image", args.image, image_scores)):
         for spec in specs:
-            scores = score(predictor, spec)
+            # a folder per model and object size, a file per sequence
+            folder = args.objects / f"{Path(model).name}-size-{size}" if args.objects else None
+            scores = score(predictor, spec, folder) if kind == "ctc" else score(predictor, spec)
             print(json.dumps({"model": model, kind: spec, "object_size": size,
                               "settings": args.set, **({"tile": args.tile} if args.tile else {}),
                               **extra,
-                              **{k: round(v, 4) for k, v in scores.items()}}), flush=True)
+                              **{k: round(v, 4) if isinstance(v, float) else v
+                                 for k, v in scores.items()}}), flush=True)
 
 
 if __name__ == "__main__":
