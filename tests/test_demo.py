@@ -14,6 +14,11 @@ def test_demo_from_scratch_writes_report_and_pictures(tmp_path):
         assert (tmp_path / "demo" / name).is_file(), name
     assert "| SEG |" in report and "| TRA |" in report and "| divisions found |" in report
     assert "trained from scratch for 2 steps" in report
+    # which cells it got right and how it got the others wrong, and the table behind it
+    rows = {line.split("|")[1].strip(): line for line in report.splitlines()
+            if line.startswith("| ")}
+    assert {"cells outlined well", "cells cut or merged", "false objects"} <= set(rows)
+    assert (tmp_path / "demo" / "test" / "01_RES_objects.csv").is_file()
 
 
 def test_demo_scores_a_model_then_its_fine_tune(tmp_path, tiny_cosine_run):

@@ -90,7 +90,28 @@ def _track_and_score(model, test_data: Path, res_name: str, object_size=None):
     scores["division F1, BC(2)"] = scores.pop("BC(2)")
     scores["divisions found"] = count_divisions(res_dir / "res_track.txt")
     scores["divisions (truth)"] = count_divisions(test_data / "01_GT" / "TRA" / "man_track.txt")
+    scores.update(_object_counts(test_data / "01_GT", res_dir,
+                                 test_data / f"{res_name}_objects.csv"))
     return scores, (images, result)
+
+
+#: the demo's rows of ``evaluate --objects`` counts: report line -> the verdicts summed
+OBJECT_ROWS = {"cells outlined well": ("outline ok",),
+               "cells cut or merged": ("outline cut", "outline merged"),
+               "cells outlined too large or small": ("outline too large", "outline too small"),
+               "cells missed": ("outline missed",), "false objects": ("found false",)}
+
+
+def _object_counts(gt: Path, res_dir: Path, table: Path) -> dict[str, int]:
+    """How many annotated cells the result outlines well, and how it gets the others
+    wrong (:mod:`instatrack.metrics.objects`); the table, a row per object, to ``table``."""
+    from instatrack.metrics.objects import object_table, summary, write_table
+
+    rows = object_table(gt, res_dir)
+    write_table(rows, table)
+    counts = summary(rows)
+    return {line: sum(counts.get(v, 0) for v in verdicts)
+            for line, verdicts in OBJECT_ROWS.items()}
 
 
 def _finetune(model, train_data: Path, out: Path, steps: int | None, frames: int, progress):
@@ -165,6 +186,8 @@ def _report(model, results: dict[str, dict], timings, out: Path, n_frames: int, 
         f"- `{out / 'lineage.png'}`: lineage tree",
         f"- `{out / 'run'}`: the trained run (config.json, weights.pt, log.csv, curves.png)",
         f"- `{out / 'test' / '01_RES'}`: CTC results (maskTTT.tif, res_track.txt)",
+        f"- `{out / 'test' / '01_RES_objects.csv'}`: a row per cell, how it was found "
+        f"(`instatrack evaluate --objects`)",
         "",
         "See docs/results.md for real data.",
         "",
