@@ -139,6 +139,9 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=None, metavar="C",
                         help="test on [C, end) instead of [B, end) (C >= B), e.g. to compare "
                              "validation windows on the same test frames")
+    parser.add_argument("--objects", type=Path, metavar="CSV",
+                        help="also write a row per object of the test frames to this file "
+                             "(instatrack evaluate --objects) and count the verdicts")
     parser.add_argument("--run", default=None, help="run folder (trained when missing)")
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--steps", type=int, default=None)
@@ -172,12 +175,17 @@ def main() -> None:
         res = Path(args.run or tmp) / f"RES_{start}-{len(seq)}"
         seconds, labels = track_test_frames(args, seq, start, res, settings=tuple(chosen))
         scores = evaluate_ctc(gt, res, MEASURES)
+        if args.objects:
+            from common import write_objects
+
+            scores["objects"] = write_objects(gt, res, start, args.objects)
         if args.method == "spatial-propagation":
             scores.update(lineage_jf(seq, start, labels))
     print(json.dumps({"sequence": str(args.sequence), "method": args.method,
                       "train": f"0:{a}", "val": f"{a}:{b}", "test": f"{start}:{len(seq)}",
                       "settings": [*args.infer_set, *chosen], "validation": tried,
-                      **{k: round(v, 4) for k, v in scores.items()},
+                      **{k: round(v, 4) if isinstance(v, float) else v
+                         for k, v in scores.items()},
                       "seconds_per_frame": round(seconds, 3)}))
 
 

@@ -46,13 +46,10 @@ def ctc_scores(predictor, spec: str, objects: Path | None = None) -> dict:
         res = result.to_ctc(Path(tmp) / "RES")
         scores = evaluate_ctc(gt, res, ("SEG", "TRA", "DET", *AOGM_COUNTS))  # what TRA lost
         if objects is not None:
-            from instatrack.metrics.objects import object_table, summary, write_table
+            from common import write_objects
 
-            rows = [{**row, "frame": row["frame"] + first}  # the sequence's own frame numbers
-                    for row in object_table(gt, res)]
-            objects.mkdir(parents=True, exist_ok=True)
-            write_table(rows, objects / f"{Path(path).name}-{first}.csv")
-            scores["objects"] = summary(rows)
+            scores["objects"] = write_objects(gt, res, first,
+                                              objects / f"{Path(path).name}-{first}.csv")
     return {**scores, "s_per_frame": seconds}
 
 
