@@ -131,7 +131,7 @@ def test_candidates_try_the_configs_own_values_first():
                                        "grow_trim_snr": snr} for snr in (2.5, 1.2)],
                     "grow_sigma": [{"grow_foreground": "triangle"},
                                    {"grow_foreground": "triangle", "grow_sigma": 4.0}],
-                    "split_pairs": [0.85, 0.9], "merge_halves": [0.9],
+                    "split_pairs": [0.85, 0.9, 0.95], "merge_halves": [0.9],
                     "merge_coreless": [0.1, 0.3, 0.5, 0.7], "min_contrast": [0.2, 0.0],
                     "min_foreground": [0.25, 0.5], "tta": [True]}
     # test-time flips come last, on the values chosen without them
@@ -172,7 +172,7 @@ def test_training_writes_the_chosen_settings_into_the_run(toy, cells, tmp_path):
     # (with the growth), the triangle threshold's two (on the trim chosen), the pairs', the
     # halves', the coreless pieces', min_contrast's and min_foreground's values alone on
     # the best so far
-    assert record["frames"] == 3 and len(record["tried"]) == 22
+    assert record["frames"] == 3 and len(record["tried"]) == 23
     assert record["tried"][4]["settings"]["refine_band"] == 6
     assert record["tried"][5]["settings"]["grow_foreground"] == "li"
     assert record["tried"][6]["settings"]["grow_trim"] is True  # with the growth
@@ -181,12 +181,13 @@ def test_training_writes_the_chosen_settings_into_the_run(toy, cells, tmp_path):
     assert record["tried"][8]["settings"]["grow_trim"] is True
     assert [(row["settings"]["grow_foreground"], row["settings"]["grow_sigma"])
             for row in record["tried"][9:11]] == [("triangle", 2.0), ("triangle", 4.0)]
-    assert [row["settings"]["split_pairs"] for row in record["tried"][11:13]] == [0.85, 0.9]
-    assert record["tried"][13]["settings"]["merge_halves"] == 0.9
-    assert [row["settings"]["merge_coreless"] for row in record["tried"][14:18]] == [0.1, 0.3,
+    assert [row["settings"]["split_pairs"] for row in record["tried"][11:14]] == [0.85, 0.9,
+                                                                                  0.95]
+    assert record["tried"][14]["settings"]["merge_halves"] == 0.9
+    assert [row["settings"]["merge_coreless"] for row in record["tried"][15:19]] == [0.1, 0.3,
                                                                          0.5, 0.7]
-    assert [row["settings"]["min_contrast"] for row in record["tried"][18:20]] == [0.1, 0.2]
-    assert [row["settings"]["min_foreground"] for row in record["tried"][20:]] == [0.25, 0.5]
+    assert [row["settings"]["min_contrast"] for row in record["tried"][19:21]] == [0.1, 0.2]
+    assert [row["settings"]["min_foreground"] for row in record["tried"][21:]] == [0.25, 0.5]
     assert "min_contrast" in record["chosen"]
     assert record["before"]["settings"] == {"refine_boundaries": 0.0, "merge_fragments": 0.0}
     assert record["after"]["score"] >= record["before"]["score"]
