@@ -35,9 +35,7 @@ def write_objects(gt: Path, res: Path, first: int, path: Path) -> dict[str, int]
     """The per-object table of a CTC result (``instatrack evaluate --objects``) written to
     ``path``, for ground truth renumbered from ``first`` (``subset_ground_truth``): the
     rows carry the sequence's own frame numbers. Returns the count of each verdict."""
-    from instatrack.metrics.objects import object_table, summary, write_table
+    from instatrack.metrics.objects import table_and_counts
 
-    rows = [{**row, "frame": row["frame"] + first} for row in object_table(gt, res)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_table(rows, path)
-    return summary(rows)
+    return table_and_counts(gt, res, path, first)

@@ -422,7 +422,11 @@ def evaluate(args) -> int:
     from instatrack.metrics.evaluate import evaluate as run_evaluation
 
     scores = run_evaluation(args.gt, args.res)
-    verdicts = _object_table(args.gt, args.res, args.objects) if args.objects else {}
+    verdicts = {}
+    if args.objects:
+        from instatrack.metrics.objects import table_and_counts
+
+        verdicts = table_and_counts(args.gt, args.res, args.objects)
     if args.json:
         print(json.dumps({**scores, **({"objects": verdicts} if args.objects else {})}))
     else:
@@ -438,15 +442,6 @@ def evaluate(args) -> int:
             for key, count in verdicts.items():
                 print(f"  {key:<18}  {count}")
     return 0
-
-
-def _object_table(gt, res, path) -> dict[str, int]:
-    """Write ``evaluate --objects``'s table to ``path``; the count of each verdict."""
-    from instatrack.metrics.objects import object_table, summary, write_table
-
-    rows = object_table(gt, res)
-    write_table(rows, path)
-    return summary(rows)
 
 
 def demo(args) -> int:

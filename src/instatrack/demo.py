@@ -105,11 +105,9 @@ OBJECT_ROWS = {"cells outlined well": ("outline ok",),
 def _object_counts(gt: Path, res_dir: Path, table: Path) -> dict[str, int]:
     """How many annotated cells the result outlines well, and how it gets the others
     wrong (:mod:`instatrack.metrics.objects`); the table, a row per object, to ``table``."""
-    from instatrack.metrics.objects import object_table, summary, write_table
+    from instatrack.metrics.objects import table_and_counts
 
-    rows = object_table(gt, res_dir)
-    write_table(rows, table)
-    counts = summary(rows)
+    counts = table_and_counts(gt, res_dir, table)
     return {line: sum(counts.get(v, 0) for v in verdicts)
             for line, verdicts in OBJECT_ROWS.items()}
 

@@ -42,7 +42,7 @@ from instatrack.errors import DataError
 from instatrack.labels import overlap_matrix
 
 __all__ = ["COLUMNS", "FITS", "PIECE", "VERDICTS", "frame_rows", "object_table", "summary",
-           "write_table"]
+           "table_and_counts", "write_table"]
 
 #: a reference object is ``cut`` when two or more found objects each hold this share of it
 PIECE = 0.2
@@ -196,3 +196,15 @@ def write_table(rows: Iterable[dict], path: str | Path) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def table_and_counts(gt: str | Path, res: str | Path, path: str | Path,
+                     first: int = 0) -> dict[str, int]:
+    """:func:`object_table` of ``gt`` / ``res`` written to ``path``; returns its
+    :func:`summary`. ``first``: added to each row's frame number, for ground truth
+    renumbered from that frame (a window of a longer sequence)."""
+    rows = object_table(gt, res)
+    if first:
+        rows = [{**row, "frame": row["frame"] + first} for row in rows]
+    write_table(rows, path)
+    return summary(rows)
