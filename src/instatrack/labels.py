@@ -117,6 +117,17 @@ def overlap_matrix(gt: np.ndarray, pred: np.ndarray) -> Overlap:
     return Overlap(counts.astype(np.int64), gt_ids, pred_ids)
 
 
+def majority_matches(overlap: Overlap) -> np.ndarray:
+    """For each gt object, the index (into ``pred_ids``) of the pred object covering more
+    than half of it, or -1 (CTC's matching rule: at most one can), ``(n_gt,)`` int."""
+    inter = overlap.intersections
+    if not inter.size:
+        return np.full(len(overlap.gt_ids), -1)
+    best = inter.argmax(axis=1)
+    covered = 2 * inter[np.arange(len(best)), best] > overlap.gt_sizes
+    return np.where(covered, best, -1)
+
+
 def iou_from_overlap(overlap: Overlap) -> np.ndarray:
     """Intersection over union of every gt/pred object pair, ``(n_gt, n_pred)`` float64."""
     inter = overlap.intersections

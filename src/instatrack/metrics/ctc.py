@@ -33,7 +33,7 @@ from instatrack.metrics.ctc_files import (
     resolve_gt_dir,
     validate_ctc_result,
 )
-from instatrack.metrics.matching import iou_from_overlap, overlap_matrix
+from instatrack.metrics.matching import iou_from_overlap, majority_matches, overlap_matrix
 
 __all__ = [
     "CTCCheck",
@@ -67,11 +67,10 @@ def seg_frame(gt: np.ndarray, pred: np.ndarray) -> tuple[float, int]:
     n_gt = len(overlap.gt_ids)
     if n_gt == 0 or len(overlap.pred_ids) == 0:
         return 0.0, n_gt
-    inter = overlap.intersections
+    match = majority_matches(overlap)
+    matched, best = match >= 0, np.maximum(match, 0)
     gt_sizes, pred_sizes = overlap.gt_sizes, overlap.pred_sizes
-    best = inter.argmax(axis=1)
-    best_inter = inter[np.arange(n_gt), best]
-    matched = 2 * best_inter > gt_sizes
+    best_inter = overlap.intersections[np.arange(n_gt), best]
     union = gt_sizes + pred_sizes[best] - best_inter
     jaccard = np.where(matched, best_inter / np.maximum(union, 1), 0.0)
     return float(jaccard.sum()), n_gt

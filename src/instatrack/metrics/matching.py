@@ -10,10 +10,11 @@ from instatrack.labels import (
     check_label_pair,
     iou_from_overlap,
     iou_matrix,
+    majority_matches,
     match_from_iou,
     match_iou,
     overlap_matrix,
 )
 
 __all__ = ["IGNORE", "Overlap", "check_label_pair", "iou_from_overlap", "iou_matrix",
-           "match_from_iou", "match_iou", "overlap_matrix"]
+           "majority_matches", "match_from_iou", "match_iou", "overlap_matrix"]

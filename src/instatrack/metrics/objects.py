@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from instatrack.errors import DataError
-from instatrack.labels import overlap_matrix
+from instatrack.labels import majority_matches, overlap_matrix
 
 __all__ = ["COLUMNS", "FITS", "PIECE", "VERDICTS", "frame_rows", "object_table", "summary",
            "table_and_counts", "write_table"]
@@ -63,17 +63,6 @@ COLUMNS = ("frame", "kind", "reference", "found", "area", "iou", "covered", "ins
            "verdict", "others")
 
 
-def _matches(overlap) -> np.ndarray:
-    """For each reference object, the column of the found object covering more than half
-    of it, or -1."""
-    inter = overlap.intersections
-    if not inter.size:
-        return np.full(len(overlap.gt_ids), -1)
-    best = inter.argmax(axis=1)
-    covered = 2 * inter[np.arange(len(best)), best] > overlap.gt_sizes
-    return np.where(covered, best, -1)
-
-
 def frame_rows(reference: np.ndarray, found: np.ndarray, frame: int | str = 0,
                kind: str = "outline") -> list[dict]:
     """The rows of one frame: a row per reference object of ``reference`` (``kind``
@@ -82,7 +71,7 @@ def frame_rows(reference: np.ndarray, found: np.ndarray, frame: int | str = 0,
     labels; -1 in ``reference`` marks unannotated pixels (left out)."""
     overlap = overlap_matrix(reference, found)
     inter = overlap.intersections
-    match = _matches(overlap)
+    match = majority_matches(overlap)
     rows = []
     for i, ref_id in enumerate(overlap.gt_ids):
         area = int(overlap.gt_sizes[i])
