@@ -28,11 +28,10 @@ import numpy as np
 def matched(markers: np.ndarray, labels: np.ndarray) -> set[int]:
     """The markers one object of ``labels`` covers more than half of (CTC's rule, as
     :func:`instatrack.metrics.ctc.match_frame` applies it)."""
-    from instatrack.labels import overlap_matrix
+    from instatrack.labels import majority_matches, overlap_matrix
 
     overlap = overlap_matrix(markers, labels)
-    rows = np.nonzero((2 * overlap.intersections > overlap.gt_sizes[:, None]).any(1))[0]
-    return set(overlap.gt_ids[rows].tolist())
+    return set(overlap.gt_ids[majority_matches(overlap) >= 0].tolist())
 
 
 def main() -> None:

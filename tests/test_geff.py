@@ -149,6 +149,10 @@ def test_foreign_geff_reads_and_scores_like_its_ctc_folder(result, tmp_path):
     assert evaluate(gt, tmp_path / "foreign.zarr")["TRA"] > 0.95
     converted = geff_to_ctc(tmp_path / "foreign.zarr", tmp_path / "RES2")
     assert evaluate(gt, converted) == pytest.approx(expected)
+    # the per-object table (evaluate --objects) reads the GEFF as it reads the CTC folder
+    from instatrack.metrics.objects import object_table
+
+    assert object_table(gt, tmp_path / "foreign.zarr") == object_table(gt, tmp_path / "RES")
 
 
 def test_geff_without_track_ids_gets_tracklets(tmp_path):

@@ -106,7 +106,9 @@ def match_frame(ref_path: str | Path, comp_path: str | Path) -> tuple[list, ...]
     labels, matched reference labels, their matched result labels, their IoU.
     """
     overlap = overlap_matrix(read_mask(ref_path), read_mask(comp_path))
-    rows, cols = np.nonzero(2 * overlap.intersections > overlap.gt_sizes[:, None])
+    best = majority_matches(overlap)
+    rows = np.flatnonzero(best >= 0)
+    cols = best[rows]
     ious = iou_from_overlap(overlap)[rows, cols]
     return (
         overlap.gt_ids.tolist(),

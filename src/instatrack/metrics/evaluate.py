@@ -34,6 +34,8 @@ Still-image keys (``cvppp`` and ``images``): ``SBD`` (mean symmetric best Dice),
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -42,17 +44,19 @@ from instatrack.data.geff import is_geff
 from instatrack.errors import ConfigError, DataError
 from instatrack.metrics._io import list_label_files, read_label_image
 
-__all__ = ["LAYOUTS", "detect_layout", "evaluate", "evaluate_label_images"]
+__all__ = ["LAYOUTS", "ctc_result", "davis_video", "detect_layout", "evaluate",
+           "evaluate_label_images", "is_ctc_ground_truth", "paired_files", "read_pair"]
 
 LAYOUTS = ("ctc", "cvppp", "davis", "images")
 _PREDICTION_SUFFIX = re.compile(r"_(label|labels|mask|masks|pred|prediction|seg|rgb)$")
 
 
-def _is_ctc_gt(gt: Path) -> bool:
+def is_ctc_ground_truth(gt: Path) -> bool:
+    """Whether ``gt`` is a CTC ground-truth folder (``NN_GT``, or ``NN`` beside one)."""
     return (gt / "TRA").is_dir() or (gt.parent / f"{gt.name}_GT" / "TRA").is_dir()
 
 
-def _davis_video(gt: Path) -> Path:
+def davis_video(gt: Path) -> Path:
     """``gt`` itself, or for a DAVIS root holding one video its annotation folder."""
     if not (gt / "Annotations").is_dir():
         return gt
@@ -68,7 +72,7 @@ def _davis_video(gt: Path) -> Path:
 
 def detect_layout(gt: str | Path, res: str | Path) -> str:
     """Which of :data:`LAYOUTS` ``gt``/``res`` follow (see the module docstring)."""
-    gt, res = _davis_video(Path(gt)), Path(res)
+    gt, res = davis_video(Path(gt)), Path(res)
     if not gt.exists():
         raise DataError(f"{gt}: ground truth not found")
     if not res.exists():
@@ -77,7 +81,7 @@ def detect_layout(gt: str | Path, res: str | Path) -> str:
         return "images"
     if gt.is_file() or res.is_file():
         raise DataError(f"{gt} and {res}: give two folders or two files, not one of each")
-    if _is_ctc_gt(gt):
+    if is_ctc_ground_truth(gt):
         if not any(res.glob("mask*.tif")):
             raise DataError(f"{res}: CTC ground truth given but no maskTTT.tif in the result")
         return "ctc"
@@ -105,7 +109,10 @@ def _find_prediction(predictions: list[Path], key: str) -> Path | None:
     return candidates[0] if candidates else None
 
 
-def _pairs(gt: Path, res: Path, layout: str) -> list[tuple[Path, Path]]:
+def paired_files(gt: Path, res: Path, layout: str) -> list[tuple[Path, Path]]:
+    """``(ground truth, prediction)`` file pairs of two label-image folders (or files)
+    laid out as ``layout`` (``cvppp``, ``davis`` or ``images``): a prediction is named
+    as its ground truth, optionally with a suffix such as ``_label`` or ``_pred``."""
     if gt.is_file():
         return [(gt, res)]
     predictions = list_label_files(res)
@@ -148,19 +155,25 @@ def evaluate_label_images(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[st
     return result
 
 
-def _read_pair(gt_path: Path, res_path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_pair(gt_path: Path, res_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The two label images of a :func:`paired_files` pair; they must have one shape."""
     gt, pred = read_label_image(gt_path), read_label_image(res_path)
     if gt.shape != pred.shape:
         raise DataError(f"{res_path}: shape {pred.shape} differs from {gt_path.name} {gt.shape}")
     return gt, pred
 
 
-def _evaluate_geff(gt: Path, res: Path) -> dict[str, float | int]:
-    """SEG / TRA / DET of a GEFF result (graph + masks), through a CTC folder in a temp dir.
+@contextmanager
+def ctc_result(gt: Path, res: Path) -> Iterator[Path]:
+    """``res`` as a CTC result folder: itself, or for a GEFF result (graph + masks) its
+    masks converted into a temporary folder for as long as the ``with`` block runs.
 
     The masks are converted from the ground truth's first frame on: a sequence
     tracked from frame ``k`` keeps its frame numbers, its masks are empty before ``k``.
     """
+    if not is_geff(res):
+        yield res
+        return
     import tempfile
 
     from instatrack.data.ctc import TRA_RE, numbered_files
@@ -169,7 +182,7 @@ def _evaluate_geff(gt: Path, res: Path) -> dict[str, float | int]:
 
     first = min(numbered_files(resolve_gt_dir(gt) / "TRA", TRA_RE), default=0)
     with tempfile.TemporaryDirectory(prefix="instatrack_geff_") as tmp:
-        return _ctc_scores(gt, geff_to_ctc(res, Path(tmp) / "RES", first_frame=first))
+        yield geff_to_ctc(res, Path(tmp) / "RES", first_frame=first)
 
 
 def _ctc_scores(gt: Path, res: Path) -> dict[str, float | int]:
@@ -191,16 +204,17 @@ def evaluate(gt: str | Path, res: str | Path, layout: str = "auto") -> dict[str,
     Returns:
         ``{measure: value}`` with the keys listed in the module docstring.
     """
-    gt, res = _davis_video(Path(gt)), Path(res)
-    if layout in ("auto", "ctc") and _is_ctc_gt(gt) and is_geff(res):  # interop (issue 20)
-        return _evaluate_geff(gt, res)
+    gt, res = davis_video(Path(gt)), Path(res)
+    if layout in ("auto", "ctc") and is_ctc_ground_truth(gt) and is_geff(res):  # interop (issue 20)
+        with ctc_result(gt, res) as folder:
+            return _ctc_scores(gt, folder)
     if layout == "auto":
         layout = detect_layout(gt, res)
     elif layout not in LAYOUTS:
         raise ConfigError(f"unknown layout {layout!r}; choose from auto, {', '.join(LAYOUTS)}")
     if layout == "ctc":
         return _ctc_scores(gt, res)
-    pairs = [_read_pair(g, r) for g, r in _pairs(gt, res, layout)]
+    pairs = [read_pair(g, r) for g, r in paired_files(gt, res, layout)]
     if layout == "davis":
         from instatrack.metrics.davis import evaluate_davis
 

@@ -124,18 +124,26 @@ def _row(frame, kind, reference, found, area, iou, covered, inside, verdict, oth
 def object_table(gt: str | Path, res: str | Path) -> list[dict]:
     """The rows of a whole result: a Cell Tracking Challenge folder pair (``gt`` a
     ``NN_GT`` or ``NN`` folder, ``res`` with ``maskTTT.tif``) or two folders (or files)
-    of label images paired as ``instatrack evaluate`` pairs them."""
-    from instatrack.metrics.evaluate import _davis_video, _is_ctc_gt, _pairs, _read_pair
+    of label images paired as ``instatrack evaluate`` pairs them. A CTC result may also
+    be a GEFF (graph + masks), as for ``evaluate``."""
+    from instatrack.metrics.evaluate import (
+        ctc_result,
+        davis_video,
+        is_ctc_ground_truth,
+        paired_files,
+        read_pair,
+    )
 
-    gt, res = _davis_video(Path(gt)), Path(res)
-    if _is_ctc_gt(gt):
-        return _ctc_rows(gt, res)
+    gt, res = davis_video(Path(gt)), Path(res)
+    if is_ctc_ground_truth(gt):
+        with ctc_result(gt, res) as folder:
+            return _ctc_rows(gt, folder)
     if gt.is_file() != res.is_file():
         raise DataError(f"{gt} and {res}: give two folders or two files, not one of each")
     layout = "cvppp" if gt.is_dir() and any(gt.glob("*_label.png")) else "images"
     rows = []
-    for gt_path, res_path in _pairs(gt, res, layout):
-        reference, found = _read_pair(gt_path, res_path)
+    for gt_path, res_path in paired_files(gt, res, layout):
+        reference, found = read_pair(gt_path, res_path)
         rows += frame_rows(reference, found, frame=gt_path.stem)
     return rows
 
