@@ -213,9 +213,10 @@ def test_cli_track_format_geff_then_evaluate(run, tmp_path, capsys):
     assert read_geff(out).masks.shape == (4, 48, 56)
     capsys.readouterr()
     assert main(["evaluate", "--gt", str(run / "data" / "01_GT"), "--res", str(out),
-                 "--json"]) == 0
+                 "--json", "--objects", str(tmp_path / "objects.csv")]) == 0
     scores = json.loads(capsys.readouterr().out)
-    assert {"SEG", "TRA", "DET"} <= set(scores)
+    assert {"SEG", "TRA", "DET", "objects"} <= set(scores)
+    assert (tmp_path / "objects.csv").read_text().startswith("frame,")
 
 
 def test_cli_track_format_geff_refuses_a_used_output(run, tmp_path, capsys):
