@@ -152,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score results against ground truth")
     p.add_argument("--gt", required=True, help="ground truth (CTC NN_GT, label folder, DAVIS)")
-    p.add_argument("--res", required=True, help="results in the matching layout")
+    p.add_argument("--res", required=True,
+                   help="results in the matching layout (for CTC ground truth, a CTC "
+                        "folder or a GEFF from track --format geff)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--objects", metavar="CSV",
                    help="also write a row per object to this CSV file: each reference "
