@@ -21,6 +21,15 @@ def test_help_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
+def test_python_dash_m_runs_the_command():
+    out = subprocess.run([sys.executable, "-m", "instatrack", "--version"], check=True,
+                         capture_output=True, text=True).stdout
+    assert out.strip()[0].isdigit()
+    bad = subprocess.run([sys.executable, "-m", "instatrack", "evaluate", "--gt", "/no/such",
+                          "--res", "/no/such"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "/no/such" in bad.stderr
+
+
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
