@@ -82,7 +82,7 @@ def detect_layout(gt: str | Path, res: str | Path) -> str:
     if gt.is_file() or res.is_file():
         raise DataError(f"{gt} and {res}: give two folders or two files, not one of each")
     if is_ctc_ground_truth(gt):
-        if not any(res.glob("mask*.tif")):
+        if not any(res.glob("mask*.tif")) and not is_geff(res):  # GEFF: interop (issue 20)
             raise DataError(f"{res}: CTC ground truth given but no maskTTT.tif in the result")
         return "ctc"
     try:
@@ -205,15 +205,13 @@ def evaluate(gt: str | Path, res: str | Path, layout: str = "auto") -> dict[str,
         ``{measure: value}`` with the keys listed in the module docstring.
     """
     gt, res = davis_video(Path(gt)), Path(res)
-    if layout in ("auto", "ctc") and is_ctc_ground_truth(gt) and is_geff(res):  # interop (issue 20)
-        with ctc_result(gt, res) as folder:
-            return _ctc_scores(gt, folder)
     if layout == "auto":
         layout = detect_layout(gt, res)
     elif layout not in LAYOUTS:
         raise ConfigError(f"unknown layout {layout!r}; choose from auto, {', '.join(LAYOUTS)}")
     if layout == "ctc":
-        return _ctc_scores(gt, res)
+        with ctc_result(gt, res) as folder:
+            return _ctc_scores(gt, folder)
     pairs = [read_pair(g, r) for g, r in paired_files(gt, res, layout)]
     if layout == "davis":
         from instatrack.metrics.davis import evaluate_davis
