@@ -173,3 +173,39 @@ def test_coreless_pieces_are_merged_in_the_last_stages_when_asked():
     assert finishes(config)
     out = finish_frame(labels, np.stack([image, image]), config)
     assert set(np.unique(out)) == {0, 1}
+
+
+def test_objects_small_beside_the_frames_cells_are_dropped_at_any_size_and_daughters_stay():
+    from instatrack.cluster.fragments import drop_small, typical_area
+
+    labels = np.zeros((200, 200), np.int32)
+    labels[10:90, 10:90] = 1     # two large cells
+    labels[10:90, 110:190] = 2
+    labels[120:160, 10:50] = 3   # a daughter: a quarter of a cell
+    labels[120:160, 60:100] = 4
+    for k, x in enumerate(range(110, 200, 9)):  # ten specks, more than the cells
+        labels[170:175, x:x + 5] = 5 + k
+    # the plain median is a speck's area; the area-weighted one is a cell's
+    areas = np.bincount(labels.ravel())[1:]
+    assert np.median(areas) == 25 and typical_area(areas) == 6400
+    out = drop_small(labels, 0.1)
+    assert set(np.unique(out)) == {0, 1, 2, 3, 4}
+    assert (out[labels <= 4] == labels[labels <= 4]).all()
+    assert drop_small(labels, 0) is labels
+    big = np.kron(labels, np.ones((3, 3), np.int32))  # the same frame three times larger
+    assert (drop_small(big, 0.1) == np.kron(out, np.ones((3, 3), np.int32))).all()
+    with pytest.raises(ConfigError, match="min_area_share must be in"):
+        FragmentSettings(min_area_share=1.0)
+
+
+def test_small_objects_are_dropped_in_the_last_stages_when_asked():
+    from instatrack.api import finish_frame, finishes
+    from instatrack.config import TrainConfig
+
+    labels = np.zeros((60, 60), np.int32)
+    labels[5:45, 5:45] = 1
+    labels[50:54, 50:54] = 2
+    image = np.where(labels > 0, 100.0, 10.0)
+    config = TrainConfig(min_area_share=0.05)
+    assert finishes(config)
+    assert set(np.unique(finish_frame(labels, image, config))) == {0, 1}

@@ -260,8 +260,8 @@ def _recorded(frames: Iterable[np.ndarray], seen: dict[int, np.ndarray]
 def finishes(settings) -> bool:
     """Whether any stage of :func:`finish_frame` is on in ``settings``."""
     return (settings.refine_boundaries > 0 or bool(settings.grow_foreground)
-            or settings.merge_coreless > 0 or settings.min_contrast > 0
-            or settings.min_foreground > 0)
+            or settings.merge_coreless > 0 or settings.min_area_share > 0
+            or settings.min_contrast > 0 or settings.min_foreground > 0)
 
 
 def finish_frame(labels: np.ndarray, image: np.ndarray, settings) -> np.ndarray:
@@ -269,17 +269,19 @@ def finish_frame(labels: np.ndarray, image: np.ndarray, settings) -> np.ndarray:
     outlines refined (:mod:`instatrack.cluster.boundaries`), instances grown over the
     foreground connected to them (:mod:`instatrack.cluster.grow`), objects without a
     core of their own merged (:func:`~instatrack.cluster.fragments.merge_coreless`),
-    then objects barely brighter than the background and objects lying in it dropped
-    (:mod:`instatrack.cluster.contrast`); each is a no-op when off. The channels are
-    averaged once for all."""
+    objects small beside the frame's others dropped
+    (:func:`~instatrack.cluster.fragments.drop_small`), then objects barely brighter than
+    the background and objects lying in it dropped (:mod:`instatrack.cluster.contrast`);
+    each is a no-op when off. The channels are averaged once for all."""
     from instatrack.cluster.boundaries import frame_plane, refine_boundaries
     from instatrack.cluster.contrast import drop_background, drop_faint
-    from instatrack.cluster.fragments import merge_coreless
+    from instatrack.cluster.fragments import drop_small, merge_coreless
     from instatrack.cluster.grow import grow_instances
 
     plane = frame_plane(image, labels)
     labels = grow_instances(refine_boundaries(labels, plane, settings), plane, settings)
-    labels = merge_coreless(labels, settings.merge_coreless)
+    labels = drop_small(merge_coreless(labels, settings.merge_coreless),
+                        settings.min_area_share)
     labels = drop_faint(labels, plane, settings.min_contrast)
     return drop_background(labels, plane, settings.min_foreground)
 
