@@ -133,7 +133,7 @@ def test_candidates_try_the_configs_own_values_first():
                                    {"grow_foreground": "triangle", "grow_sigma": 4.0}],
                     "split_pairs": [0.85, 0.9, 0.95], "merge_halves": [0.9],
                     "merge_coreless": [0.1, 0.3, 0.5, 0.7],
-                    "min_area_share": [0.05, 0.1, 0.2], "min_contrast": [0.2, 0.0],
+                    "min_area_share": [0.05, 0.1], "min_contrast": [0.2, 0.0],
                     "min_foreground": [0.25, 0.5], "tta": [True]}
     # test-time flips come last, on the values chosen without them
     assert list(last) == ["refine_band", "grow_foreground", "grow_trim", "grow_trim_snr",
@@ -173,7 +173,7 @@ def test_training_writes_the_chosen_settings_into_the_run(toy, cells, tmp_path):
     # (with the growth), the triangle threshold's two (on the trim chosen), the pairs', the
     # halves', the coreless pieces', the size floor's, min_contrast's and min_foreground's
     # values alone on the best so far
-    assert record["frames"] == 3 and len(record["tried"]) == 26
+    assert record["frames"] == 3 and len(record["tried"]) == 25
     assert record["tried"][4]["settings"]["refine_band"] == 6
     assert record["tried"][5]["settings"]["grow_foreground"] == "li"
     assert record["tried"][6]["settings"]["grow_trim"] is True  # with the growth
@@ -187,10 +187,9 @@ def test_training_writes_the_chosen_settings_into_the_run(toy, cells, tmp_path):
     assert record["tried"][14]["settings"]["merge_halves"] == 0.9
     assert [row["settings"]["merge_coreless"] for row in record["tried"][15:19]] == [0.1, 0.3,
                                                                          0.5, 0.7]
-    assert [row["settings"]["min_area_share"] for row in record["tried"][19:22]] == [0.05, 0.1,
-                                                                                     0.2]
-    assert [row["settings"]["min_contrast"] for row in record["tried"][22:24]] == [0.1, 0.2]
-    assert [row["settings"]["min_foreground"] for row in record["tried"][24:]] == [0.25, 0.5]
+    assert [row["settings"]["min_area_share"] for row in record["tried"][19:21]] == [0.05, 0.1]
+    assert [row["settings"]["min_contrast"] for row in record["tried"][21:23]] == [0.1, 0.2]
+    assert [row["settings"]["min_foreground"] for row in record["tried"][23:]] == [0.25, 0.5]
     assert "min_contrast" in record["chosen"]
     assert record["before"]["settings"] == {"refine_boundaries": 0.0, "merge_fragments": 0.0}
     assert record["after"]["score"] >= record["before"]["score"]
