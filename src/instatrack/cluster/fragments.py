@@ -42,8 +42,8 @@ farthest-apart peaks, when both parts are at least :data:`PART_AREA` of the medi
 object and each is more convex than the whole (a waist, not a lobe). ``split_pairs =
 0`` (the default) is off.
 
-:func:`drop_small` (``min_area_share``), last among the frame's stages (after the
-instances are grown and before the faint ones are dropped): an object smaller than
+:func:`drop_small` (``min_area_share``), among the last stages, on the frame after the
+instances are grown and before the faint ones are dropped: an object smaller than
 that share of the frame's typical object is removed, whether it touches another or
 not. The typical object is the area-weighted median (the area of the object that holds
 the frame's median labelled pixel), which many small false objects do not pull down
@@ -53,7 +53,7 @@ recipe with MSC-like cells, docs/results.md, session 45); the classical pipeline
 such pieces with its absolute ``min_instance_area`` (2000–4000 px chosen on MSC), which a
 model that meets objects at every size cannot carry. A share holds at any size, and two
 daughters just after a division are each about half their mother. ``0`` (the default)
-is off; calibration tries it.
+is off; calibration tries it. Tiled inference judges each tile by the tile's own objects.
 """
 
 from __future__ import annotations
