@@ -217,6 +217,17 @@ def solidity(mask: np.ndarray) -> float:
     return np.count_nonzero(mask) / max(np.count_nonzero(convex_hull_image(mask)), 1)
 
 
+def weighted_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The ``q`` percentile of ``values`` when each counts ``weights`` times (the plain
+    percentile when the weights sum to 0): e.g. object areas weighted by themselves give
+    the area of the object that holds a given share of all the objects' pixels."""
+    order = np.argsort(values)
+    values, cumulative = values[order], np.cumsum(weights[order])
+    if cumulative[-1] <= 0:
+        return float(np.percentile(values, q))
+    return float(values[np.searchsorted(cumulative, q / 100 * cumulative[-1])])
+
+
 def remove_small(labels: np.ndarray, min_area: int) -> np.ndarray:
     """``labels`` with every object of fewer than ``min_area`` pixels set to 0.
 

@@ -64,7 +64,7 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 
-from instatrack.labels import remove_small
+from instatrack.labels import remove_small, weighted_percentile
 from instatrack.labels import solidity as solidity_of
 from instatrack.settings import Settings, require
 
@@ -188,9 +188,8 @@ def typical_area(areas: np.ndarray) -> float:
     """The area-weighted median of ``areas`` (> 0): the area of the object that holds the
     median pixel of all the objects together. Small objects, however many, move it only
     as far as their pixels weigh."""
-    ordered = np.sort(np.asarray(areas, np.float64))
-    cumulative = np.cumsum(ordered)
-    return float(ordered[np.searchsorted(cumulative, cumulative[-1] / 2)])
+    areas = np.asarray(areas, np.float64)
+    return weighted_percentile(areas, areas, 50)
 
 
 def drop_small(labels: np.ndarray, share: float) -> np.ndarray:

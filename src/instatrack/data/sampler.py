@@ -15,6 +15,7 @@ from instatrack.data.augment import AcquisitionSettings, Augmenter
 from instatrack.data.normalize import PERCENTILES, Norm
 from instatrack.data.types import Sequence
 from instatrack.errors import DataError
+from instatrack.labels import weighted_percentile
 
 #: default probability that a crop is centred near an object instead of anywhere
 OBJECT_BIAS = 0.9
@@ -104,7 +105,7 @@ class ClipSampler:
         frame_weight = self._frame_weights(chosen)
         if frame_weight:
             weights = np.array([frame_weight.get(key, 0.0) for key in areas])
-            return tuple(round(_weighted_percentile(
+            return tuple(round(weighted_percentile(
                 np.array([np.percentile(a, q) for a in areas.values()]), weights, 50), 1)
                 for q in (10, 50))
         pooled = np.concatenate(list(areas.values()))
@@ -280,15 +281,6 @@ def _clip_probabilities(sequence_of_clip: np.ndarray, groups: Seq[int] | None,
         weight[shared] = share[1]
     p = (weight / weight.sum() / counts)[group]
     return p / p.sum()
-
-
-def _weighted_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
-    """The ``q`` percentile of ``values`` when each counts ``weights`` times."""
-    order = np.argsort(values)
-    values, cumulative = values[order], np.cumsum(weights[order])
-    if cumulative[-1] <= 0:
-        return float(np.percentile(values, q))
-    return float(values[np.searchsorted(cumulative, q / 100 * cumulative[-1])])
 
 
 def _crop(array: np.ndarray, origin: tuple[int, int], size: tuple[int, ...],
