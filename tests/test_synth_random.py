@@ -157,3 +157,21 @@ def test_clutter_adds_light_without_ground_truth_and_leaves_the_cells_in_focus()
     assert draw(16, 0, {"ghosts": (0.5, 0.5)})["ghosts"] == 0.5
     with pytest.raises(ConfigError, match="specks"):
         Appearance(specks=-1.0)
+
+
+def test_ghost_light_dims_the_out_of_focus_cells_only():
+    """``ghost_light`` scales the ghosts' light (0.4, the default, as before); the cells in
+    focus and their labels stay, and a value outside (0, 1] is refused by name."""
+    def movie(**look):
+        return generate_cells(2, (128, 128), seed=5, radius=(10.0, 14.0), density=2.0,
+                              noise=0.0, appearance=Appearance(**look))
+
+    plain, bright, dim = movie(), movie(ghosts=1.5), movie(ghosts=1.5, ghost_light=0.1)
+    np.testing.assert_array_equal(bright.labels, dim.labels)
+    extra_bright = bright.images.astype(float) - plain.images
+    extra_dim = dim.images.astype(float) - plain.images
+    assert 0.15 < extra_dim.sum() / extra_bright.sum() < 0.35
+    assert np.array_equal(movie(ghosts=1.5, ghost_light=0.4).images, bright.images)
+    assert draw(16, 0)["ghost_light"] == 0.4
+    with pytest.raises(ConfigError, match="ghost_light"):
+        Appearance(ghost_light=0.0)

@@ -381,13 +381,15 @@ class _Clutter:
     own, so the cells in focus, their labels and the camera noise are those of the same
     movie without clutter."""
 
-    #: a ghost's light is this range of a cell's in focus (by its id, so it keeps it)
+    #: a ghost's light is this range of a cell's in focus (by its id, so it keeps it),
+    #: scaled so that its top is Appearance.ghost_light (by default this top)
     DIM = (0.12, 0.4)
     #: its blur, in radii of the movie's mean cell
     BLUR_RADII = 0.35
 
     def __init__(self, seed: int, target: int, world: tuple[int, int], knobs: _Knobs):
         self.rng = np.random.default_rng([seed, 7])
+        self.light_top = knobs.look.ghost_light
         plain = dataclasses.replace(knobs.look, arms=0.0, ghosts=0.0, specks=0.0)
         self.knobs = dataclasses.replace(knobs, division_rate=0.0, min_area=1, look=plain)
         self.target = int(self.rng.poisson(knobs.look.ghosts * target))
@@ -407,7 +409,7 @@ class _Clutter:
         if len(self.ghosts):
             owner, ghosts = _render(self.ghosts, size, margin, 1, self.knobs.look)
             # a fixed dimness per ghost, by its id's golden-ratio fraction within DIM
-            low, high = self.DIM
+            low, high = (share * (self.light_top / self.DIM[1]) for share in self.DIM)
             dim = low + (high - low) * ((self.ghosts.ident * 0.618034) % 1.0)
             dimness = np.where(owner > 0, dim[np.maximum(owner - 1, 0)], 0.0)
             light += ndi.gaussian_filter(ghosts * dimness,

@@ -50,7 +50,10 @@ class Appearance(Settings):
     as it was): ``ghosts``, out-of-focus cells in another plane as a share of the cells
     in focus (faint, blurred over a third of their radius, not in the ground truth);
     ``specks``, small bright debris per 100 x 100 pixels (Gaussian spots of 0.8-2 px
-    sigma, 1-3 times a bright nucleus's light, not in the ground truth).
+    sigma, 1-3 times a bright nucleus's light, not in the ground truth). ``ghost_light``:
+    the brightest ghost's light as a share of a cell's in focus; each ghost keeps a
+    dimness between 0.3 and 1 of it (the default 0.4 draws them at 0.12-0.4, as session
+    43 did; session 47 tried dimmer ghosts, below the dimmest nuclei GOWT1 annotates).
     """
 
     aspect_max: float = 1.6
@@ -69,6 +72,7 @@ class Appearance(Settings):
     arm_width: float = 0.35
     ghosts: float = 0.0
     specks: float = 0.0
+    ghost_light: float = 0.4
 
     def check(self) -> None:
         super().check()
@@ -84,6 +88,8 @@ class Appearance(Settings):
         require(self.arm_width > 0, f"arm_width must be > 0, got {self.arm_width}")
         require(self.ghosts >= 0, f"ghosts must be >= 0, got {self.ghosts}")
         require(self.specks >= 0, f"specks must be >= 0, got {self.specks}")
+        require(0 < self.ghost_light <= 1,
+                f"ghost_light must be in (0, 1], got {self.ghost_light}")
 
 
 def nucleus_intensity(bright: float, waves: np.ndarray, dy: np.ndarray, dx: np.ndarray,

@@ -59,6 +59,8 @@ LATER_RANGES: dict[str, tuple[float, float, str]] = {
     # unannotated clutter (Appearance.ghosts, .specks); none by default
     "ghosts": (0.0, 0.0, "lin"),
     "specks": (0.0, 0.0, "lin"),
+    # the brightest ghost's light (Appearance.ghost_light); drawn last (session 47)
+    "ghost_light": (0.4, 0.4, "lin"),
 }
 #: the file in the dataset folder recording each sequence's seed and drawn values
 RECORD = "synth.json"
