@@ -28,11 +28,23 @@ from pathlib import Path
 import numpy as np
 
 
-def subset_ground_truth(gt_dir: Path, start: int, stop: int, out: Path) -> Path:
-    """Copy GT frames ``[start, stop)`` renumbered from 0, lineage clipped to the window."""
+def subset_ground_truth(gt_dir: Path, start: int, stop: int, out: Path,
+                        frames: list[Path] | None = None) -> Path:
+    """Copy GT frames ``[start, stop)`` renumbered from 0, lineage clipped to the window.
+    ``frames``: the window's raw frames, linked renumbered into the sequence folder beside
+    ``out`` (``out`` named ``NN_GT``), so that the per-object table can say how far each
+    object stands over the background (``instatrack.metrics.objects``, ``snr``)."""
     import tifffile
 
     from instatrack.data.ctc import read_track_table, write_track_table
+
+    if frames is not None:
+        if not out.name.endswith("_GT"):
+            raise ValueError(f"{out}: the window's ground truth must be named NN_GT")
+        raw = out.parent / out.name.removesuffix("_GT")
+        raw.mkdir(parents=True, exist_ok=True)
+        for t, path in enumerate(frames):
+            (raw / f"t{t:03d}{Path(path).suffix}").symlink_to(Path(path).resolve())
 
     for kind, prefix in (("SEG", "man_seg"), ("TRA", "man_track")):
         (out / kind).mkdir(parents=True, exist_ok=True)
@@ -170,7 +182,8 @@ def main() -> None:
                        [f"train_frames=0:{a}", f"val_frames={a}:{b}", *args.set], args.steps,
                        args.quiet)
     with tempfile.TemporaryDirectory() as tmp:
-        gt = subset_ground_truth(seq.gt_dir, start, len(seq), Path(tmp) / "GT")
+        gt = subset_ground_truth(seq.gt_dir, start, len(seq), Path(tmp) / "01_GT",
+                                 [seq.frame_path(t) for t in range(start, len(seq))])
         chosen, tried = choose_settings(args, seq, a, b, Path(tmp))
         res = Path(args.run or tmp) / f"RES_{start}-{len(seq)}"
         seconds, labels = track_test_frames(args, seq, start, res, settings=tuple(chosen))

@@ -42,7 +42,8 @@ def ctc_scores(predictor, spec: str, objects: Path | None = None) -> dict:
     result = predictor.track([seq.image(t) for t in range(first, len(seq))])
     seconds = (time.perf_counter() - clock) / max(1, len(seq) - first)
     with tempfile.TemporaryDirectory() as tmp:
-        gt = subset_ground_truth(seq.gt_dir, first, len(seq), Path(tmp) / "GT")
+        gt = subset_ground_truth(seq.gt_dir, first, len(seq), Path(tmp) / "01_GT",
+                                 [seq.frame_path(t) for t in range(first, len(seq))])
         res = result.to_ctc(Path(tmp) / "RES")
         scores = evaluate_ctc(gt, res, ("SEG", "TRA", "DET", *AOGM_COUNTS))  # what TRA lost
         if objects is not None:

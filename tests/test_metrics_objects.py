@@ -129,3 +129,32 @@ def test_evaluate_objects_writes_the_table_and_prints_the_counts(tmp_path, capsy
                  str(tmp_path / "none" / "t.csv")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "none" in err
+
+
+def test_snr_tells_background_from_a_dim_cell(tmp_path):
+    """With the raw frame, each row says how far its object stands over the background in
+    noise standard deviations: a false object on flat background near 0, a dim missed
+    cell and a bright matched one by their light; without the frame the column is empty."""
+    rng = np.random.default_rng(0)
+    image = 100 + rng.normal(0, 2, (40, 60))
+    ref, found = np.zeros((40, 60), int), np.zeros((40, 60), int)
+    ref[2:12, 2:12] = 1
+    found[2:12, 2:12] = 5
+    image[2:12, 2:12] += 20  # bright, found
+    ref[25:35, 40:50] = 2
+    image[25:35, 40:50] += 6  # dim, missed
+    found[20:32, 5:20] = 6  # flat background, found
+    rows = {(r["kind"], r["reference"] or r["found"]): r["snr"]
+            for r in frame_rows(ref, found, image=image)}
+    assert rows[("outline", 1)] > 8 and 2 < rows[("outline", 2)] < 4.5
+    assert abs(rows[("found", 6)]) < 0.5
+    assert {r["snr"] for r in frame_rows(ref, found)} == {""}
+    # a CTC result: the sequence folder beside NN_GT gives the frames
+    gt, tracks = two_cells()
+    gt_dir, res_dir = write_ctc(tmp_path, gt, tracks, gt, tracks)
+    assert {r["snr"] for r in object_table(gt_dir, res_dir)} == {""}
+    (tmp_path / "01").mkdir()
+    for t, frame in enumerate(gt):
+        light = 50 + 30 * (frame > 0) + rng.normal(0, 1, frame.shape)
+        tifffile.imwrite(tmp_path / "01" / f"t{t:03d}.tif", light.astype(np.uint16))
+    assert all(r["snr"] > 10 for r in object_table(gt_dir, res_dir))

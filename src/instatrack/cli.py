@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objects", metavar="CSV",
                    help="also write a row per object to this CSV file: each reference "
                         "object's overlap and verdict (missed, cut, merged, too large, too "
-                        "small, ok) and each false object; a count of each verdict is printed")
+                        "small, ok) and each false object, with how far it stands over the "
+                        "background in noise std (snr; from a CTC sequence's frames beside "
+                        "its NN_GT); a count of each verdict is printed")
 
     p = sub.add_parser("demo", help="synthesise, track with a shipped model, fine-tune, "
                                     "evaluate and draw, in minutes")

@@ -24,7 +24,14 @@ Verdicts of a reference object, the first that applies:
 ``ok``
     otherwise.
 
-A found object that matches no reference object is ``false``. In a Cell Tracking
+A found object that matches no reference object is ``false``. Where the raw frame is at
+hand (a Cell Tracking Challenge sequence folder ``NN`` beside ``NN_GT``), each row also
+says how far its object stands over the frame's background (``snr``): the median of the
+object's pixels minus the median of the pixels the result leaves unlabelled, in the
+frame's pixel noise (its robust standard deviation). It tells a false object lying on
+flat background (near 0: MSC 02, session 47) from a cell the annotation left out (as
+high as the annotated cells), and a missed cell that is dim from one that is not.
+In a Cell Tracking
 Challenge folder the outlined frames (``SEG/``) give reference rows, and every frame's
 tracking markers (``TRA/``) give the ``missed`` markers and the ``false`` objects that
 TRA counts (FN and FP of ``instatrack evaluate``); a marker that is matched adds no row.
@@ -41,8 +48,8 @@ import numpy as np
 from instatrack.errors import DataError
 from instatrack.labels import majority_matches, overlap_matrix
 
-__all__ = ["COLUMNS", "FITS", "PIECE", "VERDICTS", "frame_rows", "object_table", "summary",
-           "table_and_counts", "write_table"]
+__all__ = ["COLUMNS", "FITS", "PIECE", "VERDICTS", "frame_rows", "object_table", "standing",
+           "summary", "table_and_counts", "write_table"]
 
 #: a reference object is ``cut`` when two or more found objects each hold this share of it
 PIECE = 0.2
@@ -58,20 +65,25 @@ VERDICTS = ("missed", "cut", "merged", "too large", "too small", "ok", "false")
 #: reference in the found object, ``inside`` the share of the found object on the
 #: reference (for a false object: on any reference, so a piece of a cut cell reads 1 and
 #: an object in the background 0); ``others`` the ids of the other objects involved (the
-#: pieces of a cut reference, the other references of a merge)
+#: pieces of a cut reference, the other references of a merge); ``snr`` the object's
+#: standing over the background in noise standard deviations (the reference object's for
+#: ``outline`` and ``marker`` rows, the found object's for ``found``; empty without the frame)
 COLUMNS = ("frame", "kind", "reference", "found", "area", "iou", "covered", "inside",
-           "verdict", "others")
+           "verdict", "others", "snr")
 
 
 def frame_rows(reference: np.ndarray, found: np.ndarray, frame: int | str = 0,
-               kind: str = "outline") -> list[dict]:
+               kind: str = "outline", image: np.ndarray | None = None) -> list[dict]:
     """The rows of one frame: a row per reference object of ``reference`` (``kind``
     ``outline``), or with ``kind="marker"`` a row per missed marker only, and a row per
     found object of ``found`` that matches none (``false``). Both ``(Y, X)`` integer
-    labels; -1 in ``reference`` marks unannotated pixels (left out)."""
+    labels; -1 in ``reference`` marks unannotated pixels (left out). ``image``: the raw
+    frame ``(Y, X)`` or ``(C, Y, X)``, for the ``snr`` column (empty without it)."""
     overlap = overlap_matrix(reference, found)
     inter = overlap.intersections
     match = majority_matches(overlap)
+    ref_snr = standing(image, found, reference, overlap.gt_ids)
+    found_snr = standing(image, found, found, overlap.pred_ids)
     rows = []
     for i, ref_id in enumerate(overlap.gt_ids):
         area = int(overlap.gt_sizes[i])
@@ -82,7 +94,7 @@ def frame_rows(reference: np.ndarray, found: np.ndarray, frame: int | str = 0,
             verdict = "cut" if len(pieces) >= 2 and kind != "marker" else "missed"
             rows.append(_row(frame, kind, ref_id, None, area, 0.0,
                              float(shares.max(initial=0.0)), None, verdict,
-                             overlap.pred_ids[pieces]))
+                             overlap.pred_ids[pieces], ref_snr[i]))
             continue
         if kind == "marker":
             continue
@@ -99,18 +111,41 @@ def frame_rows(reference: np.ndarray, found: np.ndarray, frame: int | str = 0,
                        else "ok")
             others = ()
         rows.append(_row(frame, kind, ref_id, overlap.pred_ids[j], area, iou, covered, inside,
-                         verdict, others))
+                         verdict, others, ref_snr[i]))
     matched = set(match[match >= 0].tolist())
     for j, found_id in enumerate(overlap.pred_ids):
         if j not in matched:
             size = int(overlap.pred_sizes[j])
             on_reference = int(inter[:, j].sum()) if inter.size else 0
             rows.append(_row(frame, "found", None, found_id, size, 0.0, None,
-                             on_reference / max(size, 1), "false", ()))
+                             on_reference / max(size, 1), "false", (), found_snr[j]))
     return rows
 
 
-def _row(frame, kind, reference, found, area, iou, covered, inside, verdict, others) -> dict:
+def standing(image: np.ndarray | None, found: np.ndarray, labels: np.ndarray,
+             ids: np.ndarray) -> list[float | None]:
+    """For each of ``ids`` in ``labels``: the median of its pixels in ``image`` minus the
+    median of the pixels ``found`` leaves unlabelled, over the frame's pixel noise
+    (:func:`~instatrack.data.normalize.noise_std`); ``None`` each without an image, a
+    background or a noise to measure."""
+    from scipy import ndimage as ndi
+
+    from instatrack.cluster.boundaries import frame_plane
+    from instatrack.data.normalize import noise_std
+
+    if image is None or not len(ids) or not (found == 0).any():
+        return [None] * len(ids)
+    plane = frame_plane(image, found)
+    noise = noise_std(plane)
+    if noise <= 0:
+        return [None] * len(ids)
+    level = float(np.median(plane[found == 0]))
+    medians = np.asarray(ndi.median(plane, labels, ids), np.float64).reshape(-1)
+    return [float(m - level) / noise for m in medians]
+
+
+def _row(frame, kind, reference, found, area, iou, covered, inside, verdict, others,
+         snr=None) -> dict:
     def share(value):
         return "" if value is None else round(float(value), 4)
 
@@ -118,7 +153,8 @@ def _row(frame, kind, reference, found, area, iou, covered, inside, verdict, oth
             "reference": "" if reference is None else int(reference),
             "found": "" if found is None else int(found), "area": int(area),
             "iou": share(iou), "covered": share(covered), "inside": share(inside),
-            "verdict": verdict, "others": " ".join(str(int(o)) for o in others)}
+            "verdict": verdict, "others": " ".join(str(int(o)) for o in others),
+            "snr": "" if snr is None else round(float(snr), 2)}
 
 
 def object_table(gt: str | Path, res: str | Path) -> list[dict]:
@@ -149,7 +185,8 @@ def object_table(gt: str | Path, res: str | Path) -> list[dict]:
 
 
 def _ctc_rows(gt: Path, res: Path) -> list[dict]:
-    from instatrack.data.ctc import MASK_RE, SEG_RE, TRA_RE, numbered_files, read_mask
+    from instatrack.data.ctc import FRAME_RE, MASK_RE, SEG_RE, TRA_RE, numbered_files, read_mask
+    from instatrack.data.io import read_frame
     from instatrack.metrics.ctc_files import resolve_gt_dir
 
     gt = resolve_gt_dir(gt)
@@ -158,16 +195,23 @@ def _ctc_rows(gt: Path, res: Path) -> list[dict]:
         raise DataError(f"{res}: no maskTTT.tif to compare with {gt}")
     outlines = numbered_files(gt / "SEG", SEG_RE) if (gt / "SEG").is_dir() else {}
     markers = numbered_files(gt / "TRA", TRA_RE)
+    # the raw frames, for each object's standing over the background (snr), if beside
+    raw = gt.parent / gt.name.removesuffix("_GT")
+    frames = numbered_files(raw, FRAME_RE) if raw != gt and raw.is_dir() else {}
     rows = []
     for t in sorted(set(outlines) | set(markers)):
         if t not in masks:
             raise DataError(f"{res}: no mask{t:03d}.tif for ground-truth frame {t}")
         found = read_mask(masks[t]).astype(np.int64)
+        image = read_frame(frames[t]) if t in frames else None
+        if image is not None and image.shape[-2:] != found.shape:
+            image = None  # not this result's frames (another size): no snr
         if t in outlines:  # the outlines' rows, without their false objects ...
-            rows += [r for r in frame_rows(read_mask(outlines[t]).astype(np.int64), found, t)
-                     if r["kind"] != "found"]
+            rows += [r for r in frame_rows(read_mask(outlines[t]).astype(np.int64), found, t,
+                                           image=image) if r["kind"] != "found"]
         if t in markers:  # ... which, with the missed markers, the markers decide (as TRA)
-            rows += frame_rows(read_mask(markers[t]).astype(np.int64), found, t, kind="marker")
+            rows += frame_rows(read_mask(markers[t]).astype(np.int64), found, t, kind="marker",
+                               image=image)
     return rows
 
 
