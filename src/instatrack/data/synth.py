@@ -389,7 +389,6 @@ class _Clutter:
 
     def __init__(self, seed: int, target: int, world: tuple[int, int], knobs: _Knobs):
         self.rng = np.random.default_rng([seed, 7])
-        self.light_top = knobs.look.ghost_light
         plain = dataclasses.replace(knobs.look, arms=0.0, ghosts=0.0, specks=0.0)
         self.knobs = dataclasses.replace(knobs, division_rate=0.0, min_area=1, look=plain)
         self.target = int(self.rng.poisson(knobs.look.ghosts * target))
@@ -409,7 +408,8 @@ class _Clutter:
         if len(self.ghosts):
             owner, ghosts = _render(self.ghosts, size, margin, 1, self.knobs.look)
             # a fixed dimness per ghost, by its id's golden-ratio fraction within DIM
-            low, high = (share * (self.light_top / self.DIM[1]) for share in self.DIM)
+            scale = self.knobs.look.ghost_light / self.DIM[1]  # the look keeps ghost_light
+            low, high = self.DIM[0] * scale, self.DIM[1] * scale
             dim = low + (high - low) * ((self.ghosts.ident * 0.618034) % 1.0)
             dimness = np.where(owner > 0, dim[np.maximum(owner - 1, 0)], 0.0)
             light += ndi.gaussian_filter(ghosts * dimness,

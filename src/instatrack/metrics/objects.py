@@ -82,8 +82,8 @@ def frame_rows(reference: np.ndarray, found: np.ndarray, frame: int | str = 0,
     overlap = overlap_matrix(reference, found)
     inter = overlap.intersections
     match = majority_matches(overlap)
-    ref_snr = standing(image, found, reference, overlap.gt_ids)
-    found_snr = standing(image, found, found, overlap.pred_ids)
+    ref_snr, found_snr = standing(image, found, (reference, overlap.gt_ids),
+                                  (found, overlap.pred_ids))
     rows = []
     for i, ref_id in enumerate(overlap.gt_ids):
         area = int(overlap.gt_sizes[i])
@@ -122,26 +122,28 @@ def frame_rows(reference: np.ndarray, found: np.ndarray, frame: int | str = 0,
     return rows
 
 
-def standing(image: np.ndarray | None, found: np.ndarray, labels: np.ndarray,
-             ids: np.ndarray) -> list[float | None]:
-    """For each of ``ids`` in ``labels``: the median of its pixels in ``image`` minus the
-    median of the pixels ``found`` leaves unlabelled, over the frame's pixel noise
-    (:func:`~instatrack.data.normalize.noise_std`); ``None`` each without an image, a
-    background or a noise to measure."""
+def standing(image: np.ndarray | None, found: np.ndarray,
+             *objects: tuple[np.ndarray, np.ndarray]) -> list[list[float | None]]:
+    """For each ``(labels, ids)`` of ``objects``, a value per id: the median of its pixels
+    in ``image`` minus the median of the pixels ``found`` leaves unlabelled, over the
+    frame's pixel noise (:func:`~instatrack.data.normalize.noise_std`), both measured once
+    for all; ``None`` each without an image, a background or a noise to measure."""
     from scipy import ndimage as ndi
 
     from instatrack.cluster.boundaries import frame_plane
     from instatrack.data.normalize import noise_std
 
-    if image is None or not len(ids) or not (found == 0).any():
-        return [None] * len(ids)
+    unmeasured = [[None] * len(ids) for _, ids in objects]
+    if image is None or not (found == 0).any():
+        return unmeasured
     plane = frame_plane(image, found)
     noise = noise_std(plane)
     if noise <= 0:
-        return [None] * len(ids)
+        return unmeasured
     level = float(np.median(plane[found == 0]))
-    medians = np.asarray(ndi.median(plane, labels, ids), np.float64).reshape(-1)
-    return [float(m - level) / noise for m in medians]
+    return [[float(m - level) / noise
+             for m in np.asarray(ndi.median(plane, labels, ids), np.float64).reshape(-1)]
+            if len(ids) else [] for labels, ids in objects]
 
 
 def _row(frame, kind, reference, found, area, iou, covered, inside, verdict, others,
