@@ -209,3 +209,21 @@ def test_small_objects_are_dropped_in_the_last_stages_when_asked():
     config = TrainConfig(min_area_share=0.05)
     assert finishes(config)
     assert set(np.unique(finish_frame(labels, image, config))) == {0, 1}
+
+
+def test_a_pair_the_split_cut_is_not_merged_back_by_the_halves():
+    """Two nuclei pressed flat (their union's solidity 0.92): ``split_pairs=0.95`` cuts
+    them, and ``merge_halves=0.9``, which acts after it, must not join them again; a
+    nucleus cut in two halves by the network is still merged."""
+    frame = np.zeros((80, 240), np.int32)
+    for k, cx in enumerate((20, 60, 100), start=1):       # single nuclei set the median
+        frame[_disc(frame.shape, 20, cx, 15)] = k
+    pressed = _disc(frame.shape, 55, 40, 15) | _disc(frame.shape, 55, 62, 15)
+    frame[pressed] = 4
+    nucleus = _disc(frame.shape, 20, 200, 15)
+    frame[nucleus & (np.arange(240) < 200)[None]] = 5
+    frame[nucleus & (np.arange(240) >= 200)[None]] = 6
+    both = FragmentSettings(split_pairs=0.95, merge_halves=0.9)
+    out = next(iter(merged([Window(0, frame[None])], both, (0.0, 0.0)))).labels[0]
+    assert len(np.unique(out[pressed])) == 2
+    assert len(np.unique(out[nucleus])) == 1

@@ -31,7 +31,10 @@ median area of the frame's objects (the frame's own: the objects may not be the
 training size), and their shared border is at least :data:`CONTACT` of the smaller
 one's outer ring. Two daughters just after a division are usually
 a waisted pair (less convex); calibration tries it (``merge_halves = 0``, the
-default, is off) and keeps it only where it scores.
+default, is off) and keeps it only where it scores. The two parts :func:`split_pairs`
+has just cut are never merged back: with ``split_pairs=0.95`` and ``merge_halves=0.9``
+both on, an object of solidity 0.90–0.95 was cut and joined again, so the split did
+nothing there (GOWT1's pair of nuclei pressed flat, docs/results.md, session 48).
 
 :func:`split_pairs`, the converse, first: two touching nuclei clustered as one object
 (the cosine-hourglass merged 11 pairs on SIM+'s test frames, each a missed nucleus
@@ -230,7 +233,7 @@ def merge_coreless(labels: np.ndarray, depth: float) -> np.ndarray:
 
 
 def merge_halves(labels: np.ndarray, solidity: float, max_area: float | None = None,
-                 contact: float = CONTACT) -> np.ndarray:
+                 contact: float = CONTACT, split_offset: int | None = None) -> np.ndarray:
     """``labels`` ``(Y, X)`` int with touching pairs merged whose union has at least
     ``solidity`` (area over convex hull area) and at most ``max_area`` pixels (default
     :data:`HALVES_AREA` times the median area of the objects in ``labels``), and whose
@@ -239,7 +242,10 @@ def merge_halves(labels: np.ndarray, solidity: float, max_area: float | None = N
     The most convex pairs merge first; an object merges at most once, so a nucleus
     cut in three keeps one cut (the pairs are judged on ``labels`` as given). A pair
     takes the lower of its two labels, so that the frames of a window which merge the
-    same pair agree on its label."""
+    same pair agree on its label. ``split_offset``: the offset :func:`split_pairs` gave
+    the parts it cut (``k`` and ``split_offset + k``); those two are never merged back,
+    since the split judged their union two nuclei (without it, a union as convex as
+    ``solidity`` but less than ``split_pairs`` was cut and joined again)."""
     if solidity <= 0 or not labels.any():
         return labels
     ids, areas = np.unique(labels[labels > 0], return_counts=True)
@@ -253,7 +259,9 @@ def merge_halves(labels: np.ndarray, solidity: float, max_area: float | None = N
         for other, count in zip(others.tolist(), shared.tolist(), strict=True):
             # each pair once, from its smaller object (its ring sets the contact)
             if (area[other], other) < (area[label], label) \
-                    or area[label] + area[other] > max_area or count < contact * ring:
+                    or area[label] + area[other] > max_area or count < contact * ring \
+                    or (split_offset is not None
+                        and max(label, other) - split_offset == min(label, other)):
                 continue
             box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))
                         for a, b in zip(boxes[label - 1], boxes[other - 1], strict=True))
@@ -327,7 +335,8 @@ def merged(windows, settings, instance_area: tuple[float, float]):
         # new labels above every label of the window, the same in each of its frames
         offset = int(w.labels.max()) + 1
         return dataclasses.replace(w, labels=np.stack([
-            merge_halves(split_pairs(merge_fragments(f, limit), pairs, offset), halves)
+            merge_halves(split_pairs(merge_fragments(f, limit), pairs, offset), halves,
+                         split_offset=offset if pairs > 0 else None)
             for f in w.labels]))
 
     return (window(w) for w in windows)
