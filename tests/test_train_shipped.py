@@ -45,7 +45,8 @@ def test_a_trained_recipe_installs_as_a_shipped_model(tmp_path, monkeypatch):
     import instatrack
 
     recipe = _tiny("nuclei-se-synthetic")
-    run = train_shipped.train_recipe("nuclei-se-synthetic", recipe, tmp_path / "run",
+    measured = dataclasses.replace(recipe, overrides=(*recipe.overrides, "calibrate=false"))
+    run = train_shipped.train_recipe("nuclei-se-synthetic", measured, tmp_path / "run",
                                      tmp_path / "work", tmp_path / "no-data", quiet=True)
     model = train_shipped.install("nuclei-se-synthetic", recipe, run, tmp_path / "dest",
                                   {"SIM+ 01 t45-64 SEG": 0.5}, ["seed_threshold=0.8"])
@@ -59,6 +60,8 @@ def test_a_trained_recipe_installs_as_a_shipped_model(tmp_path, monkeypatch):
                  "| 0.500 |", "seed_threshold=0.8", "## Intended use"):
         assert text in card
     assert instatrack.load("nuclei-se-synthetic", device="cpu").config.seed_threshold == 0.8
+    # a run that skipped its calibration ships a model whose fine-tunes calibrate
+    assert instatrack.load("nuclei-se-synthetic", device="cpu").config.calibrate is True
 
 
 def test_a_recipe_of_real_data_only_carries_that_datas_terms(tmp_path):
@@ -137,3 +140,15 @@ def test_a_recipe_fine_tunes_from_a_run_with_the_recipes_frame_split(tmp_path):
     assert run.config.train_frames == Run.open(parent).config.train_frames
     with pytest.raises(SystemExit):
         train_shipped.main(["nuclei-ch", "--init", "nuclei-ch", "--install", "x"])
+
+
+def test_the_tracker_recipe_draws_faint_ghosts_in_every_randomised_look():
+    """``nuclei-ch`` (session 48): the MSC-like spread cells in its mix, and every
+    randomised look's out-of-focus ghosts at most 0.1 of a cell's light; the card's
+    commands say so."""
+    recipe = train_shipped.RECIPES["nuclei-ch"]
+    randomised = [s for s in recipe.synthetic if s.randomise]
+    assert len(randomised) == 2 and all(train_shipped.DIM_GHOSTS in s.ranges for s in randomised)
+    assert any("arms=1,4" in s.ranges for s in randomised)
+    assert all("--range ghost_light=0.1,0.1" in s.command for s in randomised)
+    assert "seed=1" in recipe.overrides
