@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -207,3 +209,18 @@ def test_auto_takes_the_median_over_the_first_frames():
     odd, usual = (predictor.prepare(_disks(r)) for r in (11.3, 45.0))
     assert predictor.input_scale(odd) == 1.0
     assert predictor.input_scale(odd, usual, usual) == pytest.approx(22.6 / 90, rel=0.25)
+
+
+def test_auto_warns_when_its_estimate_reaches_the_limit():
+    """Objects four times the training diameter: resized by the most it resizes (1/4),
+    and the user is told to state the size if that estimate is wrong."""
+    from instatrack.data.rescale import LIMIT
+    from instatrack.errors import DataWarning
+
+    predictor = Predictor(SizeSelectiveMethod(), None, "cpu", object_size="auto")
+    with pytest.warns(DataWarning, match="--object-size PIXELS"):
+        factor = predictor.input_scale(predictor.prepare(_disks(50.0)))
+    assert factor == pytest.approx(1 / LIMIT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert predictor.input_scale(predictor.prepare(_disks(22.6))) < 1  # in range: silent

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import networkx as nx
 import numpy as np
 
-from instatrack.errors import DataError
+from instatrack.errors import DataError, DataWarning
 
 ProgressFn = Callable[[int], None]
 #: sizes the first frame is tried at when the object size is estimated
@@ -181,7 +182,17 @@ class Predictor:
         sizes = [size for image in (first, *more) if (size := estimate(image))]
         if not sizes:
             return 1.0
-        return scale_for(float(np.median(sizes)), self.trained_size)
+        size = float(np.median(sizes))
+        factor = scale_for(size, self.trained_size)
+        if not 1 / LIMIT < factor < LIMIT:
+            # an estimate at the limit is often wrong: spread cells cut into many small
+            # pieces looked 4x too small to a nuclei model (docs/results.md, session 48)
+            warnings.warn(DataWarning(
+                f"--object-size auto: the objects look {size:.0f} px across and the model "
+                f"knows {self.trained_size:.0f} px, so the frames are resized x{factor:g}, "
+                f"the most it resizes; if your objects are not that size (many small "
+                f"pieces, slow frames), state it with --object-size PIXELS"), stacklevel=2)
+        return factor
 
     def _windows(self, prepared: Iterable[np.ndarray], first_masks: np.ndarray | None):
         """The method's windows over ``prepared`` frames, resized for :attr:`object_size`,
