@@ -416,12 +416,10 @@ def install(name: str, recipe: Recipe, run_dir: Path, dest: Path, scores: dict[s
     rows = LogWriter(run.file(LOG), resume_step=10**9).rows
     validation = [r["val_seg"] for r in rows if "val_seg" in r]
     scores = {**({"validation SEG": max(validation)} if validation else {}), **scores}
-    run.config = run.config.with_post_processing(post_processing)
-    if hasattr(run.config, "calibrate"):
-        # a measurement run may have skipped its calibration (``calibrate=false``, the
-        # post-processing then chosen by ``instatrack calibrate`` and given here); a
-        # fine-tune from the shipped model (``train --init``) calibrates as any training
-        run.config = run.config.replace(calibrate=True)
+    # a measurement run may have skipped its calibration (``calibrate=false``, the
+    # post-processing then chosen by ``instatrack calibrate`` and given here); a fine-tune
+    # from the shipped model (``train --init``) calibrates as any training
+    run.config = run.config.with_post_processing(post_processing).replace(calibrate=True)
     data = _training_data(run.data, recipe)
     real = [d for d in data if not d.startswith("synthetic")]
     terms = "; ".join(([SYNTH_TERMS] if recipe.synthetic else [])

@@ -59,9 +59,10 @@ def test_a_trained_recipe_installs_as_a_shipped_model(tmp_path, monkeypatch):
     for text in ("## Training data", "train_shipped.py nuclei-se-synthetic --install",
                  "| 0.500 |", "seed_threshold=0.8", "## Intended use"):
         assert text in card
-    assert instatrack.load("nuclei-se-synthetic", device="cpu").config.seed_threshold == 0.8
+    config = instatrack.load("nuclei-se-synthetic", device="cpu").config
+    assert config.seed_threshold == 0.8
     # a run that skipped its calibration ships a model whose fine-tunes calibrate
-    assert instatrack.load("nuclei-se-synthetic", device="cpu").config.calibrate is True
+    assert config.calibrate is True
 
 
 def test_a_recipe_of_real_data_only_carries_that_datas_terms(tmp_path):
