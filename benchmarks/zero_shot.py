@@ -79,7 +79,8 @@ def main() -> None:
     parser.add_argument("--object-size", nargs="+", default=["none"],
                         help="none, auto or diameters in pixels")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a post-processing setting (chosen elsewhere, not on these data)")
+                        help="a post-processing setting (chosen elsewhere, not on these data); "
+                             "with --calibrate, a starting value calibration may change")
     parser.add_argument("--tile", type=int, metavar="PIXELS",
                         help="run the model in tiles of this size (as `instatrack track "
                              "--tile`; e.g. recurrent-instance at its training crop)")
@@ -96,8 +97,11 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 chosen = calibrated(model, args.calibrate, Path(tmp) / "run", size, args.set) \
                     if args.calibrate else None
-                predictor = instatrack.load(chosen["run"] if chosen else model, device="cpu",
-                                            overrides=args.set, object_size=size)
+                # a calibrated copy already holds --set as its starting values, and
+                # calibration's choices over them: applying --set again would undo those
+                predictor = instatrack.load(chosen["run"], device="cpu", object_size=size) \
+                    if chosen else instatrack.load(model, device="cpu", overrides=args.set,
+                                                   object_size=size)
                 if args.tile:
                     from instatrack.tiling import TiledPredictor
 
