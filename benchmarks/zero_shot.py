@@ -112,12 +112,16 @@ def main() -> None:
 def calibrated(model: str, spec: str, out: Path, size, overrides=()) -> dict:
     """A copy of ``model`` in ``out`` with its post-processing chosen on ``SEQ:A:B``,
     starting from the ``overrides`` (``--set``, e.g. ``calibrate_dim=1,4``)."""
-    from instatrack.calibrate import calibrate, copy_to_calibrate
+    from instatrack.calibrate import ProgressBar, calibrate, copy_to_calibrate
     from instatrack.runs import Run
 
     path, a, b = spec.rsplit(":", 2)
     run = copy_to_calibrate(Run.resolve(model), out, f"{a}:{b}", path, overrides)
-    record = calibrate(run, data=path, object_size=size)
+    bar = ProgressBar()  # a bar on stderr: a calibration takes minutes to an hour
+    try:
+        record = calibrate(run, data=path, object_size=size, progress=bar)
+    finally:
+        bar.close()
     return {"run": out, "calibrated_on": spec, "chosen": record["chosen"] if record else {}}
 
 

@@ -1,0 +1,76 @@
+"""A nuclei model on MSC 02, a sequence it never trained on, as a user would run it there:
+its post-processing calibrated on six of MSC 02's frames before the test frames (a
+"window": 24-29, 30-35 or 18-23), then CTC SEG / TRA on frames 36-47. Three windows,
+because six frames choose values noisily (docs/results.md, sessions 22 and 44); the mean
+over them is the figure issue 16 compares with the classical pipeline tuned on the same
+windows (``classical_baseline.py``; 0.634 / 0.926 in session 47).
+
+    python benchmarks/msc_windows.py runs/scr-msc-dg-s3              # windows 24, 30, 18
+    python benchmarks/msc_windows.py nuclei-ch --windows 24 --keep runs --objects runs/objects
+
+Calibration starts from :data:`STARTING_VALUES` (session 45's shipped post-processing),
+so runs trained with other values are compared from the same start. Prints a JSON line
+per window and one with the mean; about 15-25 minutes a window on one CPU core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+#: MSC 02 in the shared data
+MSC = Path(__file__).resolve().parents[1].parent / "shared/data/Fluo-C2DL-MSC/02"
+#: the test frames (CTC numbering): 36-47
+TEST_FIRST = 36
+#: first frames of the six-frame windows calibration chooses on (before the test frames)
+WINDOWS = (24, 30, 18)
+#: the post-processing calibration starts from (session 45's shipped values)
+STARTING_VALUES = ("cluster_background_cos=0.15", "grow_foreground=li", "grow_trim=true",
+                   "grow_trim_snr=1.2", "merge_fragments=0.25", "refine_band=6",
+                   "refine_boundaries=0.3", "split_pairs=0.95", "merge_halves=0")
+
+
+def main() -> None:
+    import numpy as np
+    from zero_shot import calibrated, ctc_scores
+
+    import instatrack
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="a shipped model's name or a run folder")
+    parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS),
+                        metavar="FIRST", help="first frames of the six-frame windows")
+    parser.add_argument("--data", type=Path, default=MSC, help="the MSC 02 folder")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep each calibrated copy as DIR/NAME-cal-FIRST")
+    parser.add_argument("--objects", type=Path, metavar="DIR",
+                        help="write a row per object (instatrack evaluate --objects) to "
+                             "DIR/NAME-cal-FIRST/")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        raise SystemExit(f"{args.data}: no MSC 02 folder (the shared data is not here)")
+    name = Path(args.model).name
+    rows = []
+    for first in args.windows:
+        label = f"{name}-cal-{first}"
+        with tempfile.TemporaryDirectory() as tmp:
+            out = args.keep / label if args.keep else Path(tmp) / label
+            chosen = calibrated(args.model, f"{args.data}:{first}:{first + 6}", out, None,
+                                list(STARTING_VALUES))
+            predictor = instatrack.load(out, device="cpu")
+            folder = args.objects / label if args.objects else None
+            scores = ctc_scores(predictor, f"{args.data}:{TEST_FIRST}", folder)
+        row = {"model": args.model, "window": f"{first}-{first + 5}", **chosen,
+               **{k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}}
+        row.pop("run")
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(json.dumps({"model": args.model, "windows": args.windows,
+                      **{f"mean {k}": round(float(np.mean([r[k] for r in rows])), 4)
+                         for k in ("SEG", "TRA", "DET", "FN", "FP")}}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
