@@ -110,6 +110,26 @@ def test_bfloat16_on_cpu_only_where_it_pays():
     assert uses_amp(propagation, torch.device("cuda"))
 
 
+def test_inference_is_float32_unless_asked(monkeypatch):
+    """A model finds the same objects on every machine: training may run in bfloat16 on a
+    CPU with the kernels, inference only with ``infer_bfloat16`` (on MSC 02 the shipped
+    nuclei-ch scored other objects in bfloat16, docs/results.md, session 49)."""
+    import torch
+
+    from instatrack.methods import base, get_method
+    from instatrack.methods.base import uses_amp, with_precision
+
+    monkeypatch.setattr(base, "cpu_has_bf16", lambda: True)  # as on an AVX-512 BF16 CPU
+    cpu, net = torch.device("cpu"), torch.nn.Conv2d(1, 1, 3)
+    config = get_method("cosine-hourglass").config_cls.build("fast")
+    assert uses_amp(config, cpu) and with_precision(net, config, cpu)[1]  # training
+    assert not with_precision(net, config, cpu, inference=True)[1]
+    asked = config.with_post_processing(["infer_bfloat16=true"])  # allowed on a trained run
+    assert with_precision(net, asked, cpu, inference=True)[1]
+    monkeypatch.setattr(base, "cpu_has_bf16", lambda: False)
+    assert not with_precision(net, asked, cpu, inference=True)[1]  # no kernels: float32
+
+
 @pytest.fixture
 def few_synthetic(monkeypatch):
     """Two small synthetic movies instead of the 24 of 320 x 320 training mixes in."""

@@ -38,6 +38,22 @@ class FlipAveraging(Settings):
     tta: bool = False
 
 
+@dataclasses.dataclass(frozen=True)
+class InferencePrecision(Settings):
+    """``infer_bfloat16``: run the network under bfloat16 autocast at inference where it
+    has kernels (a GPU, or a CPU with AVX-512 BF16 or AMX): 1.8x faster on such a CPU
+    (docs/benchmarks.md), but the objects it finds are not float32's, and the clustering
+    turns small differences of embedding into other objects. Off (the default), inference
+    runs in float32 on every machine, so a model finds the same objects everywhere and the
+    scores recorded for it hold: the shipped ``nuclei-ch`` (calibrated in float32) lost
+    0.03 (SEG+DET)/2 on MSC 02's validation frames in bfloat16 (docs/results.md, session
+    49). Training has its own switch (``amp``)."""
+
+    post_processing = True
+
+    infer_bfloat16: bool = False
+
+
 #: the flips of test-time augmentation (:class:`FlipAveraging`), as axes of ``torch.flip``:
 #: as it comes, left-right, up-down, both
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
@@ -184,8 +200,8 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 def uses_amp(config, device: torch.device) -> bool:
     """Whether the network runs under bfloat16 autocast (``config.amp``): on CUDA, or on a
     CPU whose oneDNN has bfloat16 kernels (AVX-512 or AMX) unless the method opts out
-    (``cpu_amp``); plain float32 elsewhere. Training steps use it, and inference of
-    methods whose output tolerates it (docs/benchmarks.md)."""
+    (``cpu_amp``); plain float32 elsewhere. Training steps use it; inference asks
+    :class:`InferencePrecision` instead (:func:`with_precision`)."""
     if not config.amp:
         return False
     if device.type == "cuda":
@@ -193,14 +209,17 @@ def uses_amp(config, device: torch.device) -> bool:
     return device.type == "cpu" and config.cpu_amp and cpu_has_bf16()
 
 
-def with_precision(model: torch.nn.Module, config, device: torch.device
-                   ) -> tuple[torch.nn.Module, bool]:
-    """``(model, whether it runs under bfloat16 autocast)`` (:func:`uses_amp`); on a CPU
-    that does, the weights go channels-last, the layout oneDNN's bfloat16 convolutions
-    are fastest on."""
+def with_precision(model: torch.nn.Module, config, device: torch.device,
+                   inference: bool = False) -> tuple[torch.nn.Module, bool]:
+    """``(model, whether it runs under bfloat16 autocast)``: in training as
+    :func:`uses_amp` says, at ``inference`` only where the config asks for it
+    (:class:`InferencePrecision`) and the device has the kernels; on a CPU that does, the
+    weights go channels-last, the layout oneDNN's bfloat16 convolutions are fastest on."""
     import torch
 
-    amp = uses_amp(config, device)
+    amp = (config.infer_bfloat16 and (device.type == "cuda" or
+                                      (device.type == "cpu" and cpu_has_bf16()))
+           if inference else uses_amp(config, device))
     if amp and device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     return model, amp

@@ -27,13 +27,20 @@ from torch.nn import functional as F
 from instatrack.cluster.hdbscan import ClusterParams, cluster_embeddings
 from instatrack.config import TrainConfig, require
 from instatrack.losses.cosine import background_direction, cosine_embedding_loss
-from instatrack.methods.base import FLIPS, FlipAveraging, Method, Window, with_precision
+from instatrack.methods.base import (
+    FLIPS,
+    FlipAveraging,
+    InferencePrecision,
+    Method,
+    Window,
+    with_precision,
+)
 from instatrack.models.ensemble import members
 from instatrack.models.hourglass import StackedHourglass, split_foreground
 
 
 @dataclasses.dataclass(frozen=True)
-class CosineHourglassConfig(TrainConfig, ClusterParams, FlipAveraging):
+class CosineHourglassConfig(TrainConfig, ClusterParams, FlipAveraging, InferencePrecision):
     """Network and loss of the cosine-embedding method; the clustering's keys are
     those of :class:`~instatrack.cluster.hdbscan.ClusterParams`.
 
@@ -47,7 +54,9 @@ class CosineHourglassConfig(TrainConfig, ClusterParams, FlipAveraging):
     sequence four times, as it comes and flipped left-right, up-down and both (each view
     keeps its own recurrent state), flips the embeddings back and clusters them joined:
     a pixel's four unit vectors are concatenated and scaled by 1/2, so the cosine of two
-    pixels is the mean of their four cosines.
+    pixels is the mean of their four cosines. ``infer_bfloat16``
+    (:class:`~instatrack.methods.base.InferencePrecision`) runs the network in bfloat16
+    at inference (float32 by default, the same objects on every machine).
     """
 
     clip_len: int = 10
@@ -151,9 +160,9 @@ class CosineHourglass(Method):
         params, sizes = ClusterParams.of(self.config), self.config.instance_area
         model.eval()
         device = torch.device(device)
-        # bfloat16 where it has kernels: embeddings within 3e-4 of float32 in cosine, and
-        # 1.8x faster on a CPU (docs/benchmarks.md); clustering runs in float32
-        model, fast = with_precision(model, self.config, device)
+        # float32 unless infer_bfloat16 (1.8x faster on a CPU with the kernels, but other
+        # objects: docs/results.md, session 49); clustering runs in float32 either way
+        model, fast = with_precision(model, self.config, device, inference=True)
         # every member of an ensemble, each seeing every flip, with a recurrent state each
         views = list(itertools.product(members(model), FLIPS if self.config.tta else ((),)))
         backgrounds = [net.background.detach().cpu().numpy().astype(np.float32)
