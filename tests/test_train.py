@@ -111,9 +111,9 @@ def test_bfloat16_on_cpu_only_where_it_pays():
 
 
 def test_inference_is_float32_unless_asked(monkeypatch):
-    """A model finds the same objects on every machine: training may run in bfloat16 on a
-    CPU with the kernels, inference only with ``infer_bfloat16`` (on MSC 02 the shipped
-    nuclei-ch scored other objects in bfloat16, docs/results.md, session 49)."""
+    """Inference does not switch to bfloat16 because the CPU has the kernels: training
+    may, inference only with ``infer_bfloat16`` (on MSC 02 the shipped nuclei-ch found
+    other objects in bfloat16, docs/results.md, session 49)."""
     import torch
 
     from instatrack.methods import base, get_method

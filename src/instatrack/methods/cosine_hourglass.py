@@ -56,7 +56,7 @@ class CosineHourglassConfig(TrainConfig, ClusterParams, FlipAveraging, Inference
     a pixel's four unit vectors are concatenated and scaled by 1/2, so the cosine of two
     pixels is the mean of their four cosines. ``infer_bfloat16``
     (:class:`~instatrack.methods.base.InferencePrecision`) runs the network in bfloat16
-    at inference (float32 by default, the same objects on every machine).
+    at inference (float32 by default, on every machine).
     """
 
     clip_len: int = 10
