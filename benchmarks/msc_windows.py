@@ -34,7 +34,7 @@ STARTING_VALUES = ("cluster_background_cos=0.15", "grow_foreground=li", "grow_tr
 
 def main() -> None:
     import numpy as np
-    from zero_shot import calibrated, ctc_scores
+    from zero_shot import calibrated, ctc_scores, rounded
 
     import instatrack
 
@@ -63,7 +63,7 @@ def main() -> None:
             folder = args.objects / label if args.objects else None
             scores = ctc_scores(predictor, f"{args.data}:{TEST_FIRST}", folder)
         row = {"model": args.model, "window": f"{first}-{first + 5}", **chosen,
-               **{k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}}
+               **rounded(scores)}
         row.pop("run")
         rows.append(row)
         print(json.dumps(row), flush=True)

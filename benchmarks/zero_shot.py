@@ -125,6 +125,11 @@ def calibrated(model: str, spec: str, out: Path, size, overrides=()) -> dict:
     return {"run": out, "calibrated_on": spec, "chosen": record["chosen"] if record else {}}
 
 
+def rounded(scores: dict) -> dict:
+    """``scores`` with every float rounded to four places, for a JSON line."""
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}
+
+
 def report(args, model: str, size: str, predictor, chosen: dict | None) -> None:
     """One JSON line per dataset of ``args``."""
     extra = {k: v for k, v in (chosen or {}).items() if k != "run"}
@@ -136,8 +141,7 @@ def report(args, model: str, size: str, predictor, chosen: dict | None) -> None:
             print(json.dumps({"model": model, kind: spec, "object_size": size,
                               "settings": args.set, **({"tile": args.tile} if args.tile else {}),
                               **extra,
-                              **{k: round(v, 4) if isinstance(v, float) else v
-                                 for k, v in scores.items()}}), flush=True)
+                              **rounded(scores)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -203,11 +203,12 @@ def uses_amp(config, device: torch.device) -> bool:
     CPU whose oneDNN has bfloat16 kernels (AVX-512 or AMX) unless the method opts out
     (``cpu_amp``); plain float32 elsewhere. Training steps use it; inference asks
     :class:`InferencePrecision` instead (:func:`with_precision`)."""
-    if not config.amp:
-        return False
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and config.cpu_amp and cpu_has_bf16()
+    return config.amp and (config.cpu_amp or device.type != "cpu") and bf16_kernels(device)
+
+
+def bf16_kernels(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 fast: CUDA, or a CPU whose oneDNN has the kernels."""
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
 
 
 def with_precision(model: torch.nn.Module, config, device: torch.device,
@@ -218,9 +219,8 @@ def with_precision(model: torch.nn.Module, config, device: torch.device,
     weights go channels-last, the layout oneDNN's bfloat16 convolutions are fastest on."""
     import torch
 
-    amp = (config.infer_bfloat16 and (device.type == "cuda" or
-                                      (device.type == "cpu" and cpu_has_bf16()))
-           if inference else uses_amp(config, device))
+    amp = (config.infer_bfloat16 and bf16_kernels(device) if inference
+           else uses_amp(config, device))
     if amp and device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     return model, amp
