@@ -442,6 +442,17 @@ def _training_data(data, recipe: Recipe) -> list[str]:
     return names
 
 
+def precision_text(config) -> str:
+    """How the card states numerical precision: training's follows the machine unless set."""
+    where = ("where the machine has the kernels (a GPU, or a CPU with AVX-512 BF16 or AMX) "
+             "and in float32 elsewhere, so a retraining on another machine gives other "
+             "weights" if config.cpu_amp else "on a GPU and in float32 on a CPU")
+    return (f"precision: training runs under bfloat16 autocast {where} (`--set amp=false` "
+            "trains in float32 everywhere); inference runs in float32"
+            + (" unless `--set infer_bfloat16=true` (docs/benchmarks.md)"
+               if hasattr(config, "infer_bfloat16") else ""))
+
+
 def model_card(name: str, recipe: Recipe, run, data: list[str], terms: str,
                scores: dict[str, float], post_processing: list[str]) -> str:
     config = run.config
@@ -462,7 +473,8 @@ def model_card(name: str, recipe: Recipe, run, data: list[str], terms: str,
         f"- post-processing: {post_processing_text(config, post_processing)}",
         f"- {config.steps} steps, batch {config.batch_size}, crops {config.crop[0]}x"
         f"{config.crop[1]}, seed {config.seed}; training objects: median diameter "
-        f"{size:.0f} px", "",
+        f"{size:.0f} px",
+        f"- {precision_text(config)}", "",
         "Reproduce (the real data under ../shared/data or $INSTATRACK_DATA):", "",
         "```bash",
         f"python benchmarks/train_shipped.py {name} --out runs/shipped/{name}",
