@@ -7,6 +7,7 @@ windows (``classical_baseline.py``; 0.634 / 0.926 in session 47).
 
     python benchmarks/msc_windows.py runs/scr-msc-dg-s3              # windows 24, 30, 18
     python benchmarks/msc_windows.py nuclei-ch --windows 24 --keep runs --objects runs/objects
+    python benchmarks/msc_windows.py runs/ens --windows 18 24 --length 12   # 18-29, 24-35
 
 Calibration starts from :data:`STARTING_VALUES` (session 45's shipped post-processing),
 so runs trained with other values are compared from the same start. Prints a JSON line
@@ -37,11 +38,15 @@ def main() -> None:
     from zero_shot import calibrated, ctc_scores, rounded
 
     import instatrack
+    from instatrack.calibrate import MAX_FRAMES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a shipped model's name or a run folder")
     parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS),
                         metavar="FIRST", help="first frames of the six-frame windows")
+    parser.add_argument("--length", type=int, default=6, metavar="N",
+                        help=f"frames in each window (default 6, at most {MAX_FRAMES}, "
+                             "what calibration scores)")
     parser.add_argument("--data", type=Path, default=MSC, help="the MSC 02 folder")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep each calibrated copy as DIR/NAME-cal-FIRST")
@@ -49,20 +54,25 @@ def main() -> None:
                         help="write a row per object (instatrack evaluate --objects) to "
                              "DIR/NAME-cal-FIRST/")
     args = parser.parse_args()
+    if not 1 <= args.length <= MAX_FRAMES:
+        parser.error(f"--length {args.length}: calibration scores 1-{MAX_FRAMES} frames")
     if not args.data.is_dir():
         raise SystemExit(f"{args.data}: no MSC 02 folder (the shared data is not here)")
     name = Path(args.model).name
     rows = []
     for first in args.windows:
-        label = f"{name}-cal-{first}"
+        last = first + args.length  # one past the window's last frame
+        if last > TEST_FIRST:
+            parser.error(f"window {first}-{last - 1} reaches the test frames ({TEST_FIRST}-)")
+        label = f"{name}-cal-{first}" + (f"-{last - 1}" if args.length != 6 else "")
         with tempfile.TemporaryDirectory() as tmp:
             out = args.keep / label if args.keep else Path(tmp) / label
-            chosen = calibrated(args.model, f"{args.data}:{first}:{first + 6}", out, None,
+            chosen = calibrated(args.model, f"{args.data}:{first}:{last}", out, None,
                                 list(STARTING_VALUES))
             predictor = instatrack.load(out, device="cpu")
             folder = args.objects / label if args.objects else None
             scores = ctc_scores(predictor, f"{args.data}:{TEST_FIRST}", folder)
-        row = {"model": args.model, "window": f"{first}-{first + 5}", **chosen,
+        row = {"model": args.model, "window": f"{first}-{last - 1}", **chosen,
                **rounded(scores)}
         row.pop("run")
         rows.append(row)
