@@ -43,13 +43,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a shipped model's name or a run folder")
     parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS),
-                        metavar="FIRST", help="first frames of the six-frame windows")
+                        metavar="FIRST", help="first frames of the windows (default 24 30 18)")
     parser.add_argument("--length", type=int, default=6, metavar="N",
                         help=f"frames in each window (default 6, at most {MAX_FRAMES}, "
                              "what calibration scores)")
     parser.add_argument("--data", type=Path, default=MSC, help="the MSC 02 folder")
     parser.add_argument("--keep", type=Path, metavar="DIR",
-                        help="keep each calibrated copy as DIR/NAME-cal-FIRST")
+                        help="keep each calibrated copy as DIR/NAME-cal-FIRST (-LAST when "
+                             "--length is not 6)")
     parser.add_argument("--objects", type=Path, metavar="DIR",
                         help="write a row per object (instatrack evaluate --objects) to "
                              "DIR/NAME-cal-FIRST/")
