@@ -25,8 +25,10 @@ from pathlib import Path
 MSC = Path(__file__).resolve().parents[1].parent / "shared/data/Fluo-C2DL-MSC/02"
 #: the test frames (CTC numbering): 36-47
 TEST_FIRST = 36
-#: first frames of the six-frame windows calibration chooses on (before the test frames)
+#: first frames of the windows calibration chooses on (before the test frames)
 WINDOWS = (24, 30, 18)
+#: frames in a window unless --length says otherwise
+LENGTH = 6
 #: the post-processing calibration starts from (session 45's shipped values)
 STARTING_VALUES = ("cluster_background_cos=0.15", "grow_foreground=li", "grow_trim=true",
                    "grow_trim_snr=1.2", "merge_fragments=0.25", "refine_band=6",
@@ -43,14 +45,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a shipped model's name or a run folder")
     parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS),
-                        metavar="FIRST", help="first frames of the windows (default 24 30 18)")
-    parser.add_argument("--length", type=int, default=6, metavar="N",
-                        help=f"frames in each window (default 6, at most {MAX_FRAMES}, "
+                        metavar="FIRST", help="first frames of the windows (default "
+                             f"{' '.join(map(str, WINDOWS))})")
+    parser.add_argument("--length", type=int, default=LENGTH, metavar="N",
+                        help=f"frames in each window (default {LENGTH}, at most {MAX_FRAMES}, "
                              "what calibration scores)")
     parser.add_argument("--data", type=Path, default=MSC, help="the MSC 02 folder")
     parser.add_argument("--keep", type=Path, metavar="DIR",
-                        help="keep each calibrated copy as DIR/NAME-cal-FIRST (-LAST when "
-                             "--length is not 6)")
+                        help=f"keep each calibrated copy as DIR/NAME-cal-FIRST (-LAST when "
+                             f"--length is not {LENGTH})")
     parser.add_argument("--objects", type=Path, metavar="DIR",
                         help="write a row per object (instatrack evaluate --objects) to "
                              "DIR/NAME-cal-FIRST/")
@@ -65,7 +68,7 @@ def main() -> None:
         last = first + args.length  # one past the window's last frame
         if last > TEST_FIRST:
             parser.error(f"window {first}-{last - 1} reaches the test frames ({TEST_FIRST}-)")
-        label = f"{name}-cal-{first}" + (f"-{last - 1}" if args.length != 6 else "")
+        label = f"{name}-cal-{first}" + (f"-{last - 1}" if args.length != LENGTH else "")
         with tempfile.TemporaryDirectory() as tmp:
             out = args.keep / label if args.keep else Path(tmp) / label
             chosen = calibrated(args.model, f"{args.data}:{first}:{last}", out, None,

@@ -444,13 +444,15 @@ def _training_data(data, recipe: Recipe) -> list[str]:
 
 def precision_text(config) -> str:
     """How the card states numerical precision: training's follows the machine unless set."""
+    from instatrack.methods.base import InferencePrecision
+
     where = ("where the machine has the kernels (a GPU, or a CPU with AVX-512 BF16 or AMX) "
              "and in float32 elsewhere, so a retraining on another machine gives other "
              "weights" if config.cpu_amp else "on a GPU and in float32 on a CPU")
     return (f"precision: training runs under bfloat16 autocast {where} (`--set amp=false` "
             "trains in float32 everywhere); inference runs in float32"
             + (" unless `--set infer_bfloat16=true` (docs/benchmarks.md)"
-               if hasattr(config, "infer_bfloat16") else ""))
+               if isinstance(config, InferencePrecision) else ""))
 
 
 def model_card(name: str, recipe: Recipe, run, data: list[str], terms: str,
