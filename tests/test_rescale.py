@@ -103,6 +103,17 @@ def test_auto_keeps_the_size_when_objects_already_match():
     assert result.labels.shape == (3, 256, 256) and method.seen[-1] == (1, 256, 256)
 
 
+def test_auto_magnifies_only_when_nothing_of_the_training_size_was_found():
+    """The pass at twice the size (four times the pixels) runs for objects smaller than
+    the model knows, and is skipped once objects of its size were found."""
+    for radius, magnified in ((11.3, False), (6.0, True)):
+        method = SizeSelectiveMethod()
+        predictor = Predictor(method, None, "cpu", object_size="auto")
+        factor = predictor.input_scale(predictor.prepare(_disks(radius)))
+        assert ((1, 512, 512) in method.seen) == magnified
+        assert factor == pytest.approx(11.3 / radius, rel=0.2)
+
+
 def test_object_size_needs_a_recorded_training_size():
     method = SizeSelectiveMethod()
     method.config = method.config.replace(instance_area=(0.0, 0.0))

@@ -148,8 +148,13 @@ class Predictor:
         size may be wrong; pieces make objects look smaller, never larger, so the
         largest size found (in the frame's pixels, by a pass with at least
         :data:`AUTO_MIN_OBJECTS` objects) is taken, and one more pass at the factor it
-        gives corrects it. A run trained with ``object_size`` (every dataset resized
-        to one object size) estimates by default.
+        gives corrects it. The magnified pass (factor 2, four times a frame's pixels)
+        is skipped once a pass has found objects of the training size or larger: then
+        it can only find pieces smaller than those (it was never the largest on the
+        first frames of SIM+, GOWT1, MSC, DSB2018 and synthetic cells, for ``nuclei-ch``
+        and ``nuclei-se``; docs/results.md, session 51). A run trained with
+        ``object_size`` (every dataset resized to one object size) estimates by
+        default.
         """
         from instatrack.data.rescale import LIMIT, estimate_diameter, resize_image, scale_for
 
@@ -173,7 +178,15 @@ class Predictor:
 
         def estimate(image: np.ndarray) -> float | None:
             """The object diameter in ``image``'s pixels, or None when nothing is found."""
-            sizes = [size for f in AUTO_SIZE_FACTORS if (size := found_size(image, f))]
+            sizes: list[float] = []
+            for f in AUTO_SIZE_FACTORS:
+                # objects found at the training size or larger are, magnified, larger
+                # than the model knows, so a magnified pass cuts them into smaller pieces
+                # and cannot raise the largest size: skipped (it cost 4x a frame's pass)
+                if f > 1 and sizes and max(sizes) >= self.trained_size:
+                    continue
+                if size := found_size(image, f):
+                    sizes.append(size)
             if not sizes:
                 return None
             factor = float(np.clip(self.trained_size / max(sizes), 1 / LIMIT, LIMIT))
