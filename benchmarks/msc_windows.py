@@ -8,6 +8,7 @@ windows (``classical_baseline.py``; 0.634 / 0.926 in session 47).
     python benchmarks/msc_windows.py runs/scr-msc-dg-s3              # windows 24, 30, 18
     python benchmarks/msc_windows.py nuclei-ch --windows 24 --keep runs --objects runs/objects
     python benchmarks/msc_windows.py runs/ens --windows 18 24 --length 12   # 18-29, 24-35
+    python benchmarks/msc_windows.py nuclei-ch --set calibrate_measure=tra  # scored by TRA
 
 Calibration starts from :data:`STARTING_VALUES` (session 45's shipped post-processing),
 so runs trained with other values are compared from the same start. Prints a JSON line
@@ -51,6 +52,9 @@ def main() -> None:
                         help=f"frames in each window (default {LENGTH}, at most {MAX_FRAMES}, "
                              "what calibration scores)")
     parser.add_argument("--data", type=Path, default=MSC, help="the MSC 02 folder")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="a post-processing setting calibration "
+                        "starts from, after the starting values (e.g. calibrate_measure=tra)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help=f"keep each calibrated copy as DIR/NAME-cal-FIRST (-LAST when "
                              f"--length is not {LENGTH})")
@@ -72,7 +76,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             out = args.keep / label if args.keep else Path(tmp) / label
             chosen = calibrated(args.model, f"{args.data}:{first}:{last}", out, None,
-                                list(STARTING_VALUES))
+                                [*STARTING_VALUES, *args.overrides])
             predictor = instatrack.load(out, device="cpu")
             folder = args.objects / label if args.objects else None
             scores = ctc_scores(predictor, f"{args.data}:{TEST_FIRST}", folder)

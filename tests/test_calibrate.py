@@ -13,8 +13,10 @@ from instatrack.calibrate import (
     candidates,
     detection_errors,
     frame_scores,
+    frame_stats,
     last_candidates,
 )
+from instatrack.errors import ConfigError
 from instatrack.methods import REGISTRY, get_method
 from instatrack.train import train
 
@@ -44,7 +46,7 @@ def test_detection_errors_count_misses_false_objects_and_merges():
 def test_frame_scores_of_a_perfect_and_of_a_noisy_result():
     gt = _frame()
     perfect = frame_scores([(gt, np.where(gt > 0, gt, 0))])
-    assert perfect == {"seg": 1.0, "det": 1.0, "score": 1.0, "frames": [(4.0, 4, 4, 0.0)]}
+    assert perfect == {"seg": 1.0, "det": 1.0, "score": 1.0, "frames": [(4.0, 4, 4, 0.0, 0)]}
     noisy = np.where(gt > 0, gt, 0)
     noisy[38:40, ::4] = np.arange(10, 25)  # 15 specks on the background
     scores = frame_scores([(gt, noisy)])
@@ -53,7 +55,7 @@ def test_frame_scores_of_a_perfect_and_of_a_noisy_result():
     markers = np.where(gt > 0, gt, 0)
     both = frame_scores([(gt, np.where(gt > 0, gt, 0)), (markers, noisy, False)])
     assert both["seg"] == 1.0 and both["det"] == pytest.approx(1 - 15 / 80)
-    assert both["frames"][1] == (0.0, 0, 4, 15.0)
+    assert both["frames"][1] == (0.0, 0, 4, 15.0, 0)
 
 
 def test_noise_is_the_frame_to_frame_spread_of_a_difference():
@@ -219,6 +221,23 @@ def test_cli_calibrates_a_copy_of_a_shipped_model(cells, tmp_path, capsys):
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "give --out" in err and "already holds a run" in err
+
+
+def test_tracking_calibration_scores_the_links_too(cells, tmp_path, capsys):
+    """With calibrate_measure=tra a tracked window of a CTC video is scored by (SEG +
+    TRA) / 2: each frame's sums hold its true links (none into the first frame)."""
+    from instatrack.cli import main
+
+    out = tmp_path / "tra"
+    assert main(["calibrate", "--model", "nuclei-se", "--data", str(cells), "--frames", "0:3",
+                 "--out", str(out), "--set", "calibrate_measure=tra", "--quiet"]) == 0
+    assert "(SEG+TRA)/2" in capsys.readouterr().out
+    record = json.loads((out / CALIBRATION_FILE).read_text())
+    assert record["measure"] == "TRA"
+    links = [frame[4] for frame in record["after"]["frames"]["1"]]
+    assert links[0] == 0 and all(n > 0 for n in links[1:])
+    with pytest.raises(ConfigError, match="calibrate_measure"):
+        runs.Run.open(out).config.replace(calibrate_measure="seg").check()
 
 
 def test_an_estimated_object_size_is_estimated_once(cells, tmp_path, monkeypatch):
@@ -566,3 +585,57 @@ def test_cli_calibrate_only_chooses_the_keys_named(cells, tmp_path, capsys):
                  "--out", str(tmp_path / "bad")]) == 2
     assert "does not choose crop" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def _disk(shape, y, x, r=5):
+    yy, xx = np.ogrid[:shape[0], :shape[1]]
+    return (yy - y) ** 2 + (xx - x) ** 2 <= r * r
+
+
+def _tracked_window():
+    """Four frames of markers (track 1 throughout; 2 divides into 3 and 4 after frame
+    1) and a result with each kind of error: track 1 goes on at frame 2 as a daughter of
+    itself (a link of the wrong kind), daughter 4 is given to track 1 (a link to delete,
+    one to add), a false object over frames 1-2, daughter 4 missed at frame 3 (a link to
+    add)."""
+    shape = (48, 64)
+    places = {1: (10, 10), 2: (30, 40), 3: (24, 34), 4: (38, 48)}
+    truth = {0: (1, 2), 1: (1, 2), 2: (1, 3, 4), 3: (1, 3, 4)}
+    found = {0: {1: 1, 2: 2}, 1: {1: 1, 2: 2, 9: None}, 2: {5: 1, 6: 3, 7: 4, 9: None},
+             3: {5: 1, 6: 3}}
+    markers, labels = [], []
+    for t in range(4):
+        m = np.zeros(shape, np.int32)
+        for label in truth[t]:
+            m[_disk(shape, *places[label])] = label
+        lab = np.zeros(shape, np.int32)
+        for label, true in found[t].items():
+            lab[_disk(shape, *(places[true] if true else (40, 10)), r=6)] = label
+        markers.append(m)
+        labels.append(lab)
+    lineage = [(1, 0, 3, 0), (2, 0, 1, 0), (3, 2, 3, 2), (4, 2, 3, 2)]
+    return markers, labels, {5: 1, 6: 2, 7: 1}, lineage
+
+
+def test_link_errors_give_the_ctcs_tra(tmp_path):
+    from instatrack.calibrate import link_errors, pooled
+    from instatrack.data.ctc import write_mask, write_track_table
+    from instatrack.metrics.ctc import evaluate_ctc
+    from instatrack.napari.layers import graph_from_labels
+    from instatrack.track.export import write_ctc_result
+
+    markers, labels, parents, lineage = _tracked_window()
+    graph = graph_from_labels(labels, parents)
+    links = link_errors(markers, labels, graph, lineage)
+    # true links into frames 1-3: 2, 3 (track 1's and 2's to both daughters), 3; errors:
+    # at frame 2 a kind (1), a link to delete (1) and one to add (1.5), at frame 3 one to
+    # add (1.5); the false object's link goes with it
+    assert links == [(0, 0.0), (2, 0.0), (3, 3.5), (3, 1.5)]
+    stats = [frame_stats(labels[t] * 0, labels[t], False, markers[t], links[t])
+             for t in range(4)]
+    gt = tmp_path / "01_GT"
+    for t, m in enumerate(markers):
+        write_mask(gt / "TRA", t, m).rename(gt / "TRA" / f"man_track{t:03d}.tif")
+    write_track_table(gt / "TRA" / "man_track.txt", lineage)
+    res = write_ctc_result(tmp_path / "01_RES", enumerate(labels), graph, last_frame=3)
+    assert pooled(stats)["det"] == pytest.approx(evaluate_ctc(gt, res, ["TRA"])["TRA"])
