@@ -25,7 +25,8 @@ import numpy as np
 from instatrack.errors import DataError, DataWarning
 
 ProgressFn = Callable[[int], None]
-#: sizes the first frame is tried at when the object size is estimated
+#: sizes the first frame is tried at when the object size is estimated, the magnified
+#: one (> 1) last: it is skipped when those before it found objects of the training size
 AUTO_SIZE_FACTORS = (1.0, 0.5, 0.25, 2.0)
 #: a pass of the size estimate must find at least this many objects to count
 AUTO_MIN_OBJECTS = 3
