@@ -72,7 +72,7 @@ def main() -> None:
                         help="an image of your own (instead of the default set)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        images = {path.name: path for path in args.image}
+        images = {str(path): path for path in args.image}  # two t036.tif may differ
         if not images:
             images = {name: DATA / rel for name, rel in SHARED.items() if (DATA / rel).is_file()}
             synth = write_ctc_synthetic(Path(tmp) / "synth", frames=1, size=(512, 512), seed=5)
