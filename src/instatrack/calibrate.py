@@ -470,17 +470,26 @@ def _annotated(seq, t: int) -> tuple[np.ndarray, bool]:
         (np.asarray(markers(seq, t)), False)
 
 
-def tracked(predictor, seq, frames: list[int]) -> bool:
-    """True when the window ``frames`` of ``seq`` is scored by TRA, links and all: the
-    config asks for it (``calibrate_measure=tra``) and ``predictor`` tracks the video
-    whole (not in tiles: :func:`_labelled`), whose every frame from the first to the
-    last has tracking markers."""
+def _window_markers(config, seq, frames: list[int]) -> list[np.ndarray] | None:
+    """The tracking markers of every frame of the window ``frames`` of video ``seq``, from
+    the first to the last, when ``config`` asks for TRA (``calibrate_measure=tra``) and
+    every one of them has markers; else None (the window is scored by DET)."""
     from instatrack.data.types import markers
+
+    if config.calibrate_measure != "tra" or not seq.is_video:
+        return None
+    marks = [markers(seq, t) for t in range(frames[0], frames[-1] + 1)]
+    return marks if all(m is not None for m in marks) else None
+
+
+def tracked(predictor, seq, frames: list[int]) -> bool:
+    """True when the window ``frames`` of ``seq`` is scored by TRA, links and all:
+    :func:`_window_markers` has its markers and ``predictor`` tracks the video whole (not
+    in tiles: :func:`_labelled`)."""
     from instatrack.tiling import scene_tiled
 
-    return (predictor.config.calibrate_measure == "tra" and seq.is_video
-            and scene_tiled(predictor, seq.image(frames[0]).shape[:2]) is predictor
-            and all(markers(seq, t) is not None for t in range(frames[0], frames[-1] + 1)))
+    return (_window_markers(predictor.config, seq, frames) is not None
+            and scene_tiled(predictor, seq.image(frames[0]).shape[:2]) is predictor)
 
 
 def _labelled(predictor, seq, frames: list[int]) -> Iterable[tuple[Any, ...]]:
@@ -489,7 +498,6 @@ def _labelled(predictor, seq, frames: list[int]) -> Iterable[tuple[Any, ...]]:
     links' errors too. A video is tracked from its first chosen frame to its last (the
     first one's masks given, for methods that start from them), stills one by one, and
     so frames a method sees in tiles (:func:`~instatrack.tiling.scene_tiled`)."""
-    from instatrack.data.types import markers
     from instatrack.tiling import scene_tiled
 
     tiled = scene_tiled(predictor, seq.image(frames[0]).shape[:2])
@@ -501,8 +509,8 @@ def _labelled(predictor, seq, frames: list[int]) -> Iterable[tuple[Any, ...]]:
     span = range(frames[0], frames[-1] + 1)
     first_gt, _ = _annotated(seq, frames[0])
     result = predictor.track((seq.image(t) for t in span), first_masks=np.maximum(first_gt, 0))
-    if tracked(predictor, seq, frames):
-        marks = [markers(seq, t) for t in span]
+    marks = _window_markers(predictor.config, seq, frames)  # tracked(): tiles ruled out
+    if marks is not None:
         times = getattr(seq, "times", None)
         links = link_errors(marks, list(result.labels), result.graph,
                             getattr(seq, "lineage", ()),
