@@ -32,23 +32,20 @@ SHARED = {"sim+": "Fluo-N2DH-SIM+/01/t000.tif", "gowt1": "Fluo-N2DH-GOWT1/01/t00
 
 
 def passes(predictor, image) -> dict:
-    """Every pass of the estimate on one prepared image ``(C, Y, X)``, timed."""
+    """Every pass of the estimate (:meth:`~instatrack.api.Predictor.size_at`) on one
+    prepared image ``(C, Y, X)``, timed."""
     import numpy as np
 
-    from instatrack.api import AUTO_MIN_OBJECTS, AUTO_SIZE_FACTORS
-    from instatrack.data.rescale import LIMIT, estimate_diameter, resize_image
+    from instatrack.api import AUTO_SIZE_FACTORS
+    from instatrack.data.rescale import LIMIT
 
     row: dict = {}
 
     def found(factor: float) -> float | None:
         start = time.perf_counter()
-        frame = resize_image(image, factor)
-        labels = np.concatenate([w.labels for w in predictor.method.predict(
-            predictor.model, [frame], predictor.device)])
+        size = predictor.size_at(image, factor)
         row[f"s@{factor:.3g}"] = round(time.perf_counter() - start, 2)
-        if len(np.unique(labels[labels > 0])) < AUTO_MIN_OBJECTS:
-            return None
-        return round(estimate_diameter(labels) / factor, 2)
+        return None if size is None else round(size, 2)
 
     sizes = {f: found(f) for f in AUTO_SIZE_FACTORS}
     row.update({f"size@{f:.3g}": size for f, size in sizes.items()})

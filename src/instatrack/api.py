@@ -157,7 +157,7 @@ class Predictor:
         ``object_size`` (every dataset resized to one object size) estimates by
         default.
         """
-        from instatrack.data.rescale import LIMIT, estimate_diameter, resize_image, scale_for
+        from instatrack.data.rescale import LIMIT, scale_for
 
         requested = self.requested_size
         if requested is None:  # as in training (a fine-tuned run may rescale)
@@ -168,15 +168,6 @@ class Predictor:
         if requested != "auto":
             return scale_for(float(requested), self.trained_size)
 
-        def found_size(image: np.ndarray, factor: float) -> float | None:
-            """Median diameter, in the frame's own pixels, found at ``factor``."""
-            frame = resize_image(image, factor)
-            found = [w.labels for w in self.method.predict(self.model, [frame], self.device)]
-            labels = np.concatenate(found) if found else np.zeros((1, 1), np.int32)
-            if len(np.unique(labels[labels > 0])) < AUTO_MIN_OBJECTS:
-                return None
-            return estimate_diameter(labels) / factor
-
         def estimate(image: np.ndarray) -> float | None:
             """The object diameter in ``image``'s pixels, or None when nothing is found."""
             sizes: list[float] = []
@@ -186,12 +177,12 @@ class Predictor:
                 # and cannot raise the largest size: skipped (it cost 4x a frame's pass)
                 if f > 1 and sizes and max(sizes) >= self.trained_size:
                     continue
-                if size := found_size(image, f):
+                if size := self.size_at(image, f):
                     sizes.append(size)
             if not sizes:
                 return None
             factor = float(np.clip(self.trained_size / max(sizes), 1 / LIMIT, LIMIT))
-            return found_size(image, factor) or max(sizes)
+            return self.size_at(image, factor) or max(sizes)
 
         sizes = [size for image in (first, *more) if (size := estimate(image))]
         if not sizes:
@@ -207,6 +198,20 @@ class Predictor:
                 f"the most it resizes; if your objects are not that size (many small "
                 f"pieces, slow frames), state it with --object-size PIXELS"), stacklevel=2)
         return factor
+
+    def size_at(self, image: np.ndarray, factor: float) -> float | None:
+        """The median object diameter, in the frame's own pixels, the model finds in a
+        prepared frame ``image`` ``(C, Y, X)`` resized by ``factor``: one pass of the size
+        estimate (:meth:`input_scale`); None when it finds fewer than
+        :data:`AUTO_MIN_OBJECTS` objects."""
+        from instatrack.data.rescale import estimate_diameter, resize_image
+
+        frame = resize_image(image, factor)
+        found = [w.labels for w in self.method.predict(self.model, [frame], self.device)]
+        labels = np.concatenate(found) if found else np.zeros((1, 1), np.int32)
+        if len(np.unique(labels[labels > 0])) < AUTO_MIN_OBJECTS:
+            return None
+        return estimate_diameter(labels) / factor
 
     def _windows(self, prepared: Iterable[np.ndarray], first_masks: np.ndarray | None):
         """The method's windows over ``prepared`` frames, resized for :attr:`object_size`,
