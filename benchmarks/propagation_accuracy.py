@@ -14,7 +14,9 @@ several, e.g. held-out synthetic videos from ``instatrack synth --kind video``).
 ``--infer-set KEY=VALUE`` changes post-processing at inference (e.g.
 ``score_threshold``, ``finetune_steps``); ``--out`` writes the DAVIS-layout masks;
 ``--per-frame`` adds each frame's J and F (``"per_frame"``), to see where the masks
-drift.
+drift; ``--object-size PIXELS`` resizes the frames so objects of that diameter look the
+training objects' size (e.g. 238 runs ``objects-spn``, trained at ~119 px, on DAVIS at
+half resolution).
 
 ``--degrade KIND=VALUE`` judges the frames made worse in one documented way (the
 first frame's masks stay as given): ``noise=S``, Gaussian noise of std ``S`` times the
@@ -56,6 +58,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--infer-set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--object-size", type=float, default=None, metavar="PIXELS",
+                        help="the objects' diameter in the clip's pixels: the frames are "
+                             "resized so they look the training objects' size "
+                             "(instatrack.load's object_size; default: as trained)")
     parser.add_argument("--out", type=Path, default=None, help="write predicted masks here")
     parser.add_argument("--per-frame", action="store_true",
                         help="also print each frame's J and F (mean over objects)")
@@ -78,7 +84,7 @@ def main() -> None:
                              [f"train_frames={args.train_frames}", "val_frames=", *args.set],
                              args.steps, args.quiet)
         trained_on = args.train_frames
-    predictor = instatrack.load(run, overrides=args.infer_set)
+    predictor = instatrack.load(run, overrides=args.infer_set, object_size=args.object_size)
     sequences = open_dataset(args.dataset)
     rows = []
     for seq in sequences:
