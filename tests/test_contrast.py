@@ -98,3 +98,75 @@ def test_objects_mostly_below_the_frames_foreground_threshold_go():
     assert drop_background(empty, image, 0.5) is empty
     with pytest.raises(ConfigError, match="min_foreground"):
         ContrastSettings(min_foreground=1.5)
+
+
+def _glow_scene(gain: float = 1.0, offset: float = 0.0):
+    """A sharp disc, an out-of-focus one (the same disc blurred by 8 px, a third of its
+    light) and a sharp disc cut by the frame's edge, on noise; scaled and offset."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:200, :300]
+    sharp = (yy - 60) ** 2 + (xx - 60) ** 2 < 20 ** 2
+    blurred = (yy - 130) ** 2 + (xx - 200) ** 2 < 25 ** 2
+    cut = (yy - 10) ** 2 + (xx - 290) ** 2 < 15 ** 2
+    image = (100 + 40 * sharp + 15 * ndi.gaussian_filter(blurred.astype(float), 8)
+             + 40 * cut + rng.normal(0, 5, yy.shape))
+    labels = np.zeros(yy.shape, np.int32)
+    labels[sharp], labels[blurred], labels[cut] = 1, 2, 3
+    return labels, gain * image + offset
+
+
+@pytest.mark.parametrize("gain, offset", [(1.0, 0.0), (0.05, 3.0), (7.0, -50.0)])
+def test_objects_without_an_edge_go_whatever_the_gain(gain, offset):
+    """The glow's outline barely stands over the noise's gradient, the sharp discs'
+    stands far over it (the frame's edge, where one is cut, is not read as outline)."""
+    from instatrack.cluster.contrast import drop_edgeless, edge_strengths
+
+    labels, image = _glow_scene(gain, offset)
+    ids, strength = edge_strengths(labels, image)
+    assert ids.tolist() == [1, 2, 3]
+    assert strength[1] < 1.5 and min(strength[0], strength[2]) > 8
+    assert strength[2] == pytest.approx(strength[0], rel=0.2)
+    assert set(np.unique(drop_edgeless(labels, image, 2.5))) == {0, 1, 3}
+    # channels are averaged
+    assert edge_strengths(labels, np.stack([image, image]))[1] == pytest.approx(strength)
+
+
+def test_the_edge_is_read_at_the_networks_scale():
+    """At a quarter of the frame's scale the gradient is taken over four times the
+    pixels: the glow's blurred outline then stands out of the noise more than at full
+    scale, and a frame with too little background or a flat one drops nothing."""
+    from instatrack.cluster.contrast import ContrastSettings, drop_edgeless, edge_strengths
+
+    labels, image = _glow_scene()
+    full, quarter = edge_strengths(labels, image)[1], edge_strengths(labels, image, 0.25)[1]
+    assert quarter[1] > 3 * full[1]
+    assert drop_edgeless(labels, image, 0.0) is labels
+    crowded = np.ones_like(labels)  # no background to compare with
+    assert drop_edgeless(crowded, image, 2.5) is crowded
+    assert drop_edgeless(labels, np.full(image.shape, 5.0), 2.5) is labels
+    empty = np.zeros_like(labels)
+    assert drop_edgeless(empty, image, 2.5) is empty
+    with pytest.raises(ConfigError, match="min_edge"):
+        ContrastSettings(min_edge=-1)
+
+
+def test_predictor_reads_the_edge_at_the_scale_it_ran(tmp_path, monkeypatch):
+    """A run trained on frames resized by half runs new frames at half scale, and its
+    last stage judges the outlines at that scale (finish_frame's ``scale``)."""
+    import instatrack
+    from instatrack.cluster import contrast
+    from scale_runs import cells_image, random_run
+
+    run = random_run(tmp_path / "run", "spatial-embedding", overrides=["rescale=0.5"])
+    frame = cells_image((96, 96), seed=3, frames=1)[0]
+    scales = []
+
+    def judged(labels, image, least, scale=1.0):
+        scales.append((least, scale, image.shape))
+        return labels
+
+    monkeypatch.setattr(contrast, "drop_edgeless", judged)
+    instatrack.load(run, device="cpu", overrides=["min_edge=2.5"]).segment(frame)
+    assert scales == [(2.5, 0.5, (96, 96))]  # the frame's own pixels, the network's scale
