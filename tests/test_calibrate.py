@@ -136,13 +136,11 @@ def test_candidates_try_the_configs_own_values_first():
                     "split_pairs": [0.85, 0.9, 0.95], "merge_halves": [0.9],
                     "merge_coreless": [0.1, 0.3, 0.5, 0.7],
                     "min_area_share": [0.05, 0.1], "min_contrast": [0.2, 0.0],
-                    "min_foreground": [0.25, 0.5], "min_edge": [2.0, 2.5, 3.0],
-                    "tta": [True]}
+                    "min_foreground": [0.25, 0.5], "tta": [True]}
     # test-time flips come last, on the values chosen without them
     assert list(last) == ["refine_band", "grow_foreground", "grow_trim", "grow_trim_snr",
                           "grow_sigma", "split_pairs", "merge_halves", "merge_coreless",
-                          "min_area_share", "min_contrast", "min_foreground", "min_edge",
-                          "tta"]
+                          "min_area_share", "min_contrast", "min_foreground", "tta"]
 
 
 def test_the_frame_edge_slivers_are_on_by_default_and_offered_both_ways():
@@ -175,9 +173,9 @@ def test_training_writes_the_chosen_settings_into_the_run(toy, cells, tmp_path):
     record = json.loads((run / CALIBRATION_FILE).read_text())
     # the grid of 4, then the band's, the growth's, the trim's and the two gated trims'
     # (with the growth), the triangle threshold's two (on the trim chosen), the pairs', the
-    # halves', the coreless pieces', the size floor's, min_contrast's, min_foreground's and
-    # min_edge's values alone on the best so far
-    assert record["frames"] == 3 and len(record["tried"]) == 28
+    # halves', the coreless pieces', the size floor's, min_contrast's and min_foreground's
+    # values alone on the best so far
+    assert record["frames"] == 3 and len(record["tried"]) == 25
     assert record["tried"][4]["settings"]["refine_band"] == 6
     assert record["tried"][5]["settings"]["grow_foreground"] == "li"
     assert record["tried"][6]["settings"]["grow_trim"] is True  # with the growth
@@ -193,8 +191,7 @@ def test_training_writes_the_chosen_settings_into_the_run(toy, cells, tmp_path):
                                                                          0.5, 0.7]
     assert [row["settings"]["min_area_share"] for row in record["tried"][19:21]] == [0.05, 0.1]
     assert [row["settings"]["min_contrast"] for row in record["tried"][21:23]] == [0.1, 0.2]
-    assert [row["settings"]["min_foreground"] for row in record["tried"][23:25]] == [0.25, 0.5]
-    assert [row["settings"]["min_edge"] for row in record["tried"][25:]] == [2.0, 2.5, 3.0]
+    assert [row["settings"]["min_foreground"] for row in record["tried"][23:]] == [0.25, 0.5]
     assert "min_contrast" in record["chosen"]
     assert record["before"]["settings"] == {"refine_boundaries": 0.0, "merge_fragments": 0.0}
     assert record["after"]["score"] >= record["before"]["score"]

@@ -246,7 +246,7 @@ class Predictor:
                        for w in merged(self.method.predict(self.model, scaled, self.device,
                                                            first_masks=first_masks),
                                        self.config, sizes))
-        return _finished(windows, seen, self.config, factor) if finish else windows
+        return _finished(windows, seen, self.config) if finish else windows
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         """Instance labels ``(Y, X)`` int32 of one still image."""
@@ -291,24 +291,20 @@ def finishes(settings) -> bool:
     """Whether any stage of :func:`finish_frame` is on in ``settings``."""
     return (settings.refine_boundaries > 0 or bool(settings.grow_foreground)
             or settings.merge_coreless > 0 or settings.min_area_share > 0
-            or settings.min_contrast > 0 or settings.min_foreground > 0
-            or settings.min_edge > 0)
+            or settings.min_contrast > 0 or settings.min_foreground > 0)
 
 
-def finish_frame(labels: np.ndarray, image: np.ndarray, settings, scale: float = 1.0
-                 ) -> np.ndarray:
+def finish_frame(labels: np.ndarray, image: np.ndarray, settings) -> np.ndarray:
     """The stages that read the frame itself, last, on one frame's labels ``(Y, X)``:
     outlines refined (:mod:`instatrack.cluster.boundaries`), instances grown over the
     foreground connected to them (:mod:`instatrack.cluster.grow`), objects without a
     core of their own merged (:func:`~instatrack.cluster.fragments.merge_coreless`),
     objects small beside the frame's others dropped
     (:func:`~instatrack.cluster.fragments.drop_small`), then objects barely brighter than
-    the background, objects lying in it and objects without an edge dropped
-    (:mod:`instatrack.cluster.contrast`; the edge is read at the network's ``scale``, the
-    factor the frame was resized by); each is a no-op when off. The channels are
-    averaged once for all."""
+    the background and objects lying in it dropped (:mod:`instatrack.cluster.contrast`);
+    each is a no-op when off. The channels are averaged once for all."""
     from instatrack.cluster.boundaries import frame_plane, refine_boundaries
-    from instatrack.cluster.contrast import drop_background, drop_edgeless, drop_faint
+    from instatrack.cluster.contrast import drop_background, drop_faint
     from instatrack.cluster.fragments import drop_small, merge_coreless
     from instatrack.cluster.grow import grow_instances
 
@@ -317,19 +313,16 @@ def finish_frame(labels: np.ndarray, image: np.ndarray, settings, scale: float =
     labels = drop_small(merge_coreless(labels, settings.merge_coreless),
                         settings.min_area_share)
     labels = drop_faint(labels, plane, settings.min_contrast)
-    labels = drop_background(labels, plane, settings.min_foreground)
-    return drop_edgeless(labels, plane, settings.min_edge, scale)
+    return drop_background(labels, plane, settings.min_foreground)
 
 
-def _finished(windows: Iterable, seen: dict[int, np.ndarray], settings, scale: float
-              ) -> Iterator:
+def _finished(windows: Iterable, seen: dict[int, np.ndarray], settings) -> Iterator:
     """``windows`` with every frame finished (:func:`finish_frame`) on the frame it came
-    from, which the network saw resized by ``scale``; frames before a window are dropped
-    from ``seen`` (windows come in order)."""
+    from; frames before a window are dropped from ``seen`` (windows come in order)."""
     for window in windows:
         for t in [t for t in seen if t < window.start]:
             del seen[t]
-        labels = np.stack([finish_frame(frame, seen[window.start + i], settings, scale)
+        labels = np.stack([finish_frame(frame, seen[window.start + i], settings)
                            for i, frame in enumerate(window.labels)])
         yield dataclasses.replace(window, labels=labels)
 

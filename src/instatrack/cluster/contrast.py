@@ -31,21 +31,6 @@ objects are many (MSC), and a median over object pixels, tried in session 23,
 rose with GOWT1's large bright nuclei and dropped its dim annotated ones when a
 value chosen on SIM+ was carried there (docs/results.md). The frame's own
 threshold does neither.
-
-:func:`drop_edgeless` (``min_edge``, last of the three) judges an object by its outline:
-the median gradient magnitude on a band along it, over the median of the same over
-the background away from every object (the background's own noise and texture). A
-cell in focus has an edge; a cell out of focus, which a dataset such as MSC leaves
-unannotated, is a faint glow whose outline the noise drowns. The gradient is taken at
-:data:`EDGE_SIGMA` pixels *of the network's scale* (the frames resized so objects look
-the training size), so the measure sees an object as the model saw it; a ratio of
-two gradients of one frame, so gain, offset and dimming (noise scaled with the signal)
-do not change it. Measured on validation frames MSC 02 18-35 (two seeds of
-``nuclei-ch``'s recipe, objects matched to the tracking markers; docs/results.md,
-session 52): the false objects left after calibration stood a median 1.8-2.2 over the
-background, 12 of 16 and 9 of 12 below 2.5, and of the 99 matched cells one below 2.5
-(2.2), the next 2.9; on ``nuclei-ch``'s own validation frames of SIM+ and GOWT1 no
-matched nucleus was below 4.
 """
 
 from __future__ import annotations
@@ -60,11 +45,6 @@ from instatrack.settings import Settings, require
 
 #: Gaussian sigma (pixels) of the smoothing before the frame's foreground threshold
 FOREGROUND_SIGMA = 2.0
-#: Gaussian sigma of the gradient :func:`edge_strengths` reads, in pixels of the
-#: network's scale (the frame's pixels divided by the factor it was resized by)
-EDGE_SIGMA = 1.0
-#: background pixels fewer than this are too few to tell the noise: nothing dropped
-MIN_BACKGROUND = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,20 +52,16 @@ class ContrastSettings(Settings):
     """``min_contrast``: objects fainter over the background than this share of the
     frame's median object are dropped (0 = off; :func:`drop_faint`).
     ``min_foreground``: objects with less than this share of their pixels above the
-    frame's foreground threshold are dropped (0 = off; :func:`drop_background`).
-    ``min_edge``: objects whose outline stands out less than this many times over the
-    background's own gradient are dropped (0 = off; :func:`drop_edgeless`)."""
+    frame's foreground threshold are dropped (0 = off; :func:`drop_background`)."""
 
     post_processing = True
     after_method = True
     # tried one at a time on the best combination of the other stages' values (the
     # filter acts last, so it need not multiply their grid)
-    calibration_last = {"min_contrast": (0.1, 0.2), "min_foreground": (0.25, 0.5),
-                        "min_edge": (2.0, 2.5, 3.0)}
+    calibration_last = {"min_contrast": (0.1, 0.2), "min_foreground": (0.25, 0.5)}
 
     min_contrast: float = 0.0
     min_foreground: float = 0.0
-    min_edge: float = 0.0
 
     def check(self) -> None:
         super().check()
@@ -93,7 +69,6 @@ class ContrastSettings(Settings):
                 f"min_contrast must be in [0, 1) (0 = off), got {self.min_contrast}")
         require(0 <= self.min_foreground <= 1,
                 f"min_foreground must be in [0, 1] (0 = off), got {self.min_foreground}")
-        require(self.min_edge >= 0, f"min_edge must be >= 0 (0 = off), got {self.min_edge}")
 
 
 def object_contrasts(labels: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,52 +118,3 @@ def drop_background(labels: np.ndarray, image: np.ndarray, share: float) -> np.n
     ids = np.unique(labels[labels > 0])
     inside = np.asarray(ndi.mean(above, labels, ids), np.float64).reshape(-1)
     return _without(labels, ids[inside < share])
-
-
-def edge_strengths(labels: np.ndarray, image: np.ndarray, scale: float = 1.0
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids, strength)``: each object's outline over the background, the median
-    gradient magnitude (Gaussian, sigma :data:`EDGE_SIGMA` ``/ scale`` pixels) on the band
-    within sigma of its outline, inside and out, over the median of the same over the
-    unlabelled pixels farther than three sigmas and the band from every object.
-    ``image``: ``(Y, X)`` or ``(C, Y, X)`` (channels averaged); ``scale``: the factor the
-    frame was resized by for the network. ``strength`` is empty when fewer than
-    :data:`MIN_BACKGROUND` background pixels lie that far (nothing to compare with) or
-    the background is flat."""
-    plane = frame_plane(image, labels)
-    ids = np.unique(labels[labels > 0])
-    sigma = EDGE_SIGMA / scale
-    band = max(1, round(sigma))
-    away = ndi.distance_transform_edt(labels == 0) > 3 * sigma + band
-    if ids.size == 0 or np.count_nonzero(away) < MIN_BACKGROUND:
-        return ids[:0], np.zeros(0)
-    gradient = ndi.gaussian_gradient_magnitude(plane, sigma)
-    level = float(np.median(gradient[away]))
-    if level <= 0:
-        return ids[:0], np.zeros(0)
-    strength = np.empty(ids.size)
-    boxes = ndi.find_objects(labels)
-    for k, label in enumerate(ids):
-        ys, xs = boxes[label - 1]
-        box = (slice(max(0, ys.start - band - 1), ys.stop + band + 1),
-               slice(max(0, xs.start - band - 1), xs.stop + band + 1))
-        # the box reaches past the object except at the frame's edge, which is no
-        # outline: the mask goes on past it (padded by its own edge values)
-        pad = band + 1
-        mask = np.pad(labels[box] == label, pad, mode="edge")
-        ring = ndi.binary_dilation(mask, iterations=band) & \
-            ~ndi.binary_erosion(mask, iterations=band)
-        values = gradient[box][ring[pad:-pad, pad:-pad]]
-        strength[k] = np.median(values) / level if values.size else np.inf
-    return ids, strength
-
-
-def drop_edgeless(labels: np.ndarray, image: np.ndarray, least: float,
-                  scale: float = 1.0) -> np.ndarray:
-    """``labels`` ``(Y, X)`` without the objects whose outline stands less than ``least``
-    over the background (:func:`edge_strengths` of ``image`` at ``scale``); the labels
-    unchanged when ``least`` is 0 or the frame has too little background to compare."""
-    if least <= 0 or not labels.any():
-        return labels
-    ids, strength = edge_strengths(labels, image, scale)
-    return _without(labels, ids[strength < least])
