@@ -256,6 +256,15 @@ def test_an_estimated_object_size_is_estimated_once(cells, tmp_path, monkeypatch
     run = copy_to_calibrate(runs.Run.resolve("nuclei-se"), tmp_path / "mine", "0:2", cells)
     record = calibrate(run, object_size="auto")
     assert estimates.count("auto") == 1 and len(estimates) > len(record["tried"])
+    # the record says at which size the frames ran, and so does the summary printed
+    from instatrack.calibrate import describe
+
+    (row,) = record["sizes"]
+    assert isinstance(row["object_size"], float) and row["object_size"] > 0
+    assert row["data"].endswith(".tif")
+    assert describe(record).endswith(f"; objects {row['object_size']:.0f} px")
+    del record["sizes"]  # a record written before sizes were recorded
+    assert "objects" not in describe(record)
 
 
 @pytest.mark.parametrize("method, tiny", [

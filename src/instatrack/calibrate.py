@@ -376,14 +376,24 @@ def frames_scored(record: dict[str, Any]) -> str:
 def describe(record: dict[str, Any]) -> str:
     """What calibration changed, e.g. ``(SEG+DET)/2 0.911 -> 0.913 as recorded, 0.80 -> 0.86
     at contrast /4``: the score of the config's own values and of the chosen ones, per
-    contrast level scored (``(SEG+TRA)/2`` where the frames were :func:`tracked`)."""
+    contrast level scored (``(SEG+TRA)/2`` where the frames were :func:`tracked`), and the
+    object size the frames ran at when it was stated or estimated (``; objects 63 px``)."""
     before, after = record["before"], record["after"]
     score = f"(SEG+{record.get('measure', 'DET')})/2"
+    sizes = [row["object_size"] for row in record.get("sizes", ())
+             if isinstance(row["object_size"], float)]
+    at = f"; objects {', '.join(f'{size:.0f}' for size in sizes)} px" if sizes else ""
     if "dim" not in after:
-        return f"{score} {before['score']:.3f} -> {after['score']:.3f}"
+        return f"{score} {before['score']:.3f} -> {after['score']:.3f}{at}"
     levels = [f"{before['dim'][k]['score']:.3f} -> {after['dim'][k]['score']:.3f} "
               f"{'as recorded' if k == '1' else 'at contrast /' + k}" for k in after["dim"]]
-    return f"{score} " + ", ".join(levels)
+    return f"{score} " + ", ".join(levels) + at
+
+
+def _size_text(size: float | str | None) -> float | str | None:
+    """An object size of :func:`fixed_sizes` for the record: a diameter rounded to a tenth
+    of a pixel, ``"auto"`` (a still, estimated image by image) or None (as trained)."""
+    return round(float(size), 1) if isinstance(size, (int, float)) else size
 
 
 def validation_frames(config, sequences, markers: bool = False
@@ -640,7 +650,10 @@ def calibrate(run, data=None, device=None,
     record = {"chosen": best["settings"], "before": tried[0], "after": best,
               "frames": sum(len(f) for _, f in items),
               "outlined": sum(seq.labels(t) is not None for seq, f in items for t in f),
-              "dim": list(levels), "measure": measure, "tried": tried}
+              "dim": list(levels), "measure": measure,
+              "sizes": [{"data": str(seq.frame_path(f[0])), "object_size": _size_text(size)}
+                        for size, (seq, f) in zip(sizes, items, strict=True)],
+              "tried": tried}
     if only is not None:
         record["only"] = only
     run.save_config(config.replace(**best["settings"]))
