@@ -12,8 +12,9 @@ marker (the CTC's match), else *false*. For each object, on the frame as recorde
 dimmed by each ``--dim`` factor (``instatrack.data.dim``: contrast over the background
 divided, the sensor's noise kept; the objects stay those found on the recorded frame):
 
-* ``contrast``: mean over the object minus the background's median, in background noise
-  stds (MAD), the background being the unlabelled pixels;
+* ``contrast``: mean over the object minus the background's median, in units of the
+  frame's pixel noise (``instatrack.data.normalize.noise_std``, which leaves out a
+  background clipped at 0, as GOWT1's is), the background being the unlabelled pixels;
 * ``edge_S``: the median gradient magnitude (Gaussian, sigma ``S`` of the frame's pixels)
   on the band within ``S`` of the outline, over its median on the background farther
   than ``3 S`` plus the band from every object (how far the outline stands out of the
@@ -71,11 +72,11 @@ def measures(labels: np.ndarray, image: np.ndarray, sigmas) -> dict[str, np.ndar
     """``{name: value per object}`` for one frame (objects in ``np.unique`` order)."""
     from skimage.filters import threshold_triangle
 
-    from instatrack.data.normalize import level_and_noise
+    from instatrack.data.normalize import noise_std
 
     ids = np.unique(labels[labels > 0])
     image = np.asarray(image, np.float64)
-    level, noise = level_and_noise(image[labels == 0])
+    level, noise = float(np.median(image[labels == 0])), noise_std(image)
     means = np.asarray(ndi.mean(image, labels, ids), np.float64).reshape(-1)
     plane = ndi.gaussian_filter(image, 2.0)
     above = plane > threshold_triangle(plane)
