@@ -14,6 +14,11 @@ chosen on frames [A, B) of SEQ as ``instatrack calibrate`` does (no training).
     python benchmarks/zero_shot.py RUN --ctc ../shared/data/Fluo-C2DL-MSC/02:36 \
         --objects runs/objects   # + a row per object (instatrack evaluate --objects),
                                  # in runs/objects/RUN-size-none/02-36.csv
+    python benchmarks/zero_shot.py RUN --ctc ../shared/data/Fluo-C2DL-MSC/02:30:36 \
+        --object-size auto 100 150   # frames 30-35 alone, at three sizes
+
+Each line also gives ``scale``, the factor the frames were resized by for the network
+(what ``--object-size`` came to).
 
 Prints one JSON line per model, data and object size.
 """
@@ -28,22 +33,25 @@ from pathlib import Path
 
 
 def ctc_scores(predictor, spec: str, objects: Path | None = None) -> dict:
-    """SEG / TRA / DET and TRA's error counts; with ``objects`` (a folder) also the count
-    of each verdict of :mod:`instatrack.metrics.objects`, whose table is written there as
+    """SEG / TRA / DET and TRA's error counts of ``SEQ[:FIRST[:STOP]]`` (frames FIRST up to
+    STOP, default to the end); with ``objects`` (a folder) also the count of each verdict
+    of :mod:`instatrack.metrics.objects`, whose table is written there as
     ``NAME-FIRST.csv`` (the sequence folder's name and its first frame scored)."""
     from ctc_accuracy import subset_ground_truth
 
     from instatrack.data.ctc import CTCSequence
     from instatrack.metrics.ctc import AOGM_COUNTS, evaluate_ctc
 
-    path, _, first = spec.partition(":")
-    seq, first = CTCSequence(path), int(first or 0)
+    path, _, span = spec.partition(":")
+    first, _, stop = span.partition(":")
+    seq = CTCSequence(path)
+    first, stop = int(first or 0), min(len(seq), int(stop or len(seq)))
     clock = time.perf_counter()
-    result = predictor.track([seq.image(t) for t in range(first, len(seq))])
-    seconds = (time.perf_counter() - clock) / max(1, len(seq) - first)
+    result = predictor.track([seq.image(t) for t in range(first, stop)])
+    seconds = (time.perf_counter() - clock) / max(1, stop - first)
     with tempfile.TemporaryDirectory() as tmp:
-        gt = subset_ground_truth(seq.gt_dir, first, len(seq), Path(tmp) / "01_GT",
-                                 [seq.frame_path(t) for t in range(first, len(seq))])
+        gt = subset_ground_truth(seq.gt_dir, first, stop, Path(tmp) / "01_GT",
+                                 [seq.frame_path(t) for t in range(first, stop)])
         res = result.to_ctc(Path(tmp) / "RES")
         scores = evaluate_ctc(gt, res, ("SEG", "TRA", "DET", *AOGM_COUNTS))  # what TRA lost
         if objects is not None:
@@ -51,7 +59,7 @@ def ctc_scores(predictor, spec: str, objects: Path | None = None) -> dict:
 
             scores["objects"] = write_objects(gt, res, first,
                                               objects / f"{Path(path).name}-{first}.csv")
-    return {**scores, "s_per_frame": seconds}
+    return {**scores, "s_per_frame": seconds, "scale": predictor.scale}
 
 
 def image_scores(predictor, spec: str) -> dict[str, float]:
@@ -73,7 +81,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="shipped model names or run folders")
-    parser.add_argument("--ctc", action="append", default=[], metavar="SEQ[:FIRST]")
+    parser.add_argument("--ctc", action="append", default=[], metavar="SEQ[:FIRST[:STOP]]")
     parser.add_argument("--image", action="append", default=[], metavar="IMAGE:MASK_NAME",
                         help="an image and its label image (a name in the same folder)")
     parser.add_argument("--object-size", nargs="+", default=["none"],

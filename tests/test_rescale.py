@@ -91,9 +91,11 @@ def test_predictor_resizes_large_objects_and_returns_full_size_labels():
     for size in (45.0, "auto"):
         method = SizeSelectiveMethod()
         predictor = Predictor(method, None, "cpu", object_size=size)
+        assert predictor.scale is None  # nothing run yet
         labels = predictor.segment(image)
         assert labels.shape == image.shape and len(np.unique(labels)) - 1 == 3
         assert method.seen[-1] == (1, 128, 128)
+        assert predictor.scale == pytest.approx(0.5, rel=0.1)  # what the size came to
 
 
 def test_auto_keeps_the_size_when_objects_already_match():

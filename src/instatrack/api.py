@@ -103,6 +103,9 @@ class Predictor:
         #: diameter in pixels of the objects to find, "auto" (estimated from a first
         #: pass over the first frame) or None (the input is used at its own size)
         self.object_size = object_size
+        #: the factor the last frames segmented or tracked were resized by for the
+        #: network (None before any): what ``object_size`` came to, e.g. an estimate
+        self.scale: float | None = None
 
     @property
     def config(self):
@@ -230,7 +233,7 @@ class Predictor:
         head = list(itertools.islice(frames, ahead))
         if not head:
             return iter(())
-        factor = self.input_scale(*head)
+        factor = self.scale = self.input_scale(*head)
         sizes = self.config.instance_area  # pieces are merged at the network's scale
         if factor == 1:
             windows = merged(self.method.predict(self.model, itertools.chain(head, frames),
