@@ -58,6 +58,23 @@ def test_track_then_evaluate(workflow, capsys):
     assert all(isinstance(scores[k], int) for k in ("FN", "FP", "NS", "ED", "EA", "EC"))
 
 
+def test_track_says_at_which_size_it_ran(workflow, capsys):
+    """Told the objects are twice the training size, the frames run at half scale, and
+    the last line says so (as Cellpose prints the diameter it used)."""
+    from instatrack.data.rescale import diameter
+    from instatrack.runs import Run
+
+    root = workflow
+    size = 2 * diameter(Run.open(root / "run").config.instance_area[1])
+    assert main(["track", "--model", str(root / "run"), "--input", str(root / "data" / "01"),
+                 "--output", str(root / "sized"), "--quiet", "--object-size", f"{size}"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(
+        f"(objects ~{size:.0f} px: frames resized x0.5 for the model)")
+    assert main(["track", "--model", str(root / "run"), "--input", str(root / "data" / "01"),
+                 "--output", str(root / "plain"), "--quiet"]) == 0
+    assert "resized" not in capsys.readouterr().out
+
+
 def test_resume_continues_to_more_steps(workflow):
     root = workflow
     assert main(["train", "--resume", str(root / "run"), "--steps", "3", "--quiet"]) == 0

@@ -297,8 +297,20 @@ def track(args) -> int:
         writer.finish(graph)
         _finish_tracks(args, out, graph, stream.graph, frames, writer, movie, lineage)
     tracks = len({d["label"] for _, d in graph.nodes(data=True)})
-    print(f"tracked {len(frames)} frame(s), {tracks} track(s) -> {args.output}")
+    print(f"tracked {len(frames)} frame(s), {tracks} track(s) -> {args.output}"
+          f"{_scale_note(predictor)}")
     return 0
+
+
+def _scale_note(predictor) -> str:
+    """`` (objects ~63 px: frames resized x0.43 for the model)`` when the frames were
+    resized for the network (``--object-size`` or its estimate; Cellpose prints its
+    diameter too), else nothing."""
+    scale = predictor.scale
+    if scale is None or scale == 1 or predictor.trained_size <= 0:
+        return ""
+    return (f" (objects ~{predictor.trained_size / scale:.0f} px: frames resized "
+            f"x{scale:.2g} for the model)")
 
 
 def _read_first_masks(path: str | None, frames):
