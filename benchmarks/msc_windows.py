@@ -9,6 +9,7 @@ windows (``classical_baseline.py``; 0.634 / 0.926 in session 47).
     python benchmarks/msc_windows.py nuclei-ch --windows 24 --keep runs --objects runs/objects
     python benchmarks/msc_windows.py runs/ens --windows 18 24 --length 12   # 18-29, 24-35
     python benchmarks/msc_windows.py nuclei-ch --set calibrate_measure=tra  # scored by TRA
+    python benchmarks/msc_windows.py nuclei-ch --object-size 128   # MSC's annotated size
 
 Calibration starts from :data:`STARTING_VALUES` (session 45's shipped post-processing),
 so runs trained with other values are compared from the same start. Prints a JSON line
@@ -55,6 +56,9 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="a post-processing setting calibration "
                         "starts from, after the starting values (e.g. calibrate_measure=tra)")
+    parser.add_argument("--object-size", default=None, metavar="PIXELS",
+                        help="the cells' diameter, for calibration and the test frames alike "
+                             "(default: estimated on each, as instatrack.load does)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help=f"keep each calibrated copy as DIR/NAME-cal-FIRST (-LAST when "
                              f"--length is not {LENGTH})")
@@ -75,9 +79,9 @@ def main() -> None:
         label = f"{name}-cal-{first}" + (f"-{last - 1}" if args.length != LENGTH else "")
         with tempfile.TemporaryDirectory() as tmp:
             out = args.keep / label if args.keep else Path(tmp) / label
-            chosen = calibrated(args.model, f"{args.data}:{first}:{last}", out, None,
-                                [*STARTING_VALUES, *args.overrides])
-            predictor = instatrack.load(out, device="cpu")
+            chosen = calibrated(args.model, f"{args.data}:{first}:{last}", out,
+                                args.object_size, [*STARTING_VALUES, *args.overrides])
+            predictor = instatrack.load(out, device="cpu", object_size=args.object_size)
             folder = args.objects / label if args.objects else None
             scores = ctc_scores(predictor, f"{args.data}:{TEST_FIRST}", folder)
         row = {"model": args.model, "window": f"{first}-{last - 1}", **chosen,
