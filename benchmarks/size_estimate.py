@@ -34,10 +34,7 @@ SHARED = {"sim+": "Fluo-N2DH-SIM+/01/t000.tif", "gowt1": "Fluo-N2DH-GOWT1/01/t00
 def passes(predictor, image) -> dict:
     """Every pass of the estimate (:meth:`~instatrack.api.Predictor.size_at`) on one
     prepared image ``(C, Y, X)``, timed."""
-    import numpy as np
-
     from instatrack.api import AUTO_SIZE_FACTORS
-    from instatrack.data.rescale import LIMIT
 
     row: dict = {}
 
@@ -53,8 +50,7 @@ def passes(predictor, image) -> dict:
     if seen:
         largest = max(seen)
         row["magnified_largest"] = any(f > 1 and size == largest for f, size in sizes.items())
-        factor = float(np.clip(predictor.trained_size / largest, 1 / LIMIT, LIMIT))
-        row["estimate"] = found(factor) or largest
+        row["estimate"] = found(predictor.correction_factor(largest)) or largest
     return row
 
 

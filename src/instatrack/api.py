@@ -184,8 +184,7 @@ class Predictor:
                     sizes.append(size)
             if not sizes:
                 return None
-            factor = float(np.clip(self.trained_size / max(sizes), 1 / LIMIT, LIMIT))
-            return self.size_at(image, factor) or max(sizes)
+            return self.size_at(image, self.correction_factor(max(sizes))) or max(sizes)
 
         sizes = [size for image in (first, *more) if (size := estimate(image))]
         if not sizes:
@@ -201,6 +200,14 @@ class Predictor:
                 f"the most it resizes; if your objects are not that size (many small "
                 f"pieces, slow frames), state it with --object-size PIXELS"), stacklevel=2)
         return factor
+
+    def correction_factor(self, largest: float) -> float:
+        """The factor of the size estimate's last pass, which corrects the ``largest``
+        diameter the passes of :data:`AUTO_SIZE_FACTORS` found: the one that brings it to
+        the training size, within the resize limit."""
+        from instatrack.data.rescale import LIMIT
+
+        return float(np.clip(self.trained_size / largest, 1 / LIMIT, LIMIT))
 
     def size_at(self, image: np.ndarray, factor: float) -> float | None:
         """The median object diameter, in the frame's own pixels, the model finds in a
