@@ -69,36 +69,30 @@ def edge_strengths(labels: np.ndarray, image: np.ndarray, sigma: float) -> np.nd
 
 
 def measures(labels: np.ndarray, image: np.ndarray, sigmas) -> dict[str, np.ndarray]:
-    """``{name: value per object}`` for one frame (objects in ``np.unique`` order)."""
-    from skimage.filters import threshold_triangle
-
+    """``{name: value per object}`` for one frame (objects in ``np.unique`` order): the
+    contrast ``min_contrast`` reads over the noise, the share ``min_foreground`` reads
+    (``instatrack.cluster.contrast``) and the outline at each sigma."""
+    from instatrack.cluster.contrast import foreground_shares, object_contrasts
     from instatrack.data.normalize import noise_std
 
-    ids = np.unique(labels[labels > 0])
     image = np.asarray(image, np.float64)
-    level, noise = float(np.median(image[labels == 0])), noise_std(image)
-    means = np.asarray(ndi.mean(image, labels, ids), np.float64).reshape(-1)
-    plane = ndi.gaussian_filter(image, 2.0)
-    above = plane > threshold_triangle(plane)
-    out = {"contrast": (means - level) / max(noise, 1e-9),
-           "fg_triangle": np.asarray(ndi.mean(above, labels, ids), np.float64).reshape(-1)}
+    ids, contrast = object_contrasts(labels, image)
+    shares = foreground_shares(labels, image)
+    out = {"contrast": contrast / max(noise_std(image), 1e-9),
+           "fg_triangle": np.full(ids.size, np.nan) if shares is None else shares[1]}
     for sigma in sigmas:
         out[f"edge_{sigma:g}"] = edge_strengths(labels, image, sigma)
     return out
 
 
 def matched(labels: np.ndarray, marks: np.ndarray) -> np.ndarray:
-    """Per object (``np.unique`` order): True when it holds more than half of a marker."""
-    ids = np.unique(labels[labels > 0])
-    sizes = dict(zip(*np.unique(marks[marks > 0], return_counts=True), strict=True))
-    hit = set()
-    both = (labels > 0) & (marks > 0)
-    pairs, counts = np.unique(np.stack([labels[both], marks[both]]), axis=1,
-                              return_counts=True)
-    for (label, mark), count in zip(pairs.T, counts, strict=True):
-        if count > 0.5 * sizes[mark]:
-            hit.add(label)
-    return np.array([label in hit for label in ids], bool)
+    """Per object (``np.unique`` order): True when it holds more than half of a marker
+    (the CTC's match, as calibration counts it)."""
+    from instatrack.calibrate import _matches
+
+    hits = _matches(marks, labels)[1]
+    return np.array([label in hits for label in np.unique(labels[labels > 0]).tolist()],
+                    bool)
 
 
 def main() -> None:

@@ -107,14 +107,25 @@ def drop_background(labels: np.ndarray, image: np.ndarray, share: float) -> np.n
     """``labels`` ``(Y, X)`` without the objects that have less than ``share`` of their
     pixels above the triangle threshold of ``image`` smoothed by :data:`FOREGROUND_SIGMA`
     (``(Y, X)`` or ``(C, Y, X)``, channels averaged). A flat frame is left as it is."""
-    from skimage.filters import threshold_triangle
-
     if share <= 0 or not labels.any():
         return labels
+    shares = foreground_shares(labels, image)
+    if shares is None:
+        return labels
+    ids, inside = shares
+    return _without(labels, ids[inside < share])
+
+
+def foreground_shares(labels: np.ndarray, image: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(ids, share)``: the share of each object's pixels above the triangle threshold
+    of ``image`` smoothed by :data:`FOREGROUND_SIGMA` (``(Y, X)`` or ``(C, Y, X)``,
+    channels averaged), what :func:`drop_background` judges by; None for a flat frame."""
+    from skimage.filters import threshold_triangle
+
     plane = ndi.gaussian_filter(frame_plane(image, labels), FOREGROUND_SIGMA)
     if float(np.ptp(plane)) <= 0:
-        return labels
+        return None
     above = plane > threshold_triangle(plane)
     ids = np.unique(labels[labels > 0])
-    inside = np.asarray(ndi.mean(above, labels, ids), np.float64).reshape(-1)
-    return _without(labels, ids[inside < share])
+    return ids, np.asarray(ndi.mean(above, labels, ids), np.float64).reshape(-1)
