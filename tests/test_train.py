@@ -182,3 +182,27 @@ def _open(folder):
     from instatrack.data import open_dataset
 
     return open_dataset(folder)[0]
+
+
+def test_weight_average_is_kept_and_resumes_exactly(cells, tmp_path):
+    """``ema``: the run keeps the moving average of its weights, not the last step's, and
+    an interrupted run resumes it bit for bit."""
+    straight = train("toy", cells, tmp_path / "a", config=_config(ema=0.9), progress=False)
+    plain = train("toy", cells, tmp_path / "p", config=_config(), progress=False)
+    kept, last = torch.load(straight / runs.LAST), torch.load(plain / runs.LAST)
+    assert any(not torch.equal(kept[k], last[k]) for k in kept)  # the same steps, averaged
+
+    def interrupt(step, total, row):
+        if step == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        train("toy", cells, tmp_path / "b", config=_config(ema=0.9), progress=interrupt)
+    resumed = torch.load(resume(tmp_path / "b", progress=False) / runs.LAST)
+    for key in kept:
+        torch.testing.assert_close(kept[key], resumed[key], rtol=0, atol=0)
+
+
+def test_weight_average_decay_outside_its_range_is_refused():
+    with pytest.raises(ConfigError, match="ema must be in"):
+        _config(ema=1.0)

@@ -15,6 +15,7 @@ differ from the init model's config.
 
 from __future__ import annotations
 
+import copy
 import math
 import signal
 import sys
@@ -480,6 +481,7 @@ class _Session:
         elif checkpoint is None:
             self.algo.initialise(model)
         self.model, _ = with_precision(model.to(device), config, device)
+        self.average = _Average(self.model, config.ema) if config.ema > 0 else None
         self.optimiser = _optimiser(self.model, config)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimiser, _decay(config))
         self.state = _LoopState()
@@ -500,35 +502,46 @@ class _Session:
         batch = _collate([self.sampler.sample() for _ in range(config.batch_size)], self.device)
         parts = _train_step(self.algo, self.step_fn, batch, self.optimiser, self.schedule,
                             config, self.device)
+        if self.average is not None:
+            self.average.update(self.model, step)
         self.state.step = step
         self.state.record(parts)
         row = None
         if step % config.log_every == 0 or step == config.steps:
             row = self.state.flush(step, self.optimiser.param_groups[0]["lr"])
             if self.validator.due(step):
-                row.update(self.validator(self.model))
+                row.update(self.validator(self.kept))
                 if row["val_seg"] > self.state.best:
                     self.state.best = row["val_seg"]
                     if self.state.saved is None:  # weights.pt marks a started run
                         self.checkpoint()
-                    self.run.save_weights(self.model.state_dict())
+                    self.run.save_weights(self.kept.state_dict())
             self.log.append(row)
         if step % config.ckpt_every == 0 or step == config.steps:
             self.checkpoint()
         return row
 
+    @property
+    def kept(self) -> torch.nn.Module:
+        """The weights validation scores and the run keeps: the average when ``ema``."""
+        return self.model if self.average is None else self.average.model
+
     def checkpoint(self) -> None:
         """Save the state after ``state.step`` (random generators plain, see :mod:`runs`)."""
+        average = {} if self.average is None else {"ema": self.average.model.state_dict()}
         self.run.save_checkpoint({
             "step": self.state.step, "best": self.state.best, "model": self.model.state_dict(),
             "optimiser": self.optimiser.state_dict(), "schedule": self.schedule.state_dict(),
             "sampler": self.sampler.state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            **average,
         })
         self.state.saved = self.state.step
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
+        if self.average is not None:
+            self.average.model.load_state_dict(ckpt["ema"])
         self.optimiser.load_state_dict(ckpt["optimiser"])
         self.schedule.load_state_dict(ckpt["schedule"])
         self.sampler.set_state(ckpt["sampler"])
@@ -540,12 +553,32 @@ class _Session:
 
     def finish(self) -> None:
         """``last.pt``, ``weights.pt`` when validation chose none, ``curves.png``."""
-        self.run.save_weights(self.model.state_dict(), runs.LAST)
+        self.run.save_weights(self.kept.state_dict(), runs.LAST)
         if not self.validator.items or not self.run.file(runs.WEIGHTS).exists():
-            self.run.save_weights(self.model.state_dict(), runs.WEIGHTS)
+            self.run.save_weights(self.kept.state_dict(), runs.WEIGHTS)
         from instatrack.plot import training_curves
 
         training_curves(self.log.rows, self.run.file(runs.CURVES))
+
+
+class _Average:
+    """An exponential moving average of a network's weights (``ema``), kept in a copy of
+    the network that validation scores and the run saves."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.model = copy.deepcopy(model).requires_grad_(False)
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        """Move the average towards ``model``'s weights after ``step``."""
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for mean, now in zip(self.model.state_dict().values(), model.state_dict().values(),
+                             strict=True):
+            if mean.is_floating_point():
+                mean.mul_(decay).add_(now, alpha=1 - decay)
+            else:
+                mean.copy_(now)
 
 
 def _load_init(model: torch.nn.Module, weights: dict[str, torch.Tensor], init: str | None) -> None:
