@@ -33,6 +33,15 @@ def _config(**changes):
     return cfg.replace(**changes)
 
 
+def _stop_after(stop: int):
+    """A progress callback that presses Ctrl-C once step ``stop`` is reported."""
+    def progress(step, total, row):
+        if step == stop:
+            raise KeyboardInterrupt
+
+    return progress
+
+
 def _log_steps(run):
     with (run / runs.LOG).open() as handle:
         return [int(float(r["step"])) for r in csv.DictReader(handle)]
@@ -52,12 +61,8 @@ def test_loss_falls_and_run_folder_is_complete(cells, tmp_path):
 def test_interrupted_run_resumes_exactly(cells, tmp_path):
     straight = train("toy", cells, tmp_path / "a", config=_config(), progress=False)
 
-    def interrupt(step, total, row):
-        if step == 6:
-            raise KeyboardInterrupt
-
     with pytest.raises(TrainingInterrupted, match="stopped after step 6.*--resume"):
-        train("toy", cells, tmp_path / "b", config=_config(), progress=interrupt)
+        train("toy", cells, tmp_path / "b", config=_config(), progress=_stop_after(6))
     assert _log_steps(tmp_path / "b") == [2, 4, 6]
     resumed = resume(tmp_path / "b", progress=False)
     assert _log_steps(resumed) == [2, 4, 6, 8, 10, 12]
@@ -154,12 +159,8 @@ def test_synthetic_share_mixes_synthetic_clips_in_and_resumes_exactly(cells, tmp
     assert fitted.instance_area == alone.instance_areas()
     straight = train("toy", cells, tmp_path / "a", config=config, progress=False)
 
-    def interrupt(step, total, row):
-        if step == 4:
-            raise KeyboardInterrupt
-
     with pytest.raises(TrainingInterrupted):
-        train("toy", cells, tmp_path / "b", config=config, progress=interrupt)
+        train("toy", cells, tmp_path / "b", config=config, progress=_stop_after(4))
     resumed = resume(tmp_path / "b", progress=False)
     a, b = torch.load(straight / runs.LAST), torch.load(resumed / runs.LAST)
     for key in a:
@@ -192,12 +193,8 @@ def test_weight_average_is_kept_and_resumes_exactly(cells, tmp_path):
     kept, last = torch.load(straight / runs.LAST), torch.load(plain / runs.LAST)
     assert any(not torch.equal(kept[k], last[k]) for k in kept)  # the same steps, averaged
 
-    def interrupt(step, total, row):
-        if step == 6:
-            raise KeyboardInterrupt
-
     with pytest.raises(TrainingInterrupted):
-        train("toy", cells, tmp_path / "b", config=_config(ema=0.9), progress=interrupt)
+        train("toy", cells, tmp_path / "b", config=_config(ema=0.9), progress=_stop_after(6))
     resumed = torch.load(resume(tmp_path / "b", progress=False) / runs.LAST)
     for key in kept:
         torch.testing.assert_close(kept[key], resumed[key], rtol=0, atol=0)
