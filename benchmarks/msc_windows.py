@@ -10,6 +10,11 @@ windows (``classical_baseline.py``; 0.634 / 0.926 in session 47).
     python benchmarks/msc_windows.py runs/ens --windows 18 24 --length 12   # 18-29, 24-35
     python benchmarks/msc_windows.py nuclei-ch --set calibrate_measure=tra  # scored by TRA
     python benchmarks/msc_windows.py nuclei-ch --object-size 128   # MSC's annotated size
+    python benchmarks/msc_windows.py classical --windows 0 6 12 18 24 30   # the baseline
+
+``classical`` in place of a model tunes the classical pipeline on each window instead
+(session 5's two grids, :data:`CLASSICAL_GRIDS`, ``ctc_accuracy.py --tune``; the
+combination with the best SEG + TRA on the window wins), a few minutes a window.
 
 Calibration starts from :data:`STARTING_VALUES` (session 45's shipped post-processing),
 so runs trained with other values are compared from the same start. Prints a JSON line
@@ -20,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -35,6 +42,32 @@ LENGTH = 6
 STARTING_VALUES = ("cluster_background_cos=0.15", "grow_foreground=li", "grow_trim=true",
                    "grow_trim_snr=1.2", "merge_fragments=0.25", "refine_band=6",
                    "refine_boundaries=0.3", "split_pairs=0.95", "merge_halves=0")
+#: the classical pipeline's grids (session 5; ``classical_baseline.py``): the first for
+#: nuclei-sized objects, the second for MSC's large cells
+CLASSICAL_GRIDS = (
+    ("sigma=2,4", "threshold=li,otsu,triangle", "footprint=9,40,80",
+     "min_instance_area=30,2000", "link_max_distance=0,300"),
+    ("sigma=4,8", "threshold=li,triangle", "footprint=80,150,300",
+     "min_instance_area=2000,4000", "link_max_distance=0,300"))
+
+
+def classical(data: Path, first: int, last: int) -> dict:
+    """The classical pipeline tuned on frames ``[first, last)`` of ``data`` (each grid of
+    :data:`CLASSICAL_GRIDS`, the best SEG + TRA there wins) and scored on the test frames
+    (``ctc_accuracy.py``)."""
+    script = Path(__file__).with_name("ctc_accuracy.py")
+    best = None
+    for grid in CLASSICAL_GRIDS:
+        command = [sys.executable, str(script), str(data), "--method", "classical",
+                   "--split", str(first), str(last), "--test", str(TEST_FIRST), "--quiet",
+                   *(arg for axis in grid for arg in ("--tune", axis))]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        window = max(row["validation"], key=lambda tried: tried["SEG"] + tried["TRA"])
+        if best is None or window["SEG"] + window["TRA"] > best[0]:
+            best = (window["SEG"] + window["TRA"], row)
+    row = best[1]
+    return {"settings": row["settings"], **{k: row[k] for k in ("SEG", "TRA", "DET")}}
 
 
 def main() -> None:
@@ -45,7 +78,7 @@ def main() -> None:
     from instatrack.calibrate import MAX_FRAMES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="a shipped model's name or a run folder")
+    parser.add_argument("model", help="a shipped model's name, a run folder, or classical")
     parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS),
                         metavar="FIRST", help="first frames of the windows (default "
                              f"{' '.join(map(str, WINDOWS))})")
@@ -77,6 +110,12 @@ def main() -> None:
         if last > TEST_FIRST:
             parser.error(f"window {first}-{last - 1} reaches the test frames ({TEST_FIRST}-)")
         label = f"{name}-cal-{first}" + (f"-{last - 1}" if args.length != LENGTH else "")
+        if args.model == "classical":
+            row = {"model": "classical", "window": f"{first}-{last - 1}",
+                   **classical(args.data, first, last)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             out = args.keep / label if args.keep else Path(tmp) / label
             chosen = calibrated(args.model, f"{args.data}:{first}:{last}", out,
@@ -91,7 +130,8 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     print(json.dumps({"model": args.model, "windows": args.windows,
                       **{f"mean {k}": round(float(np.mean([r[k] for r in rows])), 4)
-                         for k in ("SEG", "TRA", "DET", "FN", "FP")}}), flush=True)
+                         for k in ("SEG", "TRA", "DET", "FN", "FP") if k in rows[0]}}),
+          flush=True)
 
 
 if __name__ == "__main__":
