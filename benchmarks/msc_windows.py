@@ -3,7 +3,9 @@ its post-processing calibrated on six of MSC 02's frames before the test frames 
 "window": 24-29, 30-35 or 18-23), then CTC SEG / TRA on frames 36-47. Three windows,
 because six frames choose values noisily (docs/results.md, sessions 22 and 44); the mean
 over them is the figure issue 16 compares with the classical pipeline tuned on the same
-windows (``classical_baseline.py``; 0.634 / 0.926 in session 47).
+windows (``classical_baseline.py``; 0.634 / 0.926 in session 47). Frames 0-17 hold three
+more windows (``--windows 0 6 12 18 24 30``: all six; the classical pipeline 0.628 / 0.904
+over them, session 54).
 
     python benchmarks/msc_windows.py runs/scr-msc-dg-s3              # windows 24, 30, 18
     python benchmarks/msc_windows.py nuclei-ch --windows 24 --keep runs --objects runs/objects
