@@ -205,8 +205,10 @@ RECIPES: dict[str, Recipe] = {
             "Not for phase contrast, brightfield or 3D stacks. Spread, elongated cells "
             "(MSC-like) are in its synthetic training data but no real ones: on MSC, which it "
             "never saw, calibrate it on a few annotated frames of yours first (`instatrack "
-            "calibrate`; docs/results.md, session 48, has what that gives and what it does "
-            "not).")),
+            "calibrate`). Calibrated on six MSC frames it matches a classical pipeline tuned "
+            "on the same frames in SEG and trails it by about 0.04 in TRA, because it reports "
+            "out-of-focus cells that MSC does not annotate as objects (docs/results.md, "
+            "session 54).")),
     # plants 0-49 of the CVPPP A1 folder here train, 50-55 validate (best weights); 56-65
     # stay the test plants of docs/results.md. 200 px drops the fragments (chosen there on
     # validation plants; the training validation uses it too)
