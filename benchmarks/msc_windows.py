@@ -105,6 +105,10 @@ def main() -> None:
         parser.error(f"--length {args.length}: calibration scores 1-{MAX_FRAMES} frames")
     if not args.data.is_dir():
         raise SystemExit(f"{args.data}: no MSC 02 folder (the shared data is not here)")
+    if args.model == "classical" and (args.overrides or args.object_size or args.keep
+                                      or args.objects):
+        parser.error("--set, --object-size, --keep and --objects are for models; the classical "
+                     "pipeline takes its grids (CLASSICAL_GRIDS)")
     name = Path(args.model).name
     rows = []
     for first in args.windows:
