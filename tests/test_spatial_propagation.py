@@ -18,6 +18,7 @@ from instatrack.methods import get_method
 from instatrack.methods.spatial_propagation import (
     SpatialPropagation,
     SpatialPropagationConfig,
+    dreamed,
     magnified,
     object_windows,
 )
@@ -98,6 +99,7 @@ def test_registered_and_presets_validate():
     ("fg_width=0", "fg_width"), ("region_min_fraction=-1", "region_min_fraction"),
     ("contest=random", "contest"), ("finetune_object_bias=2", "finetune_object_bias"),
     ("previous_dilate=-0.1", "previous_dilate"), ("finetune_zoom=0.5", "finetune_zoom"),
+    ("finetune_dream=1.5", "finetune_dream"),
     ("online_steps=-1", "online_steps"), ("online_margin=0", "online_margin"),
 ])
 def test_bad_values_name_the_key(override, key):
@@ -280,6 +282,31 @@ def test_magnified_copies_show_an_object_larger_and_keep_the_frame_size(trained)
         largest = max(int((grown_labels == k).sum()) for k in (1, 2, 3))
         assert largest == pytest.approx(factor ** 2 * (labels == 1).sum(), rel=0.15)
     method = small_method("finetune_zoom=3", "finetune_steps=3")
+    images, labels = moving_discs(3, seed=2)
+    assert len(list(method.predict(trained[1], list(images), "cpu",
+                                   first_masks=labels[0]))) == 3
+
+
+def test_dreamt_copies_move_each_object_off_its_hole_and_keep_its_look(trained):
+    image, labels = moving_discs(1, seed=0)
+    image, labels = image[0], labels[0].astype(np.int64)
+    rng = np.random.default_rng(0)
+    moved_any = False
+    for _ in range(5):
+        new, new_labels = dreamed(image, labels, rng)
+        assert new.shape == image.shape and new.dtype == np.float32
+        assert new_labels.shape == labels.shape and np.isfinite(new).all()
+        assert set(np.unique(new_labels)) <= {-1, 0, 1, 2, 3}
+        for k in (1, 2, 3):
+            inside = new_labels == k
+            assert inside.any()  # a disc may be covered in part, never lost
+            # the object keeps its own brightness (1 + noise, times a gain of 0.8-1.25)
+            assert 0.6 < float(np.median(new[0][inside])) < 1.5
+        moved_any |= not np.array_equal(new_labels == 1, labels == 1)
+        # where no object is now, the background holds no disc-bright pixel
+        assert float(np.median(new[0][new_labels == 0])) < 0.3
+    assert moved_any
+    method = small_method("finetune_dream=1", "finetune_steps=3")
     images, labels = moving_discs(3, seed=2)
     assert len(list(method.predict(trained[1], list(images), "cpu",
                                    first_masks=labels[0]))) == 3

@@ -96,6 +96,11 @@ class FirstFrameTuning(Settings):
     towards the camera grows many times over a video (DAVIS ``motocross-jump``: ~20x),
     and heads that saw it only at its first size lose it (Khoreva et al.'s "lucid data
     dreaming" draws such changes from the first frame alone).
+    ``finetune_dream``: the share of augmented copies "dreamt" first (:func:`dreamed`,
+    Khoreva et al.'s lucid data dreaming; 0 = off): each object cut out, its hole in
+    the background filled from around it, then the object moved, turned and scaled and
+    the background shifted on their own, so the heads learn the object by its look
+    rather than by where it sits in frame 0.
     ``previous_dilate`` (with ``previous_mask``): each object's previous mask is
     dilated by this fraction of its equivalent radius before the net reads it. The
     conditioned net tends to keep a part of the mask it is given, and fed its own
@@ -119,6 +124,7 @@ class FirstFrameTuning(Settings):
     finetune_pool: int = 8
     finetune_object_bias: float = 0.5
     finetune_zoom: float = 1.0
+    finetune_dream: float = 0.0
     previous_dilate: float = 0.0
     online_steps: int = 60
     online_margin: float = 0.25
@@ -132,6 +138,8 @@ class FirstFrameTuning(Settings):
                 f"online_margin must be > 0 (object radii), got {self.online_margin}")
         require(self.finetune_zoom >= 1,
                 f"finetune_zoom must be >= 1 (1 = off), got {self.finetune_zoom}")
+        require(0 <= self.finetune_dream <= 1,
+                f"finetune_dream must be in [0, 1], got {self.finetune_dream}")
         require(0 <= self.finetune_object_bias <= 1,
                 f"finetune_object_bias must be in [0, 1], got {self.finetune_object_bias}")
         require(0 < self.fg_threshold < 1,
@@ -504,7 +512,7 @@ class TunedHeads(TunedObjects):
                  ids: np.ndarray, cfg: SpatialPropagationConfig, device: torch.device):
         rng = np.random.default_rng(cfg.seed)
         images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_pool, rng,
-                                                  device, cfg.finetune_zoom)
+                                                  device, cfg.finetune_zoom, cfg.finetune_dream)
         with torch.no_grad():
             inputs = pool_inputs(images, targets, cfg, rng)
             features = torch.cat([fg.forward_features(chunk)[0]
@@ -542,7 +550,7 @@ class TunedNetworks(TunedObjects):
         cfg = self.cfg
         images, targets, valid = self._windows(
             augmented_copies(self.frame, self.first, self.ids, count, self.rng, self.device,
-                             cfg.finetune_zoom), count)
+                             cfg.finetune_zoom, cfg.finetune_dream), count)
         inputs = pool_inputs(images, targets, cfg, self.rng)
         if cfg.previous_mask:
             inputs = inputs.reshape(count, -1, *inputs.shape[2:])
@@ -634,19 +642,22 @@ def object_masks(labels: np.ndarray, ids: np.ndarray, device: torch.device) -> t
 
 
 def augmented_copies(frame: np.ndarray, first: np.ndarray, ids: np.ndarray, count: int,
-                     rng: np.random.Generator, device: torch.device, zoom: float = 1.0
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                     rng: np.random.Generator, device: torch.device, zoom: float = 1.0,
+                     dream: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``count`` augmented copies of frame 0 and its per-object masks, copy 0 unaugmented.
 
-    Uses the training augmenter (flips, turns, affine and elastic warps,
-    intensity), then, with ``zoom`` > 1, magnifies each copy (:func:`magnified`).
+    With probability ``dream`` a copy is first dreamt (:func:`dreamed`). Then the
+    training augmenter (flips, turns, affine and elastic warps, intensity), then, with
+    ``zoom`` > 1, magnifies each copy (:func:`magnified`).
     Returns images ``(N, C, Y, X)``, masks ``(N, K, Y, X)`` float and
     ``(N, 1, Y, X)`` bool, False where a warp brought in pixels from outside.
     """
     augment = Augmenter(rng)
     images, labels = [frame], [first]
     for _ in range(count - 1):
-        image, label = augment(frame[None], first[None])
+        image, label = (dreamed(frame, first, rng) if dream and rng.random() < dream
+                        else (frame, first))
+        image, label = augment(image[None], label[None])
         image, label = image[0], label[0]
         if zoom > 1:
             image, label = magnified(image, label, float(np.exp(rng.uniform(0, np.log(zoom)))),
@@ -683,6 +694,70 @@ def magnified(image: np.ndarray, labels: np.ndarray, factor: float, rng: np.rand
                                mode="grid-mirror", output=np.float32)
                       for channel in image[:, y0:y0 + h, x0:x0 + w]])
     return grown, resize_labels(labels[y0:y0 + h, x0:x0 + w], (Y, X))
+
+
+def dreamed(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+            shift: float = 0.15, scale: float = 1.4, turn: float = 20.0
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Frame 0 redrawn with its objects moved (Khoreva et al. 2017, lucid data dreaming).
+
+    ``image`` ``(C, Y, X)``, ``labels`` ``(Y, X)`` (0 background, -1 unannotated). The
+    objects are cut out and their holes (grown by 3 px, so no rim of the object stays
+    behind) filled from the nearest background pixel and smoothed; the background is then
+    shifted by up to ``shift`` of the frame and scaled by up to ``scale ** 0.25``, like a
+    moving camera, and each object pasted back turned by up to ``turn`` degrees, scaled
+    log-uniformly within ``1 / scale`` to ``scale`` and moved by up to ``shift`` of the frame,
+    with a gain of 0.8-1.25 on its intensities (a change of light). Returns the new image
+    (mirrored at the frame's edges where the background moved) and labels (-1 where the
+    background came from outside the frame: not trained on).
+    """
+    from scipy import ndimage as ndi
+
+    Y, X = labels.shape
+    objects = labels > 0
+    hole = ndi.binary_dilation(objects, iterations=3)
+    filled = image.copy()
+    if hole.any() and not hole.all():
+        _, (iy, ix) = ndi.distance_transform_edt(hole, return_indices=True)
+        smooth = np.stack([ndi.gaussian_filter(channel[iy, ix], 4.0) for channel in image])
+        filled[:, hole] = smooth[:, hole]
+    size = np.array([Y, X], float)
+
+    def moved(source: np.ndarray, order: int, matrix: np.ndarray, offset: np.ndarray,
+              cval: float | None) -> np.ndarray:
+        """``source`` transformed; outside it ``cval``, or mirrored with ``None``."""
+        return ndi.affine_transform(source, matrix, offset, order=order,
+                                    mode="constant" if cval is not None else "mirror",
+                                    cval=cval or 0.0,
+                                    output=np.float32 if order else source.dtype)
+
+    def transform(centre: np.ndarray, angle: float, factor: float, move: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """``affine_transform``'s matrix and offset: output pixel p reads input
+        ``centre + R^-1 (p - centre - move) / factor``."""
+        c, s = np.cos(angle), np.sin(angle)
+        matrix = np.array([[c, s], [-s, c]]) / factor
+        return matrix, centre - matrix @ (centre + move)
+
+    matrix, offset = transform((size - 1) / 2, 0.0, float(scale ** rng.uniform(-0.25, 0.25)),
+                               rng.uniform(-shift, shift, 2) * size)
+    out = np.stack([moved(channel, 1, matrix, offset, None) for channel in filled])
+    background = np.where(labels < 0, -1, 0)
+    new_labels = moved(background, 0, matrix, offset, -1).astype(labels.dtype)
+    for obj in np.unique(labels[objects]):
+        mask = (labels == obj).astype(np.float32)
+        centre = np.array(ndi.center_of_mass(mask))
+        matrix, offset = transform(centre, np.deg2rad(rng.uniform(-turn, turn)),
+                                   float(scale ** rng.uniform(-1, 1)),
+                                   rng.uniform(-shift, shift, 2) * size)
+        weight = moved(mask, 1, matrix, offset, 0.0)
+        pasted = weight > 0.5
+        gain = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+        for channel in range(len(image)):  # the object's own pixels only, none of its rim
+            out[channel][pasted] = (moved(image[channel] * mask, 1, matrix, offset, 0.0)
+                                    [pasted] / weight[pasted] * gain)
+        new_labels[pasted] = obj
+    return out.astype(np.float32), new_labels
 
 
 def object_windows(masks: torch.Tensor, size: tuple[int, int], count: int,
