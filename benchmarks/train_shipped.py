@@ -249,20 +249,21 @@ RECIPES: dict[str, Recipe] = {
                    "fg_levels=4", "spn_width=16", "crop=96,96", "steps=4000"),
         limits="Colour videos (RGB); semi-supervised: the first frame's masks are needed. "
                "Never saw a real image: the foreground net knows synthetic objects only. "
-               "The per-object heads, fitted to frame 0, find each object in frame 1 and "
+               "The per-object heads, fitted to frame 0 (on copies with the objects moved "
+               "against the background: finetune_dream), find each object in frame 1 and "
                "again once lost; in between, each mask is carried along the optical flow "
                "(flow_prior) and its outline drawn to the image's colour edges by a dense "
                "CRF (crf). The carried mask drifts over long videos (DAVIS motocross-jump "
-               "J&F 0.482: the mask keeps 0.9 of the rider's IoU at frame 1, about 0.5 "
-               "from frame 15, and in the last frames spreads over the trees beside him, "
+               "J&F 0.503: the mask keeps 0.9 of the rider's IoU at frame 1, 0.4-0.65 "
+               "over frames 10-30, and in the last frames spreads over the trees beside him, "
                "which the flow drags along); where an untextured region scores like the "
                "object, the CRF can spread the mask over it. On synthetic videos whose "
                "optical flow is easy, the first masks carried by the flow and the CRF "
-               "alone (nothing learned) do better (0.968 against 0.943); on faster, "
+               "alone (nothing learned) do better (0.968 against 0.946); on faster, "
                "photo-textured and real ones, and on synthetic ones as hard for the flow as "
-               "a real clip (0.693 against 0.607), the learned heads win (DAVIS: 0.482 "
+               "a real clip (0.688 against 0.607), the learned heads win (DAVIS: 0.503 "
                "against 0.438 for the flow alone). DAVIS J&F moves by about 0.02 with the heads' "
-               "fitting seed (0.457-0.508 over seeds 0-4)."),
+               "fitting seed (0.480-0.516 over seeds 0-4, mean 0.494)."),
 }
 # the same, the foreground net conditioned on the object's previous mask
 RECIPES["objects-spn-mask"] = dataclasses.replace(

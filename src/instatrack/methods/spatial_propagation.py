@@ -697,7 +697,7 @@ def magnified(image: np.ndarray, labels: np.ndarray, factor: float, rng: np.rand
 
 
 def dreamed(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
-            shift: float = 0.15, scale: float = 1.4, turn: float = 20.0
+            shift: float = 0.15, scale: float = 2.0, turn: float = 20.0
             ) -> tuple[np.ndarray, np.ndarray]:
     """Frame 0 redrawn with its objects moved (Khoreva et al. 2017, lucid data dreaming).
 
