@@ -99,7 +99,7 @@ def test_registered_and_presets_validate():
     ("fg_width=0", "fg_width"), ("region_min_fraction=-1", "region_min_fraction"),
     ("contest=random", "contest"), ("finetune_object_bias=2", "finetune_object_bias"),
     ("previous_dilate=-0.1", "previous_dilate"), ("finetune_zoom=0.5", "finetune_zoom"),
-    ("finetune_dream=1.5", "finetune_dream"),
+    ("finetune_dream=1.5", "finetune_dream"), ("finetune_seed=-1", "finetune_seed"),
     ("online_steps=-1", "online_steps"), ("online_margin=0", "online_margin"),
 ])
 def test_bad_values_name_the_key(override, key):
@@ -310,6 +310,25 @@ def test_dreamt_copies_move_each_object_off_its_hole_and_keep_its_look(trained):
     images, labels = moving_discs(3, seed=2)
     assert len(list(method.predict(trained[1], list(images), "cpu",
                                    first_masks=labels[0]))) == 3
+
+
+def test_finetune_seed_offsets_the_runs_seed_for_the_heads_draws(trained):
+    _, model = trained
+    images, labels = moving_discs(1, seed=2)
+    frame = images[0]
+
+    def scores(*overrides: str) -> torch.Tensor:
+        method = small_method("finetune_steps=5", "finetune_dream=1", *overrides)
+        scorer = method._instance_scorer(model, frame, labels[0], np.array([1, 2, 3]),
+                                         torch.device("cpu"))
+        image = torch.from_numpy(frame)[None]
+        with torch.no_grad():
+            return scorer(image, model.fg.forward_features(image)[0], None)
+
+    base = scores()
+    assert torch.equal(base, scores("finetune_seed=0"))  # 0 is the run's own draw
+    assert torch.equal(scores("finetune_seed=1"), scores("seed=1"))
+    assert not torch.equal(base, scores("finetune_seed=1"))
 
 
 def test_full_network_fine_tuning_runs(trained):

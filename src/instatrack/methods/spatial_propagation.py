@@ -101,6 +101,10 @@ class FirstFrameTuning(Settings):
     the background filled from around it, then the object moved, turned and scaled and
     the background shifted on their own, so the heads learn the object by its look
     rather than by where it sits in frame 0.
+    ``finetune_seed``: added to the run's ``seed`` for the fine-tuning's random draws
+    (the augmented copies, the training windows; 0 = the run's own). The result of a
+    video depends on that draw (DAVIS ``motocross-jump``: J&F 0.468-0.519 over ten
+    draws, docs/propagation_pretraining.md, session 56): vary it to see by how much.
     ``previous_dilate`` (with ``previous_mask``): each object's previous mask is
     dilated by this fraction of its equivalent radius before the net reads it. The
     conditioned net tends to keep a part of the mask it is given, and fed its own
@@ -125,6 +129,7 @@ class FirstFrameTuning(Settings):
     finetune_object_bias: float = 0.5
     finetune_zoom: float = 1.0
     finetune_dream: float = 0.0
+    finetune_seed: int = 0
     previous_dilate: float = 0.0
     online_steps: int = 60
     online_margin: float = 0.25
@@ -140,6 +145,8 @@ class FirstFrameTuning(Settings):
                 f"finetune_zoom must be >= 1 (1 = off), got {self.finetune_zoom}")
         require(0 <= self.finetune_dream <= 1,
                 f"finetune_dream must be in [0, 1], got {self.finetune_dream}")
+        require(self.finetune_seed >= 0,
+                f"finetune_seed must be >= 0, got {self.finetune_seed}")
         require(0 <= self.finetune_object_bias <= 1,
                 f"finetune_object_bias must be in [0, 1], got {self.finetune_object_bias}")
         require(0 < self.fg_threshold < 1,
@@ -510,7 +517,7 @@ class TunedHeads(TunedObjects):
 
     def __init__(self, fg: ForegroundNet, frame: np.ndarray, first: np.ndarray,
                  ids: np.ndarray, cfg: SpatialPropagationConfig, device: torch.device):
-        rng = np.random.default_rng(cfg.seed)
+        rng = np.random.default_rng(cfg.seed + cfg.finetune_seed)
         images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_pool, rng,
                                                   device, cfg.finetune_zoom, cfg.finetune_dream)
         with torch.no_grad():
@@ -544,7 +551,8 @@ class TunedNetworks(TunedObjects):
                  ids: np.ndarray, cfg: SpatialPropagationConfig, device: torch.device):
         self.frame, self.first = frame, first
         nets = PerObjectNets(fg, len(ids), own_inputs=cfg.previous_mask)
-        super().__init__(nets, ids, cfg, np.random.default_rng(cfg.seed), device)
+        super().__init__(nets, ids, cfg, np.random.default_rng(cfg.seed + cfg.finetune_seed),
+                         device)
 
     def _frame0_windows(self, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cfg = self.cfg
@@ -621,7 +629,8 @@ def confident_targets(labels: np.ndarray, ids: np.ndarray, margin: float
 def previous_masks(masks: torch.Tensor, cfg: SpatialPropagationConfig,
                    rng: np.random.Generator) -> torch.Tensor:
     """``(N, 1, Y, X)`` masks jittered as the training jitters previous-frame masks,
-    drawn from ``rng`` (fine-tuning on frame 0 is deterministic per ``seed``)."""
+    drawn from ``rng`` (fine-tuning on frame 0 is deterministic per ``seed`` and
+    ``finetune_seed``)."""
     generator = torch.Generator().manual_seed(int(rng.integers(2 ** 31)))
     return jitter_masks(masks, cfg.previous_shift, cfg.previous_scale, cfg.previous_rotation,
                         cfg.previous_radius, cfg.previous_drop, generator=generator)
