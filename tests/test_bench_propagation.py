@@ -52,3 +52,21 @@ def test_flow_difficulty_carries_true_masks_better_than_leaving_them(tmp_path):
     row = flow_difficulty.video_difficulty(open_sequences(tmp_path)[0], radius=7, min_area=50)
     assert row["pairs"] == 3
     assert 0 <= row["still_iou"] < row["carried_iou"] <= 1
+
+
+def test_draws_are_summarised_by_their_mean_and_standard_error():
+    centre, error = propagation_accuracy.draw_summary([0.5, 0.48, 0.52])
+    assert centre == pytest.approx(0.5) and error == pytest.approx(0.02 / np.sqrt(3), abs=1e-4)
+    assert propagation_accuracy.draw_summary([0.5]) == (0.5, 0.0)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--draws", "0"], "--draws must be >= 1"),
+    (["--draws", "3", "--infer-set", "finetune_seed=2"], "leave it out of --infer-set"),
+])
+def test_bad_draws_are_refused(extra, message, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["propagation_accuracy.py", "videos", "--model",
+                                      "objects-spn", *extra])
+    with pytest.raises(SystemExit):
+        propagation_accuracy.main()
+    assert message in capsys.readouterr().err
