@@ -517,7 +517,7 @@ class TunedHeads(TunedObjects):
 
     def __init__(self, fg: ForegroundNet, frame: np.ndarray, first: np.ndarray,
                  ids: np.ndarray, cfg: SpatialPropagationConfig, device: torch.device):
-        rng = np.random.default_rng(cfg.seed + cfg.finetune_seed)
+        rng = fitting_rng(cfg)
         images, targets, valid = augmented_copies(frame, first, ids, cfg.finetune_pool, rng,
                                                   device, cfg.finetune_zoom, cfg.finetune_dream)
         with torch.no_grad():
@@ -551,8 +551,7 @@ class TunedNetworks(TunedObjects):
                  ids: np.ndarray, cfg: SpatialPropagationConfig, device: torch.device):
         self.frame, self.first = frame, first
         nets = PerObjectNets(fg, len(ids), own_inputs=cfg.previous_mask)
-        super().__init__(nets, ids, cfg, np.random.default_rng(cfg.seed + cfg.finetune_seed),
-                         device)
+        super().__init__(nets, ids, cfg, fitting_rng(cfg), device)
 
     def _frame0_windows(self, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cfg = self.cfg
@@ -588,6 +587,12 @@ class PerObjectNets(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = x.chunk(len(self.nets), 1) if self.own_inputs else [x] * len(self.nets)
         return torch.cat([net(part) for net, part in zip(self.nets, parts, strict=True)], 1)
+
+
+def fitting_rng(cfg: SpatialPropagationConfig) -> np.random.Generator:
+    """The random draws of the per-object fine-tuning on frame 0: the run's ``seed``
+    offset by ``finetune_seed``."""
+    return np.random.default_rng(cfg.seed + cfg.finetune_seed)
 
 
 def pool_inputs(images: torch.Tensor, targets: torch.Tensor, cfg: SpatialPropagationConfig,
