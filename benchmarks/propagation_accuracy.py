@@ -122,8 +122,7 @@ def main() -> None:
         means.append(mean["J&F"])
     if args.draws > 1:
         centre, error = draw_summary(means)
-        print(json.dumps({"dataset": str(args.dataset), "model": str(run),
-                          "infer_set": args.infer_set, "degrade": args.degrade,
+        print(json.dumps({**header, "infer_set": args.infer_set,
                           "sequence": f"mean over {args.draws} draws", "J&F": centre,
                           "J&F_standard_error": error, "J&F_per_draw": means}))
 
