@@ -262,8 +262,9 @@ RECIPES: dict[str, Recipe] = {
                "alone (nothing learned) do better (0.968 against 0.946); on faster, "
                "photo-textured and real ones, and on synthetic ones as hard for the flow as "
                "a real clip (0.688 against 0.607), the learned heads win (DAVIS: 0.503 "
-               "against 0.438 for the flow alone). DAVIS J&F moves by about 0.02 with the heads' "
-               "fitting seed (0.480-0.516 over seeds 0-4, mean 0.494)."),
+               "against 0.438 for the flow alone). DAVIS J&F moves by about 0.02 with the draw "
+               "of the heads' fitting (0.468-0.519 over finetune_seed 0-9, mean 0.495; set "
+               "finetune_seed at track to see how much a video of yours depends on it)."),
 }
 # the same, the foreground net conditioned on the object's previous mask
 RECIPES["objects-spn-mask"] = dataclasses.replace(
