@@ -161,17 +161,6 @@ def test_fine_tuning_windows_see_the_object_and_the_far_background():
     assert 10 <= away <= 40
 
 
-def test_fine_tuning_windows_cut_the_first_sample_at_its_share():
-    masks = torch.ones(16, 1, 40, 40)
-    rng = np.random.default_rng(0)
-    first = sum(i == 0 for i, _, _ in object_windows(masks, (8, 8), 400, rng,
-                                                     first_share=0.25))
-    assert 70 <= first <= 130  # a quarter of 400, where 1/16 would give 25
-    alike = object_windows(masks, (8, 8), 400, rng)
-    assert sum(i == 0 for i, _, _ in alike) < 50
-    assert {i for i, _, _ in alike} == set(range(16))
-
-
 def test_jitter_masks_move_and_resize_but_keep_the_object():
     masks = torch.zeros(3, 1, 40, 50)
     masks[0, 0, 10:30, 15:35] = 1

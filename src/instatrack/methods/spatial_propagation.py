@@ -101,9 +101,6 @@ class FirstFrameTuning(Settings):
     the background filled from around it, then the object moved, turned and scaled and
     the background shifted on their own, so the heads learn the object by its look
     rather than by where it sits in frame 0.
-    ``finetune_first_share``: the share of the heads' training windows cut from frame 0
-    itself (copy 0 of the pool; 0 = as any other copy, ``1 / finetune_pool``), so a
-    larger pool adds more dreamt copies without making the real frame rarer.
     ``finetune_seed``: added to the run's ``seed`` for the fine-tuning's random draws
     (the augmented copies, the training windows; 0 = the run's own). The result of a
     video depends on that draw (DAVIS ``motocross-jump``: J&F 0.468-0.519 over ten
@@ -132,7 +129,6 @@ class FirstFrameTuning(Settings):
     finetune_object_bias: float = 0.5
     finetune_zoom: float = 1.0
     finetune_dream: float = 0.0
-    finetune_first_share: float = 0.0
     finetune_seed: int = 0
     previous_dilate: float = 0.0
     online_steps: int = 60
@@ -149,8 +145,6 @@ class FirstFrameTuning(Settings):
                 f"finetune_zoom must be >= 1 (1 = off), got {self.finetune_zoom}")
         require(0 <= self.finetune_dream <= 1,
                 f"finetune_dream must be in [0, 1], got {self.finetune_dream}")
-        require(0 <= self.finetune_first_share <= 1,
-                f"finetune_first_share must be in [0, 1], got {self.finetune_first_share}")
         require(self.finetune_seed >= 0,
                 f"finetune_seed must be >= 0, got {self.finetune_seed}")
         require(0 <= self.finetune_object_bias <= 1,
@@ -460,7 +454,7 @@ class TunedObjects:
         (inputs, targets ``(N, K, Y, X)``, trained pixels), placed by the targets
         (:func:`object_windows`)."""
         windows = object_windows(source[1], self.cfg.crop, count, self.rng,
-                                 self.cfg.finetune_object_bias, self.cfg.finetune_first_share)
+                                 self.cfg.finetune_object_bias)
         return tuple(gather_windows(x, windows) for x in source)
 
     def _train(self, steps: int, current: tuple[torch.Tensor, ...] | None = None) -> None:
@@ -781,11 +775,10 @@ def dreamed(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
 
 
 def object_windows(masks: torch.Tensor, size: tuple[int, int], count: int,
-                   rng: np.random.Generator, object_bias: float = 1.0,
-                   first_share: float = 0.0) -> list[tuple[int, slice, slice]]:
+                   rng: np.random.Generator, object_bias: float = 1.0
+                   ) -> list[tuple[int, slice, slice]]:
     """``count`` windows ``(sample, rows, columns)`` of ``size`` (at most the frame) in
-    ``(N, K, Y, X)`` masks of a random sample each: sample 0 with probability
-    ``first_share`` and the others alike (0: every sample alike). With probability ``object_bias``
+    ``(N, K, Y, X)`` masks of a random sample each. With probability ``object_bias``
     a window is around a random pixel of a random object (jittered by up to a
     quarter window), so that every object's model sees its object; otherwise
     anywhere, so that it also sees the background far from the object.
@@ -794,11 +787,7 @@ def object_windows(masks: torch.Tensor, size: tuple[int, int], count: int,
     h, w = min(size[0], Y), min(size[1], X)
     windows = []
     for _ in range(count):
-        if first_share and n > 1:
-            i = 0 if rng.random() < first_share else int(rng.integers(1, n))
-        else:
-            i = int(rng.integers(n))
-        obj = int(rng.integers(k))
+        i, obj = int(rng.integers(n)), int(rng.integers(k))
         on_object = rng.random() < object_bias
         pixels = torch.nonzero(masks[i, obj] > 0.5) if on_object else []
         if len(pixels):
