@@ -331,6 +331,37 @@ def test_finetune_seed_offsets_the_runs_seed_for_the_heads_draws(trained):
     assert not torch.equal(base, scores("finetune_seed=1"))
 
 
+def test_finetune_draws_vote_the_runs_of_consecutive_draws(trained):
+    from instatrack.methods.spatial_propagation import plurality
+
+    _, model = trained
+    images, labels = moving_discs(3, seed=2)
+
+    def run(*overrides: str) -> list[np.ndarray]:
+        method = small_method("finetune_steps=5", "finetune_dream=1", *overrides)
+        return [w.labels for w in method.predict(model, iter(images), "cpu",
+                                                 first_masks=labels[0])]
+
+    draws = [run(f"finetune_seed={s}") for s in (1, 2, 3)]
+    voted = run("finetune_seed=1", "finetune_draws=3")
+    assert len(voted) == 3 and np.array_equal(voted[0], labels[0][None])
+    for t in range(3):
+        expected = plurality([d[t] for d in draws], np.array([1, 2, 3]))
+        assert np.array_equal(voted[t], expected)
+
+
+def test_plurality_takes_the_most_given_label_and_ties_go_to_the_background():
+    from instatrack.methods.spatial_propagation import plurality
+
+    a = np.array([[1, 1, 2, 0]], np.int32)
+    b = np.array([[1, 2, 2, 2]], np.int32)
+    c = np.array([[0, 2, 0, 1]], np.int32)
+    assert plurality([a, b, c], np.array([1, 2])).tolist() == [[1, 2, 2, 0]]
+    assert plurality([a, b], np.array([1, 2])).tolist() == [[1, 1, 2, 0]]
+    with pytest.raises(Exception, match="finetune_draws"):
+        small_method("finetune_draws=0")
+
+
 def test_full_network_fine_tuning_runs(trained):
     _, model = trained
     method = small_method("finetune=all", "finetune_steps=3", "finetune_batch=2", "online_steps=0")

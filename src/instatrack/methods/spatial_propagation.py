@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
@@ -105,6 +106,13 @@ class FirstFrameTuning(Settings):
     (the augmented copies, the training windows; 0 = the run's own). The result of a
     video depends on that draw (DAVIS ``motocross-jump``: J&F 0.468-0.519 over ten
     draws, docs/propagation_pretraining.md, session 56): vary it to see by how much.
+    ``finetune_draws``: the video is followed this many times, each with the heads
+    fitted on the next draw (``finetune_seed``, ``+ 1``, ...), and each pixel of each frame
+    takes the label most of them give it (a tie goes to the background; odd numbers
+    avoid ties). It costs as many times the time a frame and lowers the result's
+    dependence on the draw (DAVIS ``motocross-jump``: three draws voted, 0.476-0.519,
+    mean 0.506, against single draws' mean 0.495; docs/propagation_pretraining.md,
+    session 57).
     ``previous_dilate`` (with ``previous_mask``): each object's previous mask is
     dilated by this fraction of its equivalent radius before the net reads it. The
     conditioned net tends to keep a part of the mask it is given, and fed its own
@@ -130,6 +138,7 @@ class FirstFrameTuning(Settings):
     finetune_zoom: float = 1.0
     finetune_dream: float = 0.0
     finetune_seed: int = 0
+    finetune_draws: int = 1
     previous_dilate: float = 0.0
     online_steps: int = 60
     online_margin: float = 0.25
@@ -147,6 +156,8 @@ class FirstFrameTuning(Settings):
                 f"finetune_dream must be in [0, 1], got {self.finetune_dream}")
         require(self.finetune_seed >= 0,
                 f"finetune_seed must be >= 0, got {self.finetune_seed}")
+        require(self.finetune_draws >= 1,
+                f"finetune_draws must be >= 1, got {self.finetune_draws}")
         require(0 <= self.finetune_object_bias <= 1,
                 f"finetune_object_bias must be in [0, 1], got {self.finetune_object_bias}")
         require(0 < self.fg_threshold < 1,
@@ -341,11 +352,22 @@ class SpatialPropagation(Method):
         each fits its own heads, and their per-object scores are averaged.
         """
         first, ids = check_first_masks(first_masks)
-        return self._propagate(model, frames, torch.device(device), first, ids)
+        device = torch.device(device)
+        draws = self.config.finetune_draws
+        if draws == 1:
+            return self._propagate(model, frames, device, first, ids)
+        # the runs step through the frames together, so the copies hold one frame at most
+        runs = [self._propagate(model, copy, device, first, ids, draw)
+                for draw, copy in enumerate(itertools.tee(frames, draws))]
+        return (Window(windows[0].start, plurality([w.labels for w in windows], ids),
+                       tracked=True)
+                for windows in zip(*runs, strict=True))
 
     def _propagate(self, model: PropagationModel | Ensemble, frames: Iterable[np.ndarray],
-                   device: torch.device, first: np.ndarray, ids: np.ndarray
+                   device: torch.device, first: np.ndarray, ids: np.ndarray, draw: int = 0
                    ) -> Iterator[Window]:
+        """One run through ``frames`` with the heads fitted on draw ``finetune_seed +
+        draw``."""
         cfg = self.config
         model.eval()
         nets = members(model)
@@ -354,7 +376,7 @@ class SpatialPropagation(Method):
         if frame is None:
             return
         array = frame_array(frame, first.shape, cfg.in_channels, 0)
-        scorers = [self._instance_scorer(net, array, first, ids, device) for net in nets]
+        scorers = [self._instance_scorer(net, array, first, ids, device, draw) for net in nets]
         yield Window(0, first.astype(np.int32)[None], tracked=True)
         masks = first[None] == ids[:, None, None]
         memory = ObjectMemory(masks)
@@ -410,12 +432,16 @@ class SpatialPropagation(Method):
         return model.refine(coarse, images, features)[:, 0].cpu().numpy(), features
 
     def _instance_scorer(self, model: PropagationModel, frame: np.ndarray, first: np.ndarray,
-                         ids: np.ndarray, device: torch.device) -> Scorer:
-        """Per-object models fine-tuned on frame 0 ``(C, Y, X)`` and its labels ``(Y, X)``."""
-        tune = TunedHeads if self.config.finetune == "head" else TunedNetworks
+                         ids: np.ndarray, device: torch.device, draw: int = 0) -> Scorer:
+        """Per-object models fine-tuned on frame 0 ``(C, Y, X)`` and its labels ``(Y, X)``,
+        on draw ``finetune_seed + draw``."""
+        cfg = self.config
+        if draw:
+            cfg = dataclasses.replace(cfg, finetune_seed=cfg.finetune_seed + draw)
+        tune = TunedHeads if cfg.finetune == "head" else TunedNetworks
         # the caller may be inside no_grad; fine-tuning needs gradients
         with torch.enable_grad():
-            return tune(model.fg, frame, first, ids, self.config, device)
+            return tune(model.fg, frame, first, ids, cfg, device)
 
 
 # -- per-object fine-tuning ---------------------------------------------------
@@ -587,6 +613,15 @@ class PerObjectNets(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = x.chunk(len(self.nets), 1) if self.own_inputs else [x] * len(self.nets)
         return torch.cat([net(part) for net, part in zip(self.nets, parts, strict=True)], 1)
+
+
+def plurality(labels: list[np.ndarray], ids: np.ndarray) -> np.ndarray:
+    """Each pixel's most frequent label among ``labels`` (arrays of one shape holding 0 and
+    ``ids``); a tie goes to the background, then to the earlier id."""
+    values = np.concatenate([[0], ids]).astype(labels[0].dtype)
+    counts = np.stack([sum((lab == value).astype(np.int32) for lab in labels)
+                       for value in values])
+    return values[counts.argmax(0)]
 
 
 def fitting_rng(cfg: SpatialPropagationConfig) -> np.random.Generator:
