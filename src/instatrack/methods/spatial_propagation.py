@@ -110,9 +110,9 @@ class FirstFrameTuning(Settings):
     fitted on the next draw (``finetune_seed``, ``+ 1``, ...), and each pixel of each frame
     takes the label most of them give it (a tie goes to the background; odd numbers
     avoid ties). It costs as many times the time a frame and lowers the result's
-    dependence on the draw (DAVIS ``motocross-jump``: three draws voted, 0.476-0.519,
-    mean 0.506, against single draws' mean 0.495; docs/propagation_pretraining.md,
-    session 57).
+    dependence on the draw, a little (DAVIS ``motocross-jump``, every group of draws 0-9:
+    single draws 0.468-0.519, mean 0.495; three voted 0.470-0.520, mean 0.500; five
+    voted 0.474-0.518, mean 0.503; docs/propagation_pretraining.md, session 57).
     ``finetune_head_width`` (with ``finetune="head"``; 0 = off): each object's head also
     has a branch of this many channels (two 3x3 convolutions, the second dilated by 2,
     then one to the logit) added to its output; the branch starts at zero, so fitting
