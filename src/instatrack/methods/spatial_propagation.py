@@ -366,8 +366,8 @@ class SpatialPropagation(Method):
         if draws == 1:
             return self._propagate(model, frames, device, first, ids)
         # the runs step through the frames together, so the copies hold one frame at most
-        runs = [self._propagate(model, copy, device, first, ids, draw)
-                for draw, copy in enumerate(itertools.tee(frames, draws))]
+        runs = [self._propagate(model, stream, device, first, ids, draw)
+                for draw, stream in enumerate(itertools.tee(frames, draws))]
         return (Window(windows[0].start, plurality([w.labels for w in windows], ids),
                        tracked=True)
                 for windows in zip(*runs, strict=True))
