@@ -385,6 +385,8 @@ def test_widened_heads_start_as_the_parents_and_repeat_on_one_draw(trained):
     first = scores("finetune_head_width=4")
     assert torch.equal(first, scores("finetune_head_width=4"))
     assert not torch.equal(first, scores())
+    with pytest.raises(Exception, match="finetune_head_width=4 widens"):
+        small_method("finetune=all", "finetune_head_width=4")
 
 
 def test_full_network_fine_tuning_runs(trained):

@@ -165,6 +165,9 @@ class FirstFrameTuning(Settings):
                 f"finetune_seed must be >= 0, got {self.finetune_seed}")
         require(self.finetune_head_width >= 0,
                 f"finetune_head_width must be >= 0 (0 = off), got {self.finetune_head_width}")
+        require(not self.finetune_head_width or self.finetune == "head",
+                f"finetune_head_width={self.finetune_head_width} widens the heads of "
+                f"finetune='head'; finetune={self.finetune!r} fits whole networks")
         require(self.finetune_draws >= 1,
                 f"finetune_draws must be >= 1, got {self.finetune_draws}")
         require(0 <= self.finetune_object_bias <= 1,
