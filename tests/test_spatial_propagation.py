@@ -362,33 +362,6 @@ def test_plurality_takes_the_most_given_label_and_ties_go_to_the_background():
         small_method("finetune_draws=0")
 
 
-def test_widened_heads_start_as_the_parents_and_repeat_on_one_draw(trained):
-    from instatrack.methods.spatial_propagation import WidenedHeads
-    from instatrack.models.foreground import replicate_head
-
-    _, model = trained
-    plain = replicate_head(model.fg.head, 3)
-    widened = WidenedHeads(plain, model.fg.width, 3, 4, torch.Generator().manual_seed(0))
-    features = torch.randn(1, model.fg.width, 16, 16)
-    assert torch.equal(widened(features), plain(features))  # the branch starts at zero
-
-    images, labels = moving_discs(1, seed=2)
-    image = torch.from_numpy(images[0])[None]
-
-    def scores(*overrides: str) -> torch.Tensor:
-        method = small_method("finetune_steps=5", *overrides)
-        scorer = method._instance_scorer(model, images[0], labels[0], np.array([1, 2, 3]),
-                                         torch.device("cpu"))
-        with torch.no_grad():
-            return scorer(image, model.fg.forward_features(image)[0], None)
-
-    first = scores("finetune_head_width=4")
-    assert torch.equal(first, scores("finetune_head_width=4"))
-    assert not torch.equal(first, scores())
-    with pytest.raises(Exception, match="finetune_head_width=4 widens"):
-        small_method("finetune=all", "finetune_head_width=4")
-
-
 def test_full_network_fine_tuning_runs(trained):
     _, model = trained
     method = small_method("finetune=all", "finetune_steps=3", "finetune_batch=2", "online_steps=0")

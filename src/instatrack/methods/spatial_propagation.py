@@ -113,12 +113,6 @@ class FirstFrameTuning(Settings):
     dependence on the draw, a little (DAVIS ``motocross-jump``, every group of draws 0-9:
     single draws 0.468-0.519, mean 0.495; three voted 0.470-0.520, mean 0.500; five
     voted 0.474-0.518, mean 0.503; docs/propagation_pretraining.md, session 57).
-    ``finetune_head_width`` (with ``finetune="head"``; 0 = off): each object's head also
-    has a branch of this many channels (two 3x3 convolutions, the second dilated by 2,
-    then one to the logit) added to its output; the branch starts at zero, so fitting
-    starts from the parent's head. The parent's head alone, fitted on frame 0, still
-    scores twelve times the rider's area over 0.5 on that very frame (DAVIS
-    ``motocross-jump``, session 57).
     ``previous_dilate`` (with ``previous_mask``): each object's previous mask is
     dilated by this fraction of its equivalent radius before the net reads it. The
     conditioned net tends to keep a part of the mask it is given, and fed its own
@@ -145,7 +139,6 @@ class FirstFrameTuning(Settings):
     finetune_dream: float = 0.0
     finetune_seed: int = 0
     finetune_draws: int = 1
-    finetune_head_width: int = 0
     previous_dilate: float = 0.0
     online_steps: int = 60
     online_margin: float = 0.25
@@ -163,11 +156,6 @@ class FirstFrameTuning(Settings):
                 f"finetune_dream must be in [0, 1], got {self.finetune_dream}")
         require(self.finetune_seed >= 0,
                 f"finetune_seed must be >= 0, got {self.finetune_seed}")
-        require(self.finetune_head_width >= 0,
-                f"finetune_head_width must be >= 0 (0 = off), got {self.finetune_head_width}")
-        require(not self.finetune_head_width or self.finetune == "head",
-                f"finetune_head_width={self.finetune_head_width} widens the heads of "
-                f"finetune='head'; finetune={self.finetune!r} fits whole networks")
         require(self.finetune_draws >= 1,
                 f"finetune_draws must be >= 1, got {self.finetune_draws}")
         require(0 <= self.finetune_object_bias <= 1,
@@ -566,11 +554,6 @@ class TunedHeads(TunedObjects):
                 features = features.reshape(len(images), -1, *features.shape[2:])
         self.pool = (features, targets, valid)
         heads = replicate_head(fg.head, len(ids), own_inputs=cfg.previous_mask)
-        if cfg.finetune_head_width:
-            generator = torch.Generator().manual_seed(int(rng.integers(2 ** 31)))
-            heads = WidenedHeads(heads, fg.head[0].in_channels, len(ids),
-                                 cfg.finetune_head_width, generator,
-                                 own_inputs=cfg.previous_mask).to(device)
         super().__init__(heads, ids, cfg, rng, device)
 
     def _frame0_windows(self, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -613,36 +596,6 @@ class TunedNetworks(TunedObjects):
         images = image.expand(len(previous), -1, -1, -1)
         return torch.cat([images, previous.to(image.dtype)], 1).reshape(
             1, -1, *image.shape[2:])
-
-
-class WidenedHeads(nn.Module):
-    """``heads`` (:func:`~instatrack.models.foreground.replicate_head`, ``copies``
-    outputs) plus a branch per copy of ``width`` channels on the same ``in_channels``
-    inputs (each copy its own group of them with ``own_inputs``): 3x3 convolution,
-    ReLU, 3x3 convolution dilated by 2, ReLU, 1x1 to one logit. The hidden
-    convolutions start from ``generator``'s draw (He-uniform), the last at zero, so the
-    sum starts as ``heads``."""
-
-    def __init__(self, heads: nn.Module, in_channels: int, copies: int, width: int,
-                 generator: torch.Generator, own_inputs: bool = False):
-        super().__init__()
-        self.heads = heads
-        hidden = width * copies
-        self.branch = nn.Sequential(
-            nn.Conv2d(in_channels * (copies if own_inputs else 1), hidden, 3, padding=1,
-                      groups=copies if own_inputs else 1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, hidden, 3, padding=2, dilation=2, groups=copies),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, copies, 1, groups=copies))
-        for conv in self.branch[:-1:2]:
-            nn.init.kaiming_uniform_(conv.weight, nonlinearity="relu", generator=generator)
-            nn.init.zeros_(conv.bias)
-        nn.init.zeros_(self.branch[-1].weight)
-        nn.init.zeros_(self.branch[-1].bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.heads(x) + self.branch(x)
 
 
 class PerObjectNets(nn.Module):
