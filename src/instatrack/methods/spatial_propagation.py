@@ -25,7 +25,10 @@ the previous frame, carried into this frame by optical flow, is blended into
 its refined scores (``flow_prior``, :mod:`instatrack.cluster.flow`): the flow
 follows an object whose looks change faster than its head can learn them. The
 ``paper`` preset turns these off (``region_max_distance=inf``,
-``contest="score"``, ``flow_prior=0``).
+``contest="score"``, ``flow_prior=0``). With ``colour_prior`` (off by default), each
+object's colours against the background's, learnt on frame 0 and renewed from each
+frame's result, are added to its blended scores as evidence
+(:mod:`instatrack.cluster.colour`).
 
 Training teaches the foreground net (BCE against ``label > 0``) and the SPN
 (refine a degraded ground-truth instance mask back into the mask).
@@ -54,6 +57,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from instatrack.cluster.colour import ColourModels, ColourSettings, add_evidence
 from instatrack.cluster.crf import CRFParams, crf_refine_near
 from instatrack.cluster.flow import backward_flow, blend_carried, carry_masks, grey
 from instatrack.cluster.regions import ObjectMemory, RegionSettings, filter_and_assign
@@ -172,7 +176,8 @@ class FirstFrameTuning(Settings):
 
 
 @dataclasses.dataclass(frozen=True)
-class SpatialPropagationConfig(TrainConfig, FirstFrameTuning, RegionSettings, CRFParams):
+class SpatialPropagationConfig(TrainConfig, FirstFrameTuning, RegionSettings, CRFParams,
+                               ColourSettings):
     """Foreground net, SPN and training degradations; fine-tuning, filtering and the dense
     CRF in the bases.
 
@@ -384,6 +389,7 @@ class SpatialPropagation(Method):
                     if cfg.previous_mask else None)
         last_grey = grey(array) if cfg.flow_prior else None  # the flow's previous frame
         crf_params = CRFParams.of(cfg) if cfg.crf else None
+        colours = ColourModels(array, masks, cfg.colour_bins) if cfg.colour_prior else None
         for t, frame in enumerate(iterator, start=1):
             array = frame_array(frame, first.shape, cfg.in_channels, t)
             image = torch.from_numpy(array).to(device)[None]
@@ -400,9 +406,13 @@ class SpatialPropagation(Method):
                     now, last_grey, cfg.flow_radius, cfg.flow_scale), cfg.flow_edge)
                 blend_carried(scores, carried, memory.latest.any((1, 2)), cfg.flow_prior)
                 last_grey = now
+            if colours is not None:
+                add_evidence(scores, colours.log_ratio(array), cfg.colour_prior)
             if cfg.crf:
                 scores = crf_refine_near(image[0], torch.from_numpy(scores), crf_params).numpy()
             labels = filter_and_assign(scores, memory, ids, self.config)
+            if colours is not None and cfg.colour_update:
+                colours.update(array, labels, ids, cfg.colour_update)
             if cfg.online_steps:
                 for scorer, (_, features) in zip(scorers, refined, strict=True):
                     scorer.adapt(image, features, given, labels)
