@@ -1,8 +1,10 @@
 """The colour evidence of mask propagation (:mod:`instatrack.cluster.colour`)."""
 
 import numpy as np
+import pytest
 
 from instatrack.cluster.colour import CLIP, ColourModels, add_evidence
+from instatrack.errors import DataError
 
 
 def red_on_green(seed: int = 0, shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -60,3 +62,12 @@ def test_update_renews_found_objects_and_keeps_lost_ones():
     assert np.allclose(model.backgrounds[0], fresh.backgrounds[0])
     assert np.array_equal(model.objects[1], kept[0])
     assert np.array_equal(model.backgrounds[1], kept[1])
+
+
+def test_too_many_channels_for_the_bins_is_a_clear_error():
+    frame = np.zeros((8, 10, 10), np.float32)
+    mask = np.zeros((1, 10, 10), bool)
+    mask[0, :5] = True
+    with pytest.raises(DataError, match="colour_bins.*8 channels"):
+        ColourModels(frame, mask, bins=16)
+    assert ColourModels(frame, mask, bins=2).objects.shape == (1, 256)

@@ -31,9 +31,11 @@ import dataclasses
 import numpy as np
 from scipy import ndimage as ndi
 
+from instatrack.errors import DataError
 from instatrack.settings import Settings, require
 
 CLIP = 3.0  # largest log-ratio a colour may add, in log-odds units (a factor of e^3)
+MAX_CELLS = 2 ** 20  # most cells a histogram may have (bins ** channels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +62,10 @@ class ColourModels:
     ``(C, Y, X)`` and its object masks ``(K, Y, X)`` bool."""
 
     def __init__(self, frame: np.ndarray, masks: np.ndarray, bins: int) -> None:
+        if bins ** len(frame) > MAX_CELLS:
+            raise DataError(f"colour_prior: {bins} colour_bins on each of {len(frame)} "
+                            f"channels make {bins ** len(frame):.3g} histogram cells (at "
+                            f"most {MAX_CELLS}); set fewer colour_bins")
         flat = frame.reshape(len(frame), -1)
         self.low = np.percentile(flat, 0.5, axis=1)
         self.span = np.maximum(np.percentile(flat, 99.5, axis=1) - self.low, 1e-6)
