@@ -30,6 +30,7 @@ import dataclasses
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.special import expit, logit
 
 from instatrack.errors import DataError
 from instatrack.settings import Settings, require
@@ -111,7 +112,5 @@ class ColourModels:
 def add_evidence(scores: np.ndarray, log_ratio: np.ndarray, weight: float) -> np.ndarray:
     """``sigmoid(logit(scores) + weight * log_ratio)`` for ``(K, Y, X)`` probabilities;
     changes ``scores`` in place and returns it."""
-    clipped = np.clip(scores, 1e-4, 1 - 1e-4)
-    logits = np.log(clipped) - np.log1p(-clipped) + weight * log_ratio
-    scores[:] = 1 / (1 + np.exp(-logits))
+    scores[:] = expit(logit(np.clip(scores, 1e-4, 1 - 1e-4)) + weight * log_ratio)
     return scores
