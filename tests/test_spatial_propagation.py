@@ -102,6 +102,8 @@ def test_registered_and_presets_validate():
     ("finetune_dream=1.5", "finetune_dream"), ("finetune_seed=-1", "finetune_seed"),
     ("finetune_draws=0", "finetune_draws"),
     ("online_steps=-1", "online_steps"), ("online_margin=0", "online_margin"),
+    ("colour_prior=-1", "colour_prior"), ("colour_bins=1", "colour_bins"),
+    ("colour_update=1.5", "colour_update"),
 ])
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
@@ -533,15 +535,12 @@ def test_crf_sharpens_the_propagated_masks_and_is_checked(trained):
         small_method("crf=true", "crf_iterations=0")
 
 
-def test_colour_evidence_tracks_the_discs_and_is_checked(trained):
+def test_colour_evidence_tracks_the_discs(trained):
     """The colour evidence (off by default) on grey discs, its histograms renewed every
-    frame; its own tests are in test_colour.py."""
+    frame; its own tests are in test_colour.py, its bad values in
+    test_bad_values_name_the_key."""
     method, model = trained
     assert small_method().config.colour_prior == 0
     scores = disc_scores(small_method("finetune_steps=30", "online_steps=0", "colour_prior=0.5",
                                       "colour_update=0.2"), model, 10)
     assert min(scores) > 0.7 and np.mean(scores) > 0.85
-    for override, key in (("colour_prior=-1", "colour_prior"), ("colour_bins=1", "colour_bins"),
-                          ("colour_update=1.5", "colour_update")):
-        with pytest.raises(ConfigError, match=key):
-            small_method(override)
